@@ -1,0 +1,37 @@
+"""Configuration: Settings, loading from TOML and the environment, and safety checks."""
+
+from tradekit.config.loading import LoadedSettings, load_settings
+from tradekit.config.safety import UNSAFE_RULES, check_safety
+from tradekit.config.settings import (
+    AllocationSettings,
+    ExitSettings,
+    FreshnessSettings,
+    LedgerSettings,
+    OrderGuardSettings,
+    ReconciliationSettings,
+    SafetySettings,
+    ScaleInSettings,
+    ScannerSettings,
+    Settings,
+    SettingsError,
+    TierSettings,
+)
+
+__all__ = [
+    "UNSAFE_RULES",
+    "AllocationSettings",
+    "ExitSettings",
+    "FreshnessSettings",
+    "LedgerSettings",
+    "LoadedSettings",
+    "OrderGuardSettings",
+    "ReconciliationSettings",
+    "SafetySettings",
+    "ScaleInSettings",
+    "ScannerSettings",
+    "Settings",
+    "SettingsError",
+    "TierSettings",
+    "check_safety",
+    "load_settings",
+]

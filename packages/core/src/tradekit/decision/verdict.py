@@ -1,0 +1,131 @@
+"""Checks, their fold into one decision, and the decision's explanation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+from tradekit.decision.reasons import BuyAction, CheckOutcome, ReasonCode, RulePhase
+from tradekit.domain.values import to_utc, utc
+
+_STOPPING = frozenset({CheckOutcome.SKIP, CheckOutcome.BLOCK})
+
+
+@attrs.frozen(kw_only=True)
+class Check:
+    """One rule's verdict on one buy: its outcome, the reason code and a sentence why."""
+
+    rule: str
+    phase: RulePhase
+    outcome: CheckOutcome
+    detail: str
+    reason: ReasonCode | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.reason is None and self.outcome in _STOPPING:
+            raise ValueError(f"check {self.rule}: a {self.outcome} needs a reason code")
+
+    @property
+    def stops_buy(self) -> bool:
+        return self.outcome in _STOPPING
+
+
+def passed(rule: str, phase: RulePhase, detail: str) -> Check:
+    return Check(rule=rule, phase=phase, outcome=CheckOutcome.PASS, detail=detail)
+
+
+def not_applicable(rule: str, phase: RulePhase, detail: str) -> Check:
+    return Check(rule=rule, phase=phase, outcome=CheckOutcome.NOT_APPLICABLE, detail=detail)
+
+
+def skip(rule: str, phase: RulePhase, reason: ReasonCode, detail: str) -> Check:
+    return Check(rule=rule, phase=phase, outcome=CheckOutcome.SKIP, reason=reason, detail=detail)
+
+
+def block(rule: str, phase: RulePhase, reason: ReasonCode, detail: str) -> Check:
+    return Check(rule=rule, phase=phase, outcome=CheckOutcome.BLOCK, reason=reason, detail=detail)
+
+
+def order_checks(checks: Iterable[Check]) -> tuple[Check, ...]:
+    """Sort checks into the canonical trace order: by phase, then rule name."""
+    return tuple(sorted(checks, key=lambda c: (c.phase, c.rule)))
+
+
+def fold(checks: Iterable[Check], *, is_scale_in: bool) -> BuyAction:
+    """Combine checks: any BLOCK -> BLOCK, else any SKIP -> SKIP, else enter or scale in.
+
+    The result does not depend on the order of ``checks``.
+    """
+    outcomes = {c.outcome for c in checks}
+    if CheckOutcome.BLOCK in outcomes:
+        return BuyAction.BLOCK
+    if CheckOutcome.SKIP in outcomes:
+        return BuyAction.SKIP
+    return BuyAction.SCALE_IN if is_scale_in else BuyAction.ENTER_NEW
+
+
+@attrs.frozen(kw_only=True)
+class BuyDecision:
+    """The engine's answer for one buy signal, with every check that ran, in phase order."""
+
+    decision_id: str
+    symbol: str
+    strategy: str
+    signal_id: str
+    action: BuyAction
+    checks: tuple[Check, ...]
+    entry_count: int
+    max_entries: int
+    position_pct: Decimal
+    allocation_cap_pct: Decimal
+    risk_amount: Decimal
+    price: Decimal | None
+    confidence: int
+    evaluated_at: datetime = attrs.field(converter=to_utc, validator=utc)
+
+    @property
+    def reasons(self) -> tuple[ReasonCode, ...]:
+        """Reason codes of the checks that stopped the buy (BLOCKs first)."""
+        blocking = [c.reason for c in self.checks if c.outcome is CheckOutcome.BLOCK and c.reason]
+        skipping = [c.reason for c in self.checks if c.outcome is CheckOutcome.SKIP and c.reason]
+        return tuple(dict.fromkeys(blocking + skipping))
+
+    @property
+    def allows_order(self) -> bool:
+        return self.action in (BuyAction.ENTER_NEW, BuyAction.SCALE_IN)
+
+    def one_line(self) -> str:
+        """Render a single-line summary, as a log line or table row would show it."""
+        stops = [c for c in self.checks if c.stops_buy]
+        why = "; ".join(f"{c.reason}: {c.detail}" for c in stops) if stops else "all checks passed"
+        return (
+            f"{self.action.value.upper()} {self.symbol} [{self.strategy}] "
+            f"entries={self.entry_count}/{self.max_entries} position={self.position_pct:.2f}% "
+            f"cap={self.allocation_cap_pct}% risk={self.risk_amount:.2f} confidence={self.confidence} — {why}"
+        )
+
+    def explain(self) -> str:
+        """Render the full trace: the decision, then each check in the order it is judged."""
+        price = f"{self.price}" if self.price is not None else "unknown"
+        head = [
+            f"decision {self.decision_id}: {self.action.value.upper()} {self.symbol}",
+            f"  strategy      {self.strategy}",
+            f"  signal        {self.signal_id} (confidence {self.confidence})",
+            f"  evaluated at  {self.evaluated_at.isoformat()}",
+            f"  price         {price}",
+            f"  entries       {self.entry_count} of at most {self.max_entries}",
+            f"  position      {self.position_pct:.2f}% of equity (cap {self.allocation_cap_pct}%)",
+            f"  risk amount   {self.risk_amount:.2f}",
+            f"  reasons       {', '.join(self.reasons) or 'none'}",
+            "  checks:",
+        ]
+        rows = [
+            f"    [{c.phase.name.lower():<14}] {c.outcome.value.upper():<14} {c.rule}"
+            + (f" ({c.reason})" if c.reason else "")
+            + f": {c.detail}"
+            for c in self.checks
+        ]
+        return "\n".join(head + rows)

@@ -1,0 +1,131 @@
+"""The tradekit hook specifications and the public ``hookimpl`` marker.
+
+This module holds only the markers and the specs. Hooks are always called by keyword; a
+spec may gain arguments in a later version but never loses or renames one. Each hook has a
+section in ``docs/plugins.md`` (a test enforces it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from tradekit.broker.spec import BrokerSpec
+    from tradekit.decision.context import ScalingContext
+    from tradekit.decision.verdict import BuyDecision, Check
+    from tradekit.exits.intent import ExitIntent
+    from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
+    from tradekit.sizing.result import SizingResult
+    from tradekit.strategy.base import Strategy
+
+PROJECT_NAME = "tradekit"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def evaluate_buy(context: ScalingContext) -> list[Check] | None:
+    """Judge one buy signal and return the checks this plugin ran.
+
+    Every implementation is called (this is not a firstresult hook). The engine folds the
+    checks of all plugins: any BLOCK makes the decision BLOCK, else any SKIP makes it SKIP,
+    else it is ENTER_NEW (flat) or SCALE_IN (adding). Return None or an empty list when the
+    plugin has nothing to say. An implementation that raises produces a BLOCK with reason
+    ``RULE_ERROR``: a buy never goes out without a rule that was meant to judge it.
+
+    :param context: Everything the decision may use, frozen: the signal, the strategy's
+        policy, the account's limits, the ledger and broker positions, pending orders,
+        unreconciled symbols, counters, tier exposure and the market snapshot.
+    :return: The checks this plugin ran, each with its phase, outcome and reason.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def size_position(context: ScalingContext, decision: BuyDecision) -> SizingResult | None:
+    """Decide how much to buy for an approved decision (ENTER_NEW or SCALE_IN).
+
+    Stops at the first non-None result: plugins run before the built-in sizer (register a
+    plugin with ``tryfirst=True`` to be sure), and the built-in fixed-fraction or tiered
+    sizer answers when no plugin does. The execution pipeline still applies the account's
+    order limits (allocation cap, tier cap, max position % of account, minimum notional) to
+    whatever is returned.
+
+    :param context: The same context the decision was made on.
+    :param decision: The approved decision.
+    :return: The quantity to buy and the price it was sized at, or None to defer.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_reconcile(report: ReconcileReport) -> list[ReconcileFinding] | None:
+    """See a finished reconciliation and add findings to it.
+
+    Called after the reconciler compared the ledger with the broker. A plugin may return
+    extra findings, e.g. ``UNRECONCILED`` for a symbol it knows must not be traded; those
+    symbols are then blocked like any other unreconciled symbol. Every finding is written to
+    the audit trail.
+
+    :param report: The reconciler's report (findings, whether the broker could be read).
+    :return: Additional findings, or None.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def on_exit_intent(intent: ExitIntent) -> ExitIntent | None:
+    """See an exit intent before it is persisted or executed, and optionally adjust it.
+
+    Called when an exit is planned and again when it is about to be executed. Stops at the
+    first non-None result, which replaces the intent (e.g. a different limit price). The
+    order type rule still holds: planned exits are limit orders, only immediate ones market.
+
+    :param intent: The intent as tradekit would persist or execute it.
+    :return: An adjusted intent, or None to leave it unchanged.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    """Register strategy classes by calling ``register(StrategyClass)`` for each.
+
+    Strategy names must be unique across all plugins; a duplicate is an error at load.
+
+    :param register: Callback that records one ``Strategy`` subclass.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
+    """Register brokers by calling ``register(BrokerSpec(...))`` for each.
+
+    Broker names must be unique across all plugins; a duplicate is an error at load.
+
+    :param register: Callback that records one ``BrokerSpec``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``tradekit`` command-line interface.
+
+    :param cli: The top-level click group; call ``cli.add_command`` or use ``@cli.command``.
+
+    .. versionadded:: 0.1
+    """

@@ -1,0 +1,262 @@
+"""The plugin manager facade: the only module that calls ``pm.hook``.
+
+Load order: the built-in plugins (tradekit's own rules are plugins), then the environment's
+blocklist (``TRADEKIT_DISABLED_PLUGINS``) and allowlist (``TRADEKIT_LOAD_PLUGINS``), then the
+``tradekit`` entry-point group, then ``check_pending()`` so an implementation of a hook that
+does not exist is an error, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any, cast
+
+import attrs
+import pluggy
+
+from tradekit import hookspecs
+from tradekit.broker.spec import BrokerSpec
+from tradekit.decision.context import ScalingContext
+from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
+from tradekit.decision.verdict import BuyDecision, Check
+from tradekit.exits.intent import ExitIntent
+from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
+from tradekit.sizing.result import SizingResult
+from tradekit.strategy.base import Strategy
+
+ENTRY_POINT_GROUP = "tradekit"
+DISABLED_ENV = "TRADEKIT_DISABLED_PLUGINS"
+ALLOWLIST_ENV = "TRADEKIT_LOAD_PLUGINS"
+
+# The built-in buy rules: safety the user may not switch off by configuration.
+BUILTIN_RULE_PLUGINS: tuple[str, ...] = (
+    "tradekit.decision.rules.preflight",
+    "tradekit.decision.rules.freshness",
+    "tradekit.decision.rules.safety",
+    "tradekit.decision.rules.direction",
+    "tradekit.decision.rules.qualification",
+    "tradekit.decision.rules.feasibility",
+)
+# Other built-in plugins (replaceable behaviour, may be disabled).
+BUILTIN_PLUGINS: tuple[str, ...] = (*BUILTIN_RULE_PLUGINS,)
+
+
+class PluginLoadError(RuntimeError):
+    """Plugins could not be loaded consistently (duplicate names, unknown hooks, ...)."""
+
+
+@attrs.frozen
+class LoadedPlugin:
+    name: str
+    origin: str  # "builtin", "entrypoint:<dist> <version>" or "registered"
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Plugins:
+    """Typed access to tradekit's hooks, one method per hook."""
+
+    def __init__(
+        self,
+        *,
+        load_entrypoints: bool = True,
+        env: Mapping[str, str] | None = None,
+        extra: Sequence[tuple[str, object]] = (),
+    ) -> None:
+        env = os.environ if env is None else env
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self._loaded: list[LoadedPlugin] = []
+        self._lock = threading.Lock()
+        self._strategies: dict[str, type[Strategy]] | None = None
+        self._brokers: dict[str, BrokerSpec] | None = None
+
+        disabled = set(_split(env.get(DISABLED_ENV, "")))
+        protected = disabled & set(BUILTIN_RULE_PLUGINS)
+        if protected:
+            raise PluginLoadError(
+                f"{DISABLED_ENV} names built-in safety rules {sorted(protected)}: the buy rules "
+                "cannot be switched off; add a stricter rule plugin instead"
+            )
+        for name in BUILTIN_PLUGINS:
+            if name not in disabled:
+                self._register(importlib.import_module(name), name, "builtin")
+        for name in disabled:
+            self._pm.set_blocked(name)
+        for name, plugin in extra:
+            self._register(plugin, name, "registered")
+        if load_entrypoints:
+            allow = _split(env[ALLOWLIST_ENV]) if ALLOWLIST_ENV in env else None
+            self._load_entrypoints(allow)
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(f"a plugin implements a hook tradekit does not define: {exc}") from exc
+
+    def _register(self, plugin: object, name: str, origin: str) -> None:
+        if self._pm.has_plugin(name) or self._pm.get_plugin(name) is not None:
+            raise PluginLoadError(f"two plugins are named {name!r}; plugin names must be unique")
+        try:
+            self._pm.register(plugin, name=name)
+        except ValueError as exc:
+            raise PluginLoadError(f"plugin {name!r} could not be registered: {exc}") from exc
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(f"plugin {name!r} is invalid: {exc}") from exc
+        self._loaded.append(LoadedPlugin(name, origin))
+
+    def _load_entrypoints(self, allow: list[str] | None) -> None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if allow is not None and ep.name not in allow:
+                continue
+            if self._pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginLoadError(f"entry point {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
+            self._register(plugin, ep.name, f"entrypoint:{dist}")
+
+    def register(self, plugin: object, name: str) -> None:
+        """Register a plugin object after loading (tests, embedding applications)."""
+        with self._lock:
+            self._register(plugin, name, "registered")
+            self._strategies = None
+            self._brokers = None
+
+    def unregister(self, name: str) -> None:
+        if name in BUILTIN_RULE_PLUGINS:
+            raise PluginLoadError(f"{name} is a built-in safety rule and cannot be removed")
+        with self._lock:
+            self._pm.unregister(name=name)
+            self._loaded = [p for p in self._loaded if p.name != name]
+            self._strategies = None
+            self._brokers = None
+
+    def hookimpl_plugin_names(self, hook: str) -> list[str]:
+        """Names of the plugins implementing ``hook``, in registration order."""
+        caller = getattr(self._pm.hook, hook)
+        return [impl.plugin_name for impl in caller.get_hookimpls()]
+
+    @property
+    def loaded(self) -> tuple[LoadedPlugin, ...]:
+        return tuple(self._loaded)
+
+    # --- hooks -------------------------------------------------------------------------
+
+    def evaluate_buy(self, context: ScalingContext) -> list[Check]:
+        """Run every ``evaluate_buy`` implementation and return all their checks."""
+        try:
+            results: list[list[Check] | None] = self._pm.hook.evaluate_buy(context=context)
+        except Exception:  # noqa: BLE001 - isolated per implementation below
+            return self._evaluate_buy_isolating_errors(context)
+        checks: list[Check] = []
+        for result in results:
+            if result:
+                checks.extend(result)
+        return checks
+
+    def _evaluate_buy_isolating_errors(self, context: ScalingContext) -> list[Check]:
+        # Slow path, only after a failure: call each implementation alone so one broken rule
+        # becomes a BLOCK naming it, while the others still report.
+        checks: list[Check] = []
+        for impl in self._pm.hook.evaluate_buy.get_hookimpls():
+            try:
+                result = cast("list[Check] | None", impl.function(context=context))
+            except Exception as exc:  # noqa: BLE001 - turned into a BLOCK, never swallowed
+                checks.append(
+                    Check(
+                        rule=f"{impl.plugin_name}",
+                        phase=RulePhase.PREFLIGHT,
+                        outcome=CheckOutcome.BLOCK,
+                        reason=ReasonCode.RULE_ERROR,
+                        detail=f"rule plugin {impl.plugin_name} raised {type(exc).__name__}: {exc}",
+                    )
+                )
+                continue
+            if result:
+                checks.extend(result)
+        return checks
+
+    def size_position(self, context: ScalingContext, decision: BuyDecision) -> SizingResult | None:
+        result: SizingResult | None = self._pm.hook.size_position(context=context, decision=decision)
+        return result
+
+    def on_reconcile(self, report: ReconcileReport) -> list[ReconcileFinding]:
+        results: list[list[ReconcileFinding] | None] = self._pm.hook.on_reconcile(report=report)
+        return [finding for result in results if result for finding in result]
+
+    def on_exit_intent(self, intent: ExitIntent) -> ExitIntent:
+        adjusted: ExitIntent | None = self._pm.hook.on_exit_intent(intent=intent)
+        return intent if adjusted is None else adjusted
+
+    def register_commands(self, cli: Any) -> None:
+        self._pm.hook.register_commands(cli=cli)
+
+    def strategies(self) -> dict[str, type[Strategy]]:
+        """Every registered strategy class by name (duplicates are an error)."""
+        with self._lock:
+            if self._strategies is None:
+                found: dict[str, type[Strategy]] = {}
+
+                def register(cls: type[Strategy]) -> None:
+                    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+                        raise PluginLoadError(f"register_strategies got {cls!r}, not a Strategy subclass")
+                    if cls.name in found and found[cls.name] is not cls:
+                        raise PluginLoadError(
+                            f"two strategies are named {cls.name!r}: {_qualname(found[cls.name])} and {_qualname(cls)}"
+                        )
+                    found[cls.name] = cls
+
+                self._pm.hook.register_strategies(register=register)
+                self._strategies = found
+            return dict(self._strategies)
+
+    def brokers(self) -> dict[str, BrokerSpec]:
+        """Every registered broker by name (duplicates are an error)."""
+        with self._lock:
+            if self._brokers is None:
+                found: dict[str, BrokerSpec] = {}
+
+                def register(spec: BrokerSpec) -> None:
+                    if not isinstance(spec, BrokerSpec):
+                        raise PluginLoadError(f"register_brokers got {spec!r}, not a BrokerSpec")
+                    if spec.name in found:
+                        raise PluginLoadError(f"two brokers are named {spec.name!r}")
+                    found[spec.name] = spec
+
+                self._pm.hook.register_brokers(register=register)
+                self._brokers = found
+            return dict(self._brokers)
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+_default: Plugins | None = None
+_default_lock = threading.Lock()
+
+
+def default_plugins() -> Plugins:
+    """Return the process-wide plugin manager (built-ins plus installed entry points)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Plugins()
+        return _default
+
+
+def hook_names() -> list[str]:
+    """Names of every hook tradekit defines (used by the docs test)."""
+    return sorted(
+        name
+        for name in dir(hookspecs)
+        if not name.startswith("_") and hasattr(getattr(hookspecs, name), "tradekit_spec")
+    )

@@ -1,0 +1,151 @@
+"""The one cattrs converter: how every tradekit record becomes JSON-ready data and back.
+
+Models carry no serialization code ("keep them separated"); this factory owns it.
+``Decimal`` travels as a string (never through float), datetimes as ISO 8601 with an offset
+(naive ones are refused), ``StrEnum`` members by value, and unknown keys are an error so a
+typo in a config file or a broker payload is caught rather than ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from functools import cache
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.preconf.json import make_converter as _make_json_converter
+from cattrs.v import format_exception
+
+T = TypeVar("T")
+
+
+class StructureError(ValueError):
+    """Data that does not fit a tradekit record; the message lists every problem by path."""
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid {what}:\n{lines}")
+
+
+def _structure_decimal(value: object, _type: type) -> Decimal:
+    if isinstance(value, bool):
+        raise TypeError(f"expected a decimal number, got a boolean {value!r}")
+    if isinstance(value, float):
+        # Floats are refused: 0.1 is not 0.1. Quote the number in TOML/JSON.
+        raise TypeError(f"expected a decimal number as a string or integer, got float {value!r} (quote it)")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, (int, str)):
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"not a decimal number: {value!r}") from None
+    else:
+        raise TypeError(f"expected a decimal number, got {type(value).__name__} {value!r}")
+    if not result.is_finite():
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return result
+
+
+def _structure_datetime(value: object, _type: type) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 datetime: {value!r}") from None
+    else:
+        raise TypeError(f"expected an ISO 8601 datetime string, got {type(value).__name__}")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r} refused: give a UTC offset, e.g. 2024-01-02T15:00:00Z")
+    return parsed.astimezone(UTC)
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} cannot be stored")
+    return value.astimezone(UTC).isoformat()
+
+
+def _structure_int(value: object, _type: type) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"expected an integer, got a boolean {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise TypeError(f"expected an integer, got {type(value).__name__} {value!r}")
+
+
+def _structure_bool(value: object, _type: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise TypeError(f"expected true or false, got {value!r}")
+
+
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _structure_timedelta(value: object, _type: type) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    seconds = _structure_decimal(value, Decimal)
+    if seconds < 0:
+        raise ValueError(f"a duration must not be negative, got {value!r}")
+    return timedelta(seconds=float(seconds))
+
+
+@cache
+def converter() -> cattrs.Converter:
+    """Return the shared converter (JSON-compatible primitives, strict structuring)."""
+    conv = _make_json_converter(forbid_extra_keys=True)
+    # StrEnum before str in the MRO: members leave as their plain value.
+    conv.register_unstructure_hook(StrEnum, lambda member: member.value)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    conv.register_unstructure_hook(datetime, _unstructure_datetime)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(timedelta, _structure_timedelta)
+    conv.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
+    return conv
+
+
+def structure(data: Any, cls: type[T], *, what: str | None = None) -> T:
+    """Build ``cls`` from ``data`` or raise ``StructureError`` naming every bad field."""
+    try:
+        return converter().structure(data, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            problems = cattrs.transform_error(exc, path=what or cls.__name__, format_exception=_describe)
+        else:
+            problems = [f"{exc} @ {what or cls.__name__}"]
+        raise StructureError(what or cls.__name__, problems) from exc
+
+
+def _describe(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, KeyError) and str(exc):
+        if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+            return f"unknown key(s): {', '.join(sorted(exc.extra_fields))}"
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def unstructure(obj: Any) -> Any:
+    """Turn a record into JSON-ready primitives (Decimal as str, datetime as ISO UTC)."""
+    return converter().unstructure(obj)
+
+
+def as_mapping(obj: Any) -> Mapping[str, Any]:
+    data = unstructure(obj)
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{type(obj).__name__} does not unstructure to a mapping")
+    return data

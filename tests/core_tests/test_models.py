@@ -1,0 +1,194 @@
+"""Domain records: Decimal money, UTC times, derived position figures, one converter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradekit.domain import (
+    AccountSnapshot,
+    Bar,
+    BrokerPosition,
+    Fill,
+    InvalidValueError,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionEntry,
+    PositionReduction,
+    Side,
+    Signal,
+)
+from tradekit.serialization import StructureError, structure, unstructure
+
+T0 = datetime(2024, 1, 2, 15, tzinfo=UTC)
+
+
+def test_position_figures_are_derived_from_entries() -> None:
+    pos = Position(
+        symbol="KO",
+        strategy="pyr",
+        entries=[
+            PositionEntry(time=T0, price=Decimal(50), qty=Decimal(10)),
+            PositionEntry(time=T0 + timedelta(days=1), price=Decimal(53), qty=Decimal(20)),
+        ],
+        reductions=[PositionReduction(time=T0 + timedelta(days=2), qty=Decimal(5), price=Decimal(55))],
+    )
+    assert pos.entry_count == 2
+    assert pos.last_entry_price == Decimal(53)
+    assert pos.last_entry_time == T0 + timedelta(days=1)
+    assert pos.average_price == Decimal(1560) / Decimal(30)  # (500 + 1060) / 30
+    assert pos.qty == Decimal(25)
+    assert pos.is_open
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.decimals(min_value=Decimal("0.01"), max_value=Decimal(10_000), places=2),
+            st.decimals(min_value=Decimal("0.001"), max_value=Decimal(1000), places=3),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_average_price_is_notional_weighted_and_within_entry_range(
+    entries: list[tuple[Decimal, Decimal]],
+) -> None:
+    pos = Position(
+        symbol="X",
+        strategy=None,
+        entries=[PositionEntry(time=T0, price=p, qty=q) for p, q in entries],
+    )
+    lo, hi = min(p for p, _ in entries), max(p for p, _ in entries)
+    assert lo <= pos.average_price <= hi
+    assert abs(pos.average_price * pos.entered_qty - sum(p * q for p, q in entries)) < Decimal("1e-15")
+
+
+@pytest.mark.parametrize("bad", [Decimal("NaN"), Decimal("Infinity"), Decimal(-1), Decimal(0)])
+def test_bad_prices_are_refused_with_the_field_name(bad: Decimal) -> None:
+    with pytest.raises(InvalidValueError, match="price"):
+        PositionEntry(time=T0, price=bad, qty=Decimal(1))
+
+
+def test_float_money_is_refused() -> None:
+    with pytest.raises(InvalidValueError, match="floats are refused"):
+        PositionEntry(time=T0, price=1.5, qty=Decimal(1))  # type: ignore[arg-type]
+
+
+def test_naive_datetime_is_refused() -> None:
+    with pytest.raises(InvalidValueError, match="timezone-aware"):
+        Signal(symbol="KO", side=Side.BUY, confidence=3, generated_at=datetime(2024, 1, 2))  # noqa: DTZ001
+
+
+def test_aware_datetime_is_normalised_to_utc() -> None:
+    est = timezone(timedelta(hours=-5))
+    sig = Signal(symbol="KO", side=Side.BUY, confidence=3, generated_at=datetime(2024, 1, 2, 10, tzinfo=est))
+    assert sig.generated_at == datetime(2024, 1, 2, 15, tzinfo=UTC)
+    assert sig.generated_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize("confidence", [0, 6, True])
+def test_signal_confidence_is_1_to_5(confidence: int) -> None:
+    with pytest.raises(ValueError, match="confidence"):
+        Signal(symbol="KO", side=Side.BUY, confidence=confidence, generated_at=T0)
+
+
+def test_signal_id_is_deterministic() -> None:
+    a = Signal(symbol="KO", side=Side.BUY, confidence=3, generated_at=T0, source="s")
+    b = Signal(symbol="KO", side=Side.BUY, confidence=5, generated_at=T0, source="s")
+    assert a.signal_id == b.signal_id
+    assert a.signal_id != Signal(symbol="PFE", side=Side.BUY, confidence=3, generated_at=T0, source="s").signal_id
+
+
+def test_order_request_needs_exactly_one_of_qty_or_notional() -> None:
+    with pytest.raises(ValueError, match="exactly one of qty or notional"):
+        OrderRequest(client_order_id="c1", symbol="KO", side=Side.BUY, qty=Decimal(1), notional=Decimal(10))
+    with pytest.raises(ValueError, match="needs limit_price"):
+        OrderRequest(
+            client_order_id="c1",
+            symbol="KO",
+            side=Side.BUY,
+            order_type=OrderType.LIMIT,
+            qty=Decimal(1),
+        )
+    with pytest.raises(ValueError, match=r"client_order_id must be 1\.\.128"):
+        OrderRequest(client_order_id="x" * 129, symbol="KO", side=Side.BUY, qty=Decimal(1))
+    assert OrderRequest(client_order_id="c", symbol="KO", side=Side.BUY, qty=Decimal("0.5")).is_fractional
+
+
+def test_bar_with_high_below_low_is_refused() -> None:
+    with pytest.raises(ValueError, match="high 9 < low 10"):
+        Bar(
+            symbol="X",
+            time=T0,
+            open=Decimal(10),
+            high=Decimal(9),
+            low=Decimal(10),
+            close=Decimal(10),
+            volume=Decimal(0),
+        )
+
+
+RECORDS: list[Any] = [
+    Signal(symbol="KO", side=Side.BUY, confidence=4, generated_at=T0, reference_price=Decimal("60.125")),
+    AccountSnapshot(equity=Decimal("100000.01"), cash=Decimal(5), buying_power=Decimal(5), as_of=T0),
+    BrokerPosition(symbol="KO", qty=Decimal("-3.5"), avg_entry_price=Decimal("60.1"), as_of=T0),
+    Order(
+        client_order_id="c1",
+        broker_order_id="b1",
+        symbol="KO",
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        status=OrderStatus.PARTIALLY_FILLED,
+        qty=Decimal(3),
+        filled_qty=Decimal(1),
+        submitted_at=T0,
+    ),
+    Fill(
+        execution_id="e1",
+        client_order_id="c1",
+        broker_order_id="b1",
+        symbol="KO",
+        side=Side.BUY,
+        qty=Decimal(1),
+        price=Decimal("60.07"),
+        time=T0,
+    ),
+    Position(
+        symbol="KO",
+        strategy=None,
+        entries=[PositionEntry(time=T0, price=Decimal("0.1"), qty=Decimal("0.3"))],
+    ),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_records_round_trip_through_the_converter_without_floats(record: Any) -> None:
+    data = unstructure(record)
+    assert "float" not in repr(data)
+    assert structure(data, type(record)) == record
+
+
+def test_structuring_rejects_unknown_keys_and_naive_times() -> None:
+    data = unstructure(RECORDS[0])
+    with pytest.raises(StructureError, match="extra fields found"):
+        structure({**data, "colour": "red"}, Signal)
+    with pytest.raises(StructureError, match="naive datetime"):
+        structure({**data, "generated_at": "2024-01-02T15:00:00"}, Signal)
+    with pytest.raises(StructureError, match=r"float 60\.1 \(quote it\)"):
+        structure({**data, "reference_price": 60.1}, Signal)
+
+
+def test_broker_payload_missing_fields_names_them() -> None:
+    data = unstructure(RECORDS[2])
+    del data["avg_entry_price"]
+    with pytest.raises(StructureError, match="avg_entry_price"):
+        structure(data, BrokerPosition)
