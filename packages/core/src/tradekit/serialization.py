@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
+from enum import Enum, IntEnum, StrEnum
 from functools import cache
 from typing import Any, TypeVar
 
@@ -72,6 +72,14 @@ def _unstructure_datetime(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+def _structure_enum(value: object, type_: type[Enum]) -> Enum:
+    try:
+        return type_(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in type_)
+        raise ValueError(f"{value!r} is not one of {allowed}") from None
+
+
 def _structure_int(value: object, _type: type) -> int:
     if isinstance(value, bool):
         raise TypeError(f"expected an integer, got a boolean {value!r}")
@@ -108,6 +116,9 @@ def converter() -> cattrs.Converter:
     conv = _make_json_converter(forbid_extra_keys=True)
     # StrEnum before str in the MRO: members leave as their plain value.
     conv.register_unstructure_hook(StrEnum, lambda member: member.value)
+    # Enums before int/str: a RulePhase must come back as a RulePhase, not a bare int.
+    conv.register_structure_hook(IntEnum, _structure_enum)
+    conv.register_structure_hook(StrEnum, _structure_enum)
     conv.register_structure_hook(Decimal, _structure_decimal)
     conv.register_unstructure_hook(Decimal, str)
     conv.register_structure_hook(datetime, _structure_datetime)

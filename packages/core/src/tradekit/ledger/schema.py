@@ -1,0 +1,222 @@
+"""The ledger's tables: append-only records, Decimal and time stored as exact text.
+
+Money and quantities are stored as decimal strings (SQLite has no exact decimal type and
+SQLAlchemy's Numeric would pass through float there). Times are stored as fixed-width UTC
+ISO 8601 strings, which sort and compare correctly as text on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+SCHEMA_VERSION = 1
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
+
+
+class DecimalText(sa.types.TypeDecorator[Decimal]):
+    """A Decimal stored as its exact string."""
+
+    impl = sa.String(64)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError(f"the ledger stores finite Decimals only, got {value!r}")
+        return str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class UtcText(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware datetime stored as fixed-width UTC text."""
+
+    impl = sa.String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"the ledger stores timezone-aware times only, got {value!r}")
+        return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "tk_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+# An order tradekit decided to send, written before it is sent. Its client order id is
+# deterministic (derived from intent_key), so a second attempt at the same intent collides
+# here and at the broker instead of becoming a second order.
+order_intents = sa.Table(
+    "tk_order_intents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("client_order_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("intent_key", sa.String(512), nullable=False, unique=True),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("side", sa.String(8), nullable=False),
+    sa.Column("purpose", sa.String(16), nullable=False),
+    sa.Column("strategy", sa.String(128)),
+    sa.Column("order_type", sa.String(16), nullable=False),
+    sa.Column("qty", DecimalText),
+    sa.Column("notional", DecimalText),
+    sa.Column("limit_price", DecimalText),
+    sa.Column("decision_id", sa.String(64)),
+    sa.Column("exit_intent_id", sa.String(64)),
+    sa.Column("replaces", sa.String(128)),
+    sa.Column("confidence", sa.Integer),
+    sa.Column("created_at", UtcText, nullable=False),
+    sa.Index("ix_tk_order_intents_symbol_created", "symbol", "created_at"),
+    sa.Index("ix_tk_order_intents_created", "created_at"),
+)
+
+# Every status an order went through, as reported by the broker (or decided by tradekit:
+# "submitting", "not_found").
+order_events = sa.Table(
+    "tk_order_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("client_order_id", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("broker_order_id", sa.String(128)),
+    sa.Column("filled_qty", DecimalText),
+    sa.Column("filled_avg_price", DecimalText),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("time", UtcText, nullable=False),
+    sa.Index("ix_tk_order_events_coid", "client_order_id", "id"),
+)
+
+fills = sa.Table(
+    "tk_fills",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("client_order_id", sa.String(128), nullable=False),
+    sa.Column("broker_order_id", sa.String(128), nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("side", sa.String(8), nullable=False),
+    sa.Column("qty", DecimalText, nullable=False),
+    sa.Column("price", DecimalText, nullable=False),
+    sa.Column("commission", DecimalText, nullable=False),
+    sa.Column("time", UtcText, nullable=False),
+    sa.Index("ix_tk_fills_coid", "client_order_id"),
+)
+
+# Exposure changes. A position's life (lifecycle) runs from its first entry to flat; the
+# open position of a symbol is the fold of its latest lifecycle's rows.
+position_events = sa.Table(
+    "tk_position_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("lifecycle", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("strategy", sa.String(128)),
+    sa.Column("qty", DecimalText, nullable=False),
+    sa.Column("price", DecimalText),
+    sa.Column("confidence", sa.Integer),
+    sa.Column("client_order_id", sa.String(128)),
+    sa.Column("execution_id", sa.String(128), unique=True),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("time", UtcText, nullable=False),
+    sa.Index("ix_tk_position_events_symbol_life", "symbol", "lifecycle"),
+)
+
+# The current lifecycle of each symbol and whether it is open: a derived index kept in the
+# same transaction as the events, so "all open positions" never scans history.
+position_heads = sa.Table(
+    "tk_position_heads",
+    metadata,
+    sa.Column("symbol", sa.String(64), primary_key=True),
+    sa.Column("lifecycle", sa.Integer, nullable=False),
+    sa.Column("is_open", sa.Boolean, nullable=False),
+)
+
+decisions = sa.Table(
+    "tk_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("decision_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("strategy", sa.String(128), nullable=False),
+    sa.Column("signal_id", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("trace", sa.Text, nullable=False),
+    sa.Column("evaluated_at", UtcText, nullable=False),
+    sa.Index("ix_tk_decisions_symbol_time", "symbol", "evaluated_at"),
+    sa.Index("ix_tk_decisions_time", "evaluated_at"),
+)
+
+reconciliations = sa.Table(
+    "tk_reconciliations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UtcText, nullable=False),
+    sa.Column("broker", sa.String(64), nullable=False),
+    sa.Column("broker_ok", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+)
+
+reconcile_findings = sa.Table(
+    "tk_reconcile_findings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("reconciliation_id", sa.Integer, sa.ForeignKey("tk_reconciliations.id"), nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(24), nullable=False),
+    sa.Column("broker_qty", DecimalText),
+    sa.Column("ledger_qty", DecimalText),
+    sa.Column("price", DecimalText),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Index("ix_tk_reconcile_findings_rec", "reconciliation_id"),
+)
+
+exit_intents = sa.Table(
+    "tk_exit_intents",
+    metadata,
+    sa.Column("intent_id", sa.String(64), primary_key=True),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("strategy", sa.String(128)),
+    sa.Column("qty", DecimalText, nullable=False),
+    sa.Column("urgency", sa.String(16), nullable=False),
+    sa.Column("order_type", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("decided_at", UtcText, nullable=False),
+    sa.Column("window_opens_at", UtcText),
+    sa.Column("window_closes_at", UtcText),
+    sa.Index("ix_tk_exit_intents_symbol", "symbol"),
+)
+
+exit_transitions = sa.Table(
+    "tk_exit_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("intent_id", sa.String(64), sa.ForeignKey("tk_exit_intents.intent_id"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("limit_price", DecimalText),
+    sa.Column("client_order_id", sa.String(128)),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("time", UtcText, nullable=False),
+    sa.Index("ix_tk_exit_transitions_intent", "intent_id", "id"),
+)

@@ -1,0 +1,951 @@
+"""The ledger: tradekit's append-only memory in SQLite (default) or PostgreSQL.
+
+Everything that changes exposure or explains it is appended: order intents (before the
+order is sent), order status events, fills (deduplicated by execution id), position events,
+buy decisions with their trace, reconciliations and their findings, exit intents and their
+transitions. Positions and the counters that guard orders are derived from those rows.
+
+Concurrency:
+
+- SQLite: one process trades on a ledger file at a time. ``Ledger.open(..., for_trading=True)``
+  takes an exclusive lock file next to the database and refuses a second trader with a
+  message naming the holder's pid; read-only opens (the CLI's listings) are always allowed.
+  Write transactions are ``BEGIN IMMEDIATE``, so readers never see half a decision.
+- PostgreSQL: several processes may trade on one account. ``transaction(lock_symbol=...)``
+  takes a transaction-scoped advisory lock on the symbol, so two processes evaluating a buy
+  for the same symbol run one after the other and the second sees the first one's intent.
+  Unique constraints on intent keys and client order ids back that up at the row level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, Engine
+
+from tradekit.decision.verdict import BuyDecision
+from tradekit.domain.orders import Fill, OrderType
+from tradekit.domain.positions import EntryOrigin, Position, PositionEntry, PositionReduction
+from tradekit.domain.signals import Side, Urgency
+from tradekit.domain.values import ZERO
+from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
+from tradekit.ledger import schema as t
+from tradekit.ledger.errors import (
+    DuplicateIntentError,
+    InvalidExitTransition,
+    LedgerConnectionError,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerInUseError,
+    LedgerVersionError,
+    LedgerWriteError,
+)
+from tradekit.ledger.records import (
+    TERMINAL_STATUSES,
+    IntentPurpose,
+    IntentState,
+    LedgerOrderStatus,
+    OrderCounts,
+    OrderIntent,
+    StoredDecision,
+)
+from tradekit.reconcile.report import ReconcileAction, ReconcileFinding, ReconcileReport
+from tradekit.serialization import unstructure
+
+PositionKind = Literal["entry", "backfill", "reduction", "external_close"]
+_REDUCING = ("reduction", "external_close")
+
+
+def _sqlite_path(url: sa.URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def _describe_url(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+class Ledger:
+    """A connection to one ledger database. Open with ``Ledger.open``; close when done."""
+
+    def __init__(self, engine: Engine, *, lock_file: IO[str] | None, schema: str | None) -> None:
+        self._engine = engine
+        self._lock_file = lock_file
+        self.schema = schema
+
+    # --- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, for_trading: bool = False, schema: str | None = None) -> Ledger:
+        """Open (creating or migrating if needed) the ledger at ``url``.
+
+        ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/ledger.db`` or
+        ``postgresql+psycopg://user@host:5432/db``. ``schema`` (PostgreSQL only) keeps the
+        ledger's tables in their own schema. ``for_trading`` takes the SQLite trader lock.
+        """
+        try:
+            parsed = sa.make_url(url)
+        except exc.ArgumentError as e:
+            raise LedgerConnectionError(f"ledger URL {url!r} is not a valid database URL: {e}") from None
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise LedgerConnectionError(f"ledger backend {backend!r} is not supported: use sqlite or postgresql")
+        lock_file = None
+        path = _sqlite_path(parsed)
+        if path is not None:
+            if not path.parent.exists():
+                raise LedgerConnectionError(f"ledger directory {path.parent} does not exist")
+            if for_trading:
+                lock_file = _take_trader_lock(path)
+            engine = _sqlite_engine(parsed)
+        elif backend == "sqlite":
+            engine = _sqlite_engine(parsed)
+        else:
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            engine = _postgres_engine(parsed, schema)
+        ledger = cls(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
+        try:
+            ledger._prepare(path)
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def _prepare(self, path: Path | None) -> None:
+        try:
+            if path is not None:
+                _check_sqlite_file(path)
+            with self._engine.connect() as conn:
+                with conn.begin():
+                    if self._engine.dialect.name == "postgresql":
+                        # Two processes opening a fresh database at once must not both migrate.
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7352001)")
+                        if self.schema:
+                            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    _migrate(conn)
+        except LedgerError:
+            raise
+        except exc.OperationalError as e:
+            raise self._translate(e) from None
+        except exc.DatabaseError as e:
+            raise self._translate(e) from None
+
+    def _translate(self, error: exc.DBAPIError) -> LedgerError:
+        where = _describe_url(self._engine.url)
+        original = error.orig
+        text = str(original).strip().splitlines()[0] if original is not None else str(error)
+        if isinstance(original, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text or "disk image" in text
+        ):
+            return LedgerCorruptError(
+                f"ledger {where} is not a readable SQLite database ({text}); restore it from a backup, "
+                "or move it aside and start a new ledger — reconciliation then rebuilds positions from the broker"
+            )
+        if "disk is full" in text or "disk full" in text or "readonly" in text or "read-only" in text:
+            return LedgerWriteError(f"ledger {where}: write failed and was rolled back ({text})")
+        if self._engine.dialect.name == "postgresql":
+            return LedgerConnectionError(f"cannot use PostgreSQL ledger at {where}: {text}")
+        return LedgerWriteError(f"ledger {where}: {text}")
+
+    def close(self) -> None:
+        self._engine.dispose()
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        return _describe_url(self._engine.url)
+
+    @property
+    def backend(self) -> str:
+        return self._engine.dialect.name
+
+    def drop_schema(self) -> None:
+        """Drop a PostgreSQL ledger's schema and everything in it (tests clean up with this)."""
+        if self.backend != "postgresql" or not self.schema:
+            raise LedgerError("drop_schema only applies to a PostgreSQL ledger opened with a schema")
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    # --- transactions ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, *, lock_symbol: str | None = None) -> Iterator[LedgerTx]:
+        """A write transaction: everything inside commits together or not at all.
+
+        With ``lock_symbol`` on PostgreSQL, no other process can hold a transaction on the
+        same symbol at the same time (SQLite write transactions are already exclusive).
+        """
+        try:
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(tk_write=True)
+                with conn.begin():
+                    if lock_symbol is not None and self.backend == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(lock_symbol)})
+                    yield LedgerTx(conn)
+        except exc.DBAPIError as e:
+            raise self._translate(e) from None
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[LedgerTx]:
+        """A read-only snapshot."""
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                yield LedgerTx(conn)
+        except exc.DBAPIError as e:
+            raise self._translate(e) from None
+
+    # --- one-shot conveniences -----------------------------------------------------------
+
+    def open_positions(self) -> dict[str, Position]:
+        with self.reading() as tx:
+            return tx.open_positions()
+
+    def position(self, symbol: str) -> Position | None:
+        with self.reading() as tx:
+            return tx.position(symbol)
+
+    def unreconciled_symbols(self) -> frozenset[str]:
+        with self.reading() as tx:
+            return tx.unreconciled_symbols()
+
+    def record_fill(self, fill: Fill) -> bool:
+        with self.transaction(lock_symbol=fill.symbol) as tx:
+            return tx.record_fill(fill)
+
+
+class LedgerTx:
+    """Reads and appends on one connection, inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    # --- intents and orders ---------------------------------------------------------------
+
+    def record_intent(self, intent: OrderIntent) -> None:
+        """Append an order intent; a duplicate key or client order id is refused."""
+        existing = self._conn.execute(
+            sa.select(t.order_intents.c.intent_key).where(
+                sa.or_(
+                    t.order_intents.c.intent_key == intent.intent_key,
+                    t.order_intents.c.client_order_id == intent.client_order_id,
+                )
+            )
+        ).first()
+        if existing is not None:
+            raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded")
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(t.order_intents.insert().values(**_intent_row(intent)))
+        except exc.IntegrityError:
+            # Another process won the race between the check and the insert.
+            raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded") from None
+
+    def intent(self, client_order_id: str) -> OrderIntent | None:
+        row = self._conn.execute(
+            sa.select(t.order_intents).where(t.order_intents.c.client_order_id == client_order_id)
+        ).first()
+        return None if row is None else _intent_from_row(row._mapping)
+
+    def record_order_event(
+        self,
+        client_order_id: str,
+        status: LedgerOrderStatus,
+        time: datetime,
+        *,
+        broker_order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        filled_avg_price: Decimal | None = None,
+        detail: str = "",
+    ) -> None:
+        self._conn.execute(
+            t.order_events.insert().values(
+                client_order_id=client_order_id,
+                status=status.value,
+                broker_order_id=broker_order_id,
+                filled_qty=filled_qty,
+                filled_avg_price=filled_avg_price,
+                detail=detail,
+                time=time,
+            )
+        )
+
+    def intent_state(self, client_order_id: str) -> IntentState | None:
+        intent = self.intent(client_order_id)
+        if intent is None:
+            return None
+        return self._states([intent])[0]
+
+    def pending_intents(self, symbol: str | None = None) -> list[IntentState]:
+        """Intents whose order has not reached a terminal status (or was never confirmed)."""
+        terminal = sa.select(t.order_events.c.client_order_id).where(t.order_events.c.status.in_(TERMINAL_STATUSES))
+        query = sa.select(t.order_intents).where(t.order_intents.c.client_order_id.not_in(terminal))
+        if symbol is not None:
+            query = query.where(t.order_intents.c.symbol == symbol)
+        intents = [_intent_from_row(r._mapping) for r in self._conn.execute(query.order_by(t.order_intents.c.id))]
+        return self._states(intents)
+
+    def _states(self, intents: Sequence[OrderIntent]) -> list[IntentState]:
+        if not intents:
+            return []
+        coids = [i.client_order_id for i in intents]
+        latest: dict[str, Any] = {}
+        for row in self._conn.execute(
+            sa.select(t.order_events)
+            .where(t.order_events.c.client_order_id.in_(coids))
+            .order_by(t.order_events.c.id)
+        ):
+            latest[row.client_order_id] = row
+        filled: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for row in self._conn.execute(
+            sa.select(t.fills.c.client_order_id, t.fills.c.qty).where(t.fills.c.client_order_id.in_(coids))
+        ):
+            filled[row.client_order_id] += row.qty
+        states = []
+        for intent in intents:
+            ev = latest.get(intent.client_order_id)
+            broker_id = None
+            status = None
+            if ev is not None:
+                status = LedgerOrderStatus(ev.status)
+                broker_id = ev.broker_order_id
+            states.append(
+                IntentState(
+                    intent=intent,
+                    status=status,
+                    broker_order_id=broker_id,
+                    filled_qty=filled[intent.client_order_id],
+                )
+            )
+        return states
+
+    def order_counts(self, symbol: str, *, day_start: datetime) -> OrderCounts:
+        """Counters for the buy guards, from the intents recorded since ``day_start``."""
+        i = t.order_intents
+        orders_today = self._conn.execute(
+            sa.select(sa.func.count()).select_from(i).where(i.c.created_at >= day_start)
+        ).scalar_one()
+        last = self._conn.execute(sa.select(sa.func.max(i.c.created_at)).where(i.c.symbol == symbol)).scalar_one()
+        acted = self._conn.execute(
+            sa.select(sa.func.count())
+            .select_from(i)
+            .where(i.c.symbol == symbol, i.c.side == Side.BUY.value, i.c.created_at >= day_start)
+        ).scalar_one()
+        return OrderCounts(
+            orders_today=int(orders_today),
+            last_order_at=last,
+            acted_on_symbol_today=bool(acted),
+        )
+
+    # --- fills and positions ----------------------------------------------------------------
+
+    def filled_qty(self, client_order_id: str) -> Decimal:
+        rows = self._conn.execute(sa.select(t.fills.c.qty).where(t.fills.c.client_order_id == client_order_id))
+        return sum((r.qty for r in rows), ZERO)
+
+    def record_fill(self, fill: Fill) -> bool:
+        """Append a fill and its position change; return False if already recorded.
+
+        Fills are deduplicated by the broker's execution id, so a repeated or replayed fill
+        event never changes a position twice. A fill of an order tradekit did not place is
+        recorded but changes no position: reconciliation handles outside activity.
+        """
+        seen = self._conn.execute(
+            sa.select(t.fills.c.id).where(t.fills.c.execution_id == fill.execution_id)
+        ).first()
+        if seen is not None:
+            return False
+        self._conn.execute(
+            t.fills.insert().values(
+                execution_id=fill.execution_id,
+                client_order_id=fill.client_order_id,
+                broker_order_id=fill.broker_order_id,
+                symbol=fill.symbol,
+                side=fill.side.value,
+                qty=fill.qty,
+                price=fill.price,
+                commission=fill.commission,
+                time=fill.time,
+            )
+        )
+        intent = self.intent(fill.client_order_id)
+        if intent is None:
+            return True
+        if fill.side is Side.BUY:
+            self._append_position_event(
+                fill.symbol,
+                "entry",
+                qty=fill.qty,
+                price=fill.price,
+                time=fill.time,
+                strategy=intent.strategy,
+                confidence=intent.confidence,
+                client_order_id=fill.client_order_id,
+                execution_id=fill.execution_id,
+                reason=intent.purpose.value,
+            )
+        else:
+            self._append_position_event(
+                fill.symbol,
+                "reduction",
+                qty=fill.qty,
+                price=fill.price,
+                time=fill.time,
+                client_order_id=fill.client_order_id,
+                execution_id=fill.execution_id,
+                reason=intent.purpose.value,
+            )
+        return True
+
+    def record_backfill(self, symbol: str, qty: Decimal, price: Decimal, time: datetime, reason: str) -> None:
+        """Adopt a broker-only position: one entry at the broker's average price, no owner."""
+        self._append_position_event(symbol, "backfill", qty=qty, price=price, time=time, reason=reason)
+
+    def record_external_close(self, symbol: str, qty: Decimal, time: datetime, reason: str) -> None:
+        """Close a ledger position the broker no longer holds (EXTERNAL_CLOSE)."""
+        self._append_position_event(symbol, "external_close", qty=qty, price=None, time=time, reason=reason)
+
+    def _append_position_event(
+        self,
+        symbol: str,
+        kind: PositionKind,
+        *,
+        qty: Decimal,
+        price: Decimal | None,
+        time: datetime,
+        strategy: str | None = None,
+        confidence: int | None = None,
+        client_order_id: str | None = None,
+        execution_id: str | None = None,
+        reason: str = "",
+    ) -> None:
+        head = self._conn.execute(sa.select(t.position_heads).where(t.position_heads.c.symbol == symbol)).first()
+        adds = kind in ("entry", "backfill")
+        if head is None:
+            lifecycle, was_open = 1, False
+        else:
+            lifecycle, was_open = int(head.lifecycle), bool(head.is_open)
+        if adds and not was_open:
+            lifecycle = lifecycle + 1 if head is not None else 1
+        if not adds and not was_open:
+            raise LedgerError(f"cannot reduce {symbol}: the ledger holds no open position in it")
+        self._conn.execute(
+            t.position_events.insert().values(
+                symbol=symbol,
+                lifecycle=lifecycle,
+                kind=kind,
+                strategy=strategy,
+                qty=qty,
+                price=price,
+                confidence=confidence,
+                client_order_id=client_order_id,
+                execution_id=execution_id,
+                reason=reason,
+                time=time,
+            )
+        )
+        remaining = self._lifecycle_qty(symbol, lifecycle)
+        is_open = remaining > 0
+        if head is None:
+            self._conn.execute(t.position_heads.insert().values(symbol=symbol, lifecycle=lifecycle, is_open=is_open))
+        else:
+            self._conn.execute(
+                t.position_heads.update()
+                .where(t.position_heads.c.symbol == symbol)
+                .values(lifecycle=lifecycle, is_open=is_open)
+            )
+
+    def _lifecycle_qty(self, symbol: str, lifecycle: int) -> Decimal:
+        pe = t.position_events
+        total = ZERO
+        for row in self._conn.execute(
+            sa.select(pe.c.kind, pe.c.qty).where(pe.c.symbol == symbol, pe.c.lifecycle == lifecycle)
+        ):
+            total += -row.qty if row.kind in _REDUCING else row.qty
+        return total
+
+    def position(self, symbol: str) -> Position | None:
+        """The open position in ``symbol``, or None when flat."""
+        return self.open_positions([symbol]).get(symbol)
+
+    def open_positions(self, symbols: Iterable[str] | None = None) -> dict[str, Position]:
+        """Every open position, derived from the events of each symbol's current lifecycle."""
+        heads = sa.select(t.position_heads.c.symbol, t.position_heads.c.lifecycle).where(t.position_heads.c.is_open)
+        if symbols is not None:
+            heads = heads.where(t.position_heads.c.symbol.in_(list(symbols)))
+        current = heads.subquery()
+        pe = t.position_events
+        rows = self._conn.execute(
+            sa.select(pe)
+            .join(current, sa.and_(pe.c.symbol == current.c.symbol, pe.c.lifecycle == current.c.lifecycle))
+            .order_by(pe.c.symbol, pe.c.id)
+        )
+        grouped: dict[str, list[Any]] = defaultdict(list)
+        for row in rows:
+            grouped[row.symbol].append(row)
+        return {symbol: _fold_position(symbol, events) for symbol, events in grouped.items()}
+
+    # --- decisions ----------------------------------------------------------------------------
+
+    def record_decision(self, decision: BuyDecision) -> None:
+        self._conn.execute(
+            t.decisions.insert().values(
+                decision_id=decision.decision_id,
+                symbol=decision.symbol,
+                strategy=decision.strategy,
+                signal_id=decision.signal_id,
+                action=decision.action.value,
+                reasons=",".join(decision.reasons),
+                summary=decision.one_line(),
+                trace=json.dumps(unstructure(decision), separators=(",", ":")),
+                evaluated_at=decision.evaluated_at,
+            )
+        )
+
+    def decision(self, decision_id: str) -> StoredDecision | None:
+        row = self._conn.execute(sa.select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
+        return None if row is None else _decision_from_row(row._mapping)
+
+    def decisions(
+        self, *, symbol: str | None = None, action: str | None = None, limit: int = 50
+    ) -> list[StoredDecision]:
+        """The most recent decisions first."""
+        query = sa.select(t.decisions).order_by(t.decisions.c.id.desc()).limit(limit)
+        if symbol is not None:
+            query = query.where(t.decisions.c.symbol == symbol)
+        if action is not None:
+            query = query.where(t.decisions.c.action == action)
+        return [_decision_from_row(r._mapping) for r in self._conn.execute(query)]
+
+    def decision_counts(self) -> dict[tuple[str, str], int]:
+        """How many decisions per (action, first reason) — for run summaries."""
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for row in self._conn.execute(sa.select(t.decisions.c.action, t.decisions.c.reasons)):
+            counts[(row.action, row.reasons.split(",")[0] if row.reasons else "")] += 1
+        return dict(counts)
+
+    # --- reconciliation ------------------------------------------------------------------------
+
+    def record_reconciliation(self, report: ReconcileReport) -> int:
+        """Persist a reconciliation and its findings; return its id."""
+        rec_id = self._conn.execute(
+            t.reconciliations.insert().values(
+                started_at=report.started_at, broker=report.broker, broker_ok=report.broker_ok, error=report.error
+            )
+        ).inserted_primary_key
+        assert rec_id is not None
+        findings = list(report.findings)
+        listed = {f.symbol for f in findings if f.action is ReconcileAction.UNRECONCILED}
+        findings += [
+            ReconcileFinding(
+                symbol=s, action=ReconcileAction.UNRECONCILED, reason=report.error or "broker unavailable"
+            )
+            for s in sorted(report.blocked_symbols - listed)
+        ]
+        if findings:
+            self._conn.execute(
+                t.reconcile_findings.insert(),
+                [
+                    {
+                        "reconciliation_id": rec_id[0],
+                        "symbol": f.symbol,
+                        "action": f.action.value,
+                        "broker_qty": f.broker_qty,
+                        "ledger_qty": f.ledger_qty,
+                        "price": f.price,
+                        "reason": f.reason,
+                        "source": f.source,
+                    }
+                    for f in findings
+                ],
+            )
+        return int(rec_id[0])
+
+    def last_reconciliation(self) -> ReconcileReport | None:
+        rec = self._conn.execute(sa.select(t.reconciliations).order_by(t.reconciliations.c.id.desc()).limit(1)).first()
+        if rec is None:
+            return None
+        findings = [
+            ReconcileFinding(
+                symbol=r.symbol,
+                action=ReconcileAction(r.action),
+                reason=r.reason,
+                broker_qty=r.broker_qty,
+                ledger_qty=r.ledger_qty,
+                price=r.price,
+                source=r.source,
+            )
+            for r in self._conn.execute(
+                sa.select(t.reconcile_findings)
+                .where(t.reconcile_findings.c.reconciliation_id == rec.id)
+                .order_by(t.reconcile_findings.c.id)
+            )
+        ]
+        return ReconcileReport(
+            started_at=rec.started_at, broker=rec.broker, broker_ok=rec.broker_ok, findings=findings, error=rec.error
+        )
+
+    def unreconciled_symbols(self) -> frozenset[str]:
+        """Symbols the latest reconciliation could not reconcile: every buy on them is BLOCKed."""
+        report = self.last_reconciliation()
+        return frozenset() if report is None else report.unreconciled_broker_symbols
+
+    # --- exit intents -------------------------------------------------------------------------
+
+    def record_exit_intent(self, intent: ExitIntent) -> None:
+        self._conn.execute(
+            t.exit_intents.insert().values(
+                intent_id=intent.intent_id,
+                symbol=intent.symbol,
+                strategy=intent.strategy,
+                qty=intent.qty,
+                urgency=intent.urgency.value,
+                order_type=intent.order_type.value,
+                reason=intent.reason,
+                decided_at=intent.decided_at,
+                window_opens_at=intent.window_opens_at,
+                window_closes_at=intent.window_closes_at,
+            )
+        )
+        self._conn.execute(
+            t.exit_transitions.insert().values(
+                intent_id=intent.intent_id,
+                state=ExitState.PLANNED.value,
+                limit_price=intent.limit_price,
+                client_order_id=intent.client_order_id,
+                note=intent.note or "planned",
+                time=intent.decided_at,
+            )
+        )
+
+    def transition_exit(
+        self,
+        intent_id: str,
+        state: ExitState,
+        time: datetime,
+        *,
+        note: str,
+        client_order_id: str | None = None,
+        limit_price: Decimal | None = None,
+    ) -> ExitIntent:
+        """Move an exit intent to ``state`` if its life cycle allows it; return the result."""
+        current = self.exit_intent(intent_id)
+        if current is None:
+            raise InvalidExitTransition(f"no exit intent {intent_id}")
+        if state not in EXIT_TRANSITIONS[current.state]:
+            raise InvalidExitTransition(f"exit intent {intent_id} is {current.state}; it cannot become {state}")
+        self._conn.execute(
+            t.exit_transitions.insert().values(
+                intent_id=intent_id,
+                state=state.value,
+                limit_price=limit_price,
+                client_order_id=client_order_id,
+                note=note,
+                time=time,
+            )
+        )
+        updated = self.exit_intent(intent_id)
+        assert updated is not None
+        return updated
+
+    def exit_intent(self, intent_id: str) -> ExitIntent | None:
+        found = self.exit_intents(intent_ids=[intent_id])
+        return found[0] if found else None
+
+    def exit_intents(
+        self,
+        *,
+        states: Iterable[ExitState] | None = None,
+        symbol: str | None = None,
+        intent_ids: Sequence[str] | None = None,
+    ) -> list[ExitIntent]:
+        """Exit intents with their current state (the latest transition), oldest first."""
+        query = sa.select(t.exit_intents).order_by(t.exit_intents.c.decided_at, t.exit_intents.c.intent_id)
+        if symbol is not None:
+            query = query.where(t.exit_intents.c.symbol == symbol)
+        if intent_ids is not None:
+            query = query.where(t.exit_intents.c.intent_id.in_(list(intent_ids)))
+        base = [r._mapping for r in self._conn.execute(query)]
+        if not base:
+            return []
+        transitions: dict[str, list[Any]] = defaultdict(list)
+        for row in self._conn.execute(
+            sa.select(t.exit_transitions)
+            .where(t.exit_transitions.c.intent_id.in_([b["intent_id"] for b in base]))
+            .order_by(t.exit_transitions.c.id)
+        ):
+            transitions[row.intent_id].append(row)
+        wanted = None if states is None else set(states)
+        result = []
+        for b in base:
+            history = transitions[b["intent_id"]]
+            last = history[-1]
+            state = ExitState(last.state)
+            if wanted is not None and state not in wanted:
+                continue
+            limit_price = next((h.limit_price for h in reversed(history) if h.limit_price is not None), None)
+            coid = next((h.client_order_id for h in reversed(history) if h.client_order_id), None)
+            result.append(
+                ExitIntent(
+                    intent_id=b["intent_id"],
+                    symbol=b["symbol"],
+                    strategy=b["strategy"],
+                    qty=b["qty"],
+                    urgency=Urgency(b["urgency"]),
+                    reason=b["reason"],
+                    decided_at=b["decided_at"],
+                    state=state,
+                    order_type=OrderType(b["order_type"]),
+                    limit_price=limit_price,
+                    window_opens_at=b["window_opens_at"],
+                    window_closes_at=b["window_closes_at"],
+                    client_order_id=coid,
+                    note=last.note,
+                )
+            )
+        return result
+
+    def exit_pending(self, symbol: str) -> bool:
+        return bool(self.exit_intents(symbol=symbol, states=(ExitState.PLANNED, ExitState.SUBMITTED)))
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _lock_key(symbol: str) -> int:
+    # A signed 64-bit key derived from the symbol for pg_advisory_xact_lock.
+    return int.from_bytes(hashlib.sha256(f"tradekit:{symbol}".encode()).digest()[:8], "big", signed=True)
+
+
+def _take_trader_lock(path: Path) -> IO[str]:
+    lock_path = path.with_name(path.name + ".lock")
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise LedgerInUseError(
+            f"ledger {path} is already open for trading by another process (pid {holder}); "
+            "one process trades on a SQLite ledger at a time — stop the other one, or use a "
+            "PostgreSQL ledger for several processes sharing an account"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    engine = sa.create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's implicit BEGIN is
+        # deferred, which would let two writers interleave reads and writes).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 10000")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if url.database and url.database != ":memory:":
+            mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise LedgerError(f"ledger {url.database}: could not enable WAL journaling (got {mode})")
+        # FULL: a commit is on disk when it returns, the WAL included (durable appends).
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("tk_write") else "BEGIN")
+
+    return engine
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    advice = (
+        "restore it from a backup, or move it aside and start a new ledger — reconciliation then "
+        "rebuilds positions from the broker"
+    )
+    if header != b"SQLite format 3\x00":
+        raise LedgerCorruptError(f"ledger {path} is not a SQLite database (bad header); {advice}")
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise LedgerCorruptError(f"ledger {path} is not a readable SQLite database ({e}); {advice}") from None
+    if result != "ok":
+        raise LedgerCorruptError(f"ledger {path} failed its integrity check ({result}); {advice}")
+
+
+def _postgres_engine(url: sa.URL, schema: str | None) -> Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    if schema:
+        if not schema.replace("_", "").isalnum():
+            raise LedgerConnectionError(f"ledger schema name {schema!r} must be alphanumeric (with _)")
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(f'SET search_path TO "{schema}"')
+            cur.close()
+            dbapi_conn.commit()
+
+    return engine
+
+
+MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
+    1: lambda conn: t.metadata.create_all(conn),
+}
+
+
+def _migrate(conn: Connection) -> None:
+    inspector = sa.inspect(conn)
+    tables = set(inspector.get_table_names())
+    if t.meta.name not in tables:
+        stray = {name for name in tables if name.startswith("tk_")}
+        if stray:
+            raise LedgerVersionError(f"the database holds tradekit tables {sorted(stray)} but no schema version")
+        version = 0
+    else:
+        raw = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
+        if raw is None or not raw.isdigit():
+            raise LedgerVersionError(f"the ledger's schema version is unreadable ({raw!r})")
+        version = int(raw)
+    if version > t.SCHEMA_VERSION:
+        raise LedgerVersionError(
+            f"the ledger has schema version {version}, newer than this tradekit understands "
+            f"({t.SCHEMA_VERSION}); upgrade tradekit to use it"
+        )
+    for target in range(version + 1, t.SCHEMA_VERSION + 1):
+        MIGRATIONS[target](conn)
+        conn.execute(t.meta.delete().where(t.meta.c.key == "schema_version"))
+        conn.execute(t.meta.insert().values(key="schema_version", value=str(target)))
+
+
+def _intent_row(intent: OrderIntent) -> dict[str, Any]:
+    return {
+        "client_order_id": intent.client_order_id,
+        "intent_key": intent.intent_key,
+        "symbol": intent.symbol,
+        "side": intent.side.value,
+        "purpose": intent.purpose.value,
+        "strategy": intent.strategy,
+        "order_type": intent.order_type.value,
+        "qty": intent.qty,
+        "notional": intent.notional,
+        "limit_price": intent.limit_price,
+        "decision_id": intent.decision_id,
+        "exit_intent_id": intent.exit_intent_id,
+        "replaces": intent.replaces,
+        "confidence": intent.confidence,
+        "created_at": intent.created_at,
+    }
+
+
+def _intent_from_row(row: Mapping[str, Any]) -> OrderIntent:
+    return OrderIntent(
+        intent_key=row["intent_key"],
+        client_order_id=row["client_order_id"],
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        purpose=IntentPurpose(row["purpose"]),
+        created_at=row["created_at"],
+        strategy=row["strategy"],
+        order_type=OrderType(row["order_type"]),
+        qty=row["qty"],
+        notional=row["notional"],
+        limit_price=row["limit_price"],
+        decision_id=row["decision_id"],
+        exit_intent_id=row["exit_intent_id"],
+        replaces=row["replaces"],
+        confidence=row["confidence"],
+    )
+
+
+def _decision_from_row(row: Mapping[str, Any]) -> StoredDecision:
+    return StoredDecision(
+        decision_id=row["decision_id"],
+        symbol=row["symbol"],
+        strategy=row["strategy"],
+        signal_id=row["signal_id"],
+        action=row["action"],
+        reasons=tuple(r for r in row["reasons"].split(",") if r),
+        summary=row["summary"],
+        trace=row["trace"],
+        evaluated_at=row["evaluated_at"],
+    )
+
+
+def _fold_position(symbol: str, events: Sequence[Any]) -> Position:
+    # Fills of one order are one entry (a scale-in filled in three slices is one add-on):
+    # group entry fills by client order id, notional-weighted.
+    entries: list[PositionEntry] = []
+    by_order: dict[str, int] = {}
+    reductions: list[PositionReduction] = []
+    owner: str | None = None
+    for ev in events:
+        if ev.kind == "backfill":
+            entries.append(
+                PositionEntry(time=ev.time, price=ev.price, qty=ev.qty, origin=EntryOrigin.BACKFILL)
+            )
+        elif ev.kind == "entry":
+            owner = owner or ev.strategy
+            index = by_order.get(ev.client_order_id)
+            if index is None:
+                by_order[ev.client_order_id] = len(entries)
+                entries.append(
+                    PositionEntry(
+                        time=ev.time,
+                        price=ev.price,
+                        qty=ev.qty,
+                        confidence=ev.confidence,
+                        client_order_id=ev.client_order_id,
+                    )
+                )
+            else:
+                prev = entries[index]
+                qty = prev.qty + ev.qty
+                entries[index] = PositionEntry(
+                    time=prev.time,
+                    price=(prev.notional + ev.qty * ev.price) / qty,
+                    qty=qty,
+                    confidence=prev.confidence,
+                    client_order_id=prev.client_order_id,
+                )
+        else:
+            reductions.append(PositionReduction(time=ev.time, qty=ev.qty, price=ev.price, reason=ev.reason))
+    return Position(symbol=symbol, strategy=owner, entries=entries, reductions=reductions)

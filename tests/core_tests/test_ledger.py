@@ -1,0 +1,395 @@
+"""The ledger on SQLite and PostgreSQL: append-only records, derived positions, counters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tradekit import StrategyScalingPolicy, evaluate_buy
+from tradekit.decision import BuyDecision
+from tradekit.domain import Fill, OrderType, Side, Urgency
+from tradekit.exits import ExitIntent, ExitState
+from tradekit.ledger import (
+    DuplicateIntentError,
+    IntentPurpose,
+    InvalidExitTransition,
+    Ledger,
+    LedgerConnectionError,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerInUseError,
+    LedgerOrderStatus,
+    LedgerVersionError,
+    LedgerWriteError,
+    OrderIntent,
+)
+from tradekit.plugins import Plugins
+from tradekit.serialization import structure
+from tradekit.testing import make_context, make_position
+
+from .conftest import PG_URL, LedgerFactory, require_postgres
+
+T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
+
+
+def buy_intent(symbol: str = "KO", key: str = "k1", *, qty: str = "10", strategy: str = "pyr") -> OrderIntent:
+    return OrderIntent(
+        intent_key=key,
+        symbol=symbol,
+        side=Side.BUY,
+        purpose=IntentPurpose.ENTRY,
+        created_at=T0,
+        strategy=strategy,
+        qty=Decimal(qty),
+        confidence=5,
+    )
+
+
+def fill(
+    coid: str, exec_id: str, qty: str, price: str, *, side: Side = Side.BUY, symbol: str = "KO", at: datetime = T0
+) -> Fill:
+    return Fill(
+        execution_id=exec_id,
+        client_order_id=coid,
+        broker_order_id="b-" + coid,
+        symbol=symbol,
+        side=side,
+        qty=Decimal(qty),
+        price=Decimal(price),
+        time=at,
+    )
+
+
+def test_new_ledger_is_created_at_the_current_schema_version(ledger: Ledger) -> None:
+    with ledger.reading() as tx:
+        assert tx.open_positions() == {}
+        assert tx.last_reconciliation() is None
+
+
+def test_fill_of_an_intent_becomes_a_position_entry(ledger: Ledger) -> None:
+    intent = buy_intent()
+    with ledger.transaction(lock_symbol="KO") as tx:
+        tx.record_intent(intent)
+    assert ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5"))
+    pos = ledger.position("KO")
+    assert pos is not None
+    assert (pos.entry_count, pos.qty, pos.last_entry_price, pos.strategy) == (1, Decimal(10), Decimal("58.5"), "pyr")
+    assert pos.last_entry_time == T0
+
+
+def test_a_repeated_fill_is_recorded_once(ledger: Ledger) -> None:
+    intent = buy_intent()
+    with ledger.transaction() as tx:
+        tx.record_intent(intent)
+    assert ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5"))
+    assert not ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5"))
+    pos = ledger.position("KO")
+    assert pos is not None
+    assert pos.qty == Decimal(10)
+
+
+def test_partial_fills_of_one_order_are_one_entry_at_their_weighted_price(ledger: Ledger) -> None:
+    intent = buy_intent()
+    with ledger.transaction() as tx:
+        tx.record_intent(intent)
+    for i, (qty, price) in enumerate([("3", "50"), ("5", "51"), ("2", "52")]):
+        ledger.record_fill(fill(intent.client_order_id, f"e{i}", qty, price, at=T0 + timedelta(seconds=i)))
+    pos = ledger.position("KO")
+    assert pos is not None
+    assert pos.entry_count == 1
+    assert pos.qty == Decimal(10)
+    assert pos.average_price == Decimal("50.9")  # (150 + 255 + 104) / 10
+    assert pos.last_entry_time == T0
+
+
+def test_scale_in_adds_an_entry_and_reweights_the_average(ledger: Ledger) -> None:
+    first, second = buy_intent(key="k1"), buy_intent(key="k2", qty="5")
+    with ledger.transaction() as tx:
+        tx.record_intent(first)
+        tx.record_intent(second)
+    ledger.record_fill(fill(first.client_order_id, "e1", "10", "50"))
+    ledger.record_fill(fill(second.client_order_id, "e2", "5", "56", at=T0 + timedelta(days=1)))
+    pos = ledger.position("KO")
+    assert pos is not None
+    assert pos.entry_count == 2
+    assert pos.average_price == Decimal(780) / Decimal(15)
+    assert pos.last_entry_price == Decimal(56)
+
+
+def test_selling_everything_closes_and_the_next_buy_starts_a_new_position(ledger: Ledger) -> None:
+    buy, sell, again = buy_intent(key="b1"), buy_intent(key="s1"), buy_intent(key="b2", qty="3")
+    sell = OrderIntent(
+        intent_key="s1", symbol="KO", side=Side.SELL, purpose=IntentPurpose.EXIT, created_at=T0, qty=Decimal(10)
+    )
+    with ledger.transaction() as tx:
+        for i in (buy, sell, again):
+            tx.record_intent(i)
+    ledger.record_fill(fill(buy.client_order_id, "e1", "10", "50"))
+    ledger.record_fill(fill(sell.client_order_id, "e2", "4", "55", side=Side.SELL))
+    pos = ledger.position("KO")
+    assert pos is not None
+    assert pos.qty == Decimal(6)
+    ledger.record_fill(fill(sell.client_order_id, "e3", "6", "55", side=Side.SELL))
+    assert ledger.position("KO") is None
+    ledger.record_fill(fill(again.client_order_id, "e4", "3", "60"))
+    pos = ledger.position("KO")
+    assert pos is not None
+    assert (pos.entry_count, pos.qty) == (1, Decimal(3))
+
+
+def test_fill_of_an_order_tradekit_did_not_place_changes_no_position(ledger: Ledger) -> None:
+    assert ledger.record_fill(fill("someone-else", "e9", "10", "50"))
+    assert ledger.open_positions() == {}
+
+
+def test_a_second_intent_with_the_same_key_is_refused(ledger: Ledger) -> None:
+    with ledger.transaction() as tx:
+        tx.record_intent(buy_intent(key="same"))
+    with pytest.raises(DuplicateIntentError), ledger.transaction() as tx:
+        tx.record_intent(buy_intent(key="same", qty="99"))
+
+
+def test_client_order_id_is_deterministic_and_short_enough_for_every_venue() -> None:
+    a, b = buy_intent(key="strategy|KO|sig-1|entry-1"), buy_intent(key="strategy|KO|sig-1|entry-1")
+    assert a.client_order_id == b.client_order_id
+    assert len(a.client_order_id) <= 36
+    assert a.client_order_id != buy_intent(key="strategy|KO|sig-1|entry-2").client_order_id
+
+
+def test_intent_is_pending_until_its_order_is_terminal(ledger: Ledger) -> None:
+    intent = buy_intent()
+    with ledger.transaction() as tx:
+        tx.record_intent(intent)
+        assert [s.intent for s in tx.pending_intents("KO")] == [intent]
+        tx.record_order_event(intent.client_order_id, LedgerOrderStatus.ACCEPTED, T0, broker_order_id="b1")
+        state = tx.intent_state(intent.client_order_id)
+        assert state is not None
+        assert state.is_pending
+        assert state.broker_order_id == "b1"
+        tx.record_order_event(intent.client_order_id, LedgerOrderStatus.FILLED, T0)
+        assert tx.pending_intents("KO") == []
+
+
+def test_order_counters_survive_a_restart(ledger_factory: LedgerFactory) -> None:
+    first = ledger_factory()
+    with first.transaction() as tx:
+        tx.record_intent(buy_intent(key="a"))
+        tx.record_intent(buy_intent(symbol="PFE", key="b"))
+    first.close()
+    reopened = ledger_factory()
+    with reopened.reading() as tx:
+        counts = tx.order_counts("KO", day_start=T0 - timedelta(hours=10))
+        assert counts.orders_today == 2
+        assert counts.last_order_at == T0
+        assert counts.acted_on_symbol_today
+        tomorrow = tx.order_counts("KO", day_start=T0 + timedelta(days=1))
+        assert tomorrow.orders_today == 0
+        assert not tomorrow.acted_on_symbol_today
+        assert tomorrow.last_order_at == T0
+
+
+def test_decision_trace_round_trips_and_explains_the_same(ledger: Ledger) -> None:
+    ctx = make_context(
+        policy=StrategyScalingPolicy(allow_scaling=True, max_entries=4), position=make_position(), confidence=3
+    )
+    decision = evaluate_buy(ctx, plugins=Plugins(load_entrypoints=False, env={}))
+    with ledger.transaction() as tx:
+        tx.record_decision(decision)
+    with ledger.reading() as tx:
+        stored = tx.decision(decision.decision_id)
+        assert stored is not None
+        assert stored.reasons == ("confidence_too_low",)
+        assert stored.summary == decision.one_line()
+        assert structure(json.loads(stored.trace), BuyDecision).explain() == decision.explain()
+        assert [d.decision_id for d in tx.decisions(action="skip")] == [decision.decision_id]
+
+
+def exit_intent(intent_id: str = "x1") -> ExitIntent:
+    return ExitIntent(
+        intent_id=intent_id,
+        symbol="KO",
+        strategy="pyr",
+        qty=Decimal(10),
+        urgency=Urgency.PLANNED,
+        reason="close below SMA20",
+        decided_at=T0,
+        limit_price=Decimal("57.5"),
+        window_opens_at=T0 + timedelta(hours=18),
+        window_closes_at=T0 + timedelta(hours=18, minutes=25),
+    )
+
+
+def test_exit_intent_life_cycle_survives_a_restart(ledger_factory: LedgerFactory) -> None:
+    ledger = ledger_factory()
+    with ledger.transaction() as tx:
+        tx.record_exit_intent(exit_intent())
+        assert tx.exit_pending("KO")
+    ledger.close()
+    ledger = ledger_factory()
+    with ledger.transaction() as tx:
+        (planned,) = tx.exit_intents(states=[ExitState.PLANNED])
+        assert planned.limit_price == Decimal("57.5")
+        assert planned.order_type is OrderType.LIMIT
+        tx.transition_exit("x1", ExitState.SUBMITTED, T0, note="sent", client_order_id="tk-x")
+        done = tx.transition_exit("x1", ExitState.EXECUTED, T0, note="filled")
+        assert done.state is ExitState.EXECUTED
+        assert done.client_order_id == "tk-x"
+        assert not tx.exit_pending("KO")
+
+
+def test_an_executed_exit_cannot_be_executed_again(ledger: Ledger) -> None:
+    with ledger.transaction() as tx:
+        tx.record_exit_intent(exit_intent())
+        tx.transition_exit("x1", ExitState.SUBMITTED, T0, note="sent")
+        tx.transition_exit("x1", ExitState.EXECUTED, T0, note="filled")
+    with pytest.raises(InvalidExitTransition, match="is executed; it cannot become submitted"), ledger.transaction() as tx:
+        tx.transition_exit("x1", ExitState.SUBMITTED, T0, note="again")
+
+
+def test_a_failed_transaction_leaves_nothing_behind(ledger: Ledger) -> None:
+    intent = buy_intent()
+    with pytest.raises(RuntimeError, match="boom"), ledger.transaction() as tx:
+        tx.record_intent(intent)
+        tx.record_order_event(intent.client_order_id, LedgerOrderStatus.SUBMITTING, T0)
+        raise RuntimeError("boom")
+    with ledger.reading() as tx:
+        assert tx.intent(intent.client_order_id) is None
+        assert tx.pending_intents() == []
+
+
+def test_reducing_a_position_the_ledger_does_not_hold_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(LedgerError, match="holds no open position"), ledger.transaction() as tx:
+        tx.record_external_close("KO", Decimal(1), T0, "test")
+
+
+def test_naive_times_and_floats_never_reach_the_database(ledger: Ledger) -> None:
+    naive = datetime(2024, 1, 1)  # noqa: DTZ001
+    with pytest.raises(Exception, match="timezone-aware"), ledger.transaction() as tx:
+        tx.record_order_event("c", LedgerOrderStatus.NEW, naive)
+    with pytest.raises(Exception, match="finite Decimals only"), ledger.transaction() as tx:
+        tx.record_backfill("KO", 1.5, Decimal(1), T0, "x")  # type: ignore[arg-type]
+
+
+# --- SQLite specifics ------------------------------------------------------------------------
+
+
+def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    Ledger.open(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE tk_meta SET value = '99' WHERE key = 'schema_version'")
+    engine.dispose()
+    with pytest.raises(LedgerVersionError, match="schema version 99, newer than this tradekit"):
+        Ledger.open(url)
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    path.write_bytes(b"this is a spreadsheet, not a ledger" * 100)
+    with pytest.raises(LedgerCorruptError, match="not a SQLite database"):
+        Ledger.open(f"sqlite:///{path}")
+
+
+def test_a_truncated_ledger_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with Ledger.open(f"sqlite:///{path}") as ledger, ledger.transaction() as tx:
+        for i in range(200):
+            tx.record_intent(buy_intent(key=f"k{i}"))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    with pytest.raises(LedgerCorruptError):
+        Ledger.open(f"sqlite:///{path}")
+
+
+def test_disk_full_rolls_the_whole_write_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    ledger = Ledger.open(url)
+    intent = buy_intent()
+    with ledger.transaction() as tx:
+        tx.record_intent(intent)
+    engine = ledger._engine
+
+    @sa.event.listens_for(engine, "connect")
+    def _tiny(dbapi_conn: object, _rec: object) -> None:
+        # Cap the database at its current size: the next page it needs cannot be had.
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        pages = cur.execute("PRAGMA page_count").fetchone()[0]
+        cur.execute(f"PRAGMA max_page_count = {pages}")
+        cur.close()
+
+    engine.dispose()  # pooled connections must reconnect to pick up the cap
+
+    big = "x" * 200_000
+    with pytest.raises(LedgerWriteError, match="full"), ledger.transaction() as tx:
+        tx.record_fill(fill(intent.client_order_id, "e1", "10", "50"))
+        tx.record_order_event(intent.client_order_id, LedgerOrderStatus.FILLED, T0, detail=big)
+    sa.event.remove(engine, "connect", _tiny)
+    engine.dispose()
+    with ledger.reading() as tx:
+        assert tx.open_positions() == {}
+        assert tx.filled_qty(intent.client_order_id) == 0
+    ledger.close()
+
+
+def test_a_second_process_cannot_trade_on_the_same_sqlite_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from tradekit.ledger import Ledger
+                ledger = Ledger.open("sqlite:///{path}", for_trading=True)
+                print("locked", flush=True)
+                sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LedgerInUseError, match=rf"pid {holder.pid}"):
+            Ledger.open(f"sqlite:///{path}", for_trading=True)
+        # Reading (the CLI's listings) is still allowed while a trader runs.
+        with Ledger.open(f"sqlite:///{path}") as reader:
+            assert reader.open_positions() == {}
+    finally:
+        holder.communicate("\n", timeout=30)
+    # Once the trader is gone, the lock is free again (the OS releases it even on SIGKILL).
+    Ledger.open(f"sqlite:///{path}", for_trading=True).close()
+
+
+# --- PostgreSQL specifics --------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_wrong_postgres_credentials_are_a_clear_error_without_the_password() -> None:
+    require_postgres()
+    url = sa.make_url(PG_URL).set(username="no_such_role", password="s3cret-pw")
+    with pytest.raises(LedgerConnectionError, match="no_such_role") as info:
+        Ledger.open(url.render_as_string(hide_password=False))
+    assert "s3cret-pw" not in str(info.value)
+
+
+def test_an_unsupported_url_is_a_clear_error() -> None:
+    with pytest.raises(LedgerConnectionError, match="not supported"):
+        Ledger.open("mysql://localhost/x")
+    with pytest.raises(LedgerConnectionError, match="not a valid database URL"):
+        Ledger.open("::::")
