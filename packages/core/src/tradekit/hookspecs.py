@@ -7,7 +7,8 @@ section in ``docs/plugins.md`` (a test enforces it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -18,8 +19,10 @@ if TYPE_CHECKING:
     from tradekit.broker.spec import BrokerSpec
     from tradekit.decision.context import ScalingContext
     from tradekit.decision.verdict import BuyDecision, Check
+    from tradekit.domain.market import Bar
     from tradekit.exits.intent import ExitIntent
     from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
+    from tradekit.scanner import Candidate
     from tradekit.sizing.result import SizingResult
     from tradekit.strategy.base import Strategy
 
@@ -92,6 +95,23 @@ def on_exit_intent(intent: ExitIntent) -> ExitIntent | None:
 
     :param intent: The intent as tradekit would persist or execute it.
     :return: An adjusted intent, or None to leave it unchanged.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def scan_candidates(bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: int) -> list[Candidate] | None:
+    """Rank symbols for the scanner and return the best ``top_n`` candidates.
+
+    Stops at the first non-None result; the built-in ranking (20-day momentum) answers last.
+    Each candidate carries its scan price and time, so signals built from it go through the
+    usual freshness checks (signal age, overnight gap).
+
+    :param bars: Daily bars per symbol, oldest first.
+    :param as_of: Rank with the bars up to this moment only.
+    :param top_n: How many candidates to return at most.
+    :return: Candidates, best first, or None to defer.
 
     .. versionadded:: 0.1
     """

@@ -12,8 +12,9 @@ import importlib
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from importlib.metadata import entry_points
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import pluggy
@@ -23,10 +24,14 @@ from tradekit.broker.spec import BrokerSpec
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check
+from tradekit.domain.market import Bar
 from tradekit.exits.intent import ExitIntent
 from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
 from tradekit.sizing.result import SizingResult
 from tradekit.strategy.base import Strategy
+
+if TYPE_CHECKING:
+    from tradekit.scanner import Candidate
 
 ENTRY_POINT_GROUP = "tradekit"
 DISABLED_ENV = "TRADEKIT_DISABLED_PLUGINS"
@@ -42,7 +47,7 @@ BUILTIN_RULE_PLUGINS: tuple[str, ...] = (
     "tradekit.decision.rules.feasibility",
 )
 # Other built-in plugins (replaceable behaviour, may be disabled).
-BUILTIN_PLUGINS: tuple[str, ...] = (*BUILTIN_RULE_PLUGINS,)
+BUILTIN_PLUGINS: tuple[str, ...] = (*BUILTIN_RULE_PLUGINS, "tradekit.sizing.builtin", "tradekit.scanner", "tradekit.broker.paper_plugin")
 
 
 class PluginLoadError(RuntimeError):
@@ -195,6 +200,10 @@ class Plugins:
     def on_exit_intent(self, intent: ExitIntent) -> ExitIntent:
         adjusted: ExitIntent | None = self._pm.hook.on_exit_intent(intent=intent)
         return intent if adjusted is None else adjusted
+
+    def scan_candidates(self, bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: int) -> list[Candidate]:
+        result: list[Candidate] | None = self._pm.hook.scan_candidates(bars=bars, as_of=as_of, top_n=top_n)
+        return result or []
 
     def register_commands(self, cli: Any) -> None:
         self._pm.hook.register_commands(cli=cli)

@@ -9,11 +9,26 @@ from tradekit.broker.errors import (
     FractionalNotSupported,
     OrderRejected,
 )
+from tradekit.broker.paper import (
+    ArmedFault,
+    Fault,
+    FaultInjector,
+    PaperBroker,
+    PaperBrokerConfig,
+    PaperRejectCode,
+    PaperStateError,
+    ReceiptOutcome,
+    ReceivedOrder,
+    SessionClock,
+    SliceTiming,
+    weekday_session_clock,
+)
 from tradekit.broker.protocol import AssetInfo, Broker, MarketClock, OrderEvent, OrderEventKind
 from tradekit.broker.spec import BrokerFactory, BrokerSpec
 
 __all__ = [
     "AmbiguousSubmission",
+    "ArmedFault",
     "AssetInfo",
     "Broker",
     "BrokerDataError",
@@ -22,9 +37,20 @@ __all__ = [
     "BrokerSpec",
     "BrokerUnavailable",
     "DuplicateClientOrderId",
+    "Fault",
+    "FaultInjector",
     "FractionalNotSupported",
     "MarketClock",
     "OrderEvent",
     "OrderEventKind",
     "OrderRejected",
+    "PaperBroker",
+    "PaperBrokerConfig",
+    "PaperRejectCode",
+    "PaperStateError",
+    "ReceiptOutcome",
+    "ReceivedOrder",
+    "SessionClock",
+    "SliceTiming",
+    "weekday_session_clock",
 ]

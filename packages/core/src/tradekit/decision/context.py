@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 
 import attrs
 
+from tradekit.broker.protocol import AssetInfo
 from tradekit.config.settings import Settings
 from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.orders import OrderStatus
@@ -44,6 +46,8 @@ class AccountLimits:
     daily_order_limit: int = 10
     order_cooldown: timedelta = timedelta(minutes=1440)
     one_signal_per_symbol_per_day: bool = True
+    position_size_pct: Decimal = Decimal(2)
+    fractional_shares: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountLimits:
@@ -61,6 +65,8 @@ class AccountLimits:
             daily_order_limit=settings.orders.daily_order_limit,
             order_cooldown=settings.orders.order_cooldown,
             one_signal_per_symbol_per_day=settings.orders.one_signal_per_symbol_per_day,
+            position_size_pct=settings.allocation.position_size_pct,
+            fractional_shares=settings.allocation.fractional_shares,
         )
 
 
@@ -72,6 +78,8 @@ class MarketSnapshot:
     as_of: datetime = attrs.field(converter=to_utc, validator=utc)
     volatility_pct: Decimal | None = attrs.field(default=None, validator=optional_non_negative)
     bars_since_last_entry: int | None = None
+    # Extra named figures for plugin rules (e.g. a pair trade's spread and its trigger).
+    features: Mapping[str, Decimal] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -96,11 +104,13 @@ class OrderCounters:
 
 @attrs.frozen(kw_only=True)
 class TierState:
-    """The symbol's allocation tier: its current market exposure and its ceiling."""
+    """The symbol's allocation tier: its current market exposure, its share and its ceiling."""
 
     tier: str
     exposure: Decimal = attrs.field(validator=non_negative)
     cap_pct: Decimal
+    allocation_pct: Decimal | None = None
+    symbol_count: int = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -127,6 +137,7 @@ class ScalingContext:
     counters: OrderCounters = OrderCounters()
     tier: TierState | None = None
     exit_pending: bool = False
+    asset: AssetInfo | None = None
 
     @property
     def symbol(self) -> str:

@@ -50,7 +50,8 @@ class UtcText(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC).strftime(_TIME_FORMAT)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        return None if value is None else datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+        # fromisoformat (C) reads the stored form exactly and is ~10x faster than strptime.
+        return None if value is None else datetime.fromisoformat(value)
 
 
 metadata = sa.MetaData()
@@ -206,6 +207,18 @@ exit_intents = sa.Table(
     sa.Column("window_opens_at", UtcText),
     sa.Column("window_closes_at", UtcText),
     sa.Index("ix_tk_exit_intents_symbol", "symbol"),
+)
+
+# Each exit intent's current state: a derived index kept in the same transaction as its
+# transitions, so listing planned exits never scans the history.
+exit_heads = sa.Table(
+    "tk_exit_heads",
+    metadata,
+    sa.Column("intent_id", sa.String(64), sa.ForeignKey("tk_exit_intents.intent_id"), primary_key=True),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Index("ix_tk_exit_heads_state", "state"),
+    sa.Index("ix_tk_exit_heads_symbol", "symbol"),
 )
 
 exit_transitions = sa.Table(

@@ -34,7 +34,7 @@ from typing import IO, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.orders import Fill, OrderType
@@ -90,12 +90,16 @@ class Ledger:
     # --- opening -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, for_trading: bool = False, schema: str | None = None) -> Ledger:
+    def open(
+        cls, url: str, *, for_trading: bool = False, schema: str | None = None, durable: bool = True
+    ) -> Ledger:
         """Open (creating or migrating if needed) the ledger at ``url``.
 
         ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/ledger.db`` or
         ``postgresql+psycopg://user@host:5432/db``. ``schema`` (PostgreSQL only) keeps the
         ledger's tables in their own schema. ``for_trading`` takes the SQLite trader lock.
+        ``durable=False`` (SQLite only, for replays that can simply be rerun) skips the fsync
+        at each commit; live trading always uses durable commits.
         """
         try:
             parsed = sa.make_url(url)
@@ -111,9 +115,9 @@ class Ledger:
                 raise LedgerConnectionError(f"ledger directory {path.parent} does not exist")
             if for_trading:
                 lock_file = _take_trader_lock(path)
-            engine = _sqlite_engine(parsed)
+            engine = _sqlite_engine(parsed, durable=durable)
         elif backend == "sqlite":
-            engine = _sqlite_engine(parsed)
+            engine = _sqlite_engine(parsed, durable=durable)
         else:
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
@@ -264,6 +268,16 @@ class LedgerTx:
         except exc.IntegrityError:
             # Another process won the race between the check and the insert.
             raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded") from None
+
+    def intents_with_prefix(self, prefix: str) -> list[OrderIntent]:
+        """Intents whose key starts with ``prefix`` (e.g. every order of one signal)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._conn.execute(
+            sa.select(t.order_intents)
+            .where(t.order_intents.c.intent_key.like(escaped + "%", escape="\\"))
+            .order_by(t.order_intents.c.id)
+        )
+        return [_intent_from_row(r._mapping) for r in rows]
 
     def intent(self, client_order_id: str) -> OrderIntent | None:
         row = self._conn.execute(
@@ -509,6 +523,43 @@ class LedgerTx:
             grouped[row.symbol].append(row)
         return {symbol: _fold_position(symbol, events) for symbol, events in grouped.items()}
 
+    def fills_with_purpose(self, symbols: Iterable[str] | None = None) -> list[tuple[Fill, IntentPurpose | None]]:
+        """Every fill, oldest first, with the purpose of the intent it filled (None: not ours)."""
+        f, i = t.fills, t.order_intents
+        query = sa.select(f, i.c.purpose).select_from(f.outerjoin(i, f.c.client_order_id == i.c.client_order_id))
+        if symbols is not None:
+            query = query.where(f.c.symbol.in_(list(symbols)))
+        result = []
+        for row in self._conn.execute(query.order_by(f.c.id)):
+            fill = Fill(
+                execution_id=row.execution_id,
+                client_order_id=row.client_order_id,
+                broker_order_id=row.broker_order_id,
+                symbol=row.symbol,
+                side=Side(row.side),
+                qty=row.qty,
+                price=row.price,
+                time=row.time,
+                commission=row.commission,
+            )
+            result.append((fill, IntentPurpose(row.purpose) if row.purpose else None))
+        return result
+
+    def intent_counts(self) -> dict[str, int]:
+        """How many order intents were recorded, by purpose."""
+        rows = self._conn.execute(
+            sa.select(t.order_intents.c.purpose, sa.func.count()).group_by(t.order_intents.c.purpose)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def position_history(self) -> list[Position]:
+        """Every position's life (closed ones included), each folded from its events."""
+        pe = t.position_events
+        grouped: dict[tuple[str, int], list[Any]] = defaultdict(list)
+        for row in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
+            grouped[(row.symbol, row.lifecycle)].append(row)
+        return [_fold_position(symbol, events) for (symbol, _), events in grouped.items()]
+
     # --- decisions ----------------------------------------------------------------------------
 
     def record_decision(self, decision: BuyDecision) -> None:
@@ -611,8 +662,15 @@ class LedgerTx:
 
     def unreconciled_symbols(self) -> frozenset[str]:
         """Symbols the latest reconciliation could not reconcile: every buy on them is BLOCKed."""
-        report = self.last_reconciliation()
-        return frozenset() if report is None else report.unreconciled_broker_symbols
+        latest = sa.select(sa.func.max(t.reconciliations.c.id)).scalar_subquery()
+        f = t.reconcile_findings
+        rows = self._conn.execute(
+            sa.select(f.c.symbol).where(
+                f.c.reconciliation_id == latest,
+                f.c.action.in_([ReconcileAction.UNRECONCILED.value, ReconcileAction.QUANTITY_MISMATCH.value]),
+            )
+        )
+        return frozenset(r.symbol for r in rows)
 
     # --- exit intents -------------------------------------------------------------------------
 
@@ -630,6 +688,9 @@ class LedgerTx:
                 window_opens_at=intent.window_opens_at,
                 window_closes_at=intent.window_closes_at,
             )
+        )
+        self._conn.execute(
+            t.exit_heads.insert().values(intent_id=intent.intent_id, symbol=intent.symbol, state=ExitState.PLANNED.value)
         )
         self._conn.execute(
             t.exit_transitions.insert().values(
@@ -659,6 +720,9 @@ class LedgerTx:
         if state not in EXIT_TRANSITIONS[current.state]:
             raise InvalidExitTransition(f"exit intent {intent_id} is {current.state}; it cannot become {state}")
         self._conn.execute(
+            t.exit_heads.update().where(t.exit_heads.c.intent_id == intent_id).values(state=state.value)
+        )
+        self._conn.execute(
             t.exit_transitions.insert().values(
                 intent_id=intent_id,
                 state=state.value,
@@ -684,11 +748,17 @@ class LedgerTx:
         intent_ids: Sequence[str] | None = None,
     ) -> list[ExitIntent]:
         """Exit intents with their current state (the latest transition), oldest first."""
-        query = sa.select(t.exit_intents).order_by(t.exit_intents.c.decided_at, t.exit_intents.c.intent_id)
+        query = (
+            sa.select(t.exit_intents)
+            .join(t.exit_heads, t.exit_heads.c.intent_id == t.exit_intents.c.intent_id)
+            .order_by(t.exit_intents.c.decided_at, t.exit_intents.c.intent_id)
+        )
         if symbol is not None:
-            query = query.where(t.exit_intents.c.symbol == symbol)
+            query = query.where(t.exit_heads.c.symbol == symbol)
         if intent_ids is not None:
             query = query.where(t.exit_intents.c.intent_id.in_(list(intent_ids)))
+        if states is not None:
+            query = query.where(t.exit_heads.c.state.in_([s.value for s in states]))
         base = [r._mapping for r in self._conn.execute(query)]
         if not base:
             return []
@@ -699,14 +769,11 @@ class LedgerTx:
             .order_by(t.exit_transitions.c.id)
         ):
             transitions[row.intent_id].append(row)
-        wanted = None if states is None else set(states)
         result = []
         for b in base:
             history = transitions[b["intent_id"]]
             last = history[-1]
             state = ExitState(last.state)
-            if wanted is not None and state not in wanted:
-                continue
             limit_price = next((h.limit_price for h in reversed(history) if h.limit_price is not None), None)
             coid = next((h.client_order_id for h in reversed(history) if h.client_order_id), None)
             result.append(
@@ -730,7 +797,13 @@ class LedgerTx:
         return result
 
     def exit_pending(self, symbol: str) -> bool:
-        return bool(self.exit_intents(symbol=symbol, states=(ExitState.PLANNED, ExitState.SUBMITTED)))
+        h = t.exit_heads
+        found = self._conn.execute(
+            sa.select(h.c.intent_id).where(
+                h.c.symbol == symbol, h.c.state.in_([ExitState.PLANNED.value, ExitState.SUBMITTED.value])
+            )
+        ).first()
+        return found is not None
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -762,7 +835,7 @@ def _take_trader_lock(path: Path) -> IO[str]:
     return handle
 
 
-def _sqlite_engine(url: sa.URL) -> Engine:
+def _sqlite_engine(url: sa.URL, *, durable: bool) -> Engine:
     engine = sa.create_engine(url)
 
     @event.listens_for(engine, "connect")
@@ -778,7 +851,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
             if mode != "wal":
                 raise LedgerError(f"ledger {url.database}: could not enable WAL journaling (got {mode})")
         # FULL: a commit is on disk when it returns, the WAL included (durable appends).
-        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = OFF")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -876,7 +949,7 @@ def _intent_row(intent: OrderIntent) -> dict[str, Any]:
     }
 
 
-def _intent_from_row(row: Mapping[str, Any]) -> OrderIntent:
+def _intent_from_row(row: RowMapping) -> OrderIntent:
     return OrderIntent(
         intent_key=row["intent_key"],
         client_order_id=row["client_order_id"],
@@ -896,7 +969,7 @@ def _intent_from_row(row: Mapping[str, Any]) -> OrderIntent:
     )
 
 
-def _decision_from_row(row: Mapping[str, Any]) -> StoredDecision:
+def _decision_from_row(row: RowMapping) -> StoredDecision:
     return StoredDecision(
         decision_id=row["decision_id"],
         symbol=row["symbol"],

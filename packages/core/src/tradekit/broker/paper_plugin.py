@@ -1,0 +1,52 @@
+"""The built-in ``paper`` broker, registered through the same hook a broker plugin uses.
+
+Configure it in the ``[plugins.paper]`` table: every ``PaperBrokerConfig`` field (money as
+quoted decimals, e.g. ``starting_cash = "25000"``; symbol sets as lists or as one
+comma-separated string) plus ``state_file``, the JSON file that lets the paper account
+survive a restart (``TRADEKIT_PLUGINS__PAPER__STATE_FILE`` sets it from the environment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tradekit.broker.paper import PAPER_BROKER_NAME, PaperBroker, PaperBrokerConfig
+from tradekit.broker.protocol import Broker
+from tradekit.broker.spec import BrokerSpec
+from tradekit.config.settings import Settings, SettingsError
+from tradekit.hookspecs import hookimpl
+from tradekit.serialization import StructureError, structure
+
+STATE_FILE_KEY = "state_file"
+# Symbol sets may come from the environment as one comma-separated string.
+_SYMBOL_SET_KEYS = ("non_fractionable_symbols", "tradable_symbols")
+
+
+def make_paper_broker(settings: Settings, env: Mapping[str, str]) -> Broker:
+    """Build the paper broker from ``[plugins.paper]``; it needs no credentials."""
+    table: dict[str, Any] = dict(settings.plugins.get(PAPER_BROKER_NAME, {}))
+    state_file = table.pop(STATE_FILE_KEY, None)
+    if state_file is not None and not (isinstance(state_file, str) and state_file.strip()):
+        raise SettingsError(f"plugins.paper.{STATE_FILE_KEY} must be a file path, got {state_file!r}")
+    for key in _SYMBOL_SET_KEYS:
+        if isinstance(table.get(key), str):
+            table[key] = [symbol.strip() for symbol in table[key].split(",") if symbol.strip()]
+    try:
+        config = structure(table, PaperBrokerConfig, what="plugins.paper")
+    except StructureError as exc:
+        raise SettingsError(
+            "the [plugins.paper] settings are invalid:\n" + "\n".join(f"  - {p}" for p in exc.problems)
+        ) from exc
+    return PaperBroker(config, state_path=state_file)
+
+
+@hookimpl
+def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
+    register(
+        BrokerSpec(
+            name=PAPER_BROKER_NAME,
+            description="Built-in paper account filling orders against the market data it is fed; no credentials.",
+            factory=make_paper_broker,
+        )
+    )

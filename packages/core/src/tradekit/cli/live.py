@@ -1,0 +1,120 @@
+"""Connecting the CLI to a broker plugin: credentials from the environment, live only on request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import TracebackType
+
+import click
+
+from tradekit.broker.errors import BrokerError
+from tradekit.broker.protocol import Broker
+from tradekit.cli.common import console, emit_json, open_ledger
+from tradekit.config.settings import Settings
+from tradekit.execution.live import LiveTrader, run_async
+from tradekit.execution.pipeline import OrderPipeline
+from tradekit.exits.calendar import TradingCalendar
+from tradekit.ledger.store import Ledger
+from tradekit.plugins import Plugins
+from tradekit.reconcile.report import ReconcileReport
+from tradekit.strategy.base import Strategy
+
+LIVE_ENV = "TRADEKIT_LIVE"
+
+
+class BrokerSession:
+    """A broker, the ledger and a pipeline, opened together and closed together."""
+
+    def __init__(self, broker: Broker, ledger: Ledger, pipeline: OrderPipeline) -> None:
+        self.broker = broker
+        self.ledger = ledger
+        self.pipeline = pipeline
+
+    def startup(self) -> ReconcileReport:
+        return LiveTrader(self.pipeline, _NoStrategy, ()).startup()
+
+    def current_prices(self) -> dict[str, Decimal]:
+        return LiveTrader(self.pipeline, _NoStrategy, ()).current_prices()
+
+    def __enter__(self) -> BrokerSession:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.broker.close()
+        self.ledger.close()
+
+
+class _NoStrategy(Strategy):
+    name = "(none)"
+
+    def on_bar(self, view: object) -> list[object]:  # type: ignore[override]
+        return []
+
+
+def broker_env(live: bool) -> dict[str, str]:
+    """The environment a broker factory sees: live trading only with the explicit --live flag."""
+    env = {k: v for k, v in os.environ.items() if k != LIVE_ENV}
+    if live:
+        env[LIVE_ENV] = "1"
+    return env
+
+
+def connect(manager: Plugins, settings: Settings, broker_name: str, *, live: bool, ledger_url: str | None) -> BrokerSession:
+    specs = manager.brokers()
+    spec = specs.get(broker_name)
+    if spec is None:
+        raise click.ClickException(f"unknown broker {broker_name!r}; installed: {', '.join(sorted(specs)) or 'none'}")
+    if live and not spec.live_capable:
+        raise click.ClickException(f"broker {broker_name!r} cannot trade live")
+    try:
+        broker = spec.factory(settings, broker_env(live))
+    except (BrokerError, ValueError) as exc:
+        raise click.ClickException(f"broker {broker_name!r}: {exc}") from None
+    ledger = open_ledger(ledger_url or settings.ledger.url, for_trading=True)
+    pipeline = OrderPipeline(
+        ledger=ledger,
+        broker=broker,
+        settings=settings,
+        plugins=manager,
+        calendar=TradingCalendar(settings.exits.calendar),
+        clock=lambda: datetime.now(UTC),
+    )
+    return BrokerSession(broker, ledger, pipeline)
+
+
+def run_live(
+    manager: Plugins,
+    settings: Settings,
+    strategy: type[Strategy],
+    broker_name: str,
+    symbols: Sequence[str],
+    *,
+    live: bool,
+    once: bool,
+    as_json: bool,
+    interval_seconds: float = 60.0,
+) -> None:
+    if not symbols:
+        raise click.ClickException("live runs need symbols: --symbols AAPL,MSFT or [symbols] in the config")
+    with connect(manager, settings, broker_name, live=live, ledger_url=None) as session:
+        trader = LiveTrader(session.pipeline, strategy, symbols)
+        try:
+            reports = asyncio.run(run_async(trader, interval_seconds=interval_seconds, cycles=1 if once else None))
+        except KeyboardInterrupt:
+            console.print("stopped")
+            return
+    if as_json:
+        emit_json([
+            {"events_applied": r.events_applied, "exits": r.exits, "signals": r.signals,
+             "buys": [b.decision.one_line() if b.decision else b.note for b in r.buys], "note": r.note}
+            for r in reports
+        ])
+    else:
+        for r in reports:
+            console.print(f"cycle: {r.events_applied} events, {r.exits} exits, {r.signals} signals, {len(r.buys)} buys {r.note}")
+            for b in r.buys:
+                console.print("  " + (b.decision.one_line() if b.decision else b.note), markup=False)

@@ -1,0 +1,18 @@
+"""Where bars come from: the shipped files, or a broker's market-data API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from tradekit.domain.market import Bar
+
+
+@runtime_checkable
+class BarSource(Protocol):
+    """Daily bars for symbols over a period (a broker plugin may implement this too)."""
+
+    def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
+        """Return each symbol's bars with ``start <= time <= end``, oldest first."""
+        ...

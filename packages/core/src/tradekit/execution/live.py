@@ -1,0 +1,155 @@
+"""Live trading against a broker plugin: startup recovery, reconciliation, cycles.
+
+A cycle applies broker events, executes exits whose window is open, runs the strategy on
+each symbol's latest completed daily bar once per session (after the close: buys wait for
+the next open, sells become exit intents), and sends the buys queued for the open. The same
+``OrderPipeline`` as a paper replay does all of it. ``run_async`` drives cycles from asyncio
+(the broker calls run in a worker thread, so a slow broker never blocks the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from tradekit.broker.errors import BrokerError
+from tradekit.broker.protocol import Broker
+from tradekit.data.source import BarSource
+from tradekit.decision.context import MarketSnapshot
+from tradekit.domain.market import Bar
+from tradekit.domain.signals import Side, Signal
+from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
+from tradekit.execution.replay import History
+from tradekit.reconcile.reconciler import Reconciler
+from tradekit.reconcile.report import ReconcileReport
+from tradekit.strategy.base import Strategy, StrategyView
+
+log = logging.getLogger(__name__)
+
+HISTORY_DAYS = 400
+
+
+@runtime_checkable
+class PriceSource(Protocol):
+    """Latest trade prices (a broker plugin may implement this; else the last close is used)."""
+
+    def latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]: ...
+
+
+@attrs.define
+class CycleReport:
+    events_applied: int = 0
+    exits: int = 0
+    signals: int = 0
+    buys: list[BuyOutcome] = attrs.field(factory=list)
+    note: str = ""
+
+
+class LiveTrader:
+    """One strategy trading a set of symbols through one broker."""
+
+    def __init__(self, pipeline: OrderPipeline, strategy: type[Strategy], symbols: Sequence[str]) -> None:
+        self.pipeline = pipeline
+        self.strategy_cls = strategy
+        self.strategy = strategy()
+        self.symbols = tuple(symbols)
+        self._queued: list[Signal] = []
+        self._last_signal_day: date | None = None
+        self._bars: dict[str, list[Bar]] = {}
+
+    @property
+    def broker(self) -> Broker:
+        return self.pipeline.broker
+
+    def startup(self) -> ReconcileReport:
+        """Settle intents left in flight, then reconcile with the broker (in that order)."""
+        self.pipeline.check_fractional_support()
+        unsettled = self.pipeline.recover()
+        if unsettled:
+            log.warning("%d order intents could not be settled yet; their symbols stay blocked", len(unsettled))
+        p = self.pipeline
+        return Reconciler(p.ledger, p.broker, p.settings.reconciliation, p.plugins).run(p.clock())
+
+    def cycle(self) -> CycleReport:
+        report = CycleReport()
+        now = self.pipeline.clock()
+        try:
+            report.events_applied = self.pipeline.apply_events()
+            clock = self.broker.get_clock()
+        except BrokerError as exc:
+            report.note = f"broker unavailable, cycle skipped: {exc}"
+            log.warning(report.note)
+            return report
+        prices = self.current_prices()
+        report.exits = len(self.pipeline.execute_due_exits(prices))
+        if not clock.is_open and self._last_signal_day != now.date():
+            report.signals = self._run_strategy(now)
+            self._last_signal_day = now.date()
+        if clock.is_open and self._queued:
+            queued, self._queued = self._queued, []
+            for signal in queued:
+                price = prices.get(signal.symbol)
+                market = MarketSnapshot(price=price, as_of=now)
+                report.buys.append(self.pipeline.process_buy(signal, self.strategy_cls, market))
+            report.events_applied += self.pipeline.apply_events()
+        return report
+
+    def _run_strategy(self, now: datetime) -> int:
+        source = self.broker
+        if not isinstance(source, BarSource):
+            raise TypeError(f"broker {self.broker.name} provides no daily bars (BarSource); cannot run a strategy")
+        try:
+            self._bars = source.daily_bars(self.symbols, now - timedelta(days=HISTORY_DAYS), now)
+        except BrokerError as exc:
+            log.warning("daily bars unavailable, no signals this session: %s", exc)
+            return 0
+        positions = self.pipeline.ledger.open_positions()
+        count = 0
+        for symbol, series in self._bars.items():
+            if not series:
+                continue
+            view = StrategyView(symbol=symbol, history=History(series, len(series)), position=positions.get(symbol))
+            for signal in self.strategy.on_bar(view):
+                count += 1
+                if signal.side is Side.SELL:
+                    self.pipeline.plan_exit(signal, self.strategy_cls)
+                else:
+                    self._queued.append(signal)
+        return count
+
+    def current_prices(self) -> dict[str, Decimal]:
+        symbols = sorted(set(self.symbols) | set(self.pipeline.ledger.open_positions()))
+        if isinstance(self.broker, PriceSource):
+            try:
+                return self.broker.latest_prices(symbols)
+            except BrokerError as exc:
+                log.warning("latest prices unavailable: %s", exc)
+        prices: dict[str, Decimal] = {}
+        try:
+            for position in self.broker.get_positions():
+                if position.current_price is not None:
+                    prices[position.symbol] = position.current_price
+        except BrokerError as exc:
+            log.warning("positions unavailable for prices: %s", exc)
+        for symbol, series in self._bars.items():
+            if series and symbol not in prices:
+                prices[symbol] = series[-1].close
+        return prices
+
+
+async def run_async(trader: LiveTrader, *, interval_seconds: float, cycles: int | None = None) -> list[CycleReport]:
+    """Run cycles every ``interval_seconds`` until cancelled (or ``cycles`` have run)."""
+    reports: list[CycleReport] = []
+    await asyncio.to_thread(trader.startup)
+    while cycles is None or len(reports) < cycles:
+        reports.append(await asyncio.to_thread(trader.cycle))
+        if cycles is not None and len(reports) >= cycles:
+            break
+        await asyncio.sleep(interval_seconds)
+    return reports

@@ -1,0 +1,85 @@
+"""Assemble and run a paper replay: settings, plugins, ledger, paper broker, pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import attrs
+
+from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
+from tradekit.config.settings import Settings
+from tradekit.domain.market import Bar
+from tradekit.execution.pipeline import OrderPipeline
+from tradekit.execution.replay import ReplayResult, ReplayRunner, SimClock
+from tradekit.exits.calendar import TradingCalendar
+from tradekit.ledger.store import Ledger
+from tradekit.plugins import Plugins
+from tradekit.reconcile.reconciler import Reconciler
+from tradekit.reporting.summary import RunSummary, summarize
+from tradekit.strategy.base import Strategy
+
+
+@attrs.frozen
+class PaperRun:
+    result: ReplayResult
+    summary: RunSummary
+    ledger_url: str
+    out_dir: Path
+    chart: Path | None
+
+
+def run_paper_replay(
+    *,
+    strategy: type[Strategy],
+    settings: Settings,
+    plugins: Plugins,
+    bars: Mapping[str, list[Bar]],
+    out_dir: Path,
+    broker_config: PaperBrokerConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+    chart: bool = True,
+    durable: bool = False,
+    focus: Callable[[datetime], frozenset[str] | None] | None = None,
+) -> PaperRun:
+    """Replay ``strategy`` over ``bars`` on a fresh paper account and ledger in ``out_dir``."""
+    if not bars:
+        raise ValueError("no bars to replay")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ledger_path = out_dir / "ledger.db"
+    if ledger_path.exists():
+        raise FileExistsError(f"{ledger_path} exists: a replay starts from an empty ledger; choose another --out")
+    ledger_url = f"sqlite:///{ledger_path}"
+    first = min(series[0].time for series in bars.values() if series)
+    clock = SimClock(first - timedelta(days=1))
+    broker = PaperBroker(broker_config or PaperBrokerConfig())
+    calendar = TradingCalendar(settings.exits.calendar)
+    with Ledger.open(ledger_url, for_trading=True, durable=durable) as ledger:
+        pipeline = OrderPipeline(
+            ledger=ledger, broker=broker, settings=settings, plugins=plugins, calendar=calendar, clock=clock
+        )
+        pipeline.check_fractional_support()
+        pipeline.recover()
+        Reconciler(ledger, broker, settings.reconciliation, plugins).run(clock())
+        runner = ReplayRunner(
+            strategy=strategy(),
+            bars=bars,
+            pipeline=pipeline,
+            broker=broker,
+            calendar=calendar,
+            clock=clock,
+            focus=focus,
+        )
+        result = runner.run(progress)
+        summary = summarize(ledger, starting_equity=result.starting_equity, final_equity=result.final_equity)
+        chart_path = None
+        if chart:
+            from tradekit.reporting.chart import render_chart
+
+            with ledger.reading() as tx:
+                fills = tx.fills_with_purpose()
+            chart_path = render_chart(
+                bars, fills, out_dir / "chart.png", title=f"tradekit paper run: {strategy.name}"
+            )
+    return PaperRun(result=result, summary=summary, ledger_url=ledger_url, out_dir=out_dir, chart=chart_path)

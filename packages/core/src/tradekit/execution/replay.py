@@ -1,0 +1,234 @@
+"""Replay a strategy over daily bars through the whole pipeline, on the paper broker.
+
+Each trading day follows the two-phase rhythm a daily strategy has live:
+
+1. at the open, the paper market takes the day's open prices; planned exits whose window
+   is open are executed (limit at the current price); buy signals decided at the previous
+   close are judged by the decision engine — with their reference price, so an overnight
+   gap beyond the limit turns them into SKIPs — and sent;
+2. at the close, the paper market takes the closing prices; the strategy sees the day's bar
+   and its position and emits signals: buys wait for the next open, sells become exit
+   intents for the next session's window.
+
+Nothing here is a simplified path: the decision engine, sizing, limits, the ledger and the
+paper broker are the same code a live run uses.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import overload
+
+import attrs
+
+from tradekit.broker.paper import PaperBroker
+from tradekit.decision.context import MarketSnapshot
+from tradekit.decision.reasons import BuyAction
+from tradekit.domain.market import Bar
+from tradekit.domain.positions import Position
+from tradekit.domain.signals import Side, Signal
+from tradekit.domain.values import ZERO
+from tradekit.execution.pipeline import OrderPipeline
+from tradekit.exits.calendar import Session, TradingCalendar
+from tradekit.exits.intent import ExitState
+from tradekit.strategy.base import Strategy, StrategyView
+
+VOLATILITY_LOOKBACK = 20
+
+
+class SimClock:
+    """The replay's notion of now, advanced by the runner."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class History(Sequence[Bar]):
+    """A symbol's bars up to the current one, without copying the list every bar."""
+
+    __slots__ = ("_bars", "_end")
+
+    def __init__(self, bars: list[Bar], end: int) -> None:
+        self._bars = bars
+        self._end = end
+
+    def __len__(self) -> int:
+        return self._end
+
+    @overload
+    def __getitem__(self, index: int) -> Bar: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Bar]: ...
+
+    def __getitem__(self, index: int | slice) -> Bar | Sequence[Bar]:
+        if isinstance(index, slice):
+            return self._bars[: self._end][index] if index.step not in (None, 1) else self._slice(index)
+        if index < 0:
+            index += self._end
+        if not 0 <= index < self._end:
+            raise IndexError("bar index out of range")
+        return self._bars[index]
+
+    def _slice(self, index: slice) -> list[Bar]:
+        start, stop, _ = index.indices(self._end)
+        return self._bars[start:stop]
+
+
+@attrs.define
+class ReplayResult:
+    strategy: str
+    symbols: tuple[str, ...]
+    bars: int = 0
+    days: int = 0
+    signals: Counter[str] = attrs.field(factory=Counter)
+    decisions: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+    exits_planned: int = 0
+    exits_expired: int = 0
+    starting_equity: Decimal = ZERO
+    final_equity: Decimal = ZERO
+
+
+class ReplayRunner:
+    """Drives one strategy over bars of several symbols, day by day."""
+
+    def __init__(
+        self,
+        *,
+        strategy: Strategy,
+        bars: Mapping[str, list[Bar]],
+        pipeline: OrderPipeline,
+        broker: PaperBroker,
+        calendar: TradingCalendar,
+        clock: SimClock,
+        focus: Callable[[datetime], frozenset[str] | None] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.bars = {s: list(b) for s, b in bars.items()}
+        self.pipeline = pipeline
+        self.broker = broker
+        self.calendar = calendar
+        self.clock = clock
+        self._focus = focus
+        self._times = {s: [b.time for b in series] for s, series in self.bars.items()}
+
+    def run(self, progress: Callable[[int], None] | None = None) -> ReplayResult:
+        """Replay every day; ``progress`` is told how many bars each day consumed."""
+        kind = type(self.strategy)
+        result = ReplayResult(strategy=kind.name, symbols=tuple(sorted(self.bars)))
+        result.starting_equity = self.broker.get_account().equity
+        by_day: dict[datetime, list[tuple[str, int]]] = {}
+        for symbol, series in self.bars.items():
+            for i, bar in enumerate(series):
+                by_day.setdefault(bar.time, []).append((symbol, i))
+        days = sorted(by_day)
+        sessions = self._sessions(days)
+        queued: list[Signal] = []
+        positions: dict[str, Position] = {}
+        dirty = True
+        for day in days:
+            todays = by_day[day]
+            session = sessions.get(day.date())
+            opens_at = session.open if session is not None else day - timedelta(hours=6, minutes=30)
+            closes_at = day
+            # --- the open -------------------------------------------------------------------
+            self.clock.now = opens_at
+            opens: dict[str, Decimal] = {}
+            for symbol, i in todays:
+                bar = self.bars[symbol][i]
+                self.broker.set_price(symbol, bar.open, opens_at)
+                opens[symbol] = bar.open
+            dirty |= self.pipeline.apply_events() > 0
+            self.clock.now = opens_at + timedelta(minutes=self.pipeline.settings.exits.window_start_minutes)
+            for done in self.pipeline.execute_due_exits(opens):
+                if done.intent is not None and done.intent.state is ExitState.EXPIRED:
+                    result.exits_expired += 1
+            dirty |= self.pipeline.apply_events() > 0
+            if queued:
+                if dirty:
+                    positions = self.pipeline.ledger.open_positions()
+                    dirty = False
+                index = {symbol: i for symbol, i in todays}
+                for signal in queued:
+                    i_today = index.get(signal.symbol)
+                    if i_today is None:
+                        continue  # no market in the symbol today: the signal lapses
+                    market = self._snapshot(signal.symbol, i_today, opens[signal.symbol], positions.get(signal.symbol))
+                    outcome = self.pipeline.process_buy(signal, kind, market)
+                    if outcome.decision is not None:
+                        reason = outcome.decision.reasons[0].value if outcome.decision.reasons else ""
+                        result.decisions[(outcome.decision.action.value, reason)] += 1
+                        if outcome.decision.action in (BuyAction.ENTER_NEW, BuyAction.SCALE_IN):
+                            dirty = True
+                queued = []
+                dirty |= self.pipeline.apply_events() > 0
+            # --- the close ------------------------------------------------------------------
+            self.clock.now = closes_at
+            for symbol, i in todays:
+                self.broker.set_price(symbol, self.bars[symbol][i].close, closes_at)
+            dirty |= self.pipeline.apply_events() > 0
+            if dirty:
+                positions = self.pipeline.ledger.open_positions()
+                dirty = False
+            focus = self._focus(closes_at) if self._focus is not None else None
+            for symbol, i in todays:
+                view = StrategyView(
+                    symbol=symbol, history=History(self.bars[symbol], i + 1), position=positions.get(symbol)
+                )
+                for signal in self.strategy.on_bar(view):
+                    result.signals[signal.side.value] += 1
+                    if signal.side is Side.SELL:
+                        planned = self.pipeline.plan_exit(signal, kind)
+                        if planned.intent is not None and planned.note == "":
+                            result.exits_planned += 1
+                            dirty = True
+                    elif focus is None or symbol in focus:
+                        queued.append(signal)
+            result.bars += len(todays)
+            result.days += 1
+            if progress is not None:
+                progress(len(todays))
+        self.pipeline.apply_events()
+        result.final_equity = self.broker.get_account().equity
+        return result
+
+    def _sessions(self, days: Sequence[datetime]) -> dict[object, Session]:
+        if not days:
+            return {}
+        found = self.calendar.sessions(days[0].date(), days[-1].date())
+        return {s.day: s for s in found}
+
+    def _snapshot(self, symbol: str, index: int, price: Decimal, position: Position | None) -> MarketSnapshot:
+        series = self.bars[symbol]
+        bars_since = None
+        if position is not None:
+            times = self._times[symbol]
+            # Completed bars since the entry filled (at the open of the first bar counted).
+            bars_since = index - bisect.bisect_left(times, position.last_entry_time)
+        return MarketSnapshot(
+            price=price,
+            as_of=self.clock.now,
+            volatility_pct=_volatility(series, index),
+            bars_since_last_entry=bars_since,
+        )
+
+
+def _volatility(series: list[Bar], index: int) -> Decimal | None:
+    """Standard deviation of the last 20 daily returns, in percent (up to yesterday)."""
+    if index < VOLATILITY_LOOKBACK + 1:
+        return None
+    closes = [float(b.close) for b in series[index - VOLATILITY_LOOKBACK - 1 : index]]
+    returns = [(b - a) / a for a, b in zip(closes, closes[1:], strict=False)]
+    mean = sum(returns) / len(returns)
+    var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    # A statistic for a regime filter, not money: computed in float, handed over as Decimal.
+    return Decimal(str(round(math.sqrt(var) * 100, 6)))
+

@@ -1,0 +1,78 @@
+"""What a run did, read back from the ledger: orders, entries per position, reasons, P&L."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from tradekit.domain.signals import Side
+from tradekit.domain.values import ZERO
+from tradekit.ledger.store import Ledger
+
+
+@attrs.frozen
+class RunSummary:
+    orders_by_purpose: dict[str, int]
+    positions_by_entry_count: dict[int, int]
+    decisions_by_reason: dict[tuple[str, str], int]
+    round_trips: int
+    open_positions: int
+    realized_pnl: Decimal
+    starting_equity: Decimal
+    final_equity: Decimal
+    fills: int
+
+    @property
+    def pnl(self) -> Decimal:
+        return self.final_equity - self.starting_equity
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "orders_by_purpose": self.orders_by_purpose,
+            "positions_by_entry_count": {str(k): v for k, v in sorted(self.positions_by_entry_count.items())},
+            "decisions": [
+                {"action": action, "reason": reason, "count": count}
+                for (action, reason), count in sorted(self.decisions_by_reason.items())
+            ],
+            "round_trips": self.round_trips,
+            "open_positions": self.open_positions,
+            "fills": self.fills,
+            "realized_pnl": str(self.realized_pnl),
+            "starting_equity": str(self.starting_equity),
+            "final_equity": str(self.final_equity),
+            "pnl": str(self.pnl),
+        }
+
+
+def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal) -> RunSummary:
+    with ledger.reading() as tx:
+        history = tx.position_history()
+        fills = tx.fills_with_purpose()
+        orders = tx.intent_counts()
+        decisions = tx.decision_counts()
+    by_entries: Counter[int] = Counter(p.entry_count for p in history)
+    realized = ZERO
+    cost: dict[str, tuple[Decimal, Decimal]] = {}
+    for fill, _purpose in fills:
+        qty, basis = cost.get(fill.symbol, (ZERO, ZERO))
+        if fill.side is Side.BUY:
+            cost[fill.symbol] = (qty + fill.qty, basis + fill.qty * fill.price)
+        elif qty > 0:
+            avg = basis / qty
+            realized += (fill.price - avg) * fill.qty
+            cost[fill.symbol] = (qty - fill.qty, basis - avg * fill.qty)
+        realized -= fill.commission
+    return RunSummary(
+        orders_by_purpose=orders,
+        positions_by_entry_count=dict(by_entries),
+        decisions_by_reason=decisions,
+        round_trips=sum(1 for p in history if not p.is_open),
+        open_positions=sum(1 for p in history if p.is_open),
+        realized_pnl=realized,
+        starting_equity=starting_equity,
+        final_equity=final_equity,
+        fills=len(fills),
+    )
