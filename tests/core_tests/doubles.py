@@ -29,9 +29,7 @@ class PositionsOnlyBroker:
         self.positions = [p for p in self.positions if p.symbol != symbol]
         if Decimal(qty) != 0:
             self.positions.append(
-                BrokerPosition(
-                    symbol=symbol, qty=Decimal(qty), avg_entry_price=Decimal(avg), as_of=datetime.now(UTC)
-                )
+                BrokerPosition(symbol=symbol, qty=Decimal(qty), avg_entry_price=Decimal(avg), as_of=datetime.now(UTC))
             )
 
     def get_positions(self) -> Sequence[BrokerPosition]:

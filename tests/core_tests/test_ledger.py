@@ -250,16 +250,24 @@ def test_an_executed_exit_cannot_be_executed_again(ledger: Ledger) -> None:
         tx.record_exit_intent(exit_intent())
         tx.transition_exit("x1", ExitState.SUBMITTED, T0, note="sent")
         tx.transition_exit("x1", ExitState.EXECUTED, T0, note="filled")
-    with pytest.raises(InvalidExitTransition, match="is executed; it cannot become submitted"), ledger.transaction() as tx:
+    with (
+        pytest.raises(InvalidExitTransition, match="is executed; it cannot become submitted"),
+        ledger.transaction() as tx,
+    ):
         tx.transition_exit("x1", ExitState.SUBMITTED, T0, note="again")
 
 
 def test_a_failed_transaction_leaves_nothing_behind(ledger: Ledger) -> None:
     intent = buy_intent()
-    with pytest.raises(RuntimeError, match="boom"), ledger.transaction() as tx:
-        tx.record_intent(intent)
-        tx.record_order_event(intent.client_order_id, LedgerOrderStatus.SUBMITTING, T0)
-        raise RuntimeError("boom")
+
+    def write_then_fail() -> None:
+        with ledger.transaction() as tx:
+            tx.record_intent(intent)
+            tx.record_order_event(intent.client_order_id, LedgerOrderStatus.SUBMITTING, T0)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_then_fail()
     with ledger.reading() as tx:
         assert tx.intent(intent.client_order_id) is None
         assert tx.pending_intents() == []
@@ -331,9 +339,14 @@ def test_disk_full_rolls_the_whole_write_back(tmp_path: Path) -> None:
     engine.dispose()  # pooled connections must reconnect to pick up the cap
 
     big = "x" * 200_000
-    with pytest.raises(LedgerWriteError, match="full"), ledger.transaction() as tx:
-        tx.record_fill(fill(intent.client_order_id, "e1", "10", "50"))
-        tx.record_order_event(intent.client_order_id, LedgerOrderStatus.FILLED, T0, detail=big)
+
+    def fill_and_overflow() -> None:
+        with ledger.transaction() as tx:
+            tx.record_fill(fill(intent.client_order_id, "e1", "10", "50"))
+            tx.record_order_event(intent.client_order_id, LedgerOrderStatus.FILLED, T0, detail=big)
+
+    with pytest.raises(LedgerWriteError, match="full"):
+        fill_and_overflow()
     sa.event.remove(engine, "connect", _tiny)
     engine.dispose()
     with ledger.reading() as tx:

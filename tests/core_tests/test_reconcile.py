@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ from tradekit.config import ReconciliationSettings
 from tradekit.domain import EntryOrigin, Fill, Side
 from tradekit.ledger import IntentPurpose, Ledger, OrderIntent
 from tradekit.plugins import Plugins
-from tradekit.reconcile import ReconcileAction, ReconcileFinding, ReconcileReport, Reconciler
+from tradekit.reconcile import ReconcileAction, ReconcileFinding, Reconciler, ReconcileReport
 
 from .conftest import LedgerFactory
 from .doubles import PositionsOnlyBroker

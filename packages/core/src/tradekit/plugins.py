@@ -47,7 +47,12 @@ BUILTIN_RULE_PLUGINS: tuple[str, ...] = (
     "tradekit.decision.rules.feasibility",
 )
 # Other built-in plugins (replaceable behaviour, may be disabled).
-BUILTIN_PLUGINS: tuple[str, ...] = (*BUILTIN_RULE_PLUGINS, "tradekit.sizing.builtin", "tradekit.scanner", "tradekit.broker.paper_plugin")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    *BUILTIN_RULE_PLUGINS,
+    "tradekit.sizing.builtin",
+    "tradekit.scanner",
+    "tradekit.broker.paper_plugin",
+)
 
 
 class PluginLoadError(RuntimeError):

@@ -63,7 +63,9 @@ def broker_env(live: bool) -> dict[str, str]:
     return env
 
 
-def connect(manager: Plugins, settings: Settings, broker_name: str, *, live: bool, ledger_url: str | None) -> BrokerSession:
+def connect(
+    manager: Plugins, settings: Settings, broker_name: str, *, live: bool, ledger_url: str | None
+) -> BrokerSession:
     specs = manager.brokers()
     spec = specs.get(broker_name)
     if spec is None:
@@ -108,13 +110,22 @@ def run_live(
             console.print("stopped")
             return
     if as_json:
-        emit_json([
-            {"events_applied": r.events_applied, "exits": r.exits, "signals": r.signals,
-             "buys": [b.decision.one_line() if b.decision else b.note for b in r.buys], "note": r.note}
-            for r in reports
-        ])
+        emit_json(
+            [
+                {
+                    "events_applied": r.events_applied,
+                    "exits": r.exits,
+                    "signals": r.signals,
+                    "buys": [b.decision.one_line() if b.decision else b.note for b in r.buys],
+                    "note": r.note,
+                }
+                for r in reports
+            ]
+        )
     else:
         for r in reports:
-            console.print(f"cycle: {r.events_applied} events, {r.exits} exits, {r.signals} signals, {len(r.buys)} buys {r.note}")
+            console.print(
+                f"cycle: {r.events_applied} events, {r.exits} exits, {r.signals} signals, {len(r.buys)} buys {r.note}"
+            )
             for b in r.buys:
                 console.print("  " + (b.decision.one_line() if b.decision else b.note), markup=False)

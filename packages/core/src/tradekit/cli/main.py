@@ -70,13 +70,19 @@ def _pick_strategy(manager: Plugins, name: str | None) -> type[Strategy]:
     return available[wanted]
 
 
-def _bars(data: Path | None, symbols: tuple[str, ...], start: datetime | None, end: datetime | None) -> dict[str, list[Bar]]:
+def _bars(
+    data: Path | None, symbols: tuple[str, ...], start: datetime | None, end: datetime | None
+) -> dict[str, list[Bar]]:
     try:
         bars = load_daily_bars(symbols or None, path=data)
     except BarDataError as exc:
         raise click.ClickException(str(exc)) from None
     trimmed = {
-        s: [b for b in series if (start is None or b.time >= start) and (end is None or b.time <= end + timedelta(days=1))]
+        s: [
+            b
+            for b in series
+            if (start is None or b.time >= start) and (end is None or b.time <= end + timedelta(days=1))
+        ]
         for s, series in bars.items()
     }
     trimmed = {s: series for s, series in trimmed.items() if series}
@@ -92,10 +98,20 @@ def _bars(data: Path | None, symbols: tuple[str, ...], start: datetime | None, e
 @click.option("--symbols", default="", help="Comma-separated symbols (default: all shipped, or [symbols]).")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day to replay.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day to replay.")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV(.gz) of daily bars: symbol,date,open,high,low,close,volume (default: shipped bars).")
-@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=Path("tradekit-run"),
-              show_default=True, help="Where paper runs write their ledger and chart.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV(.gz) of daily bars: symbol,date,open,high,low,close,volume (default: shipped bars).",
+)
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("tradekit-run"),
+    show_default=True,
+    help="Where paper runs write their ledger and chart.",
+)
 @click.option("--no-chart", is_flag=True, help="Skip the chart.")
 @click.option("--once", is_flag=True, help="Live brokers: run one cycle and exit.")
 @config_option
@@ -244,8 +260,12 @@ def _ledger_url(settings: Settings, url: str | None) -> str:
 def next_trigger(position: Position, strategy: type[Strategy] | None, settings: Settings) -> dict[str, Any]:
     """When and where the next scale-in could happen under the owner's policy and the account."""
     if strategy is None:
-        return {"allowed": False, "why": "no owning strategy (adopted from the broker)" if position.strategy is None
-                else f"strategy {position.strategy!r} is not installed"}
+        return {
+            "allowed": False,
+            "why": "no owning strategy (adopted from the broker)"
+            if position.strategy is None
+            else f"strategy {position.strategy!r} is not installed",
+        }
     policy = strategy.policy()
     if not policy.allow_scaling or not settings.scale_in.enabled:
         return {"allowed": False, "why": "scaling not permitted"}
@@ -311,13 +331,23 @@ def positions(status: str, ledger_url: str | None, config_path: Path | None, as_
         table.add_column(col)
     for row in rows:
         nxt = row["next_scale_in"]
-        trigger = "-" if nxt is None else (
-            f"#{nxt['entry']}/{nxt['max_entries']} at {nxt['price']} after {nxt['not_before'][:16]}"
-            if nxt["allowed"] else nxt["why"]
+        trigger = (
+            "-"
+            if nxt is None
+            else (
+                f"#{nxt['entry']}/{nxt['max_entries']} at {nxt['price']} after {nxt['not_before'][:16]}"
+                if nxt["allowed"]
+                else nxt["why"]
+            )
         )
         table.add_row(
-            row["symbol"], row["strategy"] or "(backfilled)", row["qty"], str(row["entry_count"]),
-            row["average_price"], f"{row['last_entry_price']} @ {row['last_entry_time'][:10]}", trigger,
+            row["symbol"],
+            row["strategy"] or "(backfilled)",
+            row["qty"],
+            str(row["entry_count"]),
+            row["average_price"],
+            f"{row['last_entry_price']} @ {row['last_entry_time'][:10]}",
+            trigger,
         )
     console.print(table)
 
@@ -337,19 +367,33 @@ def decisions(
     with open_ledger(_ledger_url(settings, ledger_url)) as ledger, ledger.reading() as tx:
         found = tx.decisions(symbol=symbol, action=action, limit=limit)
     if as_json:
-        emit_json([
-            {"decision_id": d.decision_id, "symbol": d.symbol, "strategy": d.strategy, "action": d.action,
-             "reasons": list(d.reasons), "evaluated_at": d.evaluated_at.isoformat(), "summary": d.summary}
-            for d in found
-        ])
+        emit_json(
+            [
+                {
+                    "decision_id": d.decision_id,
+                    "symbol": d.symbol,
+                    "strategy": d.strategy,
+                    "action": d.action,
+                    "reasons": list(d.reasons),
+                    "evaluated_at": d.evaluated_at.isoformat(),
+                    "summary": d.summary,
+                }
+                for d in found
+            ]
+        )
         return
     table = Table(title="buy decisions", header_style="bold")
     table.add_column("id", no_wrap=True)
     for col in ("time", "symbol", "action", "reasons"):
         table.add_column(col)
     for d in found:
-        table.add_row(d.decision_id, d.evaluated_at.strftime("%Y-%m-%d %H:%M"), d.symbol, d.action.upper(),
-                      ", ".join(d.reasons) or "-")
+        table.add_row(
+            d.decision_id,
+            d.evaluated_at.strftime("%Y-%m-%d %H:%M"),
+            d.symbol,
+            d.action.upper(),
+            ", ".join(d.reasons) or "-",
+        )
     console.print(table)
     console.print("explain one: tradekit explain ID")
 
@@ -402,10 +446,21 @@ def list_intents(ctx: click.Context, state: str | None = None) -> None:
     for col in ("id", "symbol", "qty", "state", "type", "decided", "window", "note"):
         table.add_column(col)
     for i in found:
-        window = (f"{i.window_opens_at:%Y-%m-%d %H:%M}-{i.window_closes_at:%H:%M}"
-                  if i.window_opens_at and i.window_closes_at else "now")
-        table.add_row(i.intent_id, i.symbol, str(i.qty), i.state.value, i.order_type.value,
-                      f"{i.decided_at:%Y-%m-%d %H:%M}", window, i.note)
+        window = (
+            f"{i.window_opens_at:%Y-%m-%d %H:%M}-{i.window_closes_at:%H:%M}"
+            if i.window_opens_at and i.window_closes_at
+            else "now"
+        )
+        table.add_row(
+            i.intent_id,
+            i.symbol,
+            str(i.qty),
+            i.state.value,
+            i.order_type.value,
+            f"{i.decided_at:%Y-%m-%d %H:%M}",
+            window,
+            i.note,
+        )
     console.print(table)
 
 
@@ -425,8 +480,14 @@ def execute_intents(ctx: click.Context, broker_name: str, live: bool) -> None:
         prices = session.current_prices()
         outcomes = session.pipeline.execute_due_exits(prices)
         session.pipeline.apply_events()
-    rows = [{"intent": o.intent.intent_id if o.intent else None,
-             "state": o.intent.state.value if o.intent else None, "note": o.note} for o in outcomes]
+    rows = [
+        {
+            "intent": o.intent.intent_id if o.intent else None,
+            "state": o.intent.state.value if o.intent else None,
+            "note": o.note,
+        }
+        for o in outcomes
+    ]
     if opts.get("as_json"):
         emit_json(rows)
     else:
@@ -442,7 +503,9 @@ def execute_intents(ctx: click.Context, broker_name: str, live: bool) -> None:
 @ledger_option
 @config_option
 @json_option
-def reconcile(broker_name: str | None, live: bool, ledger_url: str | None, config_path: Path | None, as_json: bool) -> None:
+def reconcile(
+    broker_name: str | None, live: bool, ledger_url: str | None, config_path: Path | None, as_json: bool
+) -> None:
     """Reconcile the ledger with the broker (the broker is the source of truth)."""
     from tradekit.cli.live import connect
 
@@ -482,24 +545,43 @@ def config_check(config_path: Path | None, as_json: bool) -> None:
     loaded = load(config_path)
     data = unstructure(loaded.settings)
     if as_json:
-        emit_json({"source": str(loaded.source) if loaded.source else None, "warnings": list(loaded.warnings),
-                   "settings": data})
+        emit_json(
+            {
+                "source": str(loaded.source) if loaded.source else None,
+                "warnings": list(loaded.warnings),
+                "settings": data,
+            }
+        )
         return
-    console.print(f"configuration OK ({loaded.source or 'built-in defaults'}"
-                  f"{' + TRADEKIT_* environment' if any(k.startswith('TRADEKIT_') for k in os.environ) else ''})")
+    console.print(
+        f"configuration OK ({loaded.source or 'built-in defaults'}"
+        f"{' + TRADEKIT_* environment' if any(k.startswith('TRADEKIT_') for k in os.environ) else ''})"
+    )
     console.print_json(data=data)
 
 
 @cli.command()
 @click.option("--top", "top_n", type=int, default=None, help="How many candidates (default: [scanner] top_n).")
-@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Scan as of this day (default: last bar).")
+@click.option(
+    "--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Scan as of this day (default: last bar)."
+)
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Candidates file (default: [scanner] candidates_file).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Candidates file (default: [scanner] candidates_file).",
+)
 @config_option
 @json_option
-def scan(top_n: int | None, as_of: datetime | None, data: Path | None, output: Path | None,
-         config_path: Path | None, as_json: bool) -> None:
+def scan(
+    top_n: int | None,
+    as_of: datetime | None,
+    data: Path | None,
+    output: Path | None,
+    config_path: Path | None,
+    as_json: bool,
+) -> None:
     """Rank symbols and write the candidates file (top N plus baseline symbols)."""
     from tradekit.scanner import run_scan
 
@@ -538,4 +620,3 @@ def list_plugins(as_json: bool) -> None:
         console.print(f"{p['name']:<40} {p['origin']}")
     console.print(f"strategies: {', '.join(data['strategies'])}")
     console.print(f"brokers:    {', '.join(data['brokers'])}")
-

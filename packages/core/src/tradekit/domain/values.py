@@ -7,9 +7,9 @@ every model, so a NaN price or a naive timestamp is refused where it enters, wit
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -101,7 +101,6 @@ def pct_of(part: Decimal, whole: Decimal) -> Decimal:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
 
 
 # attrs converters with precise types (``converter=tuple`` loses the item type for mypy).

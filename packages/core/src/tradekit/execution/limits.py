@@ -48,7 +48,11 @@ def room_under_caps(ctx: ScalingContext) -> list[tuple[str, Decimal, ReasonCode]
         )
     if ctx.tier is not None:
         rooms.append(
-            (f"tier {ctx.tier.tier} cap", equity * ctx.tier.cap_pct / _HUNDRED - ctx.tier.exposure, ReasonCode.TIER_CAPACITY)
+            (
+                f"tier {ctx.tier.tier} cap",
+                equity * ctx.tier.cap_pct / _HUNDRED - ctx.tier.exposure,
+                ReasonCode.TIER_CAPACITY,
+            )
         )
     return rooms
 
@@ -71,7 +75,9 @@ def apply_limits(ctx: ScalingContext, decision: BuyDecision, sizing: SizingResul
             return _final(ctx, decision, checks, ZERO, None)
         if qty * price > room:
             clipped = round_qty(room / price, ctx)
-            checks.append(passed(f"cap:{name}", PHASE, f"clipped {qty} to {clipped} to stay under the {name} ({room:.2f})"))
+            checks.append(
+                passed(f"cap:{name}", PHASE, f"clipped {qty} to {clipped} to stay under the {name} ({room:.2f})")
+            )
             qty = clipped
     if qty <= 0:
         checks.append(skip("quantity", PHASE, ReasonCode.ZERO_QUANTITY, "clipping left less than one tradable unit"))
@@ -82,7 +88,9 @@ def apply_limits(ctx: ScalingContext, decision: BuyDecision, sizing: SizingResul
         minimum = ctx.asset.min_notional
     if notional < minimum:
         checks.append(
-            skip("min_notional", PHASE, ReasonCode.BELOW_MIN_NOTIONAL, f"order worth {notional:.2f} < minimum {minimum}")
+            skip(
+                "min_notional", PHASE, ReasonCode.BELOW_MIN_NOTIONAL, f"order worth {notional:.2f} < minimum {minimum}"
+            )
         )
         return _final(ctx, decision, checks, ZERO, None)
     checks.append(passed("min_notional", PHASE, f"order worth {notional:.2f} >= minimum {minimum}"))

@@ -79,7 +79,5 @@ def run_paper_replay(
 
             with ledger.reading() as tx:
                 fills = tx.fills_with_purpose()
-            chart_path = render_chart(
-                bars, fills, out_dir / "chart.png", title=f"tradekit paper run: {strategy.name}"
-            )
+            chart_path = render_chart(bars, fills, out_dir / "chart.png", title=f"tradekit paper run: {strategy.name}")
     return PaperRun(result=result, summary=summary, ledger_url=ledger_url, out_dir=out_dir, chart=chart_path)

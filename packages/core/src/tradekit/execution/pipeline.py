@@ -23,7 +23,6 @@ from decimal import ROUND_DOWN, Decimal
 import attrs
 
 from tradekit.broker.errors import (
-    AmbiguousSubmission,
     BrokerError,
     BrokerUnavailable,
     FractionalNotSupported,
@@ -136,9 +135,7 @@ class OrderPipeline:
 
     # --- buys --------------------------------------------------------------------------------
 
-    def process_buy(
-        self, signal: Signal, strategy: type[Strategy], market: MarketSnapshot
-    ) -> BuyOutcome:
+    def process_buy(self, signal: Signal, strategy: type[Strategy], market: MarketSnapshot) -> BuyOutcome:
         """Judge one buy signal, record the decision and, if it allows, place the order."""
         now = self.clock()
         symbol = signal.symbol
@@ -160,7 +157,9 @@ class OrderPipeline:
         with self.ledger.transaction(lock_symbol=symbol) as tx:
             ctx = self._context(tx, signal, strategy, market, now, truth, asset)
             decision = evaluate_buy(ctx, plugins=self.plugins)
-            sized = apply_limits(ctx, decision, self.plugins.size_position(ctx, decision) if decision.allows_order else None)
+            sized = apply_limits(
+                ctx, decision, self.plugins.size_position(ctx, decision) if decision.allows_order else None
+            )
             decision = sized.decision
             tx.record_decision(decision)
             self._on_step("decision")
@@ -222,7 +221,9 @@ class OrderPipeline:
         if truth is not None:
             account = truth.account
             pending += [
-                PendingOrder(client_order_id=o.client_order_id, side=o.side, status=o.status, qty=o.qty, notional=o.notional)
+                PendingOrder(
+                    client_order_id=o.client_order_id, side=o.side, status=o.status, qty=o.qty, notional=o.notional
+                )
                 for o in truth.open_orders
                 if o.symbol == symbol and o.client_order_id not in known
             ]
@@ -410,6 +411,8 @@ class OrderPipeline:
                     applied += 1
                 if intent is not None:
                     self._advance_status(tx, intent, event.order)
+        if applied:
+            self._on_step("events")
         return applied
 
     def recover(self) -> list[IntentState]:
@@ -476,7 +479,9 @@ class OrderPipeline:
                         now,
                         note=f"execution window closed at {intent.window_closes_at.isoformat()} before execution",
                     )
-                log.warning("exit intent %s for %s expired unexecuted: %s", intent.intent_id, intent.symbol, expired.note)
+                log.warning(
+                    "exit intent %s for %s expired unexecuted: %s", intent.intent_id, intent.symbol, expired.note
+                )
                 outcomes.append(ExitOutcome(expired, note=expired.note))
                 continue
             outcomes.append(self.execute_exit(intent, price=prices.get(intent.symbol)))
@@ -562,4 +567,3 @@ class OrderPipeline:
         if self.settings.allocation.fractional_shares and not account.fractional_trading:
             log.warning("fractional shares are enabled in settings but not on the account: whole shares will be used")
         return account.fractional_trading
-

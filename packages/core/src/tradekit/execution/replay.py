@@ -17,6 +17,7 @@ paper broker are the same code a live run uses.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -226,9 +227,8 @@ def _volatility(series: list[Bar], index: int) -> Decimal | None:
     if index < VOLATILITY_LOOKBACK + 1:
         return None
     closes = [float(b.close) for b in series[index - VOLATILITY_LOOKBACK - 1 : index]]
-    returns = [(b - a) / a for a, b in zip(closes, closes[1:], strict=False)]
+    returns = [(b - a) / a for a, b in itertools.pairwise(closes)]
     mean = sum(returns) / len(returns)
     var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
     # A statistic for a regime filter, not money: computed in float, handed over as Decimal.
     return Decimal(str(round(math.sqrt(var) * 100, 6)))
-

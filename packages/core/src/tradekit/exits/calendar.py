@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -49,11 +52,13 @@ class TradingCalendar:
 
     def next_open(self, after: datetime) -> datetime:
         """The first session open strictly after ``after``."""
-        return _utc(self._cal.next_open(pd.Timestamp(after)))
+        with _quiet():
+            return _utc(self._cal.next_open(pd.Timestamp(after)))
 
     def session_of_open(self, opens: datetime) -> Session:
-        session = self._cal.minute_to_session(pd.Timestamp(opens), direction="next")
-        return self._session(session)
+        with _quiet():
+            session = self._cal.minute_to_session(pd.Timestamp(opens), direction="next")
+            return self._session(session)
 
     def _session(self, label: pd.Timestamp) -> Session:
         return Session(
@@ -74,16 +79,18 @@ class TradingCalendar:
 
     def sessions(self, start: date, end: date) -> list[Session]:
         """Every session from ``start`` to ``end`` inclusive."""
-        labels = self._cal.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
-        opens = self._cal.opens[labels]
-        closes = self._cal.closes[labels]
+        with _quiet():
+            labels = self._cal.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+            opens = self._cal.opens[labels]
+            closes = self._cal.closes[labels]
         return [
             Session(day=label.date(), open=_utc(o), close=_utc(c))
             for label, o, c in zip(labels, opens, closes, strict=True)
         ]
 
     def is_session(self, day: date) -> bool:
-        return bool(self._cal.is_session(pd.Timestamp(day)))
+        with _quiet():
+            return bool(self._cal.is_session(pd.Timestamp(day)))
 
     def day_start(self, moment: datetime) -> datetime:
         """Midnight, in the exchange's time zone, of the trading day containing ``moment``."""
@@ -91,6 +98,18 @@ class TradingCalendar:
         return datetime.combine(local.date(), time(0), tzinfo=self.tz).astimezone(UTC)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # exchange-calendars still reads .values of tz-aware pandas data, which pandas 3.1
+        # deprecates; the values it gets are correct and the warning is not ours to act on.
+        warnings.filterwarnings(
+            "ignore", message=r"(Series|DatetimeIndex)\.values returning an ndarray that drops timezone"
+        )
+        yield
+
+
 @lru_cache(maxsize=8)
 def _load(name: str) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(name, start=_EARLIEST)
+    with _quiet():
+        return xcals.get_calendar(name, start=_EARLIEST)

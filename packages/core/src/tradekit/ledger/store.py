@@ -90,9 +90,7 @@ class Ledger:
     # --- opening -----------------------------------------------------------------------
 
     @classmethod
-    def open(
-        cls, url: str, *, for_trading: bool = False, schema: str | None = None, durable: bool = True
-    ) -> Ledger:
+    def open(cls, url: str, *, for_trading: bool = False, schema: str | None = None, durable: bool = True) -> Ledger:
         """Open (creating or migrating if needed) the ledger at ``url``.
 
         ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/ledger.db`` or
@@ -134,14 +132,13 @@ class Ledger:
         try:
             if path is not None:
                 _check_sqlite_file(path)
-            with self._engine.connect() as conn:
-                with conn.begin():
-                    if self._engine.dialect.name == "postgresql":
-                        # Two processes opening a fresh database at once must not both migrate.
-                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7352001)")
-                        if self.schema:
-                            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                    _migrate(conn)
+            with self._engine.connect() as conn, conn.begin():
+                if self._engine.dialect.name == "postgresql":
+                    # Two processes opening a fresh database at once must not both migrate.
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7352001)")
+                    if self.schema:
+                        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                _migrate(conn)
         except LedgerError:
             raise
         except exc.OperationalError as e:
@@ -162,9 +159,9 @@ class Ledger:
             )
         if "disk is full" in text or "disk full" in text or "readonly" in text or "read-only" in text:
             return LedgerWriteError(f"ledger {where}: write failed and was rolled back ({text})")
-        if self._engine.dialect.name == "postgresql":
+        if self._engine.dialect.name == "postgresql" and isinstance(error, exc.OperationalError):
             return LedgerConnectionError(f"cannot use PostgreSQL ledger at {where}: {text}")
-        return LedgerWriteError(f"ledger {where}: {text}")
+        return LedgerWriteError(f"ledger {where}: write refused and rolled back ({text})")
 
     def close(self) -> None:
         self._engine.dispose()
@@ -329,9 +326,7 @@ class LedgerTx:
         coids = [i.client_order_id for i in intents]
         latest: dict[str, Any] = {}
         for row in self._conn.execute(
-            sa.select(t.order_events)
-            .where(t.order_events.c.client_order_id.in_(coids))
-            .order_by(t.order_events.c.id)
+            sa.select(t.order_events).where(t.order_events.c.client_order_id.in_(coids)).order_by(t.order_events.c.id)
         ):
             latest[row.client_order_id] = row
         filled: dict[str, Decimal] = defaultdict(lambda: ZERO)
@@ -388,9 +383,7 @@ class LedgerTx:
         event never changes a position twice. A fill of an order tradekit did not place is
         recorded but changes no position: reconciliation handles outside activity.
         """
-        seen = self._conn.execute(
-            sa.select(t.fills.c.id).where(t.fills.c.execution_id == fill.execution_id)
-        ).first()
+        seen = self._conn.execute(sa.select(t.fills.c.id).where(t.fills.c.execution_id == fill.execution_id)).first()
         if seen is not None:
             return False
         self._conn.execute(
@@ -612,9 +605,7 @@ class LedgerTx:
         findings = list(report.findings)
         listed = {f.symbol for f in findings if f.action is ReconcileAction.UNRECONCILED}
         findings += [
-            ReconcileFinding(
-                symbol=s, action=ReconcileAction.UNRECONCILED, reason=report.error or "broker unavailable"
-            )
+            ReconcileFinding(symbol=s, action=ReconcileAction.UNRECONCILED, reason=report.error or "broker unavailable")
             for s in sorted(report.blocked_symbols - listed)
         ]
         if findings:
@@ -690,7 +681,9 @@ class LedgerTx:
             )
         )
         self._conn.execute(
-            t.exit_heads.insert().values(intent_id=intent.intent_id, symbol=intent.symbol, state=ExitState.PLANNED.value)
+            t.exit_heads.insert().values(
+                intent_id=intent.intent_id, symbol=intent.symbol, state=ExitState.PLANNED.value
+            )
         )
         self._conn.execute(
             t.exit_transitions.insert().values(
@@ -719,9 +712,7 @@ class LedgerTx:
             raise InvalidExitTransition(f"no exit intent {intent_id}")
         if state not in EXIT_TRANSITIONS[current.state]:
             raise InvalidExitTransition(f"exit intent {intent_id} is {current.state}; it cannot become {state}")
-        self._conn.execute(
-            t.exit_heads.update().where(t.exit_heads.c.intent_id == intent_id).values(state=state.value)
-        )
+        self._conn.execute(t.exit_heads.update().where(t.exit_heads.c.intent_id == intent_id).values(state=state.value))
         self._conn.execute(
             t.exit_transitions.insert().values(
                 intent_id=intent_id,
@@ -992,9 +983,7 @@ def _fold_position(symbol: str, events: Sequence[Any]) -> Position:
     owner: str | None = None
     for ev in events:
         if ev.kind == "backfill":
-            entries.append(
-                PositionEntry(time=ev.time, price=ev.price, qty=ev.qty, origin=EntryOrigin.BACKFILL)
-            )
+            entries.append(PositionEntry(time=ev.time, price=ev.price, qty=ev.qty, origin=EntryOrigin.BACKFILL))
         elif ev.kind == "entry":
             owner = owner or ev.strategy
             index = by_order.get(ev.client_order_id)

@@ -1,6 +1,11 @@
 """Reconciliation: the broker is the source of truth; the ledger follows it."""
 
+from typing import TYPE_CHECKING
+
 from tradekit.reconcile.report import ReconcileAction, ReconcileFinding, ReconcileReport
+
+if TYPE_CHECKING:
+    from tradekit.reconcile.reconciler import Reconciler
 
 __all__ = ["ReconcileAction", "ReconcileFinding", "ReconcileReport", "Reconciler"]
 

@@ -55,9 +55,7 @@ class Reconciler:
         with self._ledger.transaction() as tx:
             ledger_positions = tx.open_positions()
             findings = self._compare(broker_positions, ledger_positions)
-            report = ReconcileReport(
-                started_at=now, broker=self._broker.name, broker_ok=True, findings=findings
-            )
+            report = ReconcileReport(started_at=now, broker=self._broker.name, broker_ok=True, findings=findings)
             extra = self._plugins.on_reconcile(report)
             refused = [f for f in extra if f.action is not ReconcileAction.UNRECONCILED]
             if refused:
@@ -71,7 +69,8 @@ class Reconciler:
             )
             for finding in report.findings:
                 if finding.action is ReconcileAction.BACKFILLED:
-                    assert finding.broker_qty is not None and finding.price is not None
+                    assert finding.broker_qty is not None
+                    assert finding.price is not None
                     tx.record_backfill(finding.symbol, finding.broker_qty, finding.price, now, finding.reason)
                 elif finding.action is ReconcileAction.EXTERNAL_CLOSE:
                     assert finding.ledger_qty is not None
@@ -191,4 +190,3 @@ class Reconciler:
             price=bp.avg_entry_price,
             reason="broker position missing from the ledger: adopted (entry time unknown)",
         )
-

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display needed, and no GUI backend is ever picked
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
 
-from tradekit.domain.market import Bar  # noqa: E402
-from tradekit.domain.orders import Fill  # noqa: E402
-from tradekit.ledger.records import IntentPurpose  # noqa: E402
+from tradekit.domain.market import Bar
+from tradekit.domain.orders import Fill
+from tradekit.ledger.records import IntentPurpose
 
 _STYLE = {
     IntentPurpose.ENTRY: ("^", "tab:green", "entry"),
