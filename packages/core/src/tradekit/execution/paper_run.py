@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +30,14 @@ class PaperRun:
     chart: Path | None
 
 
+def _scanner(plugins: Plugins, settings: Settings) -> Callable[[Mapping[str, Sequence[Bar]], datetime], frozenset[str]]:
+    def scan(bars: Mapping[str, Sequence[Bar]], as_of: datetime) -> frozenset[str]:
+        ranked = plugins.scan_candidates(bars, as_of, settings.scanner.top_n)
+        return frozenset(c.symbol for c in ranked) | frozenset(settings.scanner.baseline_symbols)
+
+    return scan
+
+
 def run_paper_replay(
     *,
     strategy: type[Strategy],
@@ -41,7 +49,6 @@ def run_paper_replay(
     progress: Callable[[int], None] | None = None,
     chart: bool = True,
     durable: bool = False,
-    focus: Callable[[datetime], frozenset[str] | None] | None = None,
 ) -> PaperRun:
     """Replay ``strategy`` over ``bars`` on a fresh paper account and ledger in ``out_dir``."""
     if not bars:
@@ -69,7 +76,7 @@ def run_paper_replay(
             broker=broker,
             calendar=calendar,
             clock=clock,
-            focus=focus,
+            scan=_scanner(plugins, settings) if settings.scanner.enabled else None,
         )
         result = runner.run(progress)
         summary = summarize(ledger, starting_equity=result.starting_equity, final_equity=result.final_equity)

@@ -132,6 +132,9 @@ class OrderPipeline:
         self.limits = AccountLimits.from_settings(settings)
         self._on_step = on_step or (lambda step: None)
         self._assets: dict[str, AssetInfo] = {}
+        # Whether a planned exit may exist. Only trusted when this process is the ledger's
+        # only writer; otherwise the ledger is always asked.
+        self._exits_may_be_planned = True
 
     # --- buys --------------------------------------------------------------------------------
 
@@ -140,10 +143,7 @@ class OrderPipeline:
         now = self.clock()
         symbol = signal.symbol
         key_prefix = f"{strategy.name}|{symbol}|{signal.signal_id}|buy"
-        with self.ledger.reading() as tx:
-            if tx.intents_with_prefix(key_prefix):
-                return BuyOutcome(None, note=f"signal {signal.signal_id} was already acted on")
-            preflight_blocked = symbol in tx.unreconciled_symbols()
+        preflight_blocked = symbol in self.ledger.unreconciled_symbols()
         truth: BrokerTruth | None = None
         asset: AssetInfo | None = None
         broker_error = ""
@@ -155,6 +155,8 @@ class OrderPipeline:
                 broker_error = f"broker unavailable: {exc}"
                 log.warning("buy %s: %s", symbol, broker_error)
         with self.ledger.transaction(lock_symbol=symbol) as tx:
+            if tx.intents_with_prefix(key_prefix):
+                return BuyOutcome(None, note=f"signal {signal.signal_id} was already acted on")
             ctx = self._context(tx, signal, strategy, market, now, truth, asset)
             decision = evaluate_buy(ctx, plugins=self.plugins)
             sized = apply_limits(
@@ -457,6 +459,7 @@ class OrderPipeline:
             )
             intent = self.plugins.on_exit_intent(intent)
             tx.record_exit_intent(intent)
+            self._exits_may_be_planned = True
         log.info("exit planned for %s: %s (%s)", symbol, intent.reason, intent.urgency)
         if immediate:
             return self.execute_exit(intent, price=None)
@@ -465,8 +468,11 @@ class OrderPipeline:
     def execute_due_exits(self, prices: dict[str, Decimal]) -> list[ExitOutcome]:
         """Execute planned exits whose window is open; expire (and report) those it passed."""
         now = self.clock()
+        if self.ledger.exclusive and not self._exits_may_be_planned:
+            return []
         with self.ledger.reading() as tx:
             planned = tx.exit_intents(states=[ExitState.PLANNED])
+        self._exits_may_be_planned = bool(planned)
         outcomes = []
         for intent in planned:
             if intent.window_opens_at is not None and now < intent.window_opens_at:

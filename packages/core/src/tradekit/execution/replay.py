@@ -93,6 +93,7 @@ class ReplayResult:
     signals: Counter[str] = attrs.field(factory=Counter)
     decisions: Counter[tuple[str, str]] = attrs.field(factory=Counter)
     exits_planned: int = 0
+    candidates_by_close: dict[datetime, frozenset[str]] = attrs.field(factory=dict)
     exits_expired: int = 0
     starting_equity: Decimal = ZERO
     final_equity: Decimal = ZERO
@@ -110,7 +111,7 @@ class ReplayRunner:
         broker: PaperBroker,
         calendar: TradingCalendar,
         clock: SimClock,
-        focus: Callable[[datetime], frozenset[str] | None] | None = None,
+        scan: Callable[[Mapping[str, Sequence[Bar]], datetime], frozenset[str]] | None = None,
     ) -> None:
         self.strategy = strategy
         self.bars = {s: list(b) for s, b in bars.items()}
@@ -118,7 +119,7 @@ class ReplayRunner:
         self.broker = broker
         self.calendar = calendar
         self.clock = clock
-        self._focus = focus
+        self._scan = scan
         self._times = {s: [b.time for b in series] for s, series in self.bars.items()}
 
     def run(self, progress: Callable[[int], None] | None = None) -> ReplayResult:
@@ -134,6 +135,7 @@ class ReplayRunner:
         sessions = self._sessions(days)
         queued: list[Signal] = []
         positions: dict[str, Position] = {}
+        seen_upto: dict[str, int] = {}
         dirty = True
         for day in days:
             todays = by_day[day]
@@ -179,7 +181,14 @@ class ReplayRunner:
             if dirty:
                 positions = self.pipeline.ledger.open_positions()
                 dirty = False
-            focus = self._focus(closes_at) if self._focus is not None else None
+            for symbol, i in todays:
+                seen_upto[symbol] = i + 1
+            focus = None
+            if self._scan is not None:
+                # Trade only the scanner's candidates, ranked on what was known at this close.
+                views = {s: History(self.bars[s], n) for s, n in seen_upto.items()}
+                focus = self._scan(views, closes_at)
+                result.candidates_by_close[closes_at] = focus
             for symbol, i in todays:
                 view = StrategyView(
                     symbol=symbol, history=History(self.bars[symbol], i + 1), position=positions.get(symbol)

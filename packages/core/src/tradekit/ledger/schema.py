@@ -89,6 +89,19 @@ order_intents = sa.Table(
     sa.Index("ix_tk_order_intents_created", "created_at"),
 )
 
+# Each intent's latest order status: a derived index kept in the same transaction as the
+# order events, so "what is still in flight" never scans the history.
+intent_heads = sa.Table(
+    "tk_intent_heads",
+    metadata,
+    sa.Column("client_order_id", sa.String(128), primary_key=True),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32)),
+    sa.Column("broker_order_id", sa.String(128)),
+    sa.Column("terminal", sa.Boolean, nullable=False),
+    sa.Index("ix_tk_intent_heads_open", "terminal", "symbol"),
+)
+
 # Every status an order went through, as reported by the broker (or decided by tradekit:
 # "submitting", "not_found").
 order_events = sa.Table(

@@ -54,7 +54,6 @@ from tradekit.ledger.errors import (
     LedgerWriteError,
 )
 from tradekit.ledger.records import (
-    TERMINAL_STATUSES,
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
@@ -64,6 +63,9 @@ from tradekit.ledger.records import (
 )
 from tradekit.reconcile.report import ReconcileAction, ReconcileFinding, ReconcileReport
 from tradekit.serialization import unstructure
+
+_EXIT_IN_FLIGHT = (ExitState.PLANNED.value, ExitState.SUBMITTED.value)
+_BLOCKING_FINDINGS = (ReconcileAction.UNRECONCILED.value, ReconcileAction.QUANTITY_MISMATCH.value)
 
 PositionKind = Literal["entry", "backfill", "reduction", "external_close"]
 _REDUCING = ("reduction", "external_close")
@@ -86,6 +88,7 @@ class Ledger:
         self._engine = engine
         self._lock_file = lock_file
         self.schema = schema
+        self._unreconciled: frozenset[str] | None = None
 
     # --- opening -----------------------------------------------------------------------
 
@@ -178,6 +181,14 @@ class Ledger:
         self.close()
 
     @property
+    def exclusive(self) -> bool:
+        """True when this process is the ledger's only writer (the SQLite trader lock).
+
+        Only then may a caller keep derived state in memory between transactions.
+        """
+        return self._lock_file is not None
+
+    @property
     def url(self) -> str:
         return _describe_url(self._engine.url)
 
@@ -207,7 +218,10 @@ class Ledger:
                 with conn.begin():
                     if lock_symbol is not None and self.backend == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(lock_symbol)})
-                    yield LedgerTx(conn)
+                    tx = LedgerTx(conn)
+                    yield tx
+                if tx.reconciled:
+                    self._unreconciled = None
         except exc.DBAPIError as e:
             raise self._translate(e) from None
 
@@ -231,8 +245,14 @@ class Ledger:
             return tx.position(symbol)
 
     def unreconciled_symbols(self) -> frozenset[str]:
+        """Symbols every buy must be BLOCKed on (cached while this process is the only writer)."""
+        if self.exclusive and self._unreconciled is not None:
+            return self._unreconciled
         with self.reading() as tx:
-            return tx.unreconciled_symbols()
+            found = tx.unreconciled_symbols()
+        if self.exclusive:
+            self._unreconciled = found
+        return found
 
     def record_fill(self, fill: Fill) -> bool:
         with self.transaction(lock_symbol=fill.symbol) as tx:
@@ -244,6 +264,7 @@ class LedgerTx:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self.reconciled = False
 
     # --- intents and orders ---------------------------------------------------------------
 
@@ -262,6 +283,11 @@ class LedgerTx:
         try:
             with self._conn.begin_nested():
                 self._conn.execute(t.order_intents.insert().values(**_intent_row(intent)))
+                self._conn.execute(
+                    t.intent_heads.insert().values(
+                        client_order_id=intent.client_order_id, symbol=intent.symbol, status=None, terminal=False
+                    )
+                )
         except exc.IntegrityError:
             # Another process won the race between the check and the insert.
             raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded") from None
@@ -277,8 +303,9 @@ class LedgerTx:
         return [_intent_from_row(r._mapping) for r in rows]
 
     def intent(self, client_order_id: str) -> OrderIntent | None:
+        i = t.order_intents
         row = self._conn.execute(
-            sa.select(t.order_intents).where(t.order_intents.c.client_order_id == client_order_id)
+            sa.lambda_stmt(lambda: sa.select(i).where(i.c.client_order_id == client_order_id))
         ).first()
         return None if row is None else _intent_from_row(row._mapping)
 
@@ -304,6 +331,12 @@ class LedgerTx:
                 time=time,
             )
         )
+        values: dict[str, Any] = {"status": status.value, "terminal": status.is_terminal}
+        if broker_order_id is not None:
+            values["broker_order_id"] = broker_order_id
+        self._conn.execute(
+            t.intent_heads.update().where(t.intent_heads.c.client_order_id == client_order_id).values(**values)
+        )
 
     def intent_state(self, client_order_id: str) -> IntentState | None:
         intent = self.intent(client_order_id)
@@ -313,12 +346,43 @@ class LedgerTx:
 
     def pending_intents(self, symbol: str | None = None) -> list[IntentState]:
         """Intents whose order has not reached a terminal status (or was never confirmed)."""
-        terminal = sa.select(t.order_events.c.client_order_id).where(t.order_events.c.status.in_(TERMINAL_STATUSES))
-        query = sa.select(t.order_intents).where(t.order_intents.c.client_order_id.not_in(terminal))
-        if symbol is not None:
-            query = query.where(t.order_intents.c.symbol == symbol)
-        intents = [_intent_from_row(r._mapping) for r in self._conn.execute(query.order_by(t.order_intents.c.id))]
-        return self._states(intents)
+        i, h = t.order_intents, t.intent_heads
+        if symbol is None:
+            stmt = sa.lambda_stmt(
+                lambda: (
+                    sa.select(i, h.c.status, h.c.broker_order_id)
+                    .join(h, h.c.client_order_id == i.c.client_order_id)
+                    .where(h.c.terminal == sa.false())
+                    .order_by(i.c.id)
+                )
+            )
+        else:
+            stmt = sa.lambda_stmt(
+                lambda: (
+                    sa.select(i, h.c.status, h.c.broker_order_id)
+                    .join(h, h.c.client_order_id == i.c.client_order_id)
+                    .where(h.c.terminal == sa.false(), h.c.symbol == symbol)
+                    .order_by(i.c.id)
+                )
+            )
+        rows = list(self._conn.execute(stmt))
+        if not rows:
+            return []
+        coids = [r.client_order_id for r in rows]
+        filled: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for row in self._conn.execute(
+            sa.select(t.fills.c.client_order_id, t.fills.c.qty).where(t.fills.c.client_order_id.in_(coids))
+        ):
+            filled[row.client_order_id] += row.qty
+        return [
+            IntentState(
+                intent=_intent_from_row(r._mapping),
+                status=LedgerOrderStatus(r.status) if r.status else None,
+                broker_order_id=r.broker_order_id,
+                filled_qty=filled[r.client_order_id],
+            )
+            for r in rows
+        ]
 
     def _states(self, intents: Sequence[OrderIntent]) -> list[IntentState]:
         if not intents:
@@ -355,14 +419,21 @@ class LedgerTx:
     def order_counts(self, symbol: str, *, day_start: datetime) -> OrderCounts:
         """Counters for the buy guards, from the intents recorded since ``day_start``."""
         i = t.order_intents
+        buy = Side.BUY.value
         orders_today = self._conn.execute(
-            sa.select(sa.func.count()).select_from(i).where(i.c.created_at >= day_start)
+            sa.lambda_stmt(lambda: sa.select(sa.func.count()).select_from(i).where(i.c.created_at >= day_start))
         ).scalar_one()
-        last = self._conn.execute(sa.select(sa.func.max(i.c.created_at)).where(i.c.symbol == symbol)).scalar_one()
+        last = self._conn.execute(
+            sa.lambda_stmt(lambda: sa.select(sa.func.max(i.c.created_at)).where(i.c.symbol == symbol))
+        ).scalar_one()
         acted = self._conn.execute(
-            sa.select(sa.func.count())
-            .select_from(i)
-            .where(i.c.symbol == symbol, i.c.side == Side.BUY.value, i.c.created_at >= day_start)
+            sa.lambda_stmt(
+                lambda: (
+                    sa.select(sa.func.count())
+                    .select_from(i)
+                    .where(i.c.symbol == symbol, i.c.side == buy, i.c.created_at >= day_start)
+                )
+            )
         ).scalar_one()
         return OrderCounts(
             orders_today=int(orders_today),
@@ -596,6 +667,7 @@ class LedgerTx:
 
     def record_reconciliation(self, report: ReconcileReport) -> int:
         """Persist a reconciliation and its findings; return its id."""
+        self.reconciled = True
         rec_id = self._conn.execute(
             t.reconciliations.insert().values(
                 started_at=report.started_at, broker=report.broker, broker_ok=report.broker_ok, error=report.error
@@ -653,12 +725,13 @@ class LedgerTx:
 
     def unreconciled_symbols(self) -> frozenset[str]:
         """Symbols the latest reconciliation could not reconcile: every buy on them is BLOCKed."""
-        latest = sa.select(sa.func.max(t.reconciliations.c.id)).scalar_subquery()
-        f = t.reconcile_findings
+        r, f = t.reconciliations, t.reconcile_findings
         rows = self._conn.execute(
-            sa.select(f.c.symbol).where(
-                f.c.reconciliation_id == latest,
-                f.c.action.in_([ReconcileAction.UNRECONCILED.value, ReconcileAction.QUANTITY_MISMATCH.value]),
+            sa.lambda_stmt(
+                lambda: sa.select(f.c.symbol).where(
+                    f.c.reconciliation_id == sa.select(sa.func.max(r.c.id)).scalar_subquery(),
+                    f.c.action.in_(_BLOCKING_FINDINGS),
+                )
             )
         )
         return frozenset(r.symbol for r in rows)
@@ -790,9 +863,7 @@ class LedgerTx:
     def exit_pending(self, symbol: str) -> bool:
         h = t.exit_heads
         found = self._conn.execute(
-            sa.select(h.c.intent_id).where(
-                h.c.symbol == symbol, h.c.state.in_([ExitState.PLANNED.value, ExitState.SUBMITTED.value])
-            )
+            sa.lambda_stmt(lambda: sa.select(h.c.intent_id).where(h.c.symbol == symbol, h.c.state.in_(_EXIT_IN_FLIGHT)))
         ).first()
         return found is not None
 

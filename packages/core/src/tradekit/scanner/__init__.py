@@ -52,7 +52,8 @@ def scan_candidates(bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: i
     """The built-in ranking: 20-day momentum (close over close 20 bars earlier)."""
     scored: list[Candidate] = []
     for symbol, series in bars.items():
-        upto = [b for b in series if b.time <= as_of]
+        # A replay hands over views that already end at as_of: no copy needed then.
+        upto = series if series and series[-1].time <= as_of else [b for b in series if b.time <= as_of]
         if len(upto) <= MOMENTUM_LOOKBACK:
             continue
         last, then = upto[-1], upto[-1 - MOMENTUM_LOOKBACK]
