@@ -21,11 +21,16 @@ nox.options.error_on_missing_interpreters = True
 
 CORE = "./packages/core[postgres]"
 EXAMPLES = "./packages/strategies-examples"
+ALPACA = "./packages/broker-alpaca"
+CCXT = "./packages/venue-ccxt"
 
 # distribution under test -> (what to install, which test folder)
 DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "core": ((CORE,), "tests/core_tests"),
     "examples": ((CORE, EXAMPLES), "tests/examples_tests"),
+    # The Alpaca end-to-end tests run an example strategy through `tradekit run --broker alpaca`.
+    "alpaca": ((CORE, EXAMPLES, ALPACA), "tests/alpaca_tests"),
+    "ccxt": ((CORE, CCXT), "tests/ccxt_tests"),
 }
 
 
@@ -50,11 +55,13 @@ def typecheck(session: nox.Session) -> None:
     """One mypy --strict pass over every src tree, the tests, the benchmarks and this file."""
     _install_group(session, "typecheck")
     _install_group(session, "test")
-    session.install("-e", CORE, "-e", EXAMPLES)
+    session.install("-e", CORE, "-e", EXAMPLES, "-e", ALPACA, "-e", CCXT)
     session.run(
         "mypy",
         "packages/core/src",
         "packages/strategies-examples/src",
+        "packages/broker-alpaca/src",
+        "packages/venue-ccxt/src",
         "tests",
         "benchmarks",
         "noxfile.py",

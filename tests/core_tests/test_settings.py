@@ -80,6 +80,11 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert s.freshness.max_gap_pct == Decimal("1.5")
 
 
+def test_credential_variables_are_not_read_as_settings() -> None:
+    env = {"TRADEKIT_CCXT_BYBIT_API_KEY": "k", "TRADEKIT_CCXT_BYBIT_SECRET": "s", "TRADEKIT_LIVE": "1"}
+    assert load_settings(env=env).settings == Settings()
+
+
 def test_config_path_from_environment(tmp_path: Path) -> None:
     path = write(tmp_path, "[orders]\ndaily_order_limit = 3\n")
     assert load_settings(env={"TRADEKIT_CONFIG": str(path)}).settings.orders.daily_order_limit == 3

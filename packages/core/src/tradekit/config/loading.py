@@ -23,7 +23,10 @@ from tradekit.config.settings import Settings, SettingsError
 from tradekit.serialization import StructureError, structure
 
 ENV_PREFIX = "TRADEKIT_"
-_NON_SETTING_VARS = frozenset({"CONFIG", "DISABLED_PLUGINS", "LOAD_PLUGINS", "LOG_LEVEL"})
+_NON_SETTING_VARS = frozenset({"CONFIG", "DISABLED_PLUGINS", "LOAD_PLUGINS", "LOG_LEVEL", "LIVE"})
+# Credentials plugins read from the environment (e.g. TRADEKIT_CCXT_BYBIT_API_KEY): never
+# settings, never parsed, never echoed.
+_CREDENTIAL_SUFFIXES = ("_API_KEY", "_SECRET", "_PASSWORD", "_PASSPHRASE")
 
 
 @attrs.frozen
@@ -72,7 +75,7 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[tuple[str, ...], str]]:
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX) :]
-        if key in _NON_SETTING_VARS:
+        if key in _NON_SETTING_VARS or ("__" not in key and key.endswith(_CREDENTIAL_SUFFIXES)):
             continue
         path = tuple(part.lower() for part in key.split("__"))
         if len(path) == 1 and path[0] not in top_level:

@@ -1,0 +1,51 @@
+"""The ``alpaca`` broker, registered through the ``tradekit`` entry-point group.
+
+Importing this module does not import alpaca-py: tradekit loads every installed plugin at
+start-up, and the Alpaca client (and its import-time warning) is only needed once someone
+actually builds the broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from tradekit.broker.spec import BrokerSpec
+from tradekit.config.settings import Settings
+from tradekit.hookspecs import hookimpl
+from tradekit_broker_alpaca.config import (
+    AlpacaCredentials,
+    load_alpaca_config,
+    require_live_permission,
+)
+
+if TYPE_CHECKING:
+    from tradekit_broker_alpaca.execution import AlpacaBroker
+
+
+def make_alpaca_broker(settings: Settings, env: Mapping[str, str]) -> AlpacaBroker:
+    """Build the broker from ``[plugins.alpaca]`` and the keys in ``env``; refuse live without the flag.
+
+    Raises ``AlpacaConfigError`` (a ``SettingsError``) naming the key or variable at fault.
+    """
+    config = load_alpaca_config(settings)
+    require_live_permission(config, env)
+    credentials = AlpacaCredentials.from_env(env)
+    from tradekit_broker_alpaca.execution import AlpacaBroker
+
+    return AlpacaBroker(config, credentials)
+
+
+@hookimpl
+def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
+    register(
+        BrokerSpec(
+            name="alpaca",
+            description=(
+                "Alpaca US stocks through alpaca-py: paper by default, live only with the live flag; "
+                "keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY."
+            ),
+            factory=make_alpaca_broker,
+            live_capable=True,
+        )
+    )

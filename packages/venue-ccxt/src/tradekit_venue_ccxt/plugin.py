@@ -1,0 +1,71 @@
+"""The ``ccxt`` entry-point plugin: venues as brokers, the pair rule, the ``tradekit pairs`` commands.
+
+Loaded by tradekit through the ``tradekit`` entry-point group. It imports no ccxt code until a
+venue is actually built, so installing the package costs nothing to commands that do not
+trade perpetuals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from tradekit.broker.protocol import Broker
+from tradekit.broker.spec import BrokerFactory, BrokerSpec
+from tradekit.config.settings import Settings
+from tradekit.hookspecs import hookimpl
+from tradekit_venue_ccxt.config import SUPPORTED_VENUES, VenueCredentials, load_ccxt_settings
+from tradekit_venue_ccxt.pairs.rules import evaluate_buy
+from tradekit_venue_ccxt.venues import PROFILES
+
+if TYPE_CHECKING:
+    import click
+
+    from tradekit_venue_ccxt.execution import AsyncCcxtVenue
+
+__all__ = ["evaluate_buy", "register_brokers", "register_commands", "venue_factory"]
+
+
+def venue_factory(venue: str) -> BrokerFactory:
+    """The broker factory of ``venue``: its ``[plugins.ccxt.venues.<venue>]`` table, keys from env."""
+
+    def factory(settings: Settings, env: Mapping[str, str]) -> Broker:
+        from tradekit_venue_ccxt.execution import CcxtVenue
+
+        config = load_ccxt_settings(settings).venue(venue)
+        return CcxtVenue.connect(config, VenueCredentials.from_env(venue, env))
+
+    return factory
+
+
+def async_venue_factory(venue: str) -> Callable[[Settings, Mapping[str, str]], AsyncCcxtVenue]:
+    """The same for the live runner's event loop (``ccxt.async_support``)."""
+
+    def factory(settings: Settings, env: Mapping[str, str]) -> AsyncCcxtVenue:
+        from tradekit_venue_ccxt.execution import AsyncCcxtVenue
+
+        config = load_ccxt_settings(settings).venue(venue)
+        return AsyncCcxtVenue.connect(config, VenueCredentials.from_env(venue, env))
+
+    return factory
+
+
+@hookimpl
+def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
+    for venue in SUPPORTED_VENUES:
+        register(
+            BrokerSpec(
+                name=f"ccxt-{venue}",
+                description=PROFILES[venue].description,
+                factory=venue_factory(venue),
+                live_capable=True,
+                options={"venue": venue, "async_factory": async_venue_factory(venue)},
+            )
+        )
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from tradekit_venue_ccxt.pairs.cli import pairs_group
+
+    cli.add_command(pairs_group)

@@ -1,0 +1,327 @@
+"""End to end: ``tradekit run --broker alpaca`` and a live session against the Alpaca emulator.
+
+The scenario the project exists for: the bot crashes with an order in flight, a human opens
+positions in the Alpaca dashboard meanwhile, and the bot restarts. It must find its order
+(not send it again), adopt or block the positions it did not open, and never buy twice.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+
+from emulators.alpaca import AlpacaEmulator, BarSeed
+from tradekit.cli import cli
+from tradekit.config import Settings, load_settings
+from tradekit.data import session_close
+from tradekit.decision.context import MarketSnapshot
+from tradekit.domain import EntryOrigin, Side, Signal
+from tradekit.execution.live import LiveTrader
+from tradekit.execution.pipeline import OrderPipeline
+from tradekit.exits.calendar import TradingCalendar
+from tradekit.ledger import Ledger, LedgerOrderStatus
+from tradekit.plugins import Plugins
+from tradekit.reconcile import ReconcileAction
+from tradekit_broker_alpaca.execution import AlpacaBroker
+from tradekit_broker_alpaca.plugin import make_alpaca_broker
+from tradekit_strategies_examples.breakout import SingleEntryBreakout
+
+from .conftest import KEY_ID, SECRET_KEY
+
+NEW_YORK = ZoneInfo("America/New_York")
+BREAKOUT_CLOSE = Decimal(120)
+
+
+class Crash(Exception):
+    """Stands in for the process dying at a chosen step."""
+
+
+def last_completed_session(now: datetime) -> date:
+    today = now.astimezone(NEW_YORK).date()
+    return today if now >= session_close(today) else today - timedelta(days=1)
+
+
+def breakout_bars(last_day: date) -> list[BarSeed]:
+    """Thirty daily bars, flat around 100, the last closing at 120 above its 20-day high."""
+    bars = []
+    for offset in range(29, -1, -1):
+        day = last_day - timedelta(days=offset)
+        close = BREAKOUT_CLOSE if offset == 0 else Decimal(100) + Decimal(offset % 3)
+        bars.append(
+            BarSeed(
+                timestamp=datetime.combine(day, time(0), NEW_YORK).astimezone(UTC),
+                open=close - 1,
+                high=close + 1,
+                low=close - 2,
+                close=close,
+                volume=1_000_000,
+            )
+        )
+    return bars
+
+
+@pytest.fixture
+def ledger_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture
+def env(emu: AlpacaEmulator, ledger_url: str) -> dict[str, str]:
+    """The environment of a `tradekit run` pointed at the emulator (keys, URLs, ledger)."""
+    return {
+        "APCA_API_KEY_ID": KEY_ID,
+        "APCA_API_SECRET_KEY": SECRET_KEY,
+        "TRADEKIT_LOAD_PLUGINS": "alpaca,examples",
+        "TRADEKIT_LEDGER__URL": ledger_url,
+        # The breakout bar closed at most a day ago, whatever the time of day the test runs;
+        # the default 24 h age limit would make the test depend on the wall clock.
+        "TRADEKIT_FRESHNESS__MAX_SIGNAL_AGE_HOURS": "48",
+        "TRADEKIT_PLUGINS__ALPACA__BASE_URL": emu.base_url,
+        "TRADEKIT_PLUGINS__ALPACA__DATA_URL": emu.data_url,
+        "TRADEKIT_PLUGINS__ALPACA__STREAM_URL": emu.stream_url,
+        "TRADEKIT_PLUGINS__ALPACA__REQUEST_TIMEOUT_SECONDS": "2",
+        "TRADEKIT_PLUGINS__ALPACA__READ_RETRIES": "0",
+        "TRADEKIT_PLUGINS__ALPACA__STREAM_RECONNECT_MIN_BACKOFF_SECONDS": "0.05",
+        "TRADEKIT_PLUGINS__ALPACA__STREAM_RECONNECT_MAX_BACKOFF_SECONDS": "0.2",
+        "TRADEKIT_PLUGINS__ALPACA__STREAM_SHUTDOWN_TIMEOUT_SECONDS": "2",
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env=env).settings
+
+
+@pytest.fixture
+def plugins(env: dict[str, str]) -> Plugins:
+    return Plugins(env={"TRADEKIT_LOAD_PLUGINS": env["TRADEKIT_LOAD_PLUGINS"]})
+
+
+@pytest.fixture
+def market(emu: AlpacaEmulator) -> AlpacaEmulator:
+    """AAPL broke out at yesterday's close; KO, PFE and TSLA trade too. The market is closed."""
+    now = datetime.now(UTC)
+    emu.load_bars("AAPL", breakout_bars(last_completed_session(now)))
+    for symbol, price in (("AAPL", BREAKOUT_CLOSE), ("KO", Decimal("60.25")), ("PFE", Decimal("28.10"))):
+        emu.set_asset(symbol)
+        emu.set_price(symbol, price)
+    emu.set_asset("TSLA")
+    emu.set_price("TSLA", Decimal(180))
+    emu.set_clock(is_open=False)
+    return emu
+
+
+def run_once(env: dict[str, str], *symbols: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        cli,
+        ["run", "--broker", "alpaca", "--strategy", "breakout", "--symbols", ",".join(symbols), "--once", "--json"],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    (cycle,) = json.loads(result.output)
+    assert isinstance(cycle, dict)
+    return cycle
+
+
+def pipeline_on(
+    ledger: Ledger, broker: AlpacaBroker, settings: Settings, plugins: Plugins, **hooks: Any
+) -> OrderPipeline:
+    return OrderPipeline(
+        ledger=ledger,
+        broker=broker,
+        settings=settings,
+        plugins=plugins,
+        calendar=TradingCalendar(settings.exits.calendar),
+        clock=lambda: datetime.now(UTC),
+        **hooks,
+    )
+
+
+@pytest.fixture
+def crashed_with_an_order_in_flight(
+    market: AlpacaEmulator, ledger_url: str, env: dict[str, str], settings: Settings, plugins: Plugins
+) -> str:
+    """A first run sent an AAPL buy to Alpaca during the session and died before recording the answer.
+
+    Return the order's client order id; the market stays open and the order unfilled.
+    """
+
+    def die_once_sent(step: str) -> None:
+        if step == "sent":
+            raise Crash(step)
+
+    market.set_clock(is_open=True)
+    market.set_fill_policy(auto_fill_market=False)
+    ledger = Ledger.open(ledger_url)
+    broker = make_alpaca_broker(settings, env)
+    now = datetime.now(UTC)
+    try:
+        signal = Signal(
+            symbol="AAPL",
+            side=Side.BUY,
+            confidence=5,
+            generated_at=now,
+            reference_price=BREAKOUT_CLOSE,
+            source=SingleEntryBreakout.name,
+        )
+        pipeline = pipeline_on(ledger, broker, settings, plugins, on_step=die_once_sent)
+        with pytest.raises(Crash):
+            pipeline.process_buy(
+                signal, SingleEntryBreakout, MarketSnapshot(price=BREAKOUT_CLOSE, as_of=signal.generated_at)
+            )
+        with ledger.reading() as tx:
+            (in_flight,) = tx.pending_intents()
+        assert in_flight.status is LedgerOrderStatus.SUBMITTING
+    finally:
+        broker.close()
+        ledger.close()
+    return in_flight.intent.client_order_id
+
+
+def test_restart_finds_the_order_in_flight_and_reconciles_positions_opened_by_hand(
+    market: AlpacaEmulator, crashed_with_an_order_in_flight: str, env: dict[str, str], ledger_url: str
+) -> None:
+    client_order_id = crashed_with_an_order_in_flight
+    (sent,) = market.orders_with_client_id(client_order_id)
+    # While the bot is down: its order fills, and a human trades in the dashboard.
+    market.fill_order(sent["id"], price=BREAKOUT_CLOSE)
+    market.set_fill_policy(auto_fill_market=True)
+    market.set_position("KO", Decimal(100), Decimal("60.25"))
+    market.submit_dashboard_order("PFE", "buy", qty=Decimal(20))
+    market.set_position("TSLA", Decimal(-5), Decimal(180))
+    market.set_clock(is_open=False)
+
+    run_once(env, "AAPL", "KO", "PFE", "TSLA")
+
+    assert market.order_post_count == 1
+    assert len(market.orders_with_client_id(client_order_id)) == 1
+    ledger = Ledger.open(ledger_url)
+    try:
+        with ledger.reading() as tx:
+            state = tx.intent_state(client_order_id)
+            assert tx.pending_intents() == []
+            report = tx.last_reconciliation()
+        assert state is not None
+        assert state.status is LedgerOrderStatus.FILLED
+        aapl = ledger.position("AAPL")
+        assert aapl is not None
+        assert (aapl.qty, aapl.entries[0].origin) == (Decimal(sent["qty"]), EntryOrigin.FILL)
+        assert report is not None
+        actions = {f.symbol: f.action for f in report.findings}
+        assert actions == {
+            "AAPL": ReconcileAction.IN_SYNC,
+            "KO": ReconcileAction.BACKFILLED,
+            "PFE": ReconcileAction.BACKFILLED,
+            "TSLA": ReconcileAction.UNRECONCILED,
+        }
+        positions = ledger.open_positions()
+    finally:
+        ledger.close()
+
+    run_once(env, "AAPL", "KO", "PFE", "TSLA")
+
+    assert market.order_post_count == 1
+    ledger = Ledger.open(ledger_url)
+    try:
+        assert ledger.open_positions() == positions
+    finally:
+        ledger.close()
+
+
+def test_run_once_after_the_close_reads_alpaca_bars_and_sends_no_order(
+    market: AlpacaEmulator, env: dict[str, str]
+) -> None:
+    cycle = run_once(env, "AAPL")
+
+    assert cycle["signals"] == 1
+    assert cycle["buys"] == []
+    assert market.order_post_count == 0
+    assert market.requests("GET /v2/stocks/bars")
+
+
+def test_live_session_buys_a_breakout_once_at_the_open_and_never_again_after_a_restart(
+    market: AlpacaEmulator, ledger_url: str, env: dict[str, str], settings: Settings, plugins: Plugins
+) -> None:
+    def session() -> tuple[Ledger, AlpacaBroker, LiveTrader]:
+        ledger = Ledger.open(ledger_url)
+        broker = make_alpaca_broker(settings, env)
+        trader = LiveTrader(pipeline_on(ledger, broker, settings, plugins), SingleEntryBreakout, ["AAPL"])
+        return ledger, broker, trader
+
+    ledger, broker, trader = session()
+    try:
+        trader.startup()
+        after_close = trader.cycle()
+        market.set_clock(is_open=True)
+        at_open = trader.cycle()
+        again = trader.cycle()
+        bought = ledger.position("AAPL")
+    finally:
+        broker.close()
+        ledger.close()
+
+    assert (after_close.signals, after_close.buys) == (1, [])
+    (buy,) = at_open.buys
+    assert buy.order is not None
+    assert again.buys == []
+    assert market.order_post_count == 1
+    assert bought is not None
+    assert bought.qty == Decimal(market.positions()[0]["qty"])
+
+    market.set_clock(is_open=False)
+    ledger, broker, trader = session()
+    try:
+        report = trader.startup()
+        trader.cycle()
+        market.set_clock(is_open=True)
+        restarted = trader.cycle()
+        after_restart = ledger.position("AAPL")
+    finally:
+        broker.close()
+        ledger.close()
+
+    assert [f.action for f in report.findings] == [ReconcileAction.IN_SYNC]
+    assert all(b.order is None for b in restarted.buys)
+    assert market.order_post_count == 1
+    assert after_restart == bought
+
+
+def test_pipeline_buy_answered_504_after_alpaca_stored_it_is_found_by_lookup_and_recorded_once(
+    market: AlpacaEmulator, ledger_url: str, env: dict[str, str], settings: Settings, plugins: Plugins
+) -> None:
+    market.set_clock(is_open=True)
+    market.arm_error(504, after_processing=True)
+    now = datetime.now(UTC)
+    signal = Signal(
+        symbol="AAPL", side=Side.BUY, confidence=5, generated_at=now, reference_price=BREAKOUT_CLOSE, source="breakout"
+    )
+    ledger = Ledger.open(ledger_url)
+    broker = make_alpaca_broker(settings, env)
+    try:
+        outcome = pipeline_on(ledger, broker, settings, plugins).process_buy(
+            signal, SingleEntryBreakout, MarketSnapshot(price=BREAKOUT_CLOSE, as_of=now)
+        )
+        position = ledger.position("AAPL")
+        with ledger.reading() as tx:
+            assert outcome.intent is not None
+            state = tx.intent_state(outcome.intent.client_order_id)
+    finally:
+        broker.close()
+        ledger.close()
+
+    assert outcome.order is not None
+    assert market.order_post_count == 1
+    (stored,) = market.orders()
+    assert stored["client_order_id"] == outcome.order.client_order_id
+    assert state is not None
+    assert state.status is LedgerOrderStatus.FILLED
+    assert position is not None
+    assert position.qty == Decimal(stored["filled_qty"])
