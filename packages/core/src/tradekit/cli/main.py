@@ -114,6 +114,13 @@ def _bars(
 )
 @click.option("--no-chart", is_flag=True, help="Skip the chart.")
 @click.option("--once", is_flag=True, help="Live brokers: run one cycle and exit.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Live brokers: seconds between cycles.",
+)
 @config_option
 @json_option
 def run(
@@ -127,6 +134,7 @@ def run(
     out_root: Path,
     no_chart: bool,
     once: bool,
+    interval: float,
     config_path: Path | None,
     as_json: bool,
 ) -> None:
@@ -138,7 +146,17 @@ def run(
     if broker_name != "paper":
         from tradekit.cli.live import run_live
 
-        run_live(manager, loaded.settings, strategy, broker_name, chosen, live=live, once=once, as_json=as_json)
+        run_live(
+            manager,
+            loaded.settings,
+            strategy,
+            broker_name,
+            chosen,
+            live=live,
+            once=once,
+            as_json=as_json,
+            interval_seconds=interval,
+        )
         return
     if live:
         raise click.ClickException("--live needs a live broker (e.g. --broker alpaca); the paper broker is simulated")
