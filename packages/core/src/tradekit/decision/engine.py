@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
 
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.verdict import BuyDecision, fold, order_checks
@@ -25,7 +25,7 @@ def evaluate_buy(
     manager = plugins if plugins is not None else default_plugins()
     checks = order_checks(manager.evaluate_buy(context))
     return BuyDecision(
-        decision_id=decision_id or f"dec-{uuid.uuid4().hex[:20]}",
+        decision_id=decision_id or f"dec-{secrets.token_hex(10)}",
         symbol=context.symbol,
         strategy=context.strategy,
         signal_id=context.signal.signal_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -49,9 +50,12 @@ def block(rule: str, phase: RulePhase, reason: ReasonCode, detail: str) -> Check
     return Check(rule=rule, phase=phase, outcome=CheckOutcome.BLOCK, reason=reason, detail=detail)
 
 
+_TRACE_ORDER = operator.attrgetter("phase", "rule")
+
+
 def order_checks(checks: Iterable[Check]) -> tuple[Check, ...]:
     """Sort checks into the canonical trace order: by phase, then rule name."""
-    return tuple(sorted(checks, key=lambda c: (c.phase, c.rule)))
+    return tuple(sorted(checks, key=_TRACE_ORDER))
 
 
 def fold(checks: Iterable[Check], *, is_scale_in: bool) -> BuyAction:
