@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import queue
 import threading
@@ -213,13 +214,20 @@ class TradeUpdateStream:
         timeout = self._config.stream_shutdown_timeout_seconds
         stream = self._stream
         loop = stream.event_loop if stream.loop_ready.wait(timeout) else None
-        if loop is not None:
+        if loop is not None and not loop.is_closed():
+            request = stream.shutdown()
+            future: concurrent.futures.Future[None] | None = None
             try:
-                future = asyncio.run_coroutine_threadsafe(stream.shutdown(), loop)
+                future = asyncio.run_coroutine_threadsafe(request, loop)
                 future.result(timeout)
             except (RuntimeError, concurrent.futures.TimeoutError, concurrent.futures.CancelledError) as exc:
                 # The loop ended (or is ending) on its own; the join below still bounds the wait.
                 log.debug("trade_updates stream shutdown request not completed: %s", type(exc).__name__)
+            finally:
+                if inspect.getcoroutinestate(request) == inspect.CORO_CREATED:
+                    # A loop that stopped before running the request never starts it: close the
+                    # coroutine so it is not left un-awaited (a RuntimeWarning at collection).
+                    request.close()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("trade_updates stream thread still running after %s s; left behind as a daemon thread", timeout)

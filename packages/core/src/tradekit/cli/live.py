@@ -15,7 +15,7 @@ from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker
 from tradekit.cli.common import console, emit_json, open_ledger
 from tradekit.config.settings import Settings
-from tradekit.execution.live import LiveTrader, run_async
+from tradekit.execution.live import LiveTrader, current_prices, run_async, startup
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
@@ -35,10 +35,10 @@ class BrokerSession:
         self.pipeline = pipeline
 
     def startup(self) -> ReconcileReport:
-        return LiveTrader(self.pipeline, _NoStrategy, ()).startup()
+        return startup(self.pipeline)
 
     def current_prices(self) -> dict[str, Decimal]:
-        return LiveTrader(self.pipeline, _NoStrategy, ()).current_prices()
+        return current_prices(self.pipeline, ())
 
     def __enter__(self) -> BrokerSession:
         return self
@@ -46,13 +46,6 @@ class BrokerSession:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.broker.close()
         self.ledger.close()
-
-
-class _NoStrategy(Strategy):
-    name = "(none)"
-
-    def on_bar(self, view: object) -> list[object]:  # type: ignore[override]
-        return []
 
 
 def broker_env(live: bool) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -68,13 +68,7 @@ class LiveTrader:
         return self.pipeline.broker
 
     def startup(self) -> ReconcileReport:
-        """Settle intents left in flight, then reconcile with the broker (in that order)."""
-        self.pipeline.check_fractional_support()
-        unsettled = self.pipeline.recover()
-        if unsettled:
-            log.warning("%d order intents could not be settled yet; their symbols stay blocked", len(unsettled))
-        p = self.pipeline
-        return Reconciler(p.ledger, p.broker, p.settings.reconciliation, p.plugins).run(p.clock())
+        return startup(self.pipeline)
 
     def cycle(self) -> CycleReport:
         report = CycleReport()
@@ -124,23 +118,42 @@ class LiveTrader:
         return count
 
     def current_prices(self) -> dict[str, Decimal]:
-        symbols = sorted(set(self.symbols) | set(self.pipeline.ledger.open_positions()))
-        if isinstance(self.broker, PriceSource):
-            try:
-                return self.broker.latest_prices(symbols)
-            except BrokerError as exc:
-                log.warning("latest prices unavailable: %s", exc)
-        prices: dict[str, Decimal] = {}
+        return current_prices(self.pipeline, self.symbols, self._bars)
+
+
+def startup(pipeline: OrderPipeline) -> ReconcileReport:
+    """Settle intents left in flight, then reconcile with the broker (in that order)."""
+    pipeline.check_fractional_support()
+    unsettled = pipeline.recover()
+    if unsettled:
+        log.warning("%d order intents could not be settled yet; their symbols stay blocked", len(unsettled))
+    p = pipeline
+    return Reconciler(p.ledger, p.broker, p.settings.reconciliation, p.plugins).run(p.clock())
+
+
+def current_prices(
+    pipeline: OrderPipeline, symbols: Sequence[str], bars: Mapping[str, Sequence[Bar]] | None = None
+) -> dict[str, Decimal]:
+    """Latest prices of ``symbols`` and every held symbol: the broker's quotes when it has
+    them, else its positions' prices, else the last daily close."""
+    broker = pipeline.broker
+    wanted = sorted(set(symbols) | set(pipeline.ledger.open_positions()))
+    if isinstance(broker, PriceSource):
         try:
-            for position in self.broker.get_positions():
-                if position.current_price is not None:
-                    prices[position.symbol] = position.current_price
+            return broker.latest_prices(wanted)
         except BrokerError as exc:
-            log.warning("positions unavailable for prices: %s", exc)
-        for symbol, series in self._bars.items():
-            if series and symbol not in prices:
-                prices[symbol] = series[-1].close
-        return prices
+            log.warning("latest prices unavailable: %s", exc)
+    prices: dict[str, Decimal] = {}
+    try:
+        for position in broker.get_positions():
+            if position.current_price is not None:
+                prices[position.symbol] = position.current_price
+    except BrokerError as exc:
+        log.warning("positions unavailable for prices: %s", exc)
+    for symbol, series in (bars or {}).items():
+        if series and symbol not in prices:
+            prices[symbol] = series[-1].close
+    return prices
 
 
 async def run_async(trader: LiveTrader, *, interval_seconds: float, cycles: int | None = None) -> list[CycleReport]:

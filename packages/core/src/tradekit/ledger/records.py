@@ -52,7 +52,6 @@ _TERMINAL = frozenset(
         LedgerOrderStatus.EXPIRED,
     }
 )
-TERMINAL_STATUSES: frozenset[str] = frozenset(s.value for s in _TERMINAL)
 
 
 def client_order_id_for(intent_key: str) -> str:

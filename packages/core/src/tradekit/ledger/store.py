@@ -339,33 +339,28 @@ class LedgerTx:
         )
 
     def intent_state(self, client_order_id: str) -> IntentState | None:
-        intent = self.intent(client_order_id)
-        if intent is None:
-            return None
-        return self._states([intent])[0]
+        found = self._intent_states(t.intent_heads.c.client_order_id == client_order_id)
+        return found[0] if found else None
 
     def pending_intents(self, symbol: str | None = None) -> list[IntentState]:
         """Intents whose order has not reached a terminal status (or was never confirmed)."""
-        i, h = t.order_intents, t.intent_heads
+        h = t.intent_heads
         if symbol is None:
-            stmt = sa.lambda_stmt(
-                lambda: (
-                    sa.select(i, h.c.status, h.c.broker_order_id)
-                    .join(h, h.c.client_order_id == i.c.client_order_id)
-                    .where(h.c.terminal == sa.false())
-                    .order_by(i.c.id)
-                )
+            return self._intent_states(h.c.terminal == sa.false())
+        return self._intent_states(h.c.terminal == sa.false(), h.c.symbol == symbol)
+
+    def _intent_states(self, *conditions: sa.ColumnElement[bool]) -> list[IntentState]:
+        # The latest status comes from intent_heads (kept with every order event), the
+        # filled quantity from the fills themselves.
+        i, h = t.order_intents, t.intent_heads
+        rows = list(
+            self._conn.execute(
+                sa.select(i, h.c.status, h.c.broker_order_id)
+                .join(h, h.c.client_order_id == i.c.client_order_id)
+                .where(*conditions)
+                .order_by(i.c.id)
             )
-        else:
-            stmt = sa.lambda_stmt(
-                lambda: (
-                    sa.select(i, h.c.status, h.c.broker_order_id)
-                    .join(h, h.c.client_order_id == i.c.client_order_id)
-                    .where(h.c.terminal == sa.false(), h.c.symbol == symbol)
-                    .order_by(i.c.id)
-                )
-            )
-        rows = list(self._conn.execute(stmt))
+        )
         if not rows:
             return []
         coids = [r.client_order_id for r in rows]
@@ -383,38 +378,6 @@ class LedgerTx:
             )
             for r in rows
         ]
-
-    def _states(self, intents: Sequence[OrderIntent]) -> list[IntentState]:
-        if not intents:
-            return []
-        coids = [i.client_order_id for i in intents]
-        latest: dict[str, Any] = {}
-        for row in self._conn.execute(
-            sa.select(t.order_events).where(t.order_events.c.client_order_id.in_(coids)).order_by(t.order_events.c.id)
-        ):
-            latest[row.client_order_id] = row
-        filled: dict[str, Decimal] = defaultdict(lambda: ZERO)
-        for row in self._conn.execute(
-            sa.select(t.fills.c.client_order_id, t.fills.c.qty).where(t.fills.c.client_order_id.in_(coids))
-        ):
-            filled[row.client_order_id] += row.qty
-        states = []
-        for intent in intents:
-            ev = latest.get(intent.client_order_id)
-            broker_id = None
-            status = None
-            if ev is not None:
-                status = LedgerOrderStatus(ev.status)
-                broker_id = ev.broker_order_id
-            states.append(
-                IntentState(
-                    intent=intent,
-                    status=status,
-                    broker_order_id=broker_id,
-                    filled_qty=filled[intent.client_order_id],
-                )
-            )
-        return states
 
     def order_counts(self, symbol: str, *, day_start: datetime) -> OrderCounts:
         """Counters for the buy guards, from the intents recorded since ``day_start``."""
