@@ -17,6 +17,7 @@ import multiprocessing
 import resource
 import tempfile
 import time
+from collections.abc import Hashable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -73,13 +74,14 @@ def run_plain(case: str, tiled_bars: int, queue: multiprocessing.Queue[tuple[flo
 
     bars = case_bars(case, tiled_bars)
     strategy = PyramidBreakout()
-    from tradekit.execution.replay import History
+    from tradekit.strategy.history import History
 
     start = time.perf_counter()
     count = orders = 0
     for symbol, series in bars.items():
         position: Position | None = None
         pending: Side | None = None
+        columns: dict[Hashable, Sequence[object]] = {}
         for i, bar in enumerate(series):
             if pending is Side.BUY:  # fill at the open, like the pipeline does
                 entry = PositionEntry(time=bar.time, price=bar.open, qty=Decimal(1))
@@ -91,7 +93,7 @@ def run_plain(case: str, tiled_bars: int, queue: multiprocessing.Queue[tuple[flo
                 orders += 1
             pending = None
             for signal in strategy.on_bar(
-                StrategyView(symbol=symbol, history=History(series, i + 1), position=position)
+                StrategyView(symbol=symbol, history=History(series, i + 1, columns), position=position)
             ):
                 if signal.side is Side.SELL or position is None or position.entry_count < 4:
                     pending = signal.side

@@ -140,9 +140,12 @@ def make_trading(
     return Trading(pipeline, paper, ledger, clock)
 
 
-@pytest.fixture
-def trading(tmp_path: Path) -> Iterator[Trading]:
-    t = make_trading(tmp_path)
+@pytest.fixture(params=["committing", "buffered"])
+def trading(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Trading]:
+    # Every pipeline behaviour holds on the committing ledger live trading uses and on the
+    # buffered one replays use.
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    t = make_trading(tmp_path, ledger=Ledger.open(url, for_trading=True, buffered=request.param == "buffered"))
     t.reconcile()
     yield t
     t.ledger.close()

@@ -25,10 +25,10 @@ from tradekit.decision.context import MarketSnapshot
 from tradekit.domain.market import Bar
 from tradekit.domain.signals import Side, Signal
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
-from tradekit.execution.replay import History
 from tradekit.reconcile.reconciler import Reconciler
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.strategy.base import Strategy, StrategyView
+from tradekit.strategy.history import History
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,14 @@ def run_paper_replay(
     progress: Callable[[int], None] | None = None,
     chart: bool = True,
     durable: bool = False,
+    buffered: bool = True,
 ) -> PaperRun:
-    """Replay ``strategy`` over ``bars`` on a fresh paper account and ledger in ``out_dir``."""
+    """Replay ``strategy`` over ``bars`` on a fresh paper account and ledger in ``out_dir``.
+
+    ``buffered`` (the default) keeps the ledger's state in memory and writes its rows in
+    batches (``tradekit.ledger.buffered``); ``buffered=False`` commits every step the way a
+    live run does. Both leave the same rows in the ledger file.
+    """
     if not bars:
         raise ValueError("no bars to replay")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +68,7 @@ def run_paper_replay(
     clock = SimClock(first - timedelta(days=1))
     broker = PaperBroker(broker_config or PaperBrokerConfig())
     calendar = TradingCalendar(settings.exits.calendar)
-    with Ledger.open(ledger_url, for_trading=True, durable=durable) as ledger:
+    with Ledger.open(ledger_url, for_trading=True, durable=durable, buffered=buffered) as ledger:
         pipeline = OrderPipeline(
             ledger=ledger, broker=broker, settings=settings, plugins=plugins, calendar=calendar, clock=clock
         )

@@ -20,10 +20,9 @@ import bisect
 import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import overload
 
 import attrs
 
@@ -38,6 +37,7 @@ from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import Session, TradingCalendar
 from tradekit.exits.intent import ExitState
 from tradekit.strategy.base import Strategy, StrategyView
+from tradekit.strategy.history import History
 
 VOLATILITY_LOOKBACK = 20
 
@@ -50,38 +50,6 @@ class SimClock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-class History(Sequence[Bar]):
-    """A symbol's bars up to the current one, without copying the list every bar."""
-
-    __slots__ = ("_bars", "_end")
-
-    def __init__(self, bars: list[Bar], end: int) -> None:
-        self._bars = bars
-        self._end = end
-
-    def __len__(self) -> int:
-        return self._end
-
-    @overload
-    def __getitem__(self, index: int) -> Bar: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Bar]: ...
-
-    def __getitem__(self, index: int | slice) -> Bar | Sequence[Bar]:
-        if isinstance(index, slice):
-            return self._bars[: self._end][index] if index.step not in (None, 1) else self._slice(index)
-        if index < 0:
-            index += self._end
-        if not 0 <= index < self._end:
-            raise IndexError("bar index out of range")
-        return self._bars[index]
-
-    def _slice(self, index: slice) -> list[Bar]:
-        start, stop, _ = index.indices(self._end)
-        return self._bars[start:stop]
 
 
 @attrs.define
@@ -121,6 +89,8 @@ class ReplayRunner:
         self.clock = clock
         self._scan = scan
         self._times = {s: [b.time for b in series] for s, series in self.bars.items()}
+        # Indicator columns, computed once per series (see tradekit.strategy.history).
+        self._columns: dict[str, dict[Hashable, Sequence[object]]] = {s: {} for s in self.bars}
 
     def run(self, progress: Callable[[int], None] | None = None) -> ReplayResult:
         """Replay every day; ``progress`` is told how many bars each day consumed."""
@@ -186,12 +156,14 @@ class ReplayRunner:
             focus = None
             if self._scan is not None:
                 # Trade only the scanner's candidates, ranked on what was known at this close.
-                views = {s: History(self.bars[s], n) for s, n in seen_upto.items()}
+                views = {s: History(self.bars[s], n, self._columns[s]) for s, n in seen_upto.items()}
                 focus = self._scan(views, closes_at)
                 result.candidates_by_close[closes_at] = focus
             for symbol, i in todays:
                 view = StrategyView(
-                    symbol=symbol, history=History(self.bars[symbol], i + 1), position=positions.get(symbol)
+                    symbol=symbol,
+                    history=History(self.bars[symbol], i + 1, self._columns[symbol]),
+                    position=positions.get(symbol),
                 )
                 for signal in self.strategy.on_bar(view):
                     result.signals[signal.side.value] += 1

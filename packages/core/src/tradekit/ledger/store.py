@@ -93,14 +93,24 @@ class Ledger:
     # --- opening -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, for_trading: bool = False, schema: str | None = None, durable: bool = True) -> Ledger:
+    def open(
+        cls,
+        url: str,
+        *,
+        for_trading: bool = False,
+        schema: str | None = None,
+        durable: bool = True,
+        buffered: bool = False,
+    ) -> Ledger:
         """Open (creating or migrating if needed) the ledger at ``url``.
 
         ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/ledger.db`` or
         ``postgresql+psycopg://user@host:5432/db``. ``schema`` (PostgreSQL only) keeps the
         ledger's tables in their own schema. ``for_trading`` takes the SQLite trader lock.
         ``durable=False`` (SQLite only, for replays that can simply be rerun) skips the fsync
-        at each commit; live trading always uses durable commits.
+        at each commit; live trading always uses durable commits. ``buffered=True`` (an empty
+        SQLite ledger opened for trading, for replays only) serves reads from memory and
+        writes rows in batches: see ``tradekit.ledger.buffered``.
         """
         try:
             parsed = sa.make_url(url)
@@ -123,9 +133,19 @@ class Ledger:
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
             engine = _postgres_engine(parsed, schema)
-        ledger = cls(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
+        kind = cls
+        if buffered:
+            from tradekit.ledger.buffered import BufferedLedger
+
+            if lock_file is None:
+                engine.dispose()
+                raise LedgerError("a buffered ledger needs a SQLite ledger file opened for trading (one writer)")
+            kind = BufferedLedger
+        ledger = kind(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
         try:
             ledger._prepare(path)
+            if buffered:
+                ledger._check_empty()
         except BaseException:
             ledger.close()
             raise
@@ -165,6 +185,9 @@ class Ledger:
         if self._engine.dialect.name == "postgresql" and isinstance(error, exc.OperationalError):
             return LedgerConnectionError(f"cannot use PostgreSQL ledger at {where}: {text}")
         return LedgerWriteError(f"ledger {where}: write refused and rolled back ({text})")
+
+    def _check_empty(self) -> None:
+        """Only a buffered ledger requires it (it cannot load existing state)."""
 
     def close(self) -> None:
         self._engine.dispose()
@@ -282,7 +305,7 @@ class LedgerTx:
             raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded")
         try:
             with self._conn.begin_nested():
-                self._conn.execute(t.order_intents.insert().values(**_intent_row(intent)))
+                self._conn.execute(t.order_intents.insert().values(**intent_row(intent)))
                 self._conn.execute(
                     t.intent_heads.insert().values(
                         client_order_id=intent.client_order_id, symbol=intent.symbol, status=None, terminal=False
@@ -322,13 +345,7 @@ class LedgerTx:
     ) -> None:
         self._conn.execute(
             t.order_events.insert().values(
-                client_order_id=client_order_id,
-                status=status.value,
-                broker_order_id=broker_order_id,
-                filled_qty=filled_qty,
-                filled_avg_price=filled_avg_price,
-                detail=detail,
-                time=time,
+                **order_event_row(client_order_id, status, time, broker_order_id, filled_qty, filled_avg_price, detail)
             )
         )
         values: dict[str, Any] = {"status": status.value, "terminal": status.is_terminal}
@@ -420,46 +437,12 @@ class LedgerTx:
         seen = self._conn.execute(sa.select(t.fills.c.id).where(t.fills.c.execution_id == fill.execution_id)).first()
         if seen is not None:
             return False
-        self._conn.execute(
-            t.fills.insert().values(
-                execution_id=fill.execution_id,
-                client_order_id=fill.client_order_id,
-                broker_order_id=fill.broker_order_id,
-                symbol=fill.symbol,
-                side=fill.side.value,
-                qty=fill.qty,
-                price=fill.price,
-                commission=fill.commission,
-                time=fill.time,
-            )
-        )
+        self._conn.execute(t.fills.insert().values(**fill_row(fill)))
         intent = self.intent(fill.client_order_id)
         if intent is None:
             return True
-        if fill.side is Side.BUY:
-            self._append_position_event(
-                fill.symbol,
-                "entry",
-                qty=fill.qty,
-                price=fill.price,
-                time=fill.time,
-                strategy=intent.strategy,
-                confidence=intent.confidence,
-                client_order_id=fill.client_order_id,
-                execution_id=fill.execution_id,
-                reason=intent.purpose.value,
-            )
-        else:
-            self._append_position_event(
-                fill.symbol,
-                "reduction",
-                qty=fill.qty,
-                price=fill.price,
-                time=fill.time,
-                client_order_id=fill.client_order_id,
-                execution_id=fill.execution_id,
-                reason=intent.purpose.value,
-            )
+        kind, fields = fill_position_event(fill, intent)
+        self._append_position_event(fill.symbol, kind, **fields)
         return True
 
     def record_backfill(self, symbol: str, qty: Decimal, price: Decimal, time: datetime, reason: str) -> None:
@@ -548,7 +531,7 @@ class LedgerTx:
         grouped: dict[str, list[Any]] = defaultdict(list)
         for row in rows:
             grouped[row.symbol].append(row)
-        return {symbol: _fold_position(symbol, events) for symbol, events in grouped.items()}
+        return {symbol: fold_position(symbol, events) for symbol, events in grouped.items()}
 
     def fills_with_purpose(self, symbols: Iterable[str] | None = None) -> list[tuple[Fill, IntentPurpose | None]]:
         """Every fill, oldest first, with the purpose of the intent it filled (None: not ours)."""
@@ -585,24 +568,12 @@ class LedgerTx:
         grouped: dict[tuple[str, int], list[Any]] = defaultdict(list)
         for row in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
             grouped[(row.symbol, row.lifecycle)].append(row)
-        return [_fold_position(symbol, events) for (symbol, _), events in grouped.items()]
+        return [fold_position(symbol, events) for (symbol, _), events in grouped.items()]
 
     # --- decisions ----------------------------------------------------------------------------
 
     def record_decision(self, decision: BuyDecision) -> None:
-        self._conn.execute(
-            t.decisions.insert().values(
-                decision_id=decision.decision_id,
-                symbol=decision.symbol,
-                strategy=decision.strategy,
-                signal_id=decision.signal_id,
-                action=decision.action.value,
-                reasons=",".join(decision.reasons),
-                summary=decision.one_line(),
-                trace=json.dumps(unstructure(decision), separators=(",", ":")),
-                evaluated_at=decision.evaluated_at,
-            )
-        )
+        self._conn.execute(t.decisions.insert().values(**decision_row(decision)))
 
     def decision(self, decision_id: str) -> StoredDecision | None:
         row = self._conn.execute(sa.select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
@@ -637,29 +608,9 @@ class LedgerTx:
             )
         ).inserted_primary_key
         assert rec_id is not None
-        findings = list(report.findings)
-        listed = {f.symbol for f in findings if f.action is ReconcileAction.UNRECONCILED}
-        findings += [
-            ReconcileFinding(symbol=s, action=ReconcileAction.UNRECONCILED, reason=report.error or "broker unavailable")
-            for s in sorted(report.blocked_symbols - listed)
-        ]
-        if findings:
-            self._conn.execute(
-                t.reconcile_findings.insert(),
-                [
-                    {
-                        "reconciliation_id": rec_id[0],
-                        "symbol": f.symbol,
-                        "action": f.action.value,
-                        "broker_qty": f.broker_qty,
-                        "ledger_qty": f.ledger_qty,
-                        "price": f.price,
-                        "reason": f.reason,
-                        "source": f.source,
-                    }
-                    for f in findings
-                ],
-            )
+        rows = finding_rows(report, rec_id[0])
+        if rows:
+            self._conn.execute(t.reconcile_findings.insert(), rows)
         return int(rec_id[0])
 
     def last_reconciliation(self) -> ReconcileReport | None:
@@ -702,35 +653,13 @@ class LedgerTx:
     # --- exit intents -------------------------------------------------------------------------
 
     def record_exit_intent(self, intent: ExitIntent) -> None:
-        self._conn.execute(
-            t.exit_intents.insert().values(
-                intent_id=intent.intent_id,
-                symbol=intent.symbol,
-                strategy=intent.strategy,
-                qty=intent.qty,
-                urgency=intent.urgency.value,
-                order_type=intent.order_type.value,
-                reason=intent.reason,
-                decided_at=intent.decided_at,
-                window_opens_at=intent.window_opens_at,
-                window_closes_at=intent.window_closes_at,
-            )
-        )
+        self._conn.execute(t.exit_intents.insert().values(**exit_intent_row(intent)))
         self._conn.execute(
             t.exit_heads.insert().values(
                 intent_id=intent.intent_id, symbol=intent.symbol, state=ExitState.PLANNED.value
             )
         )
-        self._conn.execute(
-            t.exit_transitions.insert().values(
-                intent_id=intent.intent_id,
-                state=ExitState.PLANNED.value,
-                limit_price=intent.limit_price,
-                client_order_id=intent.client_order_id,
-                note=intent.note or "planned",
-                time=intent.decided_at,
-            )
-        )
+        self._conn.execute(t.exit_transitions.insert().values(**first_exit_transition_row(intent)))
 
     def transition_exit(
         self,
@@ -954,7 +883,124 @@ def _migrate(conn: Connection) -> None:
         conn.execute(t.meta.insert().values(key="schema_version", value=str(target)))
 
 
-def _intent_row(intent: OrderIntent) -> dict[str, Any]:
+def order_event_row(
+    client_order_id: str,
+    status: LedgerOrderStatus,
+    time: datetime,
+    broker_order_id: str | None,
+    filled_qty: Decimal | None,
+    filled_avg_price: Decimal | None,
+    detail: str,
+) -> dict[str, Any]:
+    return {
+        "client_order_id": client_order_id,
+        "status": status.value,
+        "broker_order_id": broker_order_id,
+        "filled_qty": filled_qty,
+        "filled_avg_price": filled_avg_price,
+        "detail": detail,
+        "time": time,
+    }
+
+
+def fill_row(fill: Fill) -> dict[str, Any]:
+    return {
+        "execution_id": fill.execution_id,
+        "client_order_id": fill.client_order_id,
+        "broker_order_id": fill.broker_order_id,
+        "symbol": fill.symbol,
+        "side": fill.side.value,
+        "qty": fill.qty,
+        "price": fill.price,
+        "commission": fill.commission,
+        "time": fill.time,
+    }
+
+
+def fill_position_event(fill: Fill, intent: OrderIntent) -> tuple[PositionKind, dict[str, Any]]:
+    """The position event a fill of one of our intents appends: an entry or a reduction."""
+    fields: dict[str, Any] = {
+        "qty": fill.qty,
+        "price": fill.price,
+        "time": fill.time,
+        "client_order_id": fill.client_order_id,
+        "execution_id": fill.execution_id,
+        "reason": intent.purpose.value,
+    }
+    if fill.side is Side.BUY:
+        fields.update(strategy=intent.strategy, confidence=intent.confidence)
+        return "entry", fields
+    return "reduction", fields
+
+
+def decision_row(decision: BuyDecision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "symbol": decision.symbol,
+        "strategy": decision.strategy,
+        "signal_id": decision.signal_id,
+        "action": decision.action.value,
+        "reasons": ",".join(decision.reasons),
+        "summary": decision.one_line(),
+        "trace": json.dumps(unstructure(decision), separators=(",", ":")),
+        "evaluated_at": decision.evaluated_at,
+    }
+
+
+def report_findings(report: ReconcileReport) -> list[ReconcileFinding]:
+    """A report's findings as persisted: symbols it blocked without a finding get one."""
+    findings = list(report.findings)
+    listed = {f.symbol for f in findings if f.action is ReconcileAction.UNRECONCILED}
+    findings += [
+        ReconcileFinding(symbol=s, action=ReconcileAction.UNRECONCILED, reason=report.error or "broker unavailable")
+        for s in sorted(report.blocked_symbols - listed)
+    ]
+    return findings
+
+
+def finding_rows(report: ReconcileReport, reconciliation_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "reconciliation_id": reconciliation_id,
+            "symbol": f.symbol,
+            "action": f.action.value,
+            "broker_qty": f.broker_qty,
+            "ledger_qty": f.ledger_qty,
+            "price": f.price,
+            "reason": f.reason,
+            "source": f.source,
+        }
+        for f in report_findings(report)
+    ]
+
+
+def exit_intent_row(intent: ExitIntent) -> dict[str, Any]:
+    return {
+        "intent_id": intent.intent_id,
+        "symbol": intent.symbol,
+        "strategy": intent.strategy,
+        "qty": intent.qty,
+        "urgency": intent.urgency.value,
+        "order_type": intent.order_type.value,
+        "reason": intent.reason,
+        "decided_at": intent.decided_at,
+        "window_opens_at": intent.window_opens_at,
+        "window_closes_at": intent.window_closes_at,
+    }
+
+
+def first_exit_transition_row(intent: ExitIntent) -> dict[str, Any]:
+    return {
+        "intent_id": intent.intent_id,
+        "state": ExitState.PLANNED.value,
+        "limit_price": intent.limit_price,
+        "client_order_id": intent.client_order_id,
+        "note": intent.note or "planned",
+        "time": intent.decided_at,
+    }
+
+
+def intent_row(intent: OrderIntent) -> dict[str, Any]:
     return {
         "client_order_id": intent.client_order_id,
         "intent_key": intent.intent_key,
@@ -1008,7 +1054,7 @@ def _decision_from_row(row: RowMapping) -> StoredDecision:
     )
 
 
-def _fold_position(symbol: str, events: Sequence[Any]) -> Position:
+def fold_position(symbol: str, events: Sequence[Any]) -> Position:
     # Fills of one order are one entry (a scale-in filled in three slices is one add-on):
     # group entry fills by client order id, notional-weighted.
     entries: list[PositionEntry] = []

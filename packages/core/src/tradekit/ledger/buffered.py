@@ -1,0 +1,718 @@
+"""A write-behind ledger for replays: the same reads and appends, state kept in memory.
+
+A paper replay is one process trading a fresh SQLite ledger against a paper broker whose
+state lives in the same process. Nothing outside can change either, so every read the
+pipeline makes (positions, pending intents, counters, planned exits) can be answered from
+memory, and the rows can be written in batches instead of one commit per step — which is
+what "replay may batch commits" allows. Live trading never uses this: it commits every
+intent before the order is sent (``Ledger.open(..., buffered=False)``, the default).
+
+The rows written are the ones ``LedgerTx`` writes, built by the same helpers, so a replay's
+ledger file reads exactly like a live one (``tests/core_tests/test_buffered_ledger.py`` runs
+the same replay both ways and compares every table). Transactions keep their meaning: a
+``transaction()`` block that raises leaves neither memory nor the pending rows changed.
+Listings that only reports need (decision history, fills for a chart, the last
+reconciliation) flush the pending rows and read them back through SQL.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import IO, Any, NamedTuple, TypeVar
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine
+
+from tradekit.decision.verdict import BuyDecision
+from tradekit.domain.orders import Fill
+from tradekit.domain.positions import Position
+from tradekit.domain.values import ZERO
+from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
+from tradekit.ledger import schema as t
+from tradekit.ledger.errors import DuplicateIntentError, InvalidExitTransition, LedgerError
+from tradekit.ledger.records import (
+    IntentPurpose,
+    IntentState,
+    LedgerOrderStatus,
+    OrderCounts,
+    OrderIntent,
+    StoredDecision,
+)
+from tradekit.ledger.store import (
+    _BLOCKING_FINDINGS,
+    _EXIT_IN_FLIGHT,
+    _REDUCING,
+    Ledger,
+    LedgerTx,
+    PositionKind,
+    decision_row,
+    exit_intent_row,
+    fill_position_event,
+    fill_row,
+    finding_rows,
+    first_exit_transition_row,
+    fold_position,
+    intent_row,
+    order_event_row,
+)
+from tradekit.reconcile.report import ReconcileReport
+
+R = TypeVar("R")
+
+# Rows are flushed once this many are pending (and at close): bounds memory on long replays.
+FLUSH_EVERY = 20_000
+
+_APPEND_ORDER = (
+    t.order_intents,
+    t.order_events,
+    t.fills,
+    t.position_events,
+    t.decisions,
+    t.reconciliations,
+    t.reconcile_findings,
+    t.exit_intents,
+    t.exit_transitions,
+)
+
+
+class _PositionEvent(NamedTuple):
+    # The fields fold_position reads, as a row of tk_position_events has them.
+    kind: str
+    time: datetime
+    price: Decimal | None
+    qty: Decimal
+    strategy: str | None
+    confidence: int | None
+    client_order_id: str | None
+    reason: str
+
+
+@attrs.define
+class _Head:
+    """One intent's latest order status (the memory twin of a tk_intent_heads row)."""
+
+    seq: int
+    intent: OrderIntent
+    status: LedgerOrderStatus | None = None
+    broker_order_id: str | None = None
+    terminal: bool = False
+
+
+@attrs.define
+class _Lifecycle:
+    """One symbol's current position lifecycle (twin of tk_position_heads + its events)."""
+
+    lifecycle: int
+    is_open: bool
+    qty: Decimal
+    events: list[_PositionEvent]
+    folded: Position | None = None
+
+
+@attrs.define
+class _Exit:
+    """An exit intent as the SQL listing rebuilds it: its row plus its latest transition."""
+
+    seq_key: tuple[datetime, str]
+    intent: ExitIntent
+
+
+class _State:
+    def __init__(self) -> None:
+        self.heads: dict[str, _Head] = {}
+        self.keys: list[str] = []  # intent keys, sorted (prefix lookups)
+        self.coid_by_key: dict[str, str] = {}
+        self.open_by_symbol: dict[str, dict[str, None]] = defaultdict(dict)
+        self.created: list[datetime] = []  # every intent's created_at, sorted
+        self.buys_created: dict[str, list[datetime]] = defaultdict(list)
+        self.last_created: dict[str, datetime] = {}
+        self.filled: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        self.execution_ids: set[str] = set()
+        self.positions: dict[str, _Lifecycle] = {}
+        self.exits: dict[str, _Exit] = {}
+        self.exits_in_flight: dict[str, set[str]] = defaultdict(set)
+        self.unreconciled: frozenset[str] = frozenset()
+        self.reconciliation_ids = 0
+        self.pending: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in _APPEND_ORDER}
+        self.pending_count = 0
+        self.dirty_intent_heads: set[str] = set()
+        self.dirty_position_heads: set[str] = set()
+        self.dirty_exit_heads: set[str] = set()
+
+
+class BufferedLedger(Ledger):
+    """An exclusive SQLite ledger whose state is served from memory and written in batches.
+
+    Open with ``Ledger.open(url, for_trading=True, buffered=True)`` on an empty SQLite
+    ledger. ``flush()`` writes pending rows in one transaction; ``close()`` flushes.
+    """
+
+    def __init__(self, engine: Engine, *, lock_file: IO[str] | None, schema: str | None) -> None:
+        super().__init__(engine, lock_file=lock_file, schema=schema)
+        self._state = _State()
+        self._undo: list[Callable[[], None]] | None = None
+
+    def _check_empty(self) -> None:
+        with super().reading() as tx:
+            counts = tx.intent_counts()
+            positions = tx.open_positions()
+            reconciled = tx.last_reconciliation() is not None
+        if counts or positions or reconciled:
+            raise LedgerError(
+                f"a buffered ledger starts empty, and {self.url} already holds records: replay into a new ledger file"
+            )
+
+    # --- transactions ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, *, lock_symbol: str | None = None) -> Iterator[LedgerTx]:
+        if self._undo is not None:
+            raise LedgerError("buffered ledger transactions do not nest")
+        self._undo = []
+        tx = _MemoryTx(self)
+        try:
+            yield tx
+        except BaseException:
+            for undo in reversed(self._undo):
+                undo()
+            raise
+        finally:
+            self._undo = None
+        if self._state.pending_count >= FLUSH_EVERY:
+            self.flush()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[LedgerTx]:
+        yield _MemoryTx(self)
+
+    def unreconciled_symbols(self) -> frozenset[str]:
+        return self._state.unreconciled
+
+    def open_positions(self) -> dict[str, Position]:
+        return _MemoryTx(self).open_positions()
+
+    def position(self, symbol: str) -> Position | None:
+        return _MemoryTx(self).position(symbol)
+
+    def _journal(self, undo: Callable[[], None]) -> None:
+        if self._undo is not None:
+            self._undo.append(undo)
+
+    def _append(self, table: sa.Table, row: dict[str, Any]) -> None:
+        rows = self._state.pending[table]
+        rows.append(row)
+        self._state.pending_count += 1
+
+        def undo() -> None:
+            rows.pop()
+            self._state.pending_count -= 1
+
+        self._journal(undo)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write every pending row (and the heads they changed) in one transaction."""
+        state = self._state
+        if state.pending_count == 0 and not (
+            state.dirty_intent_heads or state.dirty_position_heads or state.dirty_exit_heads
+        ):
+            return 0
+        written = state.pending_count
+        try:
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(tk_write=True)
+                with conn.begin():
+                    for table in _APPEND_ORDER:
+                        rows = state.pending[table]
+                        if rows:
+                            conn.execute(table.insert(), rows)
+                    self._write_heads(conn)
+        except exc.DBAPIError as e:
+            # The rows stay pending (and memory stays as it was): a later flush retries.
+            raise self._translate(e) from None
+        for table in _APPEND_ORDER:
+            state.pending[table] = []
+        state.pending_count = 0
+        state.dirty_intent_heads.clear()
+        state.dirty_position_heads.clear()
+        state.dirty_exit_heads.clear()
+        return written
+
+    def _write_heads(self, conn: sa.Connection) -> None:
+        state = self._state
+        coids = sorted(state.dirty_intent_heads)
+        _replace(
+            conn,
+            t.intent_heads,
+            t.intent_heads.c.client_order_id,
+            coids,
+            [_intent_head_row(state.heads[c]) for c in coids],
+        )
+        symbols = sorted(state.dirty_position_heads)
+        _replace(
+            conn,
+            t.position_heads,
+            t.position_heads.c.symbol,
+            symbols,
+            [
+                {"symbol": s, "lifecycle": state.positions[s].lifecycle, "is_open": state.positions[s].is_open}
+                for s in symbols
+            ],
+        )
+        ids = sorted(state.dirty_exit_heads)
+        _replace(
+            conn,
+            t.exit_heads,
+            t.exit_heads.c.intent_id,
+            ids,
+            [
+                {"intent_id": i, "symbol": state.exits[i].intent.symbol, "state": state.exits[i].intent.state.value}
+                for i in ids
+            ],
+        )
+
+    def close(self) -> None:
+        try:
+            if self._undo is None:
+                self.flush()
+        finally:
+            super().close()
+
+    def _sql(self, read: Callable[[LedgerTx], R]) -> R:
+        self.flush()
+        with super().reading() as tx:
+            return read(tx)
+
+
+def _intent_head_row(head: _Head) -> dict[str, Any]:
+    status = head.status
+    return {
+        "client_order_id": head.intent.client_order_id,
+        "symbol": head.intent.symbol,
+        "status": None if status is None else status.value,
+        "broker_order_id": head.broker_order_id,
+        "terminal": head.terminal,
+    }
+
+
+def _replace(
+    conn: sa.Connection, table: sa.Table, key: sa.Column[Any], keys: Sequence[str], rows: list[dict[str, Any]]
+) -> None:
+    for start in range(0, len(keys), 500):
+        conn.execute(table.delete().where(key.in_(keys[start : start + 500])))
+    if rows:
+        conn.execute(table.insert(), rows)
+
+
+class _MemoryTx(LedgerTx):
+    """``LedgerTx``'s reads and appends, answered from and applied to the buffered state."""
+
+    def __init__(self, ledger: BufferedLedger) -> None:
+        self.reconciled = False
+        self._ledger = ledger
+        self._s = ledger._state
+
+    # --- intents and orders -------------------------------------------------------------------
+
+    def record_intent(self, intent: OrderIntent) -> None:
+        s = self._s
+        if intent.intent_key in s.coid_by_key or intent.client_order_id in s.heads:
+            raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded")
+        coid, key, symbol = intent.client_order_id, intent.intent_key, intent.symbol
+        s.heads[coid] = _Head(seq=len(s.heads), intent=intent)
+        s.coid_by_key[key] = coid
+        bisect.insort(s.keys, key)
+        s.open_by_symbol[symbol][coid] = None
+        bisect.insort(s.created, intent.created_at)
+        buys = s.buys_created[symbol]
+        if intent.side.value == "buy":
+            bisect.insort(buys, intent.created_at)
+        previous_last = s.last_created.get(symbol)
+        if previous_last is None or intent.created_at > previous_last:
+            s.last_created[symbol] = intent.created_at
+        s.dirty_intent_heads.add(coid)
+        self._ledger._append(t.order_intents, intent_row(intent))
+
+        def undo() -> None:
+            del s.heads[coid]
+            del s.coid_by_key[key]
+            s.keys.pop(bisect.bisect_left(s.keys, key))
+            s.open_by_symbol[symbol].pop(coid, None)
+            s.created.pop(bisect.bisect_left(s.created, intent.created_at))
+            if intent.side.value == "buy":
+                buys.pop(bisect.bisect_left(buys, intent.created_at))
+            if previous_last is None:
+                s.last_created.pop(symbol, None)
+            else:
+                s.last_created[symbol] = previous_last
+            s.dirty_intent_heads.discard(coid)
+
+        self._ledger._journal(undo)
+
+    def intents_with_prefix(self, prefix: str) -> list[OrderIntent]:
+        s = self._s
+        found = []
+        for i in range(bisect.bisect_left(s.keys, prefix), len(s.keys)):
+            key = s.keys[i]
+            if not key.startswith(prefix):
+                break
+            found.append(s.heads[s.coid_by_key[key]])
+        return [h.intent for h in sorted(found, key=lambda h: h.seq)]
+
+    def intent(self, client_order_id: str) -> OrderIntent | None:
+        head = self._s.heads.get(client_order_id)
+        return None if head is None else head.intent
+
+    def record_order_event(
+        self,
+        client_order_id: str,
+        status: LedgerOrderStatus,
+        time: datetime,
+        *,
+        broker_order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        filled_avg_price: Decimal | None = None,
+        detail: str = "",
+    ) -> None:
+        s = self._s
+        self._ledger._append(
+            t.order_events,
+            order_event_row(client_order_id, status, time, broker_order_id, filled_qty, filled_avg_price, detail),
+        )
+        head = s.heads.get(client_order_id)
+        if head is None:
+            return  # SQL updates no head row for an order we never intended
+        before = (head.status, head.broker_order_id, head.terminal)
+        was_dirty = client_order_id in s.dirty_intent_heads
+        head.status, head.terminal = status, status.is_terminal
+        if broker_order_id is not None:
+            head.broker_order_id = broker_order_id
+        symbol_open = s.open_by_symbol[head.intent.symbol]
+        was_open = client_order_id in symbol_open
+        if head.terminal:
+            symbol_open.pop(client_order_id, None)
+        elif not was_open:
+            symbol_open[client_order_id] = None
+        s.dirty_intent_heads.add(client_order_id)
+
+        def undo() -> None:
+            head.status, head.broker_order_id, head.terminal = before
+            if was_open:
+                symbol_open[client_order_id] = None
+            else:
+                symbol_open.pop(client_order_id, None)
+            if not was_dirty:
+                s.dirty_intent_heads.discard(client_order_id)
+
+        self._ledger._journal(undo)
+
+    def intent_state(self, client_order_id: str) -> IntentState | None:
+        head = self._s.heads.get(client_order_id)
+        return None if head is None else self._state_of(head)
+
+    def _state_of(self, head: _Head) -> IntentState:
+        return IntentState(
+            intent=head.intent,
+            status=head.status,
+            broker_order_id=head.broker_order_id,
+            filled_qty=self._s.filled.get(head.intent.client_order_id, ZERO),
+        )
+
+    def pending_intents(self, symbol: str | None = None) -> list[IntentState]:
+        s = self._s
+        if symbol is None:
+            coids: Iterable[str] = (c for per in s.open_by_symbol.values() for c in per)
+        else:
+            coids = s.open_by_symbol.get(symbol, {})
+        heads = sorted((s.heads[c] for c in coids), key=lambda h: h.seq)
+        return [self._state_of(h) for h in heads]
+
+    def order_counts(self, symbol: str, *, day_start: datetime) -> OrderCounts:
+        s = self._s
+        buys = s.buys_created.get(symbol, [])
+        return OrderCounts(
+            orders_today=len(s.created) - bisect.bisect_left(s.created, day_start),
+            last_order_at=s.last_created.get(symbol),
+            acted_on_symbol_today=bool(buys) and buys[-1] >= day_start,
+        )
+
+    # --- fills and positions ---------------------------------------------------------------------
+
+    def filled_qty(self, client_order_id: str) -> Decimal:
+        return self._s.filled.get(client_order_id, ZERO)
+
+    def record_fill(self, fill: Fill) -> bool:
+        s = self._s
+        if fill.execution_id in s.execution_ids:
+            return False
+        coid, before = fill.client_order_id, s.filled.get(fill.client_order_id)
+        s.execution_ids.add(fill.execution_id)
+        s.filled[coid] = (before or ZERO) + fill.qty
+        self._ledger._append(t.fills, fill_row(fill))
+
+        def undo() -> None:
+            s.execution_ids.discard(fill.execution_id)
+            if before is None:
+                s.filled.pop(coid, None)
+            else:
+                s.filled[coid] = before
+
+        self._ledger._journal(undo)
+        intent = self.intent(coid)
+        if intent is None:
+            return True
+        kind, fields = fill_position_event(fill, intent)
+        self._append_position_event(fill.symbol, kind, **fields)
+        return True
+
+    def _append_position_event(
+        self,
+        symbol: str,
+        kind: PositionKind,
+        *,
+        qty: Decimal,
+        price: Decimal | None,
+        time: datetime,
+        strategy: str | None = None,
+        confidence: int | None = None,
+        client_order_id: str | None = None,
+        execution_id: str | None = None,
+        reason: str = "",
+    ) -> None:
+        s = self._s
+        head = s.positions.get(symbol)
+        adds = kind in ("entry", "backfill")
+        was_open = head is not None and head.is_open
+        if not adds and not was_open:
+            raise LedgerError(f"cannot reduce {symbol}: the ledger holds no open position in it")
+        saved = None if head is None else attrs.evolve(head, events=list(head.events))
+        was_dirty = symbol in s.dirty_position_heads
+        if head is None:
+            head = s.positions[symbol] = _Lifecycle(lifecycle=1, is_open=False, qty=ZERO, events=[])
+        elif adds and not was_open:
+            head.lifecycle, head.qty, head.events = head.lifecycle + 1, ZERO, []
+        event = _PositionEvent(kind, time, price, qty, strategy, confidence, client_order_id, reason)
+        head.events.append(event)
+        head.qty += -qty if kind in _REDUCING else qty
+        head.is_open = head.qty > 0
+        head.folded = None
+        s.dirty_position_heads.add(symbol)
+        self._ledger._append(
+            t.position_events,
+            {
+                "symbol": symbol,
+                "lifecycle": head.lifecycle,
+                "kind": kind,
+                "strategy": strategy,
+                "qty": qty,
+                "price": price,
+                "confidence": confidence,
+                "client_order_id": client_order_id,
+                "execution_id": execution_id,
+                "reason": reason,
+                "time": time,
+            },
+        )
+
+        def undo() -> None:
+            if saved is None:
+                del s.positions[symbol]
+            else:
+                s.positions[symbol] = saved
+            if not was_dirty:
+                s.dirty_position_heads.discard(symbol)
+
+        self._ledger._journal(undo)
+
+    def position(self, symbol: str) -> Position | None:
+        head = self._s.positions.get(symbol)
+        if head is None or not head.is_open:
+            return None
+        if head.folded is None:
+            head.folded = fold_position(symbol, head.events)
+        return head.folded
+
+    def open_positions(self, symbols: Iterable[str] | None = None) -> dict[str, Position]:
+        wanted = sorted(self._s.positions if symbols is None else set(symbols))
+        found = {s: self.position(s) for s in wanted}
+        return {s: p for s, p in found.items() if p is not None}
+
+    def fills_with_purpose(self, symbols: Iterable[str] | None = None) -> list[tuple[Fill, IntentPurpose | None]]:
+        return self._ledger._sql(lambda tx: tx.fills_with_purpose(symbols))
+
+    def intent_counts(self) -> dict[str, int]:
+        return self._ledger._sql(lambda tx: tx.intent_counts())
+
+    def position_history(self) -> list[Position]:
+        return self._ledger._sql(lambda tx: tx.position_history())
+
+    # --- decisions ---------------------------------------------------------------------------------
+
+    def record_decision(self, decision: BuyDecision) -> None:
+        self._ledger._append(t.decisions, decision_row(decision))
+
+    def decision(self, decision_id: str) -> StoredDecision | None:
+        return self._ledger._sql(lambda tx: tx.decision(decision_id))
+
+    def decisions(
+        self, *, symbol: str | None = None, action: str | None = None, limit: int = 50
+    ) -> list[StoredDecision]:
+        return self._ledger._sql(lambda tx: tx.decisions(symbol=symbol, action=action, limit=limit))
+
+    def decision_counts(self) -> dict[tuple[str, str], int]:
+        return self._ledger._sql(lambda tx: tx.decision_counts())
+
+    # --- reconciliation ----------------------------------------------------------------------------
+
+    def record_reconciliation(self, report: ReconcileReport) -> int:
+        s = self._s
+        self.reconciled = True
+        s.reconciliation_ids += 1
+        rec_id = s.reconciliation_ids
+        before = s.unreconciled
+        self._ledger._append(
+            t.reconciliations,
+            {
+                "id": rec_id,
+                "started_at": report.started_at,
+                "broker": report.broker,
+                "broker_ok": report.broker_ok,
+                "error": report.error,
+            },
+        )
+        rows = finding_rows(report, rec_id)
+        for row in rows:
+            self._ledger._append(t.reconcile_findings, row)
+        s.unreconciled = frozenset(r["symbol"] for r in rows if r["action"] in _BLOCKING_FINDINGS)
+
+        def undo() -> None:
+            s.reconciliation_ids -= 1
+            s.unreconciled = before
+
+        self._ledger._journal(undo)
+        return rec_id
+
+    def last_reconciliation(self) -> ReconcileReport | None:
+        return self._ledger._sql(lambda tx: tx.last_reconciliation())
+
+    def unreconciled_symbols(self) -> frozenset[str]:
+        return self._s.unreconciled
+
+    # --- exit intents ---------------------------------------------------------------------------
+
+    def record_exit_intent(self, intent: ExitIntent) -> None:
+        s = self._s
+        if intent.intent_id in s.exits:
+            raise LedgerError(f"exit intent {intent.intent_id} is already recorded")
+        self._ledger._append(t.exit_intents, exit_intent_row(intent))
+        first = first_exit_transition_row(intent)
+        self._ledger._append(t.exit_transitions, first)
+        stored = attrs.evolve(
+            intent,
+            state=ExitState.PLANNED,
+            limit_price=intent.limit_price,
+            client_order_id=intent.client_order_id,
+            note=first["note"],
+        )
+        s.exits[intent.intent_id] = _Exit(seq_key=(intent.decided_at, intent.intent_id), intent=stored)
+        s.exits_in_flight[intent.symbol].add(intent.intent_id)
+        s.dirty_exit_heads.add(intent.intent_id)
+
+        def undo() -> None:
+            del s.exits[intent.intent_id]
+            s.exits_in_flight[intent.symbol].discard(intent.intent_id)
+            s.dirty_exit_heads.discard(intent.intent_id)
+
+        self._ledger._journal(undo)
+
+    def transition_exit(
+        self,
+        intent_id: str,
+        state: ExitState,
+        time: datetime,
+        *,
+        note: str,
+        client_order_id: str | None = None,
+        limit_price: Decimal | None = None,
+    ) -> ExitIntent:
+        s = self._s
+        found = s.exits.get(intent_id)
+        if found is None:
+            raise InvalidExitTransition(f"no exit intent {intent_id}")
+        current = found.intent
+        if state not in EXIT_TRANSITIONS[current.state]:
+            raise InvalidExitTransition(f"exit intent {intent_id} is {current.state}; it cannot become {state}")
+        self._ledger._append(
+            t.exit_transitions,
+            {
+                "intent_id": intent_id,
+                "state": state.value,
+                "limit_price": limit_price,
+                "client_order_id": client_order_id,
+                "note": note,
+                "time": time,
+            },
+        )
+        was_dirty = intent_id in s.dirty_exit_heads
+        found.intent = attrs.evolve(
+            current,
+            state=state,
+            note=note,
+            limit_price=limit_price if limit_price is not None else current.limit_price,
+            client_order_id=client_order_id or current.client_order_id,
+        )
+        in_flight = s.exits_in_flight[current.symbol]
+        if state.value in _EXIT_IN_FLIGHT:
+            in_flight.add(intent_id)
+        else:
+            in_flight.discard(intent_id)
+        s.dirty_exit_heads.add(intent_id)
+
+        def undo() -> None:
+            found.intent = current
+            if current.state.value in _EXIT_IN_FLIGHT:
+                in_flight.add(intent_id)
+            else:
+                in_flight.discard(intent_id)
+            if not was_dirty:
+                s.dirty_exit_heads.discard(intent_id)
+
+        self._ledger._journal(undo)
+        return found.intent
+
+    def exit_intent(self, intent_id: str) -> ExitIntent | None:
+        found = self._s.exits.get(intent_id)
+        return None if found is None else found.intent
+
+    def exit_intents(
+        self,
+        *,
+        states: Iterable[ExitState] | None = None,
+        symbol: str | None = None,
+        intent_ids: Sequence[str] | None = None,
+    ) -> list[ExitIntent]:
+        s = self._s
+        if intent_ids is not None:
+            candidates: Iterable[_Exit] = (s.exits[i] for i in intent_ids if i in s.exits)
+        elif states is not None and set(states) <= {ExitState.PLANNED, ExitState.SUBMITTED}:
+            candidates = (s.exits[i] for per in s.exits_in_flight.values() for i in per)
+        else:
+            candidates = s.exits.values()
+        wanted = None if states is None else set(states)
+        chosen = [
+            e
+            for e in candidates
+            if (wanted is None or e.intent.state in wanted) and (symbol is None or e.intent.symbol == symbol)
+        ]
+        return [e.intent for e in sorted(chosen, key=lambda e: e.seq_key)]
+
+    def exit_pending(self, symbol: str) -> bool:
+        return bool(self._s.exits_in_flight.get(symbol))

@@ -1,0 +1,142 @@
+"""A symbol's bar history as a strategy sees it, with indicators computed once per series.
+
+A replay hands each strategy call a ``History``: a view of the symbol's bars up to the
+current one, without copying the list. Indicators asked for through ``indicator()`` are
+computed once over the whole series and then looked up by index, the way a vectorized
+backtester precomputes its columns, so a strategy costs the same per bar whether its moving
+average spans 20 bars or 200.
+
+The contract that keeps this honest: an indicator's ``compute`` must be *causal* — the value
+at index ``i`` may depend on ``bars[0..i]`` only. Computed over the whole series, a causal
+column holds at index ``i`` exactly what it would hold computed over the history that ends
+at ``i`` (the property test in ``tests/core_tests/test_history.py`` checks the built-in ones).
+On a plain sequence (a live run's bars) ``indicator()`` computes over what it is given and
+returns the last value.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from decimal import Decimal
+from typing import TypeVar, overload
+
+from tradekit.domain.market import Bar
+
+T = TypeVar("T")
+Column = Callable[[Sequence[Bar]], Sequence[T]]
+
+
+class History(Sequence[Bar]):
+    """A symbol's bars up to (and including) the current one, oldest first."""
+
+    __slots__ = ("_bars", "_cache", "_end")
+
+    def __init__(self, bars: list[Bar], end: int, cache: dict[Hashable, Sequence[object]] | None = None) -> None:
+        self._bars = bars
+        self._end = end
+        # Shared by every History over the same series (the runner passes one per symbol).
+        self._cache: dict[Hashable, Sequence[object]] = {} if cache is None else cache
+
+    def __len__(self) -> int:
+        return self._end
+
+    @overload
+    def __getitem__(self, index: int) -> Bar: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Bar]: ...
+
+    def __getitem__(self, index: int | slice) -> Bar | Sequence[Bar]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._end)
+            return self._bars[start:stop:step]
+        if index < 0:
+            index += self._end
+        if not 0 <= index < self._end:
+            raise IndexError("bar index out of range")
+        return self._bars[index]
+
+    def column(self, key: Hashable, compute: Column[T]) -> Sequence[T]:
+        """The whole series' column for ``key``, computed on first use."""
+        found = self._cache.get(key)
+        if found is None:
+            found = compute(self._bars)
+            if len(found) != len(self._bars):
+                raise ValueError(f"indicator {key!r} returned {len(found)} values for {len(self._bars)} bars")
+            self._cache[key] = found
+        return found  # type: ignore[return-value]
+
+    def at_current(self, key: Hashable, compute: Column[T]) -> T:
+        return self.column(key, compute)[self._end - 1]
+
+
+def indicator(history: Sequence[Bar], key: Hashable, compute: Column[T]) -> T:
+    """The value of a causal indicator at the current (last) bar of ``history``.
+
+    ``key`` names the indicator and its parameters (e.g. ``("sma", 20)``); ``compute`` maps a
+    bar list to one value per bar. On a ``History`` the column is computed once per series.
+    """
+    if isinstance(history, History):
+        return history.at_current(key, compute)
+    if not history:
+        raise IndexError("indicator of an empty history")
+    return compute(history)[-1]
+
+
+# --- causal columns over closes ---------------------------------------------------------------
+
+
+def sma_column(length: int) -> Column[Decimal | None]:
+    """Simple moving average of the last ``length`` closes, current bar included.
+
+    A running Decimal sum: exact for prices (far below Decimal's 28 digits), so each value
+    equals ``sum(window) / length`` computed afresh.
+    """
+    if length < 1:
+        raise ValueError("sma length must be at least 1")
+
+    def compute(bars: Sequence[Bar]) -> list[Decimal | None]:
+        out: list[Decimal | None] = []
+        total = Decimal(0)
+        for i, bar in enumerate(bars):
+            total += bar.close
+            if i >= length:
+                total -= bars[i - length].close
+            out.append(total / length if i >= length - 1 else None)
+        return out
+
+    return compute
+
+
+def _prior_extreme_column(lookback: int, *, highest: bool) -> Column[Decimal | None]:
+    if lookback < 1:
+        raise ValueError("lookback must be at least 1")
+
+    def compute(bars: Sequence[Bar]) -> list[Decimal | None]:
+        # Monotonic deque of indices over the window bars[i-lookback : i] (current bar excluded).
+        out: list[Decimal | None] = []
+        window: deque[int] = deque()
+        for i in range(len(bars)):
+            if i >= 1:
+                j = i - 1
+                value = bars[j].close
+                while window and (bars[window[-1]].close <= value if highest else bars[window[-1]].close >= value):
+                    window.pop()
+                window.append(j)
+                if window[0] < i - lookback:
+                    window.popleft()
+            out.append(bars[window[0]].close if i >= lookback else None)
+        return out
+
+    return compute
+
+
+def prior_high_column(lookback: int) -> Column[Decimal | None]:
+    """Highest close of the ``lookback`` bars before the current one."""
+    return _prior_extreme_column(lookback, highest=True)
+
+
+def prior_low_column(lookback: int) -> Column[Decimal | None]:
+    """Lowest close of the ``lookback`` bars before the current one."""
+    return _prior_extreme_column(lookback, highest=False)

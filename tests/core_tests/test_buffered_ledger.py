@@ -1,0 +1,240 @@
+"""The buffered (write-behind) ledger a replay uses: same rows, same answers, same safety."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tradekit import Strategy, StrategyScalingPolicy, StrategyView
+from tradekit.broker.paper import PaperBrokerConfig
+from tradekit.config import Settings
+from tradekit.data import load_daily_bars
+from tradekit.domain import Bar, Fill, Side, Signal
+from tradekit.execution.paper_run import run_paper_replay
+from tradekit.ledger import Ledger, LedgerError, LedgerOrderStatus
+from tradekit.ledger import schema as t
+from tradekit.ledger.buffered import BufferedLedger
+from tradekit.ledger.records import IntentPurpose, OrderIntent
+from tradekit.plugins import Plugins
+from tradekit.strategy import PriceStructure
+from tradekit.strategy.history import indicator, prior_high_column, sma_column
+
+T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
+FAST, SLOW, HIGH = sma_column(10), sma_column(30), prior_high_column(15)
+
+
+class TrendAdder(Strategy):
+    """Enters on a 15-day high, adds while above both averages, exits below the fast one."""
+
+    name = "trend_adder"
+    scaling_policy = StrategyScalingPolicy(
+        allow_scaling=True,
+        max_entries=3,
+        min_bars_between_entries=2,
+        price_structure=PriceStructure.PYRAMID,
+        price_step_pct=Decimal(2),
+        max_allocation_pct=Decimal(5),
+        min_confidence=5,
+    )
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        bar = view.bar
+        fast = indicator(view.history, "fast", FAST)
+        slow = indicator(view.history, "slow", SLOW)
+        high = indicator(view.history, "high", HIGH)
+
+        def signal(side: Side, reason: str) -> list[Signal]:
+            return [
+                Signal(
+                    symbol=view.symbol,
+                    side=side,
+                    confidence=5,
+                    generated_at=bar.time,
+                    reference_price=bar.close,
+                    source=self.name,
+                    reason=reason,
+                )
+            ]
+
+        if view.position is not None:
+            if fast is not None and bar.close < fast:
+                return signal(Side.SELL, "below the fast average")
+            if fast is not None and slow is not None and bar.close > fast > slow:
+                return signal(Side.BUY, "trend intact")
+            return []
+        if high is not None and bar.close > high:
+            return signal(Side.BUY, "new high")
+        return []
+
+
+def _bars() -> dict[str, list[Bar]]:
+    cutoff = datetime(2004, 1, 1, tzinfo=UTC)
+    return {s: [b for b in series if b.time < cutoff] for s, series in load_daily_bars(["AAPL", "MSFT"]).items()}
+
+
+def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows in key order, with the (random) decision ids renamed by appearance."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(sa.select(t.decisions.c.decision_id).order_by(t.decisions.c.id))]
+            names = {d: f"decision-{n}" for n, d in enumerate(ids)}
+            pattern = re.compile("|".join(map(re.escape, ids))) if ids else None
+            out: dict[str, list[tuple[Any, ...]]] = {}
+            for table in t.metadata.sorted_tables:
+                order = list(table.primary_key.columns)
+                rows = []
+                for row in conn.execute(sa.select(table).order_by(*order)):
+                    values = tuple(
+                        pattern.sub(lambda m: names[m.group(0)], v) if pattern and isinstance(v, str) else v
+                        for v in row
+                    )
+                    rows.append(values)
+                out[table.name] = rows
+            return out
+    finally:
+        engine.dispose()
+
+
+def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(tmp_path: Path) -> None:
+    plugins = Plugins(load_entrypoints=False, env={})
+    # Partial fills and slippage, so fills, order events and position events are not one-to-one.
+    config = PaperBrokerConfig(fill_slices=3, slippage_bps=Decimal(5), commission_per_order=Decimal(1))
+    runs = {}
+    for mode in ("committing", "buffered"):
+        runs[mode] = run_paper_replay(
+            strategy=TrendAdder,
+            settings=Settings(),
+            plugins=plugins,
+            bars=_bars(),
+            out_dir=tmp_path / mode,
+            broker_config=config,
+            chart=False,
+            buffered=mode == "buffered",
+        )
+    committing, buffered = _dump(runs["committing"].ledger_url), _dump(runs["buffered"].ledger_url)
+    # The run is not trivial: entries, scale-ins, exits and skipped signals all happened.
+    purposes = {row[5] for row in committing["tk_order_intents"]}
+    assert purposes == {"entry", "scale_in", "exit"}
+    assert len(committing["tk_fills"]) > len(committing["tk_order_intents"])
+    assert {row[5] for row in committing["tk_decisions"]} >= {"enter_new", "scale_in", "skip"}
+    for table, rows in committing.items():
+        assert buffered[table] == rows, f"{table} differs between the buffered and the committing replay"
+    assert runs["buffered"].summary == runs["committing"].summary
+    # And a decision trace is still a full, readable trace.
+    trace = json.loads(committing["tk_decisions"][0][8])
+    assert trace["checks"]
+
+
+def _intent(key: str, side: Side = Side.BUY, symbol: str = "KO") -> OrderIntent:
+    return OrderIntent(
+        intent_key=key,
+        symbol=symbol,
+        side=side,
+        purpose=IntentPurpose.ENTRY if side is Side.BUY else IntentPurpose.EXIT,
+        created_at=T0,
+        strategy="s",
+        qty=Decimal(10),
+    )
+
+
+def _fill(intent: OrderIntent, execution: str, qty: str = "10", side: Side = Side.BUY) -> Fill:
+    return Fill(
+        execution_id=execution,
+        client_order_id=intent.client_order_id,
+        broker_order_id="b-1",
+        symbol=intent.symbol,
+        side=side,
+        qty=Decimal(qty),
+        price=Decimal(60),
+        time=T0 + timedelta(seconds=1),
+    )
+
+
+def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger.open(url, for_trading=True, buffered=True) as ledger:
+        assert isinstance(ledger, BufferedLedger)
+        first = _intent("a|1")
+        with ledger.transaction() as tx:
+            tx.record_intent(first)
+            tx.record_order_event(first.client_order_id, LedgerOrderStatus.SUBMITTING, T0)
+            tx.record_fill(_fill(first, "x-1"))
+        before = ledger.open_positions()
+        # The whole transaction must roll back, so several calls sit inside the raises block.
+        with pytest.raises(LedgerError, match="cannot reduce PFE"), ledger.transaction() as tx:  # noqa: PT012
+            second = _intent("a|2")
+            tx.record_intent(second)
+            tx.record_order_event(second.client_order_id, LedgerOrderStatus.FILLED, T0)
+            tx.record_fill(_fill(second, "x-2", qty="5"))
+            orphan = _intent("b|1", side=Side.SELL, symbol="PFE")
+            tx.record_intent(orphan)
+            tx.record_fill(_fill(orphan, "x-3", side=Side.SELL))  # nothing to reduce: raises
+        with ledger.reading() as tx:
+            assert ledger.open_positions() == before
+            assert tx.intent(_intent("a|2").client_order_id) is None
+            assert tx.intents_with_prefix("a|") == [first]
+            assert tx.filled_qty(_intent("a|2").client_order_id) == 0
+            pending = tx.pending_intents()
+            assert [s.intent for s in pending] == [first]
+            assert pending[0].status is LedgerOrderStatus.SUBMITTING
+            assert tx.order_counts("KO", day_start=T0).orders_today == 1
+            # The execution id of the rolled-back fill is free again.
+            assert tx.record_fill(_fill(first, "x-2", qty="0.5")) is True
+    # What reached the file is exactly what committed.
+    dumped = _dump(url)
+    assert [r[2] for r in dumped["tk_order_intents"]] == ["a|1"]
+    assert [r[1] for r in dumped["tk_fills"]] == ["x-1", "x-2"]
+    assert [(r[0], r[2], r[4]) for r in dumped["tk_intent_heads"]] == [(first.client_order_id, "submitting", False)]
+
+
+def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> None:
+    ledgers = [
+        Ledger.open(f"sqlite:///{tmp_path / 'a.db'}", for_trading=True),
+        Ledger.open(f"sqlite:///{tmp_path / 'b.db'}", for_trading=True, buffered=True),
+    ]
+    answers = []
+    for ledger in ledgers:
+        with ledger:
+            buy, sell = _intent("k|1"), _intent("k|exit", side=Side.SELL)
+            with ledger.transaction() as tx:
+                tx.record_intent(buy)
+                tx.record_order_event(buy.client_order_id, LedgerOrderStatus.PARTIALLY_FILLED, T0)
+                tx.record_fill(_fill(buy, "e1", qty="4"))
+                tx.record_fill(_fill(buy, "e2", qty="6"))
+                tx.record_order_event(buy.client_order_id, LedgerOrderStatus.FILLED, T0, broker_order_id="b-1")
+            with ledger.transaction() as tx:
+                tx.record_intent(sell)
+                tx.record_fill(_fill(sell, "e3", qty="10", side=Side.SELL))
+            with ledger.reading() as tx:
+                answers.append(
+                    (
+                        tx.open_positions(),
+                        tx.position_history(),
+                        tx.intent_state(buy.client_order_id),
+                        tx.pending_intents("KO"),
+                        tx.order_counts("KO", day_start=T0),
+                        tx.fills_with_purpose(),
+                        tx.intent_counts(),
+                    )
+                )
+    assert answers[0] == answers[1]
+    assert answers[0][0] == {}  # bought 10 in two fills, sold 10: flat
+
+
+def test_a_buffered_ledger_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with pytest.raises(LedgerError, match="opened for trading"):
+        Ledger.open(url, buffered=True)
+    with Ledger.open(url, for_trading=True) as ledger, ledger.transaction() as tx:
+        tx.record_intent(_intent("old|1"))
+    with pytest.raises(LedgerError, match="starts empty"):
+        Ledger.open(url, for_trading=True, buffered=True)
