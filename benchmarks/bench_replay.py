@@ -3,8 +3,8 @@
 against a plain Python loop running the same strategy logic on the same bars.
 
 Cases: one symbol (AAPL, 3,270 real daily bars) and a tiled set (the four shipped symbols
-copied under new names until ``--tiled-bars`` is reached; 1,000,000 reproduces the issue's
-reference size but takes long at the rates measured here). Each case runs in a fresh child
+copied under new names until ``--tiled-bars`` is reached; the default 1,000,000 is the issue's
+reference size, about two minutes here). Each case runs in a fresh child
 process so its peak RSS is its own.
 
 Run with ``nox -s bench`` or ``python benchmarks/bench_replay.py [--tiled-bars N]``.
@@ -114,7 +114,7 @@ def in_child(target: object, case: str, tiled_bars: int) -> tuple[float, int, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tiled-bars", type=int, default=20_000)
+    parser.add_argument("--tiled-bars", type=int, default=1_000_000)
     args = parser.parse_args()
     for case, label in (("one", "1 symbol, 3,270 bars"), ("tiled", f"tiled set, {args.tiled_bars:,} bars")):
         rate, decisions, rss = in_child(run_pipeline, case, args.tiled_bars)

@@ -238,3 +238,17 @@ def test_a_buffered_ledger_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
         tx.record_intent(_intent("old|1"))
     with pytest.raises(LedgerError, match="starts empty"):
         Ledger.open(url, for_trading=True, buffered=True)
+
+
+def test_a_replay_refuses_bars_out_of_time_order(tmp_path: Path) -> None:
+    bars = _bars()
+    bars["AAPL"] = [bars["AAPL"][1], bars["AAPL"][0], *bars["AAPL"][2:]]
+    with pytest.raises(ValueError, match="bars of AAPL must be in strictly increasing time order"):
+        run_paper_replay(
+            strategy=TrendAdder,
+            settings=Settings(),
+            plugins=Plugins(load_entrypoints=False, env={}),
+            bars=bars,
+            out_dir=tmp_path / "run",
+            chart=False,
+        )

@@ -6,10 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import cattrs.preconf.json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
+from tradekit.decision.verdict import Check
 from tradekit.domain import (
     AccountSnapshot,
     Bar,
@@ -192,3 +195,21 @@ def test_broker_payload_missing_fields_names_them() -> None:
     del data["avg_entry_price"]
     with pytest.raises(StructureError, match="avg_entry_price"):
         structure(data, BrokerPosition)
+
+
+@given(
+    rule=st.text(min_size=1, max_size=20),
+    phase=st.sampled_from(list(RulePhase)),
+    outcome=st.sampled_from(list(CheckOutcome)),
+    reason=st.sampled_from([None, *ReasonCode]),
+    detail=st.text(max_size=40),
+)
+def test_the_hand_written_check_hook_matches_the_generated_one(
+    rule: str, phase: RulePhase, outcome: CheckOutcome, reason: ReasonCode | None, detail: str
+) -> None:
+    if reason is None and outcome in (CheckOutcome.SKIP, CheckOutcome.BLOCK):
+        reason = ReasonCode.RULE_ERROR
+    check = Check(rule=rule, phase=phase, outcome=outcome, detail=detail, reason=reason)
+    generated = cattrs.preconf.json.make_converter()
+    assert unstructure(check) == generated.unstructure(check)
+    assert structure(unstructure(check), Check) == check

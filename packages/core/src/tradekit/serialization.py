@@ -127,7 +127,24 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(timedelta, _structure_timedelta)
     conv.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
+    # Every buy decision persists ~27 checks: they get a hand-written hook producing exactly
+    # what the generated one does (a test compares the two), at a fraction of its cost.
+    from tradekit.decision.verdict import Check
+
+    conv.register_unstructure_hook(Check, unstructure_check)
     return conv
+
+
+def unstructure_check(check: Any) -> dict[str, Any]:
+    """A decision check as JSON-ready primitives (see ``tradekit.decision.verdict.Check``)."""
+    reason = check.reason
+    return {
+        "rule": check.rule,
+        "phase": check.phase.value,
+        "outcome": check.outcome.value,
+        "detail": check.detail,
+        "reason": None if reason is None else reason.value,
+    }
 
 
 def structure(data: Any, cls: type[T], *, what: str | None = None) -> T:

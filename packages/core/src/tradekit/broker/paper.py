@@ -19,16 +19,17 @@ every order that reached it, and an optional state file makes it survive a proce
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -370,6 +371,32 @@ def _check_time(value: object) -> datetime:
 # --------------------------------------------------------------------------- the broker
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mutates(method: F) -> F:
+    """Mark a method that changes the book: the cached read snapshots are dropped around it."""
+
+    @functools.wraps(method)
+    def wrapper(self: PaperBroker, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._snapshot = _Snapshot()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._snapshot = _Snapshot()
+
+    return wrapper  # type: ignore[return-value]
+
+
+@attrs.define
+class _Snapshot:
+    """What ``get_account`` and ``get_positions`` returned, valid until the book changes."""
+
+    account: AccountSnapshot | None = None
+    positions: tuple[BrokerPosition, ...] | None = None
+
+
 class PaperBroker:
     """A simulated broker account implementing the ``Broker`` protocol.
 
@@ -392,6 +419,9 @@ class PaperBroker:
         self._session_clock = session_clock
         self._lock = threading.RLock()
         self.faults = FaultInjector(self._lock)
+        # Reads between two changes of the book return the same objects (a replay asks for
+        # the account and positions before every decision).
+        self._snapshot = _Snapshot()
         loaded = self._load()
         self._book = loaded if loaded is not None else self._fresh_book()
         # Open orders by symbol, so a price update touches only what it can execute.
@@ -418,35 +448,55 @@ class PaperBroker:
         """Return cash, equity (positions at their last price) and buying power."""
         with self._lock:
             self._connected_for_read("get_account")
-            equity = self._book.cash + sum(
-                (holding.qty * self._mark(symbol, holding) for symbol, holding in self._book.holdings.items()),
-                ZERO,
-            )
-            return AccountSnapshot(
-                equity=equity,
-                cash=self._book.cash,
-                buying_power=self._buying_power(),
-                as_of=self._now(),
-                currency=self._config.currency,
-                fractional_trading=self._config.fractional_trading,
-            )
+            account = self._snapshot.account
+            if account is None:
+                account = self._account()
+                if self._keeps_snapshots():
+                    self._snapshot.account = account
+            return account
 
     def get_positions(self) -> Sequence[BrokerPosition]:
         """Return every open position, by symbol."""
         with self._lock:
             self._connected_for_read("get_positions")
-            now = self._now()
-            return tuple(
-                BrokerPosition(
-                    symbol=symbol,
-                    qty=holding.qty,
-                    avg_entry_price=holding.avg_entry_price,
-                    as_of=now,
-                    current_price=self._last_price(symbol),
-                    opened_at=holding.opened_at,
-                )
-                for symbol, holding in sorted(self._book.holdings.items())
+            positions = self._snapshot.positions
+            if positions is None:
+                positions = self._positions()
+                if self._keeps_snapshots():
+                    self._snapshot.positions = positions
+            return positions
+
+    def _keeps_snapshots(self) -> bool:
+        # Without a market time, "now" (the snapshot's as_of) is the wall clock: keep nothing.
+        return self._book.pinned_clock is not None or self._book.market_time is not None
+
+    def _account(self) -> AccountSnapshot:
+        equity = self._book.cash + sum(
+            (holding.qty * self._mark(symbol, holding) for symbol, holding in self._book.holdings.items()),
+            ZERO,
+        )
+        return AccountSnapshot(
+            equity=equity,
+            cash=self._book.cash,
+            buying_power=self._buying_power(),
+            as_of=self._now(),
+            currency=self._config.currency,
+            fractional_trading=self._config.fractional_trading,
+        )
+
+    def _positions(self) -> tuple[BrokerPosition, ...]:
+        now = self._now()
+        return tuple(
+            BrokerPosition(
+                symbol=symbol,
+                qty=holding.qty,
+                avg_entry_price=holding.avg_entry_price,
+                as_of=now,
+                current_price=self._last_price(symbol),
+                opened_at=holding.opened_at,
             )
+            for symbol, holding in sorted(self._book.holdings.items())
+        )
 
     def get_asset(self, symbol: str) -> AssetInfo:
         """Return whether ``symbol`` trades here and whether it trades in fractions."""
@@ -463,6 +513,7 @@ class PaperBroker:
                 min_qty=FRACTIONAL_QTY_STEP if fractionable else ONE,
             )
 
+    @_mutates
     def submit_order(self, request: OrderRequest) -> Order:
         """Accept the order and execute what the current price makes marketable.
 
@@ -530,6 +581,7 @@ class PaperBroker:
             open_orders = [w.order for by_id in self._open.values() for w in by_id.values()]
             return tuple(sorted(open_orders, key=lambda order: order.broker_order_id))
 
+    @_mutates
     def cancel_order(self, client_order_id: str) -> None:
         """Cancel what is left of the order; a terminal or unknown order is left as it is."""
         with self._lock:
@@ -573,6 +625,7 @@ class PaperBroker:
 
     # ------------------------------------------------------------------ feeding the market
 
+    @_mutates
     def set_price(self, symbol: str, price: Decimal, time: datetime) -> None:
         """Make ``price`` the current price of ``symbol`` at ``time`` and execute what it reaches.
 
@@ -583,6 +636,17 @@ class PaperBroker:
         with self._lock:
             self._move_market(symbol, at, opening=price, low=price, high=price, closing=price)
 
+    @_mutates
+    def set_prices(self, prices: Mapping[str, Decimal], time: datetime) -> None:
+        """``set_price`` for several symbols at one time (a replay's open or close), saved once."""
+        checked = {symbol: _check_price(f"price of {symbol}", price) for symbol, price in prices.items()}
+        at = _check_time(time)
+        with self._lock:
+            for symbol, price in checked.items():
+                self._move_market(symbol, at, opening=price, low=price, high=price, closing=price, save=False)
+            self._save()
+
+    @_mutates
     def on_bar(self, bar: Bar) -> None:
         """Advance ``bar.symbol`` by one bar: resting orders meet the bar's range, then its close.
 
@@ -598,6 +662,7 @@ class PaperBroker:
         with self._lock:
             return self._last_price(symbol)
 
+    @_mutates
     def set_clock(self, clock: MarketClock | None) -> None:
         """Pin the market clock (``None`` goes back to the session clock at the market time)."""
         with self._lock:
@@ -606,6 +671,7 @@ class PaperBroker:
 
     # ------------------------------------------------------------------ test helpers
 
+    @_mutates
     def seed_position(
         self, symbol: str, qty: Decimal, avg_entry_price: Decimal, *, opened_at: datetime | None = None
     ) -> None:
@@ -756,12 +822,29 @@ class PaperBroker:
             self._finish(working, OrderStatus.CANCELED, now, "immediate-or-cancel: the rest was canceled")
 
     def _move_market(
-        self, symbol: str, at: datetime, *, opening: Decimal, low: Decimal, high: Decimal, closing: Decimal
+        self,
+        symbol: str,
+        at: datetime,
+        *,
+        opening: Decimal,
+        low: Decimal,
+        high: Decimal,
+        closing: Decimal,
+        save: bool = True,
     ) -> None:
         last = self._book.quotes.get(symbol)
         if last is not None and at < last.time:
             raise ValueError(f"market time for {symbol} went backwards: {at.isoformat()} after {last.time.isoformat()}")
-        for working in list(self._open.get(symbol, {}).values()):
+        resting = self._open.get(symbol)
+        if not resting:
+            # Nothing can execute: only the quote and the market time move.
+            self._book.quotes[symbol] = _Quote(price=closing, time=at)
+            if self._book.market_time is None or at > self._book.market_time:
+                self._book.market_time = at
+            if save:
+                self._save()
+            return
+        for working in list(resting.values()):
             if working.order.status.is_terminal:
                 continue
             request = working.request
@@ -782,7 +865,8 @@ class PaperBroker:
             expires_at = working.expires_at
             if not working.order.status.is_terminal and expires_at is not None and at >= expires_at:
                 self._finish(working, OrderStatus.EXPIRED, at, "day order expired at the close")
-        self._save()
+        if save:
+            self._save()
 
     def _execute(self, working: _WorkingOrder, reference: Decimal, at: datetime) -> None:
         price = self._execution_price(working.request, reference)

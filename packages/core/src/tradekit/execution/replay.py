@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import attrs
+import numpy as np
 
 from tradekit.broker.paper import PaperBroker
 from tradekit.decision.context import MarketSnapshot
@@ -89,6 +89,13 @@ class ReplayRunner:
         self.clock = clock
         self._scan = scan
         self._times = {s: [b.time for b in series] for s, series in self.bars.items()}
+        for symbol, times in self._times.items():
+            for before, after in itertools.pairwise(times):
+                if after <= before:
+                    raise ValueError(
+                        f"bars of {symbol} must be in strictly increasing time order: "
+                        f"{after.isoformat()} follows {before.isoformat()}"
+                    )
         # Indicator columns, computed once per series (see tradekit.strategy.history).
         self._columns: dict[str, dict[Hashable, Sequence[object]]] = {s: {} for s in self.bars}
 
@@ -97,28 +104,30 @@ class ReplayRunner:
         kind = type(self.strategy)
         result = ReplayResult(strategy=kind.name, symbols=tuple(sorted(self.bars)))
         result.starting_equity = self.broker.get_account().equity
-        by_day: dict[datetime, list[tuple[str, int]]] = {}
-        for symbol, series in self.bars.items():
-            for i, bar in enumerate(series):
-                by_day.setdefault(bar.time, []).append((symbol, i))
-        days = sorted(by_day)
+        days = sorted({t for times in self._times.values() for t in times})
+        # Each symbol's next bar: a day's bars are found by advancing these, not by an index
+        # of every (day, symbol) pair (a million tuples on a million bars).
+        cursor = dict.fromkeys(self.bars, 0)
         sessions = self._sessions(days)
         queued: list[Signal] = []
         positions: dict[str, Position] = {}
         seen_upto: dict[str, int] = {}
         dirty = True
         for day in days:
-            todays = by_day[day]
+            todays = []
+            for symbol, i in cursor.items():
+                times = self._times[symbol]
+                if i < len(times) and times[i] == day:
+                    todays.append((symbol, i))
+            for symbol, i in todays:
+                cursor[symbol] = i + 1
             session = sessions.get(day.date())
             opens_at = session.open if session is not None else day - timedelta(hours=6, minutes=30)
             closes_at = day
             # --- the open -------------------------------------------------------------------
             self.clock.now = opens_at
-            opens: dict[str, Decimal] = {}
-            for symbol, i in todays:
-                bar = self.bars[symbol][i]
-                self.broker.set_price(symbol, bar.open, opens_at)
-                opens[symbol] = bar.open
+            opens = {symbol: self.bars[symbol][i].open for symbol, i in todays}
+            self.broker.set_prices(opens, opens_at)
             dirty |= self.pipeline.apply_events() > 0
             self.clock.now = opens_at + timedelta(minutes=self.pipeline.settings.exits.window_start_minutes)
             for done in self.pipeline.execute_due_exits(opens):
@@ -145,8 +154,7 @@ class ReplayRunner:
                 dirty |= self.pipeline.apply_events() > 0
             # --- the close ------------------------------------------------------------------
             self.clock.now = closes_at
-            for symbol, i in todays:
-                self.broker.set_price(symbol, self.bars[symbol][i].close, closes_at)
+            self.broker.set_prices({symbol: self.bars[symbol][i].close for symbol, i in todays}, closes_at)
             dirty |= self.pipeline.apply_events() > 0
             if dirty:
                 positions = self.pipeline.ledger.open_positions()
@@ -198,18 +206,32 @@ class ReplayRunner:
         return MarketSnapshot(
             price=price,
             as_of=self.clock.now,
-            volatility_pct=_volatility(series, index),
+            volatility_pct=_volatility(History(series, index + 1, self._columns[symbol])),
             bars_since_last_entry=bars_since,
         )
 
 
-def _volatility(series: list[Bar], index: int) -> Decimal | None:
-    """Standard deviation of the last 20 daily returns, in percent (up to yesterday)."""
-    if index < VOLATILITY_LOOKBACK + 1:
-        return None
-    closes = [float(b.close) for b in series[index - VOLATILITY_LOOKBACK - 1 : index]]
-    returns = [(b - a) / a for a, b in itertools.pairwise(closes)]
-    mean = sum(returns) / len(returns)
-    var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
-    # A statistic for a regime filter, not money: computed in float, handed over as Decimal.
-    return Decimal(str(round(math.sqrt(var) * 100, 6)))
+def volatility_column(bars: Sequence[Bar]) -> list[float | None]:
+    """Standard deviation of the 20 daily returns before each bar, in percent (causal).
+
+    The value at index ``i`` uses the closes of bars ``i-21 .. i-1`` only (up to yesterday).
+    A statistic for a regime filter, not money: computed in float (numpy, once per series)
+    and handed to the decision as a Decimal rounded to 6 places.
+    """
+    out: list[float | None] = [None] * len(bars)
+    if len(bars) < VOLATILITY_LOOKBACK + 2:
+        return out
+    closes = np.array([float(b.close) for b in bars])
+    returns = np.diff(closes) / closes[:-1]  # returns[k]: from close k to close k+1
+    windows = np.lib.stride_tricks.sliding_window_view(returns, VOLATILITY_LOOKBACK)
+    stds = windows.std(axis=1, ddof=1)  # stds[j]: returns[j .. j+19], i.e. closes j .. j+20
+    for j, value in enumerate(stds.tolist()):
+        index = j + VOLATILITY_LOOKBACK + 1
+        if index < len(bars):
+            out[index] = value
+    return out
+
+
+def _volatility(history: History) -> Decimal | None:
+    value = history.at_current(("volatility_pct", VOLATILITY_LOOKBACK), volatility_column)
+    return None if value is None else Decimal(str(round(value * 100, 6)))

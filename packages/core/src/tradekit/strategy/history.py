@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from decimal import Decimal
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
+
+import numpy as np
 
 from tradekit.domain.market import Bar
 
@@ -87,22 +89,67 @@ def indicator(history: Sequence[Bar], key: Hashable, compute: Column[T]) -> T:
 # --- causal columns over closes ---------------------------------------------------------------
 
 
+class _ScaledSma(Sequence[Decimal | None]):
+    """SMA values kept as exact running sums of closes scaled to integers (8 bytes a bar).
+
+    ``value[i] = Decimal(sum of the window's scaled closes) * 10**-scale / length``: the same
+    Decimal as ``sum(window closes) / length``, without keeping a Decimal object per bar.
+    """
+
+    __slots__ = ("_length", "_scale", "_sums")
+
+    def __init__(self, sums: np.ndarray[Any, np.dtype[np.int64]], length: int, scale: int) -> None:
+        self._sums, self._length, self._scale = sums, length, scale
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    @overload
+    def __getitem__(self, index: int) -> Decimal | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Decimal | None]: ...
+
+    def __getitem__(self, index: int | slice) -> Decimal | Sequence[Decimal | None] | None:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self._sums)
+        if index < self._length - 1:
+            if index < 0:
+                raise IndexError("sma index out of range")
+            return None
+        return Decimal(int(self._sums[index])).scaleb(-self._scale) / self._length
+
+
+# Closes with more decimals than this (or sums beyond int64) keep a Decimal per bar instead.
+_MAX_SCALE = 8
+
+
 def sma_column(length: int) -> Column[Decimal | None]:
     """Simple moving average of the last ``length`` closes, current bar included.
 
-    A running Decimal sum: exact for prices (far below Decimal's 28 digits), so each value
-    equals ``sum(window) / length`` computed afresh.
+    Exact: each value equals ``sum(window closes) / length`` computed in Decimal afresh.
     """
     if length < 1:
         raise ValueError("sma length must be at least 1")
 
-    def compute(bars: Sequence[Bar]) -> list[Decimal | None]:
+    def compute(bars: Sequence[Bar]) -> Sequence[Decimal | None]:
+        closes = [bar.close for bar in bars]
+        scale = max((-int(c.as_tuple().exponent) for c in closes), default=0)
+        peak = max(closes, default=Decimal(0))
+        if 0 <= scale <= _MAX_SCALE and peak * length * 10**scale < 2**62:
+            scaled = np.array([int(c.scaleb(scale)) for c in closes], dtype=np.int64)
+            running = np.cumsum(scaled)
+            sums = running.copy()
+            sums[length:] = running[length:] - running[:-length]
+            return _ScaledSma(sums, length, scale)
         out: list[Decimal | None] = []
         total = Decimal(0)
-        for i, bar in enumerate(bars):
-            total += bar.close
+        for i, close in enumerate(closes):
+            total += close
             if i >= length:
-                total -= bars[i - length].close
+                total -= closes[i - length]
             out.append(total / length if i >= length - 1 else None)
         return out
 
