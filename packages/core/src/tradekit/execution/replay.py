@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import overload
 
 import attrs
 import numpy as np
+import numpy.typing as npt
 
 from tradekit.broker.paper import PaperBroker
 from tradekit.decision.context import MarketSnapshot
@@ -82,7 +85,7 @@ class ReplayRunner:
         scan: Callable[[Mapping[str, Sequence[Bar]], datetime], frozenset[str]] | None = None,
     ) -> None:
         self.strategy = strategy
-        self.bars = {s: list(b) for s, b in bars.items()}
+        self.bars = {s: b if isinstance(b, list) else list(b) for s, b in bars.items()}
         self.pipeline = pipeline
         self.broker = broker
         self.calendar = calendar
@@ -211,25 +214,46 @@ class ReplayRunner:
         )
 
 
-def volatility_column(bars: Sequence[Bar]) -> list[float | None]:
+def volatility_column(bars: Sequence[Bar]) -> Sequence[float | None]:
     """Standard deviation of the 20 daily returns before each bar, in percent (causal).
 
     The value at index ``i`` uses the closes of bars ``i-21 .. i-1`` only (up to yesterday).
-    A statistic for a regime filter, not money: computed in float (numpy, once per series)
-    and handed to the decision as a Decimal rounded to 6 places.
+    A statistic for a regime filter, not money: computed in float (numpy, once per series,
+    8 bytes a bar) and handed to the decision as a Decimal rounded to 6 places.
     """
-    out: list[float | None] = [None] * len(bars)
-    if len(bars) < VOLATILITY_LOOKBACK + 2:
-        return out
-    closes = np.array([float(b.close) for b in bars])
-    returns = np.diff(closes) / closes[:-1]  # returns[k]: from close k to close k+1
-    windows = np.lib.stride_tricks.sliding_window_view(returns, VOLATILITY_LOOKBACK)
-    stds = windows.std(axis=1, ddof=1)  # stds[j]: returns[j .. j+19], i.e. closes j .. j+20
-    for j, value in enumerate(stds.tolist()):
-        index = j + VOLATILITY_LOOKBACK + 1
-        if index < len(bars):
-            out[index] = value
-    return out
+    out = np.full(len(bars), np.nan)
+    if len(bars) >= VOLATILITY_LOOKBACK + 2:
+        closes = np.array([float(b.close) for b in bars])
+        returns = np.diff(closes) / closes[:-1]  # returns[k]: from close k to close k+1
+        windows = np.lib.stride_tricks.sliding_window_view(returns, VOLATILITY_LOOKBACK)
+        # windows[j] holds returns j .. j+19, i.e. closes j .. j+20: known before bar j+21.
+        stds = windows.std(axis=1, ddof=1)
+        out[VOLATILITY_LOOKBACK + 1 :] = stds[: len(bars) - VOLATILITY_LOOKBACK - 1]
+    return _FloatColumn(out)
+
+
+class _FloatColumn(Sequence[float | None]):
+    """A float column with NaN for "not known yet", read as None."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: npt.NDArray[np.float64]) -> None:
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, index: int) -> float | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[float | None]: ...
+
+    def __getitem__(self, index: int | slice) -> float | Sequence[float | None] | None:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        value = float(self._values[index])
+        return None if math.isnan(value) else value
 
 
 def _volatility(history: History) -> Decimal | None:

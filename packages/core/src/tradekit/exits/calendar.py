@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import attrs
 import exchange_calendars as xcals
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 _EARLIEST = "1990-01-01"
@@ -49,22 +51,33 @@ class TradingCalendar:
             raise ValueError(f"unknown exchange calendar {name!r}; e.g. XNYS, XNAS, XLON") from None
         self.name = name
         self.tz = ZoneInfo(str(self._cal.tz))
+        # Session opens and closes as UTC nanoseconds, for binary search: asking the calendar
+        # for "the next open" builds its index of every trading minute since 1990 (~56 MB).
+        with _quiet():
+            self._labels = self._cal.sessions
+            self._open_ns = _utc_nanos(self._cal.opens)
+            self._close_ns = _utc_nanos(self._cal.closes)
 
     def next_open(self, after: datetime) -> datetime:
         """The first session open strictly after ``after``."""
-        with _quiet():
-            return _utc(self._cal.next_open(pd.Timestamp(after)))
+        i = int(np.searchsorted(self._open_ns, _nanos(after), side="right"))
+        return self._session(self._at(i, after)).open
 
     def session_of_open(self, opens: datetime) -> Session:
-        with _quiet():
-            session = self._cal.minute_to_session(pd.Timestamp(opens), direction="next")
-            return self._session(session)
+        """The session ``opens`` falls in, or the next one when it falls between sessions."""
+        i = int(np.searchsorted(self._close_ns, _nanos(opens), side="left"))
+        return self._session(self._at(i, opens))
 
-    def _session(self, label: pd.Timestamp) -> Session:
+    def _at(self, index: int, moment: datetime) -> int:
+        if index >= len(self._open_ns):
+            raise ValueError(f"{moment.isoformat()} is beyond the {self.name} calendar's last session")
+        return index
+
+    def _session(self, index: int) -> Session:
         return Session(
-            day=label.date(),
-            open=_utc(self._cal.session_open(label)),
-            close=_utc(self._cal.session_close(label)),
+            day=self._labels[index].date(),
+            open=_from_nanos(int(self._open_ns[index])),
+            close=_from_nanos(int(self._close_ns[index])),
         )
 
     def execution_window(self, decided_at: datetime, start_minutes: int, end_minutes: int) -> ExecutionWindow:
@@ -96,6 +109,26 @@ class TradingCalendar:
         """Midnight, in the exchange's time zone, of the trading day containing ``moment``."""
         local = moment.astimezone(self.tz)
         return datetime.combine(local.date(), time(0), tzinfo=self.tz).astimezone(UTC)
+
+
+def _nanos(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"calendar times must be timezone-aware, got {moment!r}")
+    return int(pd.Timestamp(moment).value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_nanos(nanos: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=nanos // 1000)
+
+
+def _utc_nanos(series: pd.Series[pd.Timestamp]) -> npt.NDArray[np.int64]:
+    stamps = pd.DatetimeIndex(series)
+    stamps = stamps.tz_convert("UTC") if stamps.tz is not None else stamps.tz_localize("UTC")
+    nanos: npt.NDArray[np.int64] = np.array(stamps.asi8, dtype=np.int64)
+    return nanos
 
 
 @contextlib.contextmanager

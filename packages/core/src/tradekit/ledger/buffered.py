@@ -67,7 +67,7 @@ from tradekit.reconcile.report import ReconcileReport
 R = TypeVar("R")
 
 # Rows are flushed once this many are pending (and at close): bounds memory on long replays.
-FLUSH_EVERY = 2_000
+FLUSH_EVERY = 500
 
 _APPEND_ORDER = (
     t.order_intents,

@@ -592,9 +592,11 @@ class LedgerTx:
 
     def decision_counts(self) -> dict[tuple[str, str], int]:
         """How many decisions per (action, first reason) — for run summaries."""
+        d = t.decisions
         counts: dict[tuple[str, str], int] = defaultdict(int)
-        for row in self._conn.execute(sa.select(t.decisions.c.action, t.decisions.c.reasons)):
-            counts[(row.action, row.reasons.split(",")[0] if row.reasons else "")] += 1
+        grouped = sa.select(d.c.action, d.c.reasons, sa.func.count()).group_by(d.c.action, d.c.reasons)
+        for action, reasons, count in self._conn.execute(grouped):
+            counts[(action, reasons.split(",")[0] if reasons else "")] += int(count)
         return dict(counts)
 
     # --- reconciliation ------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""The trading calendar's own session lookups agree with exchange-calendars everywhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import exchange_calendars as xcals
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradekit.exits.calendar import TradingCalendar, _quiet
+
+moments = st.datetimes(min_value=datetime(1995, 1, 1), max_value=datetime(2027, 6, 30), timezones=st.just(UTC)).map(
+    lambda m: m.replace(second=0, microsecond=0)
+)
+
+
+@pytest.fixture(scope="module")
+def reference() -> xcals.ExchangeCalendar:
+    with _quiet():
+        return xcals.get_calendar("XNYS", start="1990-01-01")
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=moments)
+def test_next_open_and_its_session_match_exchange_calendars(
+    reference: xcals.ExchangeCalendar, moment: datetime
+) -> None:
+    ours = TradingCalendar("XNYS")
+    with _quiet():
+        expected_open = reference.next_open(pd.Timestamp(moment)).to_pydatetime().astimezone(UTC)
+        label = reference.minute_to_session(pd.Timestamp(expected_open), direction="next")
+        expected_close = reference.session_close(label).to_pydatetime().astimezone(UTC)
+    assert ours.next_open(moment) == expected_open
+    session = ours.session_of_open(expected_open)
+    assert session.day == label.date()
+    assert session.open == expected_open
+    assert session.close == expected_close
+
+
+def test_windows_on_holidays_and_half_days() -> None:
+    cal = TradingCalendar("XNYS")
+    # Decided after the close on Wednesday 2023-07-03 (a half day, closes 17:00 UTC):
+    # Independence Day is a holiday, so the window is on Wednesday the 5th.
+    window = cal.execution_window(datetime(2023, 7, 3, 18, tzinfo=UTC), 5, 30)
+    assert window.opens_at == datetime(2023, 7, 5, 13, 35, tzinfo=UTC)
+    # Decided on the morning of the half day: its window ends at the early close.
+    early = cal.execution_window(datetime(2023, 7, 3, 13, tzinfo=UTC), 5, 300)
+    assert early.closes_at == datetime(2023, 7, 3, 17, tzinfo=UTC)
+
+
+def test_a_moment_beyond_the_calendar_is_an_error_that_says_so() -> None:
+    cal = TradingCalendar("XNYS")
+    far = datetime(2200, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="beyond the XNYS calendar's last session"):
+        cal.next_open(far)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cal.next_open(far.replace(tzinfo=None) - timedelta(days=1))
