@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from tradekit.exits.calendar import TradingCalendar, _quiet
 
-moments = st.datetimes(min_value=datetime(1995, 1, 1), max_value=datetime(2027, 6, 30), timezones=st.just(UTC)).map(
+# hypothesis takes naive bounds and attaches the zone itself.
+NAIVE_FIRST, NAIVE_LAST = datetime(1995, 1, 1), datetime(2027, 6, 30)  # noqa: DTZ001
+moments = st.datetimes(min_value=NAIVE_FIRST, max_value=NAIVE_LAST, timezones=st.just(UTC)).map(
     lambda m: m.replace(second=0, microsecond=0)
 )
 
