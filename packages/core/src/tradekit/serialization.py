@@ -135,15 +135,27 @@ def converter() -> cattrs.Converter:
     return conv
 
 
+_ENUM_VALUES: dict[type[Enum], dict[Enum, Any]] = {}
+
+
+def _value(member: Enum) -> Any:
+    # Enum ``.value`` goes through a descriptor on every access; a dict lookup does not.
+    kind = type(member)
+    table = _ENUM_VALUES.get(kind)
+    if table is None:
+        table = _ENUM_VALUES[kind] = {m: m.value for m in kind}
+    return table[member]
+
+
 def unstructure_check(check: Any) -> dict[str, Any]:
     """A decision check as JSON-ready primitives (see ``tradekit.decision.verdict.Check``)."""
     reason = check.reason
     return {
         "rule": check.rule,
-        "phase": check.phase.value,
-        "outcome": check.outcome.value,
+        "phase": _value(check.phase),
+        "outcome": _value(check.outcome),
         "detail": check.detail,
-        "reason": None if reason is None else reason.value,
+        "reason": None if reason is None else _value(reason),
     }
 
 

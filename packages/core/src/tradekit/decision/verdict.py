@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Iterable
 from datetime import datetime
@@ -90,11 +91,17 @@ class BuyDecision:
     confidence: int
     evaluated_at: datetime = attrs.field(converter=to_utc, validator=utc)
 
-    @property
+    @functools.cached_property
     def reasons(self) -> tuple[ReasonCode, ...]:
         """Reason codes of the checks that stopped the buy (BLOCKs first)."""
-        blocking = [c.reason for c in self.checks if c.outcome is CheckOutcome.BLOCK and c.reason]
-        skipping = [c.reason for c in self.checks if c.outcome is CheckOutcome.SKIP and c.reason]
+        blocking: list[ReasonCode] = []
+        skipping: list[ReasonCode] = []
+        for c in self.checks:
+            if c.reason is not None:
+                if c.outcome is CheckOutcome.BLOCK:
+                    blocking.append(c.reason)
+                elif c.outcome is CheckOutcome.SKIP:
+                    skipping.append(c.reason)
         return tuple(dict.fromkeys(blocking + skipping))
 
     @property

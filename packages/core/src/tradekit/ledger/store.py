@@ -885,6 +885,9 @@ def _migrate(conn: Connection) -> None:
         conn.execute(t.meta.insert().values(key="schema_version", value=str(target)))
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def order_event_row(
     client_order_id: str,
     status: LedgerOrderStatus,
@@ -944,7 +947,7 @@ def decision_row(decision: BuyDecision) -> dict[str, Any]:
         "action": decision.action.value,
         "reasons": ",".join(decision.reasons),
         "summary": decision.one_line(),
-        "trace": json.dumps(unstructure(decision), separators=(",", ":")),
+        "trace": _COMPACT_JSON.encode(unstructure(decision)),
         "evaluated_at": decision.evaluated_at,
     }
 
