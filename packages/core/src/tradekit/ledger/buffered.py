@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.orders import Fill
 from tradekit.domain.positions import Position
+from tradekit.domain.signals import Side
 from tradekit.domain.values import ZERO
 from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
 from tradekit.ledger import schema as t
@@ -151,7 +152,9 @@ class BufferedLedger(Ledger):
     """An exclusive SQLite ledger whose state is served from memory and written in batches.
 
     Open with ``Ledger.open(url, for_trading=True, buffered=True)`` on an empty SQLite
-    ledger. ``flush()`` writes pending rows in one transaction; ``close()`` flushes.
+    ledger. ``flush()`` writes pending rows in one transaction; ``close()`` flushes. Used
+    from one thread (a replay's). A failed flush keeps the rows pending and raises; rows a
+    crash leaves unflushed are lost with the replay, which is rerun into a new ledger.
     """
 
     def __init__(self, engine: Engine, *, lock_file: IO[str] | None, schema: str | None) -> None:
@@ -333,7 +336,7 @@ class _MemoryTx(LedgerTx):
         s.open_by_symbol[symbol][coid] = None
         bisect.insort(s.created, intent.created_at)
         buys = s.buys_created[symbol]
-        if intent.side.value == "buy":
+        if intent.side is Side.BUY:
             bisect.insort(buys, intent.created_at)
         previous_last = s.last_created.get(symbol)
         if previous_last is None or intent.created_at > previous_last:
@@ -347,7 +350,7 @@ class _MemoryTx(LedgerTx):
             s.keys.pop(bisect.bisect_left(s.keys, key))
             s.open_by_symbol[symbol].pop(coid, None)
             s.created.pop(bisect.bisect_left(s.created, intent.created_at))
-            if intent.side.value == "buy":
+            if intent.side is Side.BUY:
                 buys.pop(bisect.bisect_left(buys, intent.created_at))
             if previous_last is None:
                 s.last_created.pop(symbol, None)
