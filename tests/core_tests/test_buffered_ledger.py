@@ -252,3 +252,14 @@ def test_a_replay_refuses_bars_out_of_time_order(tmp_path: Path) -> None:
             out_dir=tmp_path / "run",
             chart=False,
         )
+
+
+def test_report_listings_inside_a_write_transaction_are_refused(tmp_path: Path) -> None:
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", for_trading=True, buffered=True) as ledger:
+        # The listing is refused after a write in the same transaction, which then rolls back.
+        with pytest.raises(LedgerError, match="outside a write transaction"), ledger.transaction() as tx:  # noqa: PT012
+            tx.record_intent(_intent("k|1"))
+            tx.intent_counts()
+        # The refused transaction rolled back; outside one, listings flush and read.
+        with ledger.reading() as tx:
+            assert tx.intent_counts() == {}

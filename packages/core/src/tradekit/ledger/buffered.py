@@ -290,6 +290,9 @@ class BufferedLedger(Ledger):
             super().close()
 
     def _sql(self, read: Callable[[LedgerTx], R]) -> R:
+        if self._undo is not None:
+            # Flushing now would write rows a later failure in this transaction rolls back.
+            raise LedgerError("report listings are read outside a write transaction on a buffered ledger")
         self.flush()
         with super().reading() as tx:
             return read(tx)
