@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from tradekit import Strategy, StrategyScalingPolicy, StrategyView
 from tradekit.broker.paper import PaperBrokerConfig
 from tradekit.config import Settings
 from tradekit.data import load_daily_bars
+from tradekit.decision.trace import decode_trace
 from tradekit.domain import Bar, Fill, Side, Signal
 from tradekit.execution.paper_run import run_paper_replay
 from tradekit.ledger import Ledger, LedgerError, LedgerOrderStatus
@@ -130,7 +130,7 @@ def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(tm
         assert buffered[table] == rows, f"{table} differs between the buffered and the committing replay"
     assert runs["buffered"].summary == runs["committing"].summary
     # And a decision trace is still a full, readable trace.
-    trace = json.loads(committing["tk_decisions"][0][8])
+    trace = decode_trace(committing["tk_decisions"][0][8])
     assert trace["checks"]
 
 

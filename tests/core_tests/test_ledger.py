@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from tradekit import StrategyScalingPolicy, evaluate_buy
-from tradekit.decision import BuyDecision
 from tradekit.domain import Fill, OrderType, Side, Urgency
 from tradekit.exits import ExitIntent, ExitState
 from tradekit.ledger import (
@@ -32,7 +30,6 @@ from tradekit.ledger import (
     OrderIntent,
 )
 from tradekit.plugins import Plugins
-from tradekit.serialization import structure
 from tradekit.testing import make_context, make_position
 
 from .conftest import PG_URL, LedgerFactory, require_postgres
@@ -208,7 +205,8 @@ def test_decision_trace_round_trips_and_explains_the_same(ledger: Ledger) -> Non
         assert stored is not None
         assert stored.reasons == ("confidence_too_low",)
         assert stored.summary == decision.one_line()
-        assert structure(json.loads(stored.trace), BuyDecision).explain() == decision.explain()
+        assert stored.decision() == decision
+        assert stored.decision().explain() == decision.explain()
         assert [d.decision_id for d in tx.decisions(action="skip")] == [decision.decision_id]
 
 

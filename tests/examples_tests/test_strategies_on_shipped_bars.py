@@ -3,7 +3,6 @@ limits, paper broker, ledger) on the shipped real bars."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,6 @@ from tradekit.domain import Bar
 from tradekit.execution.paper_run import PaperRun, run_paper_replay
 from tradekit.ledger import IntentPurpose, Ledger
 from tradekit.plugins import Plugins
-from tradekit.serialization import structure
 from tradekit.strategy import Strategy
 from tradekit_strategies_examples import AverageDown, PyramidBreakout, SingleEntryBreakout, TieredMomentum
 
@@ -46,7 +44,7 @@ def replay(
 def decisions(run: PaperRun) -> list[BuyDecision]:
     with Ledger.open(run.ledger_url) as ledger, ledger.reading() as tx:
         stored = tx.decisions(limit=100_000)
-    return [structure(json.loads(d.trace), BuyDecision) for d in stored]
+    return [d.decision() for d in stored]
 
 
 def test_single_entry_breakout_never_scales_in(tmp_path: Path) -> None:

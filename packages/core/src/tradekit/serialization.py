@@ -138,7 +138,8 @@ def converter() -> cattrs.Converter:
 _ENUM_VALUES: dict[type[Enum], dict[Enum, Any]] = {}
 
 
-def _value(member: Enum) -> Any:
+def enum_value(member: Enum) -> Any:
+    """``member.value``, read from a table (the ``.value`` descriptor is slow in hot paths)."""
     # Enum ``.value`` goes through a descriptor on every access; a dict lookup does not.
     kind = type(member)
     table = _ENUM_VALUES.get(kind)
@@ -152,10 +153,10 @@ def unstructure_check(check: Any) -> dict[str, Any]:
     reason = check.reason
     return {
         "rule": check.rule,
-        "phase": _value(check.phase),
-        "outcome": _value(check.outcome),
+        "phase": enum_value(check.phase),
+        "outcome": enum_value(check.outcome),
         "detail": check.detail,
-        "reason": None if reason is None else _value(reason),
+        "reason": None if reason is None else enum_value(reason),
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,12 +26,11 @@ from tradekit.cli.common import (
 )
 from tradekit.config.settings import Settings
 from tradekit.data import BarDataError, load_daily_bars
-from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.market import Bar
 from tradekit.domain.positions import Position
 from tradekit.exits.intent import ExitState
 from tradekit.plugins import Plugins
-from tradekit.serialization import structure, unstructure
+from tradekit.serialization import unstructure
 from tradekit.strategy.base import Strategy
 from tradekit.strategy.policy import PriceStructure
 
@@ -428,11 +426,10 @@ def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, 
         stored = tx.decision(decision_id)
     if stored is None:
         raise click.ClickException(f"no decision {decision_id} in the ledger")
-    trace = json.loads(stored.trace)
     if as_json:
-        emit_json(trace)
+        emit_json(stored.document())
         return
-    console.print(structure(trace, BuyDecision).explain(), markup=False, soft_wrap=True)
+    console.print(stored.decision().explain(), markup=False, soft_wrap=True)
 
 
 @cli.group(invoke_without_command=True)

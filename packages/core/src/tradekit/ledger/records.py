@@ -6,12 +6,16 @@ import hashlib
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from tradekit.domain.orders import OrderRequest, OrderStatus, OrderType, TimeInForce
 from tradekit.domain.signals import Side
 from tradekit.domain.values import optional_positive, to_utc, utc
+
+if TYPE_CHECKING:
+    from tradekit.decision.verdict import BuyDecision
 
 
 class IntentPurpose(StrEnum):
@@ -126,6 +130,18 @@ class StoredDecision:
     summary: str
     trace: str
     evaluated_at: datetime = attrs.field(converter=to_utc, validator=utc)
+
+    def document(self) -> dict[str, Any]:
+        """The full trace as a mapping (checks as objects), whatever format it was stored in."""
+        from tradekit.decision.trace import decode_trace
+
+        return decode_trace(self.trace)
+
+    def decision(self) -> BuyDecision:
+        """The ``BuyDecision`` this row records."""
+        from tradekit.decision.trace import decision_from_trace
+
+        return decision_from_trace(self.trace)
 
 
 @attrs.frozen(kw_only=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import sqlite3
 from collections import defaultdict
@@ -36,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from tradekit.decision.trace import encode_trace
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.orders import Fill, OrderType
 from tradekit.domain.positions import EntryOrigin, Position, PositionEntry, PositionReduction
@@ -62,7 +62,6 @@ from tradekit.ledger.records import (
     StoredDecision,
 )
 from tradekit.reconcile.report import ReconcileAction, ReconcileFinding, ReconcileReport
-from tradekit.serialization import unstructure
 
 _EXIT_IN_FLIGHT = (ExitState.PLANNED.value, ExitState.SUBMITTED.value)
 _BLOCKING_FINDINGS = (ReconcileAction.UNRECONCILED.value, ReconcileAction.QUANTITY_MISMATCH.value)
@@ -803,6 +802,9 @@ def _sqlite_engine(url: sa.URL, *, durable: bool) -> Engine:
         cur.execute("PRAGMA busy_timeout = 10000")
         cur.execute("PRAGMA foreign_keys = ON")
         if url.database and url.database != ":memory:":
+            # A decision row (trace included) is ~2.5 KB: 4 KB pages hold one, 8 KB pages three.
+            # Only takes effect when the file is created (before WAL); a no-op afterwards.
+            cur.execute("PRAGMA page_size = 8192")
             mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise LedgerError(f"ledger {url.database}: could not enable WAL journaling (got {mode})")
@@ -858,6 +860,10 @@ def _postgres_engine(url: sa.URL, schema: str | None) -> Engine:
 
 MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
     1: lambda conn: t.metadata.create_all(conn),
+    # 2: decision traces are written in the compact format 2 (tradekit.decision.trace); the
+    # tables are unchanged and format-1 traces stay readable, but an older tradekit could
+    # not read the new ones, so the version moves.
+    2: lambda conn: None,
 }
 
 
@@ -883,9 +889,6 @@ def _migrate(conn: Connection) -> None:
         MIGRATIONS[target](conn)
         conn.execute(t.meta.delete().where(t.meta.c.key == "schema_version"))
         conn.execute(t.meta.insert().values(key="schema_version", value=str(target)))
-
-
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def order_event_row(
@@ -947,7 +950,7 @@ def decision_row(decision: BuyDecision) -> dict[str, Any]:
         "action": decision.action.value,
         "reasons": ",".join(decision.reasons),
         "summary": decision.one_line(),
-        "trace": _COMPACT_JSON.encode(unstructure(decision)),
+        "trace": encode_trace(decision),
         "evaluated_at": decision.evaluated_at,
     }
 

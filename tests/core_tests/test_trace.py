@@ -1,0 +1,99 @@
+"""Stored decision traces: compact on disk, the full record when read, old rows still readable."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradekit import StrategyScalingPolicy, evaluate_buy
+from tradekit.decision import BuyDecision
+from tradekit.decision.context import OrderCounters
+from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
+from tradekit.decision.trace import TraceError, decision_from_trace, decode_trace, encode_trace
+from tradekit.decision.verdict import Check
+from tradekit.plugins import Plugins
+from tradekit.serialization import unstructure
+from tradekit.testing import make_context, make_position
+
+PLUGINS = Plugins(load_entrypoints=False, env={})
+
+
+def _decisions() -> list[BuyDecision]:
+    policy = StrategyScalingPolicy(allow_scaling=True, max_entries=4, min_bars_between_entries=2)
+    position = make_position(entries=[(timedelta(days=4), Decimal(55), Decimal(10))])
+    contexts = [
+        make_context(),
+        make_context(policy=policy, position=position, bars_since_last_entry=3),
+        make_context(policy=policy, position=position, counters=OrderCounters(orders_today=3), confidence=3),
+        make_context(unreconciled={"KO"}, broker_checked=False),
+    ]
+    return [evaluate_buy(ctx, plugins=PLUGINS) for ctx in contexts]
+
+
+def _format_1(decision: BuyDecision) -> str:
+    # What ledgers of schema 1 hold: the whole decision, checks as objects.
+    return json.dumps(unstructure(decision), separators=(",", ":"))
+
+
+@pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
+def test_a_compact_trace_reads_back_as_the_full_document_and_decision(decision: BuyDecision) -> None:
+    stored = encode_trace(decision)
+    assert decode_trace(stored) == json.loads(_format_1(decision))
+    assert decision_from_trace(stored) == decision
+    assert len(stored) < 0.7 * len(_format_1(decision))
+
+
+@pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
+def test_format_1_traces_stay_readable(decision: BuyDecision) -> None:
+    old = _format_1(decision)
+    assert decode_trace(old) == json.loads(old)
+    assert decision_from_trace(old) == decision
+
+
+@given(
+    checks=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=12),
+            st.sampled_from(list(RulePhase)),
+            st.sampled_from(list(CheckOutcome)),
+            st.text(max_size=30),
+            st.sampled_from([None, *ReasonCode]),
+        ),
+        max_size=8,
+    )
+)
+def test_any_checks_survive_the_compact_format(
+    checks: list[tuple[str, RulePhase, CheckOutcome, str, ReasonCode | None]],
+) -> None:
+    built = tuple(
+        Check(
+            rule=rule,
+            phase=phase,
+            outcome=outcome,
+            detail=detail,
+            reason=reason or (ReasonCode.RULE_ERROR if outcome in (CheckOutcome.SKIP, CheckOutcome.BLOCK) else None),
+        )
+        for rule, phase, outcome, detail, reason in checks
+    )
+    decision = _decisions()[0]
+    decision = BuyDecision(**{**{f: getattr(decision, f) for f in unstructure(decision)}, "checks": built})
+    assert decision_from_trace(encode_trace(decision)).checks == built
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"trace_format": 3, "checks": []}', "format 3 is newer"),
+        ('{"trace_format": 2, "checks": [["rule", 0, "pass"]]}', "arrays"),
+    ],
+)
+def test_an_unreadable_trace_is_an_error_that_says_why(text: str, message: str) -> None:
+    with pytest.raises(TraceError, match=message):
+        decode_trace(text)
