@@ -135,17 +135,10 @@ def converter() -> cattrs.Converter:
     return conv
 
 
-_ENUM_VALUES: dict[type[Enum], dict[Enum, Any]] = {}
-
-
 def enum_value(member: Enum) -> Any:
-    """``member.value``, read from a table (the ``.value`` descriptor is slow in hot paths)."""
-    # Enum ``.value`` goes through a descriptor on every access; a dict lookup does not.
-    kind = type(member)
-    table = _ENUM_VALUES.get(kind)
-    if table is None:
-        table = _ENUM_VALUES[kind] = {m: m.value for m in kind}
-    return table[member]
+    """``member.value`` without the ``value`` descriptor (slow in hot paths): ``_value_`` is
+    the plain attribute the enum machinery stores each member's value in."""
+    return member._value_
 
 
 def unstructure_check(check: Any) -> dict[str, Any]:

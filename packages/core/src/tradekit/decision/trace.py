@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from tradekit.decision.verdict import BuyDecision
-from tradekit.serialization import enum_value, structure, unstructure
+from tradekit.serialization import structure, unstructure
 
 TRACE_FORMAT = 2
 CHECK_FIELDS = ("rule", "phase", "outcome", "detail", "reason")
@@ -31,7 +31,7 @@ def encode_trace(decision: BuyDecision) -> str:
     """The decision as persisted: its fields, with checks as compact arrays."""
     data = unstructure(attrs.evolve(decision, checks=()))
     data["checks"] = [
-        [c.rule, enum_value(c.phase), enum_value(c.outcome), c.detail, None if c.reason is None else c.reason.value]
+        [c.rule, c.phase._value_, c.outcome._value_, c.detail, None if c.reason is None else c.reason._value_]
         for c in decision.checks
     ]
     data["trace_format"] = TRACE_FORMAT
