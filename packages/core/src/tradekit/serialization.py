@@ -135,21 +135,16 @@ def converter() -> cattrs.Converter:
     return conv
 
 
-def enum_value(member: Enum) -> Any:
-    """``member.value`` without the ``value`` descriptor (slow in hot paths): ``_value_`` is
-    the plain attribute the enum machinery stores each member's value in."""
-    return member._value_
-
-
 def unstructure_check(check: Any) -> dict[str, Any]:
     """A decision check as JSON-ready primitives (see ``tradekit.decision.verdict.Check``)."""
     reason = check.reason
     return {
         "rule": check.rule,
-        "phase": enum_value(check.phase),
-        "outcome": enum_value(check.outcome),
+        # ``_value_`` is where enum members keep their value: ``.value`` is a slow descriptor.
+        "phase": check.phase._value_,
+        "outcome": check.outcome._value_,
         "detail": check.detail,
-        "reason": None if reason is None else enum_value(reason),
+        "reason": None if reason is None else reason._value_,
     }
 
 

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import overload
 
 import attrs
 import numpy as np
-import numpy.typing as npt
 
 from tradekit.broker.paper import PaperBroker
 from tradekit.decision.context import MarketSnapshot
@@ -40,7 +37,7 @@ from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import Session, TradingCalendar
 from tradekit.exits.intent import ExitState
 from tradekit.strategy.base import Strategy, StrategyView
-from tradekit.strategy.history import History
+from tradekit.strategy.history import FloatColumn, History
 
 VOLATILITY_LOOKBACK = 20
 
@@ -85,7 +82,7 @@ class ReplayRunner:
         scan: Callable[[Mapping[str, Sequence[Bar]], datetime], frozenset[str]] | None = None,
     ) -> None:
         self.strategy = strategy
-        self.bars = {s: b if isinstance(b, list) else list(b) for s, b in bars.items()}
+        self.bars = dict(bars)
         self.pipeline = pipeline
         self.broker = broker
         self.calendar = calendar
@@ -229,31 +226,7 @@ def volatility_column(bars: Sequence[Bar]) -> Sequence[float | None]:
         # windows[j] holds returns j .. j+19, i.e. closes j .. j+20: known before bar j+21.
         stds = windows.std(axis=1, ddof=1)
         out[VOLATILITY_LOOKBACK + 1 :] = stds[: len(bars) - VOLATILITY_LOOKBACK - 1]
-    return _FloatColumn(out)
-
-
-class _FloatColumn(Sequence[float | None]):
-    """A float column with NaN for "not known yet", read as None."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: npt.NDArray[np.float64]) -> None:
-        self._values = values
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @overload
-    def __getitem__(self, index: int) -> float | None: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[float | None]: ...
-
-    def __getitem__(self, index: int | slice) -> float | Sequence[float | None] | None:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        value = float(self._values[index])
-        return None if math.isnan(value) else value
+    return FloatColumn(out)
 
 
 def _volatility(history: History) -> Decimal | None:

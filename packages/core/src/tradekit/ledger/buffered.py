@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import IO, Any, NamedTuple, TypeVar
 
 import attrs
@@ -55,6 +56,7 @@ from tradekit.ledger.store import (
     PositionKind,
     decision_row,
     exit_intent_row,
+    exit_transition_row,
     fill_position_event,
     fill_row,
     finding_rows,
@@ -162,7 +164,9 @@ class BufferedLedger(Ledger):
         self._state = _State()
         self._undo: list[Callable[[], None]] | None = None
 
-    def _check_empty(self) -> None:
+    def _prepare(self, path: Path | None) -> None:
+        super()._prepare(path)
+        # Memory starts empty, so the file must too: existing records are not loaded.
         with super().reading() as tx:
             counts = tx.intent_counts()
             positions = tx.open_positions()
@@ -657,15 +661,7 @@ class _MemoryTx(LedgerTx):
         if state not in EXIT_TRANSITIONS[current.state]:
             raise InvalidExitTransition(f"exit intent {intent_id} is {current.state}; it cannot become {state}")
         self._ledger._append(
-            t.exit_transitions,
-            {
-                "intent_id": intent_id,
-                "state": state.value,
-                "limit_price": limit_price,
-                "client_order_id": client_order_id,
-                "note": note,
-                "time": time,
-            },
+            t.exit_transitions, exit_transition_row(intent_id, state, time, note, client_order_id, limit_price)
         )
         was_dirty = intent_id in s.dirty_exit_heads
         found.intent = attrs.evolve(

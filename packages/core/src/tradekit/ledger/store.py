@@ -143,8 +143,6 @@ class Ledger:
         ledger = kind(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
         try:
             ledger._prepare(path)
-            if buffered:
-                ledger._check_empty()
         except BaseException:
             ledger.close()
             raise
@@ -184,9 +182,6 @@ class Ledger:
         if self._engine.dialect.name == "postgresql" and isinstance(error, exc.OperationalError):
             return LedgerConnectionError(f"cannot use PostgreSQL ledger at {where}: {text}")
         return LedgerWriteError(f"ledger {where}: write refused and rolled back ({text})")
-
-    def _check_empty(self) -> None:
-        """Only a buffered ledger requires it (it cannot load existing state)."""
 
     def close(self) -> None:
         self._engine.dispose()
@@ -481,14 +476,14 @@ class LedgerTx:
                 symbol=symbol,
                 lifecycle=lifecycle,
                 kind=kind,
-                strategy=strategy,
                 qty=qty,
                 price=price,
+                time=time,
+                strategy=strategy,
                 confidence=confidence,
                 client_order_id=client_order_id,
                 execution_id=execution_id,
                 reason=reason,
-                time=time,
             )
         )
         remaining = self._lifecycle_qty(symbol, lifecycle)
@@ -681,12 +676,7 @@ class LedgerTx:
         self._conn.execute(t.exit_heads.update().where(t.exit_heads.c.intent_id == intent_id).values(state=state.value))
         self._conn.execute(
             t.exit_transitions.insert().values(
-                intent_id=intent_id,
-                state=state.value,
-                limit_price=limit_price,
-                client_order_id=client_order_id,
-                note=note,
-                time=time,
+                **exit_transition_row(intent_id, state, time, note, client_order_id, limit_price)
             )
         )
         updated = self.exit_intent(intent_id)
@@ -997,15 +987,33 @@ def exit_intent_row(intent: ExitIntent) -> dict[str, Any]:
     }
 
 
-def first_exit_transition_row(intent: ExitIntent) -> dict[str, Any]:
+def exit_transition_row(
+    intent_id: str,
+    state: ExitState,
+    time: datetime,
+    note: str,
+    client_order_id: str | None,
+    limit_price: Decimal | None,
+) -> dict[str, Any]:
     return {
-        "intent_id": intent.intent_id,
-        "state": ExitState.PLANNED.value,
-        "limit_price": intent.limit_price,
-        "client_order_id": intent.client_order_id,
-        "note": intent.note or "planned",
-        "time": intent.decided_at,
+        "intent_id": intent_id,
+        "state": state.value,
+        "limit_price": limit_price,
+        "client_order_id": client_order_id,
+        "note": note,
+        "time": time,
     }
+
+
+def first_exit_transition_row(intent: ExitIntent) -> dict[str, Any]:
+    return exit_transition_row(
+        intent.intent_id,
+        ExitState.PLANNED,
+        intent.decided_at,
+        intent.note or "planned",
+        intent.client_order_id,
+        intent.limit_price,
+    )
 
 
 def intent_row(intent: OrderIntent) -> dict[str, Any]:

@@ -16,12 +16,14 @@ returns the last value.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from tradekit.domain.market import Bar
 
@@ -89,37 +91,63 @@ def indicator(history: Sequence[Bar], key: Hashable, compute: Column[T]) -> T:
 # --- causal columns over closes ---------------------------------------------------------------
 
 
-class _ScaledSma(Sequence[Decimal | None]):
-    """SMA values kept as exact running sums of closes scaled to integers (8 bytes a bar).
+class ArrayColumn(Sequence[T]):
+    """A column kept as one numpy array (8 bytes a bar), read one value at a time."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: npt.NDArray[Any]) -> None:
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        if isinstance(index, slice):
+            return [self._read(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self._values)
+        if not 0 <= index < len(self._values):
+            raise IndexError("column index out of range")
+        return self._read(index)
+
+    def _read(self, index: int) -> T:
+        raise NotImplementedError
+
+
+class FloatColumn(ArrayColumn[float | None]):
+    """A float statistic per bar, NaN meaning "not known yet" (read as None)."""
+
+    __slots__ = ()
+
+    def _read(self, index: int) -> float | None:
+        value = float(self._values[index])
+        return None if math.isnan(value) else value
+
+
+class _ScaledSma(ArrayColumn[Decimal | None]):
+    """SMA values kept as exact running sums of closes scaled to integers.
 
     ``value[i] = Decimal(sum of the window's scaled closes) * 10**-scale / length``: the same
     Decimal as ``sum(window closes) / length``, without keeping a Decimal object per bar.
     """
 
-    __slots__ = ("_length", "_scale", "_sums")
+    __slots__ = ("_length", "_scale")
 
-    def __init__(self, sums: np.ndarray[Any, np.dtype[np.int64]], length: int, scale: int) -> None:
-        self._sums, self._length, self._scale = sums, length, scale
+    def __init__(self, sums: npt.NDArray[np.int64], length: int, scale: int) -> None:
+        super().__init__(sums)
+        self._length, self._scale = length, scale
 
-    def __len__(self) -> int:
-        return len(self._sums)
-
-    @overload
-    def __getitem__(self, index: int) -> Decimal | None: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Decimal | None]: ...
-
-    def __getitem__(self, index: int | slice) -> Decimal | Sequence[Decimal | None] | None:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self._sums)
+    def _read(self, index: int) -> Decimal | None:
         if index < self._length - 1:
-            if index < 0:
-                raise IndexError("sma index out of range")
             return None
-        return Decimal(int(self._sums[index])).scaleb(-self._scale) / self._length
+        return Decimal(int(self._values[index])).scaleb(-self._scale) / self._length
 
 
 # Closes with more decimals than this (or sums beyond int64) keep a Decimal per bar instead.
