@@ -10,12 +10,19 @@ small enough that every symbol can hold its entries, so the pipeline trades abou
 as the plain loop (which ignores capital). Each case runs in a fresh child process so its
 peak RSS is its own. The whole run takes about six minutes here.
 
+Each pipeline case also reports where its time went, measured by wrapping three functions
+(the wrappers cost well under a microsecond a call): the decision engine (``evaluate_buy``:
+every rule hook and the fold), recording each decision's audit row, and the ledger's
+batched flushes. The engine's share bounds the replay: with every other step free, the
+replay could not run faster than ``bars / engine seconds``.
+
 Run with ``nox -s bench`` or ``python benchmarks/bench_replay.py [--tiled-bars N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import resource
 import tempfile
@@ -67,14 +74,49 @@ def funded(settings: Settings) -> Settings:
     )
 
 
-Figures = tuple[float, int, int, float]  # bars/s, decisions, orders, peak RSS MB
+@attrs.frozen
+class Figures:
+    rate: float  # bars/s
+    decisions: int
+    orders: int
+    rss_mb: float  # peak RSS
+    elapsed: float = 0.0
+    phases: tuple[tuple[str, float], ...] = ()  # (step, seconds spent in it)
+
+
+class PhaseTimer:
+    """Wraps functions so the seconds spent inside each are summed under a name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner: object, attribute: str, name: str) -> None:
+        inner = getattr(owner, attribute)
+        self.seconds[name] = 0.0
+        seconds = self.seconds
+
+        @functools.wraps(inner)
+        def timed(*args: object, **kwargs: object) -> object:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - start
+
+        setattr(owner, attribute, timed)
 
 
 def run_pipeline(case: str, tiled_bars: int, queue: multiprocessing.Queue[Figures]) -> None:
+    from tradekit.execution import pipeline
     from tradekit.execution.paper_run import run_paper_replay
+    from tradekit.ledger import buffered
     from tradekit.plugins import Plugins
 
     bars = case_bars(case, tiled_bars)
+    timer = PhaseTimer()
+    timer.wrap(pipeline, "evaluate_buy", "decision engine")
+    timer.wrap(buffered._MemoryTx, "record_decision", "decision audit rows")
+    timer.wrap(buffered.BufferedLedger, "flush", "ledger flushes")
     plugins = Plugins(env={"TRADEKIT_LOAD_PLUGINS": "examples"})
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
@@ -89,7 +131,8 @@ def run_pipeline(case: str, tiled_bars: int, queue: multiprocessing.Queue[Figure
         elapsed = time.perf_counter() - start
     decisions = sum(run.result.decisions.values())
     orders = sum(run.summary.orders_by_purpose.values())
-    queue.put((run.result.bars / elapsed, decisions, orders, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(Figures(run.result.bars / elapsed, decisions, orders, rss, elapsed, tuple(timer.seconds.items())))
 
 
 def run_plain(case: str, tiled_bars: int, queue: multiprocessing.Queue[Figures]) -> None:
@@ -122,7 +165,7 @@ def run_plain(case: str, tiled_bars: int, queue: multiprocessing.Queue[Figures])
                     pending = signal.side
             count += 1
     elapsed = time.perf_counter() - start
-    queue.put((count / elapsed, 0, orders, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    queue.put(Figures(count / elapsed, 0, orders, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
 def in_child(target: object, case: str, tiled_bars: int) -> Figures:
@@ -133,6 +176,18 @@ def in_child(target: object, case: str, tiled_bars: int) -> Figures:
     result = queue.get(timeout=7200)
     proc.join()
     return result
+
+
+def phase_lines(got: Figures) -> str:
+    bars = got.rate * got.elapsed
+    lines = [f"    {got.elapsed:.1f} s in all, of which:"]
+    for name, seconds in got.phases:
+        per = f", {seconds / got.decisions * 1e6:.0f} us per decision" if got.decisions else ""
+        lines.append(f"    {name:<20} {seconds:7.1f} s ({seconds / got.elapsed:5.1%}{per})")
+    engine = dict(got.phases).get("decision engine", 0.0)
+    if engine > 0:
+        lines.append(f"    ceiling with every step but the engine free: {bars / engine:,.0f} bars/s")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -146,15 +201,16 @@ def main() -> None:
         ("funded", f"{tiled_label}, funded per symbol (trades like the plain loop)", None),
     )
     for case, label, plain_case in cases:
-        rate, decisions, orders, rss = in_child(run_pipeline, case, args.tiled_bars)
+        got = in_child(run_pipeline, case, args.tiled_bars)
         line = (
-            f"{label}: pipeline {rate:,.0f} bars/s ({decisions:,} decisions and {orders:,} orders persisted), "
-            f"peak RSS {rss:.0f} MB"
+            f"{label}: pipeline {got.rate:,.0f} bars/s ({got.decisions:,} decisions and {got.orders:,} orders "
+            f"persisted), peak RSS {got.rss_mb:.0f} MB"
         )
         if plain_case is not None:
-            plain_rate, _, plain_orders, plain_rss = in_child(run_plain, plain_case, args.tiled_bars)
-            line += f" | plain loop {plain_rate:,.0f} bars/s ({plain_orders:,} orders), peak RSS {plain_rss:.0f} MB"
+            plain = in_child(run_plain, plain_case, args.tiled_bars)
+            line += f" | plain loop {plain.rate:,.0f} bars/s ({plain.orders:,} orders), peak RSS {plain.rss_mb:.0f} MB"
         print(line, flush=True)
+        print(phase_lines(got), flush=True)
 
 
 if __name__ == "__main__":
