@@ -60,3 +60,27 @@ def test_a_moment_beyond_the_calendar_is_an_error_that_says_so() -> None:
         cal.next_open(far)
     with pytest.raises(ValueError, match="timezone-aware"):
         cal.next_open(far.replace(tzinfo=None) - timedelta(days=1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=moments)
+def test_last_close_matches_exchange_calendars(reference: xcals.ExchangeCalendar, moment: datetime) -> None:
+    def close_of(label: pd.Timestamp) -> datetime:
+        result: datetime = reference.session_close(label).to_pydatetime().astimezone(UTC)
+        return result
+
+    with _quiet():
+        label = reference.minute_to_past_session(pd.Timestamp(moment), count=1)
+        following = reference.next_session(label)
+    # A session whose close is the moment itself has closed too.
+    expected = close_of(following) if close_of(following) <= moment else close_of(label)
+    assert TradingCalendar("XNYS").last_close(moment) == expected
+
+
+def test_last_close_on_a_half_day_and_over_a_holiday_weekend() -> None:
+    cal = TradingCalendar("XNYS")
+    # The close of Monday 2023-07-03, a half day (17:00 UTC), is the last one through the
+    # Independence Day holiday until Wednesday's close.
+    assert cal.last_close(datetime(2023, 7, 3, 17, tzinfo=UTC)) == datetime(2023, 7, 3, 17, tzinfo=UTC)
+    assert cal.last_close(datetime(2023, 7, 5, 19, tzinfo=UTC)) == datetime(2023, 7, 3, 17, tzinfo=UTC)
+    assert cal.last_close(datetime(2023, 7, 3, 16, 59, tzinfo=UTC)) == datetime(2023, 6, 30, 20, tzinfo=UTC)

@@ -2,9 +2,12 @@
 
 A cycle applies broker events, executes exits whose window is open, runs the strategy on
 each symbol's latest completed daily bar once per session (after the close: buys wait for
-the next open, sells become exit intents), and sends the buys queued for the open. The same
-``OrderPipeline`` as a paper replay does all of it. ``run_async`` drives cycles from asyncio
-(the broker calls run in a worker thread, so a slow broker never blocks the event loop).
+the next open, sells become exit intents), and sends the buys queued for the open. "Once
+per session" is keyed to the exchange calendar's last close, not to the date: a cycle after
+midnight UTC, still before the next open, does not run the strategy again, and a signal
+queued twice is judged once. The same ``OrderPipeline`` as a paper replay does all of it.
+``run_async`` drives cycles from asyncio (the broker calls run in a worker thread, so a slow
+broker never blocks the event loop).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -59,8 +62,10 @@ class LiveTrader:
         self.strategy_cls = strategy
         self.strategy = strategy()
         self.symbols = tuple(symbols)
-        self._queued: list[Signal] = []
-        self._last_signal_day: date | None = None
+        # Buys waiting for the open, by signal id (the same signal is queued once).
+        self._queued: dict[str, Signal] = {}
+        # The session close the strategy last ran after.
+        self._signalled_after: datetime | None = None
         self._bars: dict[str, list[Bar]] = {}
 
     @property
@@ -82,27 +87,32 @@ class LiveTrader:
             return report
         prices = self.current_prices()
         report.exits = len(self.pipeline.execute_due_exits(prices))
-        if not clock.is_open and self._last_signal_day != now.date():
-            report.signals = self._run_strategy(now)
-            self._last_signal_day = now.date()
+        if not clock.is_open:
+            session_close = self.pipeline.calendar.last_close(now)
+            if session_close is not None and session_close != self._signalled_after:
+                signals = self._run_strategy(now)
+                if signals is not None:  # else the bars were unavailable: the next cycle retries
+                    report.signals = signals
+                    self._signalled_after = session_close
         if clock.is_open and self._queued:
-            queued, self._queued = self._queued, []
-            for signal in queued:
+            queued, self._queued = self._queued, {}
+            for signal in queued.values():
                 price = prices.get(signal.symbol)
                 market = MarketSnapshot(price=price, as_of=now)
                 report.buys.append(self.pipeline.process_buy(signal, self.strategy_cls, market))
             report.events_applied += self.pipeline.apply_events()
         return report
 
-    def _run_strategy(self, now: datetime) -> int:
+    def _run_strategy(self, now: datetime) -> int | None:
+        """Run the strategy on the latest bars; how many signals it gave, or None without bars."""
         source = self.broker
         if not isinstance(source, BarSource):
             raise TypeError(f"broker {self.broker.name} provides no daily bars (BarSource); cannot run a strategy")
         try:
             self._bars = source.daily_bars(self.symbols, now - timedelta(days=HISTORY_DAYS), now)
         except BrokerError as exc:
-            log.warning("daily bars unavailable, no signals this session: %s", exc)
-            return 0
+            log.warning("daily bars unavailable, the strategy waits for the next cycle: %s", exc)
+            return None
         positions = self.pipeline.ledger.open_positions()
         count = 0
         for symbol, series in self._bars.items():
@@ -114,7 +124,7 @@ class LiveTrader:
                 if signal.side is Side.SELL:
                     self.pipeline.plan_exit(signal, self.strategy_cls)
                 else:
-                    self._queued.append(signal)
+                    self._queued.setdefault(signal.signal_id, signal)
         return count
 
     def current_prices(self) -> dict[str, Decimal]:

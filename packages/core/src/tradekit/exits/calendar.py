@@ -68,6 +68,11 @@ class TradingCalendar:
         i = int(np.searchsorted(self._close_ns, _nanos(opens), side="left"))
         return self._session(self._at(i, opens))
 
+    def last_close(self, at: datetime) -> datetime | None:
+        """The latest session close at or before ``at`` (None before the calendar's first)."""
+        i = int(np.searchsorted(self._close_ns, _nanos(at), side="right")) - 1
+        return None if i < 0 else _from_nanos(int(self._close_ns[i]))
+
     def _at(self, index: int, moment: datetime) -> int:
         if index >= len(self._open_ns):
             raise ValueError(f"{moment.isoformat()} is beyond the {self.name} calendar's last session")

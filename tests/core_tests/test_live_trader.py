@@ -1,0 +1,138 @@
+"""The live trader runs its strategy once per session, keyed to the exchange calendar."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tradekit import Strategy, StrategyView
+from tradekit.broker.errors import BrokerUnavailable
+from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
+from tradekit.broker.protocol import MarketClock
+from tradekit.domain import Bar, Side, Signal
+from tradekit.execution.live import LiveTrader
+from tradekit.ledger import Ledger
+
+from .test_pipeline import Trading, make_trading
+
+# Monday 2024-03-04 closes 21:00 UTC; Tuesday opens 14:30 UTC.
+MONDAY_CLOSE = datetime(2024, 3, 4, 21, tzinfo=UTC)
+TUESDAY_OPEN = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+
+
+class BuyEveryClose(Strategy):
+    """A buy signal on every bar, priced at the close (the open gaps 5% above it)."""
+
+    name = "buy_every_close"
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        bar = view.bar
+        return [
+            Signal(
+                symbol=view.symbol,
+                side=Side.BUY,
+                confidence=5,
+                generated_at=bar.time,
+                reference_price=bar.close,
+                source=self.name,
+            )
+        ]
+
+
+class BarsBroker(PaperBroker):
+    """The paper broker with a daily-bar feed and latest prices, as a broker plugin's market
+    data would give."""
+
+    def __init__(self) -> None:
+        super().__init__(PaperBrokerConfig())
+        self.bar_requests = 0
+        self.bars_down = False
+
+    def latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        return {s: p for s in symbols if (p := self.last_price(s)) is not None}
+
+    def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
+        self.bar_requests += 1
+        if self.bars_down:
+            raise BrokerUnavailable("market data timed out")
+        closes = [MONDAY_CLOSE - timedelta(days=d) for d in (3, 0)]  # Friday, Monday
+        prices = {"open": Decimal(57), "high": Decimal(61), "low": Decimal(56), "close": Decimal(60)}
+        return {
+            s: [Bar(symbol=s, time=t, volume=Decimal(1), **prices) for t in closes if start <= t <= end]
+            for s in symbols
+        }
+
+
+def at(trading: Trading, now: datetime, *, is_open: bool) -> None:
+    trading.clock.now = now
+    opens = TUESDAY_OPEN if now < TUESDAY_OPEN else TUESDAY_OPEN + timedelta(days=1)
+    trading.broker.set_clock(
+        MarketClock(now=now, is_open=is_open, next_open=opens, next_close=MONDAY_CLOSE + timedelta(days=1))
+    )
+
+
+@pytest.fixture
+def trading(tmp_path: Path) -> Trading:
+    t = make_trading(tmp_path, paper=BarsBroker())
+    t.broker.set_price("KO", Decimal(63), MONDAY_CLOSE)  # Tuesday's open: 5% over the signal's price
+    t.reconcile()
+    return t
+
+
+def feed(trading: Trading) -> BarsBroker:
+    assert isinstance(trading.broker, BarsBroker)
+    return trading.broker
+
+
+def decisions(ledger: Ledger) -> list[str]:
+    with ledger.reading() as tx:
+        return [d.action for d in tx.decisions(symbol="KO")]
+
+
+def test_a_cycle_after_midnight_utc_does_not_rerun_the_strategy_and_each_signal_is_judged_once(
+    trading: Trading,
+) -> None:
+    trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    after_close = trader.cycle()
+    # Past midnight UTC it is a new date, but still the night after Monday's session.
+    at(trading, MONDAY_CLOSE + timedelta(hours=3, minutes=10), is_open=False)
+    after_midnight = trader.cycle()
+    at(trading, TUESDAY_OPEN + timedelta(minutes=5), is_open=True)
+    at_open = trader.cycle()
+    again = trader.cycle()
+
+    assert (after_close.signals, after_midnight.signals) == (1, 0)
+    assert feed(trading).bar_requests == 1
+    assert len(at_open.buys) == 1
+    assert again.buys == []
+    # The 5% overnight gap makes it a SKIP: judged once, recorded once.
+    assert decisions(trading.ledger) == ["skip"]
+
+
+def test_the_next_session_runs_the_strategy_again(trading: Trading) -> None:
+    trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    trader.cycle()
+    at(trading, MONDAY_CLOSE + timedelta(days=1, minutes=5), is_open=False)
+    tuesday_night = trader.cycle()
+
+    assert tuesday_night.signals == 1
+    assert feed(trading).bar_requests == 2
+
+
+def test_bars_unavailable_after_the_close_are_fetched_again_on_the_next_cycle(trading: Trading) -> None:
+    trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
+    feed(trading).bars_down = True
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    failed = trader.cycle()
+    feed(trading).bars_down = False
+    at(trading, MONDAY_CLOSE + timedelta(minutes=10), is_open=False)
+    retried = trader.cycle()
+
+    assert (failed.signals, retried.signals) == (0, 1)
+    assert feed(trading).bar_requests == 2
