@@ -81,7 +81,8 @@ def _bars() -> dict[str, list[Bar]]:
 
 
 def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table's rows in key order, with the (random) decision ids renamed by appearance."""
+    """Every table's rows as stored (raw SQLite values: the exact text of times and
+    decimals), in key order, with the (random) decision ids renamed by appearance."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
@@ -90,9 +91,9 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
             pattern = re.compile("|".join(map(re.escape, ids))) if ids else None
             out: dict[str, list[tuple[Any, ...]]] = {}
             for table in t.metadata.sorted_tables:
-                order = list(table.primary_key.columns)
+                order = ", ".join(c.name for c in table.primary_key.columns)
                 rows = []
-                for row in conn.execute(sa.select(table).order_by(*order)):
+                for row in conn.exec_driver_sql(f"SELECT * FROM {table.name} ORDER BY {order}"):
                     values = tuple(
                         pattern.sub(lambda m: names[m.group(0)], v) if pattern and isinstance(v, str) else v
                         for v in row
