@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradekit import StrategyScalingPolicy, evaluate_buy
 from tradekit.domain import Fill, OrderType, Side, Urgency
@@ -29,6 +31,7 @@ from tradekit.ledger import (
     LedgerWriteError,
     OrderIntent,
 )
+from tradekit.ledger.schema import _TIME_FORMAT, UtcText
 from tradekit.plugins import Plugins
 from tradekit.testing import make_context, make_position
 
@@ -404,3 +407,20 @@ def test_an_unsupported_url_is_a_clear_error() -> None:
         Ledger.open("mysql://localhost/x")
     with pytest.raises(LedgerConnectionError, match="not a valid database URL"):
         Ledger.open("::::")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1000, 1, 2),  # noqa: DTZ001 - hypothesis attaches the zones itself
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]),
+    )
+)
+def test_stored_times_are_the_fixed_width_utc_text_ledgers_always_held(moment: datetime) -> None:
+    dialect = sa.create_engine("sqlite://").dialect
+    stored = UtcText().process_bind_param(moment, dialect)
+    # Exactly the text ledgers have always held (strftime), so SQL comparisons keep working.
+    assert stored == moment.astimezone(UTC).strftime(_TIME_FORMAT)
+    assert len(stored) == 32
+    assert UtcText().process_result_value(stored, dialect) == moment

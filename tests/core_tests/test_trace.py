@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -46,6 +47,24 @@ def test_a_compact_trace_reads_back_as_the_full_document_and_decision(decision: 
     assert decode_trace(stored) == json.loads(_format_1(decision))
     assert decision_from_trace(stored) == decision
     assert len(stored) < 0.7 * len(_format_1(decision))
+
+
+def _converter_document(decision: BuyDecision) -> dict[str, object]:
+    # The format-2 document as the cattrs converter builds it, keys in the same order.
+    data: dict[str, object] = unstructure(attrs.evolve(decision, checks=()))
+    data["checks"] = [list(unstructure(c).values()) for c in decision.checks]
+    data["trace_format"] = 2
+    return data
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [*_decisions(), attrs.evolve(_decisions()[0], price=None, risk_amount=Decimal("-0.5"))],
+    ids=["enter_new", "scale_in", "skip", "block", "no_price"],
+)
+def test_the_hand_written_trace_is_the_converters_document_key_for_key(decision: BuyDecision) -> None:
+    # Items, not a dict comparison: key order is part of the stored bytes.
+    assert list(json.loads(encode_trace(decision)).items()) == list(_converter_document(decision).items())
 
 
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)

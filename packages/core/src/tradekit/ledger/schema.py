@@ -47,7 +47,8 @@ class UtcText(sa.types.TypeDecorator[datetime]):
             return None
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"the ledger stores timezone-aware times only, got {value!r}")
-        return value.astimezone(UTC).strftime(_TIME_FORMAT)
+        # isoformat (C) writes exactly what strftime(_TIME_FORMAT) does for a UTC time, ~5x faster.
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         # fromisoformat (C) reads the stored form exactly and is ~10x faster than strptime.
