@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tradekit import Strategy, StrategyScalingPolicy, StrategyView
+from tradekit import Strategy, StrategyScalingPolicy, StrategyView, evaluate_buy
 from tradekit.broker.paper import PaperBrokerConfig
 from tradekit.config import Settings
 from tradekit.data import load_daily_bars
@@ -26,6 +26,7 @@ from tradekit.ledger.records import IntentPurpose, OrderIntent
 from tradekit.plugins import Plugins
 from tradekit.strategy import PriceStructure
 from tradekit.strategy.history import indicator, prior_high_column, sma_column
+from tradekit.testing import make_context
 
 T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
 FAST, SLOW, HIGH = sma_column(10), sma_column(30), prior_high_column(15)
@@ -202,6 +203,7 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
         Ledger.open(f"sqlite:///{tmp_path / 'a.db'}", for_trading=True),
         Ledger.open(f"sqlite:///{tmp_path / 'b.db'}", for_trading=True, buffered=True),
     ]
+    decision = evaluate_buy(make_context(), plugins=Plugins(load_entrypoints=False, env={}))
     answers = []
     for ledger in ledgers:
         with ledger:
@@ -215,6 +217,7 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
             with ledger.transaction() as tx:
                 tx.record_intent(sell)
                 tx.record_fill(_fill(sell, "e3", qty="10", side=Side.SELL))
+                tx.record_decision(decision)
             with ledger.reading() as tx:
                 answers.append(
                     (
@@ -225,9 +228,11 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
                         tx.order_counts("KO", day_start=T0),
                         tx.fills_with_purpose(),
                         tx.intent_counts(),
+                        tx.signal_decided(decision.symbol, decision.signal_id, since=decision.evaluated_at),
                     )
                 )
     assert answers[0] == answers[1]
+    assert answers[0][-1] is True
     assert answers[0][0] == {}  # bought 10 in two fills, sold 10: flat
 
 

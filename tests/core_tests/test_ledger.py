@@ -424,3 +424,16 @@ def test_stored_times_are_the_fixed_width_utc_text_ledgers_always_held(moment: d
     assert stored == moment.astimezone(UTC).strftime(_TIME_FORMAT)
     assert len(stored) == 32
     assert UtcText().process_result_value(stored, dialect) == moment
+
+
+def test_a_recorded_buy_signal_is_found_as_decided(ledger: Ledger) -> None:
+    decision = evaluate_buy(make_context(), plugins=Plugins(load_entrypoints=False, env={}))
+    with ledger.transaction() as tx:
+        tx.record_decision(decision)
+    signal, symbol, at = decision.signal_id, decision.symbol, decision.evaluated_at
+    with ledger.reading() as tx:
+        assert tx.signal_decided(symbol, signal, since=at - timedelta(hours=17))
+        assert tx.signal_decided(symbol, signal, since=at)
+        assert not tx.signal_decided(symbol, "sig-another", since=at - timedelta(hours=17))
+        assert not tx.signal_decided("PFE", signal, since=at - timedelta(hours=17))
+        assert not tx.signal_decided(symbol, signal, since=at + timedelta(seconds=1))

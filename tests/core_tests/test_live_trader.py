@@ -1,4 +1,5 @@
-"""The live trader runs its strategy once per session, keyed to the exchange calendar."""
+"""The live trader runs its strategy once per session, keyed to the exchange calendar, and
+judges each queued buy once, across restarts."""
 
 from __future__ import annotations
 
@@ -83,6 +84,14 @@ def trading(tmp_path: Path) -> Trading:
     return t
 
 
+def restart(trading: Trading, tmp_path: Path) -> Trading:
+    """A new process: a new pipeline on the same broker and the same ledger file, reopened."""
+    trading.ledger.close()
+    again = make_trading(tmp_path, paper=trading.broker, ledger=Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    again.clock.now = trading.clock.now
+    return again
+
+
 def feed(trading: Trading) -> BarsBroker:
     assert isinstance(trading.broker, BarsBroker)
     return trading.broker
@@ -136,3 +145,57 @@ def test_bars_unavailable_after_the_close_are_fetched_again_on_the_next_cycle(tr
 
     assert (failed.signals, retried.signals) == (0, 1)
     assert feed(trading).bar_requests == 2
+
+
+def test_a_trader_restarted_during_the_open_rebuilds_the_queued_buy_and_sends_it_once(
+    trading: Trading, tmp_path: Path
+) -> None:
+    trading.broker.set_price("KO", Decimal(60), MONDAY_CLOSE + timedelta(minutes=1))  # no gap: it enters
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    LiveTrader(trading.pipeline, BuyEveryClose, ["KO"]).cycle()
+    # The process dies overnight with the buy queued in memory; it comes back mid-morning.
+    at(trading, TUESDAY_OPEN + timedelta(hours=1), is_open=True)
+    trading = restart(trading, tmp_path)
+    at(trading, TUESDAY_OPEN + timedelta(hours=1), is_open=True)
+    rebuilt = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"]).cycle()
+    # And dies again after sending it: the next process rebuilds the queue and drops it.
+    trading = restart(trading, tmp_path)
+    at(trading, TUESDAY_OPEN + timedelta(hours=2), is_open=True)
+    second = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"]).cycle()
+
+    assert rebuilt.signals == 1
+    (buy,) = rebuilt.buys
+    assert buy.order is not None
+    assert (second.signals, second.buys) == (1, [])
+    assert len(trading.accepted()) == 1
+    assert decisions(trading.ledger) == ["enter_new"]
+
+
+def test_a_buy_skipped_before_a_restart_is_not_judged_again(trading: Trading, tmp_path: Path) -> None:
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
+    trader.cycle()
+    at(trading, TUESDAY_OPEN + timedelta(minutes=5), is_open=True)
+    (skipped,) = trader.cycle().buys
+    trading = restart(trading, tmp_path)
+    at(trading, TUESDAY_OPEN + timedelta(minutes=20), is_open=True)
+    after_restart = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"]).cycle()
+
+    assert skipped.decision is not None
+    assert skipped.decision.action.value == "skip"
+    assert after_restart.buys == []
+    assert decisions(trading.ledger) == ["skip"]
+
+
+def test_a_buy_waits_for_the_next_session_even_when_the_broker_clock_is_late_to_close(trading: Trading) -> None:
+    trading.broker.set_price("KO", Decimal(60), MONDAY_CLOSE + timedelta(minutes=1))
+    trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
+    # Half a minute after the calendar's close, the broker still says the market is open.
+    at(trading, MONDAY_CLOSE + timedelta(seconds=30), is_open=True)
+    at_the_close = trader.cycle()
+    at(trading, TUESDAY_OPEN + timedelta(minutes=5), is_open=True)
+    next_open = trader.cycle()
+
+    assert (at_the_close.signals, at_the_close.buys) == (1, [])
+    assert len(next_open.buys) == 1
+    assert len(trading.accepted()) == 1

@@ -14,5 +14,10 @@ class BarSource(Protocol):
     """Daily bars for symbols over a period (a broker plugin may implement this too)."""
 
     def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
-        """Return each symbol's bars with ``start <= time <= end``, oldest first."""
+        """Return each symbol's bars with ``start <= time <= end``, oldest first.
+
+        A daily bar's ``time`` is its session's close, so a session still in progress at
+        ``end`` has no bar yet: a live trader relies on that to run its strategy on completed
+        sessions only.
+        """
         ...

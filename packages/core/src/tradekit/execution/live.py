@@ -1,13 +1,19 @@
 """Live trading against a broker plugin: startup recovery, reconciliation, cycles.
 
 A cycle applies broker events, executes exits whose window is open, runs the strategy on
-each symbol's latest completed daily bar once per session (after the close: buys wait for
-the next open, sells become exit intents), and sends the buys queued for the open. "Once
-per session" is keyed to the exchange calendar's last close, not to the date: a cycle after
-midnight UTC, still before the next open, does not run the strategy again, and a signal
-queued twice is judged once. The same ``OrderPipeline`` as a paper replay does all of it.
-``run_async`` drives cycles from asyncio (the broker calls run in a worker thread, so a slow
-broker never blocks the event loop).
+each symbol's latest completed daily bar once per session (buys wait for the next open,
+sells become exit intents), and sends the buys queued for the open. The same
+``OrderPipeline`` as a paper replay does all of it. ``run_async`` drives cycles from asyncio
+(the broker calls run in a worker thread, so a slow broker never blocks the event loop).
+
+"Once per session" is keyed to the exchange calendar's last close, not to the date or the
+broker's clock: a cycle after midnight UTC, before the next open, does not run the
+strategy again. A trader started (or restarted) during a session runs it on the last
+completed session's bars (a daily bar is stamped at its session's close, so the session in
+progress is never among them) and rebuilds the buys that session queued, so a restart
+during the open does not lose them. A queued buy is judged once: one already decided
+(before the restart) is dropped, and one is only sent in a session that opened after the
+signal was made.
 """
 
 from __future__ import annotations
@@ -87,21 +93,33 @@ class LiveTrader:
             return report
         prices = self.current_prices()
         report.exits = len(self.pipeline.execute_due_exits(prices))
-        if not clock.is_open:
-            session_close = self.pipeline.calendar.last_close(now)
-            if session_close is not None and session_close != self._signalled_after:
-                signals = self._run_strategy(now)
-                if signals is not None:  # else the bars were unavailable: the next cycle retries
-                    report.signals = signals
-                    self._signalled_after = session_close
+        session_close = self.pipeline.calendar.last_close(now)
+        if session_close is not None and session_close != self._signalled_after:
+            signals = self._run_strategy(now)
+            if signals is not None:  # else the bars were unavailable: the next cycle retries
+                report.signals = signals
+                self._signalled_after = session_close
         if clock.is_open and self._queued:
-            queued, self._queued = self._queued, {}
-            for signal in queued.values():
+            for signal in self._due(now):
                 price = prices.get(signal.symbol)
                 market = MarketSnapshot(price=price, as_of=now)
                 report.buys.append(self.pipeline.process_buy(signal, self.strategy_cls, market))
             report.events_applied += self.pipeline.apply_events()
         return report
+
+    def _due(self, now: datetime) -> list[Signal]:
+        """Take the queued buys a session that opened after their signal may send, leaving
+        the rest queued; a buy already decided (by this process before a restart) is dropped."""
+        calendar = self.pipeline.calendar
+        due = [s for s in self._queued.values() if calendar.next_open(s.generated_at) <= now]
+        for signal in due:
+            del self._queued[signal.signal_id]
+        with self.pipeline.ledger.reading() as tx:
+            decided = {s.signal_id for s in due if tx.signal_decided(s.symbol, s.signal_id, since=s.generated_at)}
+        for signal in due:
+            if signal.signal_id in decided:
+                log.info("buy signal %s for %s was already decided; not judged again", signal.signal_id, signal.symbol)
+        return [s for s in due if s.signal_id not in decided]
 
     def _run_strategy(self, now: datetime) -> int | None:
         """Run the strategy on the latest bars; how many signals it gave, or None without bars."""

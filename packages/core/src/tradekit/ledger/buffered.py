@@ -572,6 +572,9 @@ class _MemoryTx(LedgerTx):
     def decision(self, decision_id: str) -> StoredDecision | None:
         return self._ledger._sql(lambda tx: tx.decision(decision_id))
 
+    def signal_decided(self, symbol: str, signal_id: str, *, since: datetime) -> bool:
+        return self._ledger._sql(lambda tx: tx.signal_decided(symbol, signal_id, since=since))
+
     def decisions(
         self, *, symbol: str | None = None, action: str | None = None, limit: int = 50
     ) -> list[StoredDecision]:

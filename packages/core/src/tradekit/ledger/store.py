@@ -573,6 +573,13 @@ class LedgerTx:
         row = self._conn.execute(sa.select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
         return None if row is None else _decision_from_row(row._mapping)
 
+    def signal_decided(self, symbol: str, signal_id: str, *, since: datetime) -> bool:
+        """Whether a decision on this buy signal was recorded at or after ``since`` (the
+        signal's time: its decision cannot be older), read through the symbol/time index."""
+        d = t.decisions.c
+        query = sa.select(d.id).where(d.symbol == symbol, d.evaluated_at >= since, d.signal_id == signal_id).limit(1)
+        return self._conn.execute(query).first() is not None
+
     def decisions(
         self, *, symbol: str | None = None, action: str | None = None, limit: int = 50
     ) -> list[StoredDecision]:
