@@ -199,3 +199,30 @@ def test_a_buy_waits_for_the_next_session_even_when_the_broker_clock_is_late_to_
     assert (at_the_close.signals, at_the_close.buys) == (1, [])
     assert len(next_open.buys) == 1
     assert len(trading.accepted()) == 1
+
+
+class FailsOnPfe(BuyEveryClose):
+    name = "fails_on_pfe"
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        if view.symbol == "PFE":
+            raise ZeroDivisionError("a bad series")
+        return super().on_bar(view)
+
+
+def test_a_strategy_raising_on_one_symbol_is_reported_and_the_others_carry_on(
+    trading: Trading, caplog: pytest.LogCaptureFixture
+) -> None:
+    trading.broker.set_price("KO", Decimal(60), MONDAY_CLOSE + timedelta(minutes=1))
+    trader = LiveTrader(trading.pipeline, FailsOnPfe, ["PFE", "KO"])
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    with caplog.at_level("ERROR", logger="tradekit.execution.live"):
+        after_close = trader.cycle()
+    at(trading, TUESDAY_OPEN + timedelta(minutes=5), is_open=True)
+    at_open = trader.cycle()
+
+    assert after_close.strategy_errors == {"PFE": "ZeroDivisionError: a bad series"}
+    assert after_close.signals == 1
+    assert "strategy fails_on_pfe raised on PFE" in caplog.text
+    assert [b.decision.symbol for b in at_open.buys if b.decision] == ["KO"]
+    assert len(trading.accepted()) == 1

@@ -111,6 +111,7 @@ def run_live(
                     "signals": r.signals,
                     "buys": [b.decision.one_line() if b.decision else b.note for b in r.buys],
                     "note": r.note,
+                    "strategy_errors": r.strategy_errors,
                 }
                 for r in reports
             ]
@@ -122,3 +123,5 @@ def run_live(
             )
             for b in r.buys:
                 console.print("  " + (b.decision.one_line() if b.decision else b.note), markup=False)
+            for symbol, error in r.strategy_errors.items():
+                console.print(f"  strategy error on {symbol}: {error}", markup=False)

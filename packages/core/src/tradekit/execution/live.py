@@ -58,6 +58,8 @@ class CycleReport:
     signals: int = 0
     buys: list[BuyOutcome] = attrs.field(factory=list)
     note: str = ""
+    # Symbols the strategy raised on this cycle, with the error (the others carried on).
+    strategy_errors: dict[str, str] = attrs.field(factory=dict)
 
 
 class LiveTrader:
@@ -95,7 +97,7 @@ class LiveTrader:
         report.exits = len(self.pipeline.execute_due_exits(prices))
         session_close = self.pipeline.calendar.last_close(now)
         if session_close is not None and session_close != self._signalled_after:
-            signals = self._run_strategy(now)
+            signals = self._run_strategy(now, report)
             if signals is not None:  # else the bars were unavailable: the next cycle retries
                 report.signals = signals
                 self._signalled_after = session_close
@@ -121,8 +123,13 @@ class LiveTrader:
                 log.info("buy signal %s for %s was already decided; not judged again", signal.signal_id, signal.symbol)
         return [s for s in due if s.signal_id not in decided]
 
-    def _run_strategy(self, now: datetime) -> int | None:
-        """Run the strategy on the latest bars; how many signals it gave, or None without bars."""
+    def _run_strategy(self, now: datetime, report: CycleReport) -> int | None:
+        """Run the strategy on the latest bars; how many signals it gave, or None without bars.
+
+        A strategy that raises on one symbol is reported (and logged with its traceback) and
+        the other symbols carry on: one bad series must not stop the trader, whose later
+        cycles still execute every planned exit.
+        """
         source = self.broker
         if not isinstance(source, BarSource):
             raise TypeError(f"broker {self.broker.name} provides no daily bars (BarSource); cannot run a strategy")
@@ -137,7 +144,15 @@ class LiveTrader:
             if not series:
                 continue
             view = StrategyView(symbol=symbol, history=History(series, len(series)), position=positions.get(symbol))
-            for signal in self.strategy.on_bar(view):
+            try:
+                signals = list(self.strategy.on_bar(view))
+            except Exception as exc:
+                report.strategy_errors[symbol] = f"{type(exc).__name__}: {exc}"
+                log.exception(
+                    "strategy %s raised on %s; no signals for it this session", self.strategy_cls.name, symbol
+                )
+                continue
+            for signal in signals:
                 count += 1
                 if signal.side is Side.SELL:
                     self.pipeline.plan_exit(signal, self.strategy_cls)
