@@ -23,7 +23,7 @@ from tradekit.config import Settings, load_settings
 from tradekit.data import session_close
 from tradekit.decision.context import MarketSnapshot
 from tradekit.domain import EntryOrigin, Side, Signal
-from tradekit.execution.live import LiveTrader
+from tradekit.execution.live import CycleReport, LiveTrader
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger import Ledger, LedgerOrderStatus
@@ -325,3 +325,30 @@ def test_pipeline_buy_answered_504_after_alpaca_stored_it_is_found_by_lookup_and
     assert state.status is LedgerOrderStatus.FILLED
     assert position is not None
     assert position.qty == Decimal(stored["filled_qty"])
+
+
+def test_an_endless_run_prints_each_cycle_as_a_json_line_until_interrupted(
+    market: AlpacaEmulator, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_cycle = LiveTrader.cycle
+    calls = 0
+
+    def cycle_then_ctrl_c(self: LiveTrader) -> CycleReport:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt  # the user's Ctrl-C, during the third cycle
+        return real_cycle(self)
+
+    monkeypatch.setattr(LiveTrader, "cycle", cycle_then_ctrl_c)
+    result = CliRunner().invoke(
+        cli,
+        ["run", "--broker", "alpaca", "--strategy", "breakout", "--symbols", "AAPL", "--json", "--interval", "1"],
+        env=env,
+        catch_exceptions=False,
+    )
+
+    assert result.exit_code == 0, result.output
+    *cycles, last = result.output.splitlines()
+    assert [json.loads(line)["signals"] for line in cycles] == [1, 0]
+    assert last == "stopped"

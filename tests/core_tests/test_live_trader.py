@@ -3,6 +3,7 @@ judges each queued buy once, across restarts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from tradekit.broker.errors import BrokerUnavailable
 from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
 from tradekit.broker.protocol import MarketClock
 from tradekit.domain import Bar, Side, Signal
-from tradekit.execution.live import LiveTrader
+from tradekit.execution.live import CycleReport, LiveTrader, run_async
 from tradekit.ledger import Ledger
 
 from .test_pipeline import Trading, make_trading
@@ -226,3 +227,28 @@ def test_a_strategy_raising_on_one_symbol_is_reported_and_the_others_carry_on(
     assert "strategy fails_on_pfe raised on PFE" in caplog.text
     assert [b.decision.symbol for b in at_open.buys if b.decision] == ["KO"]
     assert len(trading.accepted()) == 1
+
+
+class Enough(Exception):
+    """Ends an endless run from its callback, as a cancellation would."""
+
+
+def test_run_async_shows_each_cycle_as_it_ends(trading: Trading) -> None:
+    trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    shown: list[CycleReport] = []
+    endless: list[CycleReport] = []
+
+    def on_cycle(report: CycleReport) -> None:
+        endless.append(report)
+        if len(endless) == 3:
+            raise Enough
+
+    bounded = asyncio.run(run_async(trader, interval_seconds=0, cycles=2, on_cycle=shown.append))
+    with pytest.raises(Enough):
+        asyncio.run(run_async(trader, interval_seconds=0, on_cycle=on_cycle))
+
+    # The bounded run returns what it showed; the endless one showed each cycle as it ended.
+    assert bounded == shown
+    assert [r.signals for r in shown] == [1, 0]
+    assert [r.signals for r in endless] == [0, 0, 0]

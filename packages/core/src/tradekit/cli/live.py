@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker
 from tradekit.cli.common import console, emit_json, open_ledger
 from tradekit.config.settings import Settings
-from tradekit.execution.live import LiveTrader, current_prices, run_async, startup
+from tradekit.execution.live import CycleReport, LiveTrader, current_prices, run_async, startup
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
@@ -95,33 +96,43 @@ def run_live(
 ) -> None:
     if not symbols:
         raise click.ClickException("live runs need symbols: --symbols AAPL,MSFT or [symbols] in the config")
+
+    # Each cycle is shown as it ends. --once --json prints the one-element list it always
+    # has; a run without an end prints one JSON object per line per cycle (JSON Lines).
+    def show(report: CycleReport) -> None:
+        if as_json:
+            if not once:
+                click.echo(json.dumps(cycle_json(report), default=str))
+            return
+        console.print(
+            f"cycle: {report.events_applied} events, {report.exits} exits, {report.signals} signals, "
+            f"{len(report.buys)} buys {report.note}",
+            markup=False,
+        )
+        for b in report.buys:
+            console.print("  " + (b.decision.one_line() if b.decision else b.note), markup=False)
+        for symbol, error in report.strategy_errors.items():
+            console.print(f"  strategy error on {symbol}: {error}", markup=False)
+
     with connect(manager, settings, broker_name, live=live, ledger_url=None) as session:
         trader = LiveTrader(session.pipeline, strategy, symbols)
         try:
-            reports = asyncio.run(run_async(trader, interval_seconds=interval_seconds, cycles=1 if once else None))
+            reports = asyncio.run(
+                run_async(trader, interval_seconds=interval_seconds, cycles=1 if once else None, on_cycle=show)
+            )
         except KeyboardInterrupt:
             console.print("stopped")
             return
     if as_json:
-        emit_json(
-            [
-                {
-                    "events_applied": r.events_applied,
-                    "exits": r.exits,
-                    "signals": r.signals,
-                    "buys": [b.decision.one_line() if b.decision else b.note for b in r.buys],
-                    "note": r.note,
-                    "strategy_errors": r.strategy_errors,
-                }
-                for r in reports
-            ]
-        )
-    else:
-        for r in reports:
-            console.print(
-                f"cycle: {r.events_applied} events, {r.exits} exits, {r.signals} signals, {len(r.buys)} buys {r.note}"
-            )
-            for b in r.buys:
-                console.print("  " + (b.decision.one_line() if b.decision else b.note), markup=False)
-            for symbol, error in r.strategy_errors.items():
-                console.print(f"  strategy error on {symbol}: {error}", markup=False)
+        emit_json([cycle_json(r) for r in reports])
+
+
+def cycle_json(report: CycleReport) -> dict[str, object]:
+    return {
+        "events_applied": report.events_applied,
+        "exits": report.exits,
+        "signals": report.signals,
+        "buys": [b.decision.one_line() if b.decision else b.note for b in report.buys],
+        "note": report.note,
+        "strategy_errors": report.strategy_errors,
+    }

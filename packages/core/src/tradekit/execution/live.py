@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -199,13 +199,31 @@ def current_prices(
     return prices
 
 
-async def run_async(trader: LiveTrader, *, interval_seconds: float, cycles: int | None = None) -> list[CycleReport]:
-    """Run cycles every ``interval_seconds`` until cancelled (or ``cycles`` have run)."""
+async def run_async(
+    trader: LiveTrader,
+    *,
+    interval_seconds: float,
+    cycles: int | None = None,
+    on_cycle: Callable[[CycleReport], None] | None = None,
+) -> list[CycleReport]:
+    """Run cycles every ``interval_seconds`` until cancelled (or ``cycles`` have run).
+
+    ``on_cycle`` sees each report as soon as its cycle ends. The reports are returned when
+    ``cycles`` is given; a run without an end keeps none (it would grow for as long as it
+    trades) and only stops by cancellation.
+    """
     reports: list[CycleReport] = []
     await asyncio.to_thread(trader.startup)
-    while cycles is None or len(reports) < cycles:
-        reports.append(await asyncio.to_thread(trader.cycle))
-        if cycles is not None and len(reports) >= cycles:
-            break
-        await asyncio.sleep(interval_seconds)
+    done = 0
+    while cycles is None or done < cycles:
+        report = await asyncio.to_thread(trader.cycle)
+        done += 1
+        if on_cycle is not None:
+            on_cycle(report)
+        if cycles is None:
+            await asyncio.sleep(interval_seconds)
+            continue
+        reports.append(report)
+        if done < cycles:
+            await asyncio.sleep(interval_seconds)
     return reports
