@@ -449,3 +449,73 @@ def test_exit_window_on_a_half_day_ends_at_the_early_close(trading: Trading) -> 
     # Thanksgiving is skipped; Friday the 29th closes at 13:00 New York (18:00 UTC).
     assert planned.intent.window_opens_at == datetime(2024, 11, 29, 14, 35, tzinfo=UTC)
     assert planned.intent.window_closes_at == datetime(2024, 11, 29, 18, 0, tzinfo=UTC)
+
+
+class BrokenSizer:
+    @hookimpl(tryfirst=True)
+    def size_position(self, context: Any, decision: Any) -> None:
+        raise ArithmeticError("sizer bug")
+
+
+class DeferringSizer:
+    @hookimpl(tryfirst=True)
+    def size_position(self, context: Any, decision: Any) -> None:
+        return None  # defers to the next sizer
+
+
+def test_a_sizer_plugin_that_raises_blocks_the_buy_with_a_reason_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugins = Plugins(
+        load_entrypoints=False, env={}, extra=[("broken_sizer", BrokenSizer()), ("deferring", DeferringSizer())]
+    )
+    t = make_trading(tmp_path, plugins=plugins)
+    t.reconcile()
+    with caplog.at_level("ERROR", logger="tradekit.execution.pipeline"):
+        outcome = t.pipeline.process_buy(t.signal(), Single, t.market())
+
+    assert outcome.decision is not None
+    assert outcome.decision.action is BuyAction.BLOCK
+    assert outcome.decision.reasons == (ReasonCode.RULE_ERROR,)
+    (check,) = [c for c in outcome.decision.checks if c.reason is ReasonCode.RULE_ERROR]
+    assert check.detail == "size_position plugin broken_sizer raised ArithmeticError: sizer bug"
+    assert outcome.order is None
+    assert t.accepted() == []
+    assert "sizer bug" in caplog.text
+    with t.ledger.reading() as tx:
+        (stored,) = tx.decisions()
+    assert stored.reasons == ("rule_error",)
+    t.ledger.close()
+
+
+class BrokenExitAdjuster:
+    @hookimpl
+    def on_exit_intent(self, intent: ExitIntent) -> ExitIntent | None:
+        raise KeyError("no such level")
+
+
+def test_an_exit_plugin_that_raises_leaves_the_exit_unadjusted_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugins = Plugins(load_entrypoints=False, env={}, extra=[("broken_exits", BrokenExitAdjuster())])
+    t = make_trading(tmp_path, plugins=plugins)
+    t.reconcile()
+    hold(t)
+    t.clock.now = datetime(2024, 3, 4, 21, 15, tzinfo=UTC)
+    with caplog.at_level("ERROR", logger="tradekit.plugins"):
+        planned = t.pipeline.plan_exit(t.signal(side=Side.SELL, age=timedelta(0)))
+    t.clock.now = datetime(2024, 3, 5, 14, 40, tzinfo=UTC)
+    t.pipeline.execute_due_exits({"KO": Decimal(60)})
+
+    assert planned.intent is not None
+    assert planned.intent.reason.endswith(
+        "[not adjusted: on_exit_intent plugin broken_exits raised KeyError: 'no such level']"
+    )
+    (sell,) = [r for r in t.accepted() if r.side is Side.SELL]
+    assert sell.limit_price == Decimal(60)  # tradekit's own plan: a limit at the current price
+    assert "on_exit_intent plugin broken_exits raised" in caplog.text
+    with t.ledger.reading() as tx:
+        stored = tx.exit_intent(planned.intent.intent_id)
+    assert stored is not None
+    assert stored.reason == planned.intent.reason
+    t.ledger.close()

@@ -9,6 +9,7 @@ does not exist is an error, not a silent no-op.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,18 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "tradekit.scanner",
     "tradekit.broker.paper_plugin",
 )
+
+
+log = logging.getLogger(__name__)
+
+
+class HookError(RuntimeError):
+    """A plugin's hook implementation raised; the message names the hook and the plugin."""
+
+    def __init__(self, hook: str, plugin: str, error: BaseException) -> None:
+        super().__init__(f"{hook} plugin {plugin} raised {type(error).__name__}: {error}")
+        self.hook = hook
+        self.plugin = plugin
 
 
 class PluginLoadError(RuntimeError):
@@ -195,7 +208,11 @@ class Plugins:
         return checks
 
     def size_position(self, context: ScalingContext, decision: BuyDecision) -> SizingResult | None:
-        result: SizingResult | None = self._pm.hook.size_position(context=context, decision=decision)
+        """The first sizer's answer; a sizer that raises is a ``HookError`` naming it."""
+        try:
+            result: SizingResult | None = self._pm.hook.size_position(context=context, decision=decision)
+        except Exception as exc:
+            raise HookError("size_position", self._raising_plugin("size_position", exc), exc) from exc
         return result
 
     def on_reconcile(self, report: ReconcileReport) -> list[ReconcileFinding]:
@@ -203,8 +220,33 @@ class Plugins:
         return [finding for result in results if result for finding in result]
 
     def on_exit_intent(self, intent: ExitIntent) -> ExitIntent:
-        adjusted: ExitIntent | None = self._pm.hook.on_exit_intent(intent=intent)
+        """The intent as the first adjusting plugin returns it, else unchanged.
+
+        A plugin that raises leaves the intent unadjusted: the exit still goes out as
+        tradekit planned it (an exit only reduces exposure), the error is logged naming the
+        plugin, and the intent's reason says so, which the ledger keeps.
+        """
+        try:
+            adjusted: ExitIntent | None = self._pm.hook.on_exit_intent(intent=intent)
+        except Exception as exc:
+            error = HookError("on_exit_intent", self._raising_plugin("on_exit_intent", exc), exc)
+            log.error("exit %s for %s not adjusted: %s", intent.intent_id, intent.symbol, error, exc_info=exc)
+            note = f" [not adjusted: {error}]"
+            return intent if intent.reason.endswith(note) else attrs.evolve(intent, reason=intent.reason + note)
         return intent if adjusted is None else adjusted
+
+    def _raising_plugin(self, hook: str, exc: BaseException) -> str:
+        """The name of the plugin whose ``hook`` implementation raised ``exc`` (from the
+        traceback: the deepest frame that is one of the hook's implementations)."""
+        implementations = {
+            impl.function.__code__: impl.plugin_name for impl in getattr(self._pm.hook, hook).get_hookimpls()
+        }
+        name = "unknown"
+        tb = exc.__traceback__
+        while tb is not None:
+            name = implementations.get(tb.tb_frame.f_code, name)
+            tb = tb.tb_next
+        return name
 
     def scan_candidates(self, bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: int) -> list[Candidate]:
         result: list[Candidate] | None = self._pm.hook.scan_candidates(bars=bars, as_of=as_of, top_n=top_n)

@@ -12,7 +12,7 @@ import attrs
 
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import BuyAction, ReasonCode, RulePhase
-from tradekit.decision.verdict import BuyDecision, Check, fold, order_checks, passed, skip
+from tradekit.decision.verdict import BuyDecision, Check, block, fold, order_checks, passed, skip
 from tradekit.domain.values import ZERO
 from tradekit.sizing.builtin import round_qty
 from tradekit.sizing.result import SizingResult
@@ -57,11 +57,20 @@ def room_under_caps(ctx: ScalingContext) -> list[tuple[str, Decimal, ReasonCode]
     return rooms
 
 
-def apply_limits(ctx: ScalingContext, decision: BuyDecision, sizing: SizingResult | None) -> SizedOrder:
-    """Clip the sized order to every cap and refuse it below the minimums."""
+def apply_limits(
+    ctx: ScalingContext, decision: BuyDecision, sizing: SizingResult | None, *, error: str | None = None
+) -> SizedOrder:
+    """Clip the sized order to every cap and refuse it below the minimums.
+
+    ``error`` says the sizer failed (a plugin raised): the buy is BLOCKed with RULE_ERROR,
+    never sized some other way.
+    """
     if not decision.allows_order:
         return SizedOrder(decision, ZERO, None)
     checks: list[Check] = []
+    if error is not None:
+        checks.append(block("sizing", PHASE, ReasonCode.RULE_ERROR, error))
+        return _final(ctx, decision, checks, ZERO, None)
     if sizing is None or sizing.qty <= 0:
         why = "no sizer produced a quantity" if sizing is None else f"{sizing.method}: {sizing.detail}"
         checks.append(skip("sizing", PHASE, ReasonCode.ZERO_QUANTITY, why))

@@ -51,7 +51,7 @@ from tradekit.exits.intent import ExitIntent, ExitState
 from tradekit.ledger.errors import DuplicateIntentError
 from tradekit.ledger.records import IntentPurpose, IntentState, LedgerOrderStatus, OrderIntent
 from tradekit.ledger.store import Ledger, LedgerTx
-from tradekit.plugins import Plugins
+from tradekit.plugins import HookError, Plugins
 from tradekit.strategy.base import Strategy
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,14 @@ class OrderPipeline:
                 return BuyOutcome(None, note=f"signal {signal.signal_id} was already acted on")
             ctx = self._context(tx, signal, strategy, market, now, truth, asset)
             decision = evaluate_buy(ctx, plugins=self.plugins)
-            sized = apply_limits(
-                ctx, decision, self.plugins.size_position(ctx, decision) if decision.allows_order else None
-            )
+            sizing, sizing_error = None, None
+            if decision.allows_order:
+                try:
+                    sizing = self.plugins.size_position(ctx, decision)
+                except HookError as exc:
+                    sizing_error = str(exc)
+                    log.error("buy %s blocked: %s", symbol, exc, exc_info=exc.__cause__)
+            sized = apply_limits(ctx, decision, sizing, error=sizing_error)
             decision = sized.decision
             tx.record_decision(decision)
             self._on_step("decision")
