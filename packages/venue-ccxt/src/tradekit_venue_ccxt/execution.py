@@ -180,7 +180,43 @@ def _positions_from(raw: object, now: datetime, venue: str) -> list[BrokerPositi
 # --- the sync venue --------------------------------------------------------------------------
 
 
-class CcxtVenue:
+class _VenueAccount:
+    """What ``CcxtVenue`` and ``AsyncCcxtVenue`` hold alike: the client, the config and the
+    order-tracking state (their methods differ only in awaiting the client)."""
+
+    def __init__(
+        self,
+        client: Any,
+        config: CcxtVenueConfig,
+        *,
+        credentials: VenueCredentials | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._client = client
+        self._client.timeout = config.timeout_ms
+        self.config = config
+        self.profile: VenueProfile = profile_for(config.venue)
+        self._credentials = credentials
+        self._clock = clock
+        self._markets: dict[str, PerpMarket] | None = None
+        self._leverage_applied: set[str] = set()
+        self._symbol_of: dict[str, str] = {}
+        self._sent: set[str] = set()
+        self._tracked: dict[str, _Tracked] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(venue={self.venue!r}, symbols={list(self.config.symbols)!r})"
+
+    @property
+    def name(self) -> str:
+        return f"ccxt-{self.config.venue}"
+
+    @property
+    def venue(self) -> str:
+        return self.config.venue
+
+
+class CcxtVenue(_VenueAccount):
     """A ccxt perpetual-futures account implementing tradekit's ``Broker`` protocol.
 
     Construct it with ``CcxtVenue.connect(config, credentials)``, or around a ccxt client you
@@ -196,34 +232,13 @@ class CcxtVenue:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._client = client
-        self._client.timeout = config.timeout_ms
-        self.config = config
-        self.profile: VenueProfile = profile_for(config.venue)
-        self._credentials = credentials
-        self._clock = clock
+        super().__init__(client, config, credentials=credentials, clock=clock)
         self._sleep = sleep
-        self._markets: dict[str, PerpMarket] | None = None
-        self._leverage_applied: set[str] = set()
-        self._symbol_of: dict[str, str] = {}
-        self._sent: set[str] = set()
-        self._tracked: dict[str, _Tracked] = {}
 
     @classmethod
     def connect(cls, config: CcxtVenueConfig, credentials: VenueCredentials) -> CcxtVenue:
         """Build the ccxt client for ``config`` and wrap it (no request is made yet)."""
         return cls(build_client(config, credentials, async_=False), config, credentials=credentials)
-
-    def __repr__(self) -> str:
-        return f"CcxtVenue(venue={self.venue!r}, symbols={list(self.config.symbols)!r})"
-
-    @property
-    def name(self) -> str:
-        return f"ccxt-{self.config.venue}"
-
-    @property
-    def venue(self) -> str:
-        return self.config.venue
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
         try:
@@ -479,7 +494,7 @@ class CcxtVenue:
 # --- the async venue -------------------------------------------------------------------------
 
 
-class AsyncCcxtVenue:
+class AsyncCcxtVenue(_VenueAccount):
     """``CcxtVenue`` over ``ccxt.async_support``: the same behaviour, every call awaited.
 
     For the live runner's event loop; ``close()`` must be awaited.
@@ -494,33 +509,12 @@ class AsyncCcxtVenue:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._client = client
-        self._client.timeout = config.timeout_ms
-        self.config = config
-        self.profile: VenueProfile = profile_for(config.venue)
-        self._credentials = credentials
-        self._clock = clock
+        super().__init__(client, config, credentials=credentials, clock=clock)
         self._sleep = sleep
-        self._markets: dict[str, PerpMarket] | None = None
-        self._leverage_applied: set[str] = set()
-        self._symbol_of: dict[str, str] = {}
-        self._sent: set[str] = set()
-        self._tracked: dict[str, _Tracked] = {}
 
     @classmethod
     def connect(cls, config: CcxtVenueConfig, credentials: VenueCredentials) -> AsyncCcxtVenue:
         return cls(build_client(config, credentials, async_=True), config, credentials=credentials)
-
-    def __repr__(self) -> str:
-        return f"AsyncCcxtVenue(venue={self.venue!r}, symbols={list(self.config.symbols)!r})"
-
-    @property
-    def name(self) -> str:
-        return f"ccxt-{self.config.venue}"
-
-    @property
-    def venue(self) -> str:
-        return self.config.venue
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
