@@ -519,3 +519,26 @@ def test_an_exit_plugin_that_raises_leaves_the_exit_unadjusted_and_says_so(
     assert stored is not None
     assert stored.reason == planned.intent.reason
     t.ledger.close()
+
+
+class Sizer:
+    def __init__(self, broken: bool) -> None:
+        self.broken = broken
+
+    @hookimpl(tryfirst=True)
+    def size_position(self, context: Any, decision: Any) -> None:
+        if self.broken:
+            raise ArithmeticError("sizer bug")
+
+
+def test_the_raising_sizer_is_named_even_among_instances_of_one_class(tmp_path: Path) -> None:
+    # Two instances share their method's code; the error is still pinned on the right one.
+    plugins = Plugins(load_entrypoints=False, env={}, extra=[("a_broken", Sizer(True)), ("b_fine", Sizer(False))])
+    t = make_trading(tmp_path, plugins=plugins)
+    t.reconcile()
+    outcome = t.pipeline.process_buy(t.signal(), Single, t.market())
+
+    assert outcome.decision is not None
+    (check,) = [c for c in outcome.decision.checks if c.reason is ReasonCode.RULE_ERROR]
+    assert check.detail == "size_position plugin a_broken raised ArithmeticError: sizer bug"
+    t.ledger.close()

@@ -212,7 +212,8 @@ class Plugins:
         try:
             result: SizingResult | None = self._pm.hook.size_position(context=context, decision=decision)
         except Exception as exc:
-            raise HookError("size_position", self._raising_plugin("size_position", exc), exc) from exc
+            plugin = self._raising_plugin("size_position", {"context": context, "decision": decision})
+            raise HookError("size_position", plugin, exc) from exc
         return result
 
     def on_reconcile(self, report: ReconcileReport) -> list[ReconcileFinding]:
@@ -229,24 +230,26 @@ class Plugins:
         try:
             adjusted: ExitIntent | None = self._pm.hook.on_exit_intent(intent=intent)
         except Exception as exc:
-            error = HookError("on_exit_intent", self._raising_plugin("on_exit_intent", exc), exc)
+            plugin = self._raising_plugin("on_exit_intent", {"intent": intent})
+            error = HookError("on_exit_intent", plugin, exc)
             log.error("exit %s for %s not adjusted: %s", intent.intent_id, intent.symbol, error, exc_info=exc)
             note = f" [not adjusted: {error}]"
             return intent if intent.reason.endswith(note) else attrs.evolve(intent, reason=intent.reason + note)
         return intent if adjusted is None else adjusted
 
-    def _raising_plugin(self, hook: str, exc: BaseException) -> str:
-        """The name of the plugin whose ``hook`` implementation raised ``exc`` (from the
-        traceback: the deepest frame that is one of the hook's implementations)."""
-        implementations = {
-            impl.function.__code__: impl.plugin_name for impl in getattr(self._pm.hook, hook).get_hookimpls()
-        }
-        name = "unknown"
-        tb = exc.__traceback__
-        while tb is not None:
-            name = implementations.get(tb.tb_frame.f_code, name)
-            tb = tb.tb_next
-        return name
+    def _raising_plugin(self, hook: str, kwargs: dict[str, Any]) -> str:
+        """After a firstresult ``hook`` raised: call its implementations one at a time, in
+        pluggy's order, to find the plugin that raises (slow path, only after a failure)."""
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            try:
+                result = impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception:  # noqa: BLE001 - this is the error being attributed
+                return str(impl.plugin_name)
+            if result is not None:
+                break
+        return "unknown (it did not raise again)"
 
     def scan_candidates(self, bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: int) -> list[Candidate]:
         result: list[Candidate] | None = self._pm.hook.scan_candidates(bars=bars, as_of=as_of, top_n=top_n)
