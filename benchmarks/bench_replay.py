@@ -8,7 +8,7 @@ reference size). The tiled set runs twice: with default settings, where one $100
 runs out of buying power and most signals become persisted SKIPs, and "funded", with caps
 small enough that every symbol can hold its entries, so the pipeline trades about as often
 as the plain loop (which ignores capital). Each case runs in a fresh child process so its
-peak RSS is its own. The whole run takes about six minutes here.
+peak RSS is its own. The whole run takes six to twelve minutes here.
 
 Each pipeline case also reports where its time went, measured by wrapping three functions
 (the wrappers cost well under a microsecond a call): the decision engine (``evaluate_buy``:

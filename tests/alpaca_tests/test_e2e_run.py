@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from emulators.alpaca import AlpacaEmulator, BarSeed
 from tradekit.cli import cli
 from tradekit.config import Settings, load_settings
-from tradekit.data import session_close
 from tradekit.decision.context import MarketSnapshot
 from tradekit.domain import EntryOrigin, Side, Signal
 from tradekit.execution.live import CycleReport, LiveTrader
@@ -43,16 +42,22 @@ class Crash(Exception):
     """Stands in for the process dying at a chosen step."""
 
 
-def last_completed_session(now: datetime) -> date:
-    today = now.astimezone(NEW_YORK).date()
-    return today if now >= session_close(today) else today - timedelta(days=1)
+def completed_sessions(now: datetime, count: int) -> list[date]:
+    """The last ``count`` NYSE sessions that closed by ``now``, oldest first (weekends and
+    holidays have no bars, as on Alpaca)."""
+    calendar = TradingCalendar()
+    last_close = calendar.last_close(now)
+    assert last_close is not None
+    last = last_close.astimezone(NEW_YORK).date()
+    return [s.day for s in calendar.sessions(last - timedelta(days=2 * count), last)][-count:]
 
 
-def breakout_bars(last_day: date) -> list[BarSeed]:
-    """Thirty daily bars, flat around 100, the last closing at 120 above its 20-day high."""
+def breakout_bars(now: datetime) -> list[BarSeed]:
+    """Thirty daily bars, flat around 100, the last (the latest completed session) closing at
+    120 above its 20-day high."""
     bars = []
-    for offset in range(29, -1, -1):
-        day = last_day - timedelta(days=offset)
+    days = completed_sessions(now, 30)
+    for offset, day in zip(range(len(days) - 1, -1, -1), days, strict=True):
         close = BREAKOUT_CLOSE if offset == 0 else Decimal(100) + Decimal(offset % 3)
         bars.append(
             BarSeed(
@@ -80,9 +85,10 @@ def env(emu: AlpacaEmulator, ledger_url: str) -> dict[str, str]:
         "APCA_API_SECRET_KEY": SECRET_KEY,
         "TRADEKIT_LOAD_PLUGINS": "alpaca,examples",
         "TRADEKIT_LEDGER__URL": ledger_url,
-        # The breakout bar closed at most a day ago, whatever the time of day the test runs;
-        # the default 24 h age limit would make the test depend on the wall clock.
-        "TRADEKIT_FRESHNESS__MAX_SIGNAL_AGE_HOURS": "48",
+        # The breakout bar is the latest completed session's, which on a Monday or after a
+        # holiday is days old; the default 24 h age limit would make the test depend on the
+        # day it runs.
+        "TRADEKIT_FRESHNESS__MAX_SIGNAL_AGE_HOURS": "168",
         "TRADEKIT_PLUGINS__ALPACA__BASE_URL": emu.base_url,
         "TRADEKIT_PLUGINS__ALPACA__DATA_URL": emu.data_url,
         "TRADEKIT_PLUGINS__ALPACA__STREAM_URL": emu.stream_url,
@@ -108,7 +114,7 @@ def plugins(env: dict[str, str]) -> Plugins:
 def market(emu: AlpacaEmulator) -> AlpacaEmulator:
     """AAPL broke out at yesterday's close; KO, PFE and TSLA trade too. The market is closed."""
     now = datetime.now(UTC)
-    emu.load_bars("AAPL", breakout_bars(last_completed_session(now)))
+    emu.load_bars("AAPL", breakout_bars(now))
     for symbol, price in (("AAPL", BREAKOUT_CLOSE), ("KO", Decimal("60.25")), ("PFE", Decimal("28.10"))):
         emu.set_asset(symbol)
         emu.set_price(symbol, price)

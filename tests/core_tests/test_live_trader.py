@@ -24,6 +24,7 @@ from .test_pipeline import Trading, make_trading
 # Monday 2024-03-04 closes 21:00 UTC; Tuesday opens 14:30 UTC.
 MONDAY_CLOSE = datetime(2024, 3, 4, 21, tzinfo=UTC)
 TUESDAY_OPEN = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+SESSION_CLOSES = [MONDAY_CLOSE - timedelta(days=3), MONDAY_CLOSE, MONDAY_CLOSE + timedelta(days=1)]  # Fri, Mon, Tue
 
 
 class BuyEveryClose(Strategy):
@@ -47,10 +48,11 @@ class BuyEveryClose(Strategy):
 
 class BarsBroker(PaperBroker):
     """The paper broker with a daily-bar feed and latest prices, as a broker plugin's market
-    data would give."""
+    data would give: one bar per entry of ``closes``, stamped at that time."""
 
-    def __init__(self) -> None:
+    def __init__(self, closes: Sequence[datetime] = SESSION_CLOSES) -> None:
         super().__init__(PaperBrokerConfig())
+        self.closes = list(closes)
         self.bar_requests = 0
         self.bars_down = False
 
@@ -61,10 +63,9 @@ class BarsBroker(PaperBroker):
         self.bar_requests += 1
         if self.bars_down:
             raise BrokerUnavailable("market data timed out")
-        closes = [MONDAY_CLOSE - timedelta(days=d) for d in (3, 0)]  # Friday, Monday
         prices = {"open": Decimal(57), "high": Decimal(61), "low": Decimal(56), "close": Decimal(60)}
         return {
-            s: [Bar(symbol=s, time=t, volume=Decimal(1), **prices) for t in closes if start <= t <= end]
+            s: [Bar(symbol=s, time=t, volume=Decimal(1), **prices) for t in self.closes if start <= t <= end]
             for s in symbols
         }
 
@@ -229,26 +230,74 @@ def test_a_strategy_raising_on_one_symbol_is_reported_and_the_others_carry_on(
     assert len(trading.accepted()) == 1
 
 
-class Enough(Exception):
-    """Ends an endless run from its callback, as a cancellation would."""
-
-
-def test_run_async_shows_each_cycle_as_it_ends(trading: Trading) -> None:
+def test_run_async_shows_each_cycle_as_it_ends_and_a_failing_display_does_not_stop_it(
+    trading: Trading, caplog: pytest.LogCaptureFixture
+) -> None:
     trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
     at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
     shown: list[CycleReport] = []
     endless: list[CycleReport] = []
 
-    def on_cycle(report: CycleReport) -> None:
-        endless.append(report)
-        if len(endless) == 3:
-            raise Enough
+    async def run_until_cancelled() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_cycle(report: CycleReport) -> None:
+            endless.append(report)
+            if len(endless) == 3:
+                task.cancel()  # as Ctrl-C or a shutdown would
+            raise BrokenPipeError("the terminal went away")
+
+        await run_async(trader, interval_seconds=0, on_cycle=on_cycle)
 
     bounded = asyncio.run(run_async(trader, interval_seconds=0, cycles=2, on_cycle=shown.append))
-    with pytest.raises(Enough):
-        asyncio.run(run_async(trader, interval_seconds=0, on_cycle=on_cycle))
+    with caplog.at_level("ERROR", logger="tradekit.execution.live"), pytest.raises(asyncio.CancelledError):
+        asyncio.run(run_until_cancelled())
 
-    # The bounded run returns what it showed; the endless one showed each cycle as it ended.
+    # The bounded run returns what it showed; the endless one showed each cycle as it ended,
+    # and went on trading although showing every one of them failed.
     assert bounded == shown
     assert [r.signals for r in shown] == [1, 0]
     assert [r.signals for r in endless] == [0, 0, 0]
+    assert caplog.text.count("showing a cycle's report failed; trading goes on") == 3
+
+
+def test_a_half_days_bar_stamped_at_the_regular_close_is_waited_for_not_skipped(tmp_path: Path) -> None:
+    # Friday 2024-11-29 closes at 13:00 New York (18:00 UTC), but the feed stamps every daily
+    # bar at 16:00 New York (21:00 UTC), as Alpaca's does.
+    wednesday, friday = datetime(2024, 11, 27, 21, tzinfo=UTC), datetime(2024, 11, 29, 21, tzinfo=UTC)
+    t = make_trading(tmp_path, paper=BarsBroker([wednesday, friday]))
+    t.reconcile()
+    trader = LiveTrader(t.pipeline, BuyEveryClose, ["KO"])
+    at(t, datetime(2024, 11, 29, 18, 5, tzinfo=UTC), is_open=False)
+    after_early_close = trader.cycle()
+    at(t, datetime(2024, 11, 29, 21, 5, tzinfo=UTC), is_open=False)
+    bar_published = trader.cycle()
+    at(t, datetime(2024, 11, 30, 1, 0, tzinfo=UTC), is_open=False)
+    later = trader.cycle()
+
+    assert (after_early_close.signals, bar_published.signals, later.signals) == (0, 1, 0)
+    (queued,) = trader._queued.values()
+    assert queued.generated_at == friday
+    assert feed(t).bar_requests == 2
+    t.ledger.close()
+
+
+def test_a_symbol_without_a_bar_of_the_session_is_given_up_on_at_the_next_open(
+    trading: Trading, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed(trading).closes = SESSION_CLOSES[:1]  # the feed never publishes Monday's bar
+    trader = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"])
+    at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    trader.cycle()
+    at(trading, MONDAY_CLOSE + timedelta(hours=2), is_open=False)
+    trader.cycle()
+    at(trading, TUESDAY_OPEN + timedelta(minutes=1), is_open=True)
+    with caplog.at_level("WARNING", logger="tradekit.execution.live"):
+        at_open = trader.cycle()
+    at(trading, TUESDAY_OPEN + timedelta(minutes=2), is_open=True)
+    trader.cycle()
+
+    assert at_open.signals == 0
+    assert "no bar of the session that closed 2024-03-04T21:00:00+00:00 for KO" in caplog.text
+    assert feed(trading).bar_requests == 3  # asked each cycle until the open, then no more

@@ -16,8 +16,9 @@ class BarSource(Protocol):
     def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
         """Return each symbol's bars with ``start <= time <= end``, oldest first.
 
-        A daily bar's ``time`` is its session's close, so a session still in progress at
-        ``end`` has no bar yet: a live trader relies on that to run its strategy on completed
-        sessions only.
+        A daily bar's ``time`` is no earlier than its session's close (the close itself, or a
+        fixed time of day such as 16:00 New York even on a half day), so a session still in
+        progress at ``end`` has no bar yet: a live trader relies on that to run its strategy
+        on completed sessions only.
         """
         ...

@@ -8,12 +8,14 @@ sells become exit intents), and sends the buys queued for the open. The same
 
 "Once per session" is keyed to the exchange calendar's last close, not to the date or the
 broker's clock: a cycle after midnight UTC, before the next open, does not run the
-strategy again. A trader started (or restarted) during a session runs it on the last
-completed session's bars (a daily bar is stamped at its session's close, so the session in
-progress is never among them) and rebuilds the buys that session queued, so a restart
-during the open does not lose them. A queued buy is judged once: one already decided
-(before the restart) is dropped, and one is only sent in a session that opened after the
-signal was made.
+strategy again. It runs on each symbol's bar of that session; daily bars are stamped no
+earlier than their session's close, so the session in progress is never among them, and a
+bar not in the feed yet (published late, or a half day's bar stamped at the regular close)
+is asked for again on later cycles, until the next open. A trader started (or restarted)
+during a session runs the strategy on the last completed session's bars and rebuilds the
+buys that session queued, so a restart during the open does not lose them. A queued buy is
+judged once: one already decided (before the restart) is dropped, and one is only sent in a
+session that opened after the signal was made.
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ class LiveTrader:
         self.symbols = tuple(symbols)
         # Buys waiting for the open, by signal id (the same signal is queued once).
         self._queued: dict[str, Signal] = {}
-        # The session close the strategy last ran after.
-        self._signalled_after: datetime | None = None
+        # The session (by its close) whose bars the strategy is run on, the symbols whose bar
+        # of it the strategy has seen, and whether that session is finished with.
+        self._session: datetime | None = None
+        self._session_seen: set[str] = set()
+        self._session_complete = False
         self._bars: dict[str, list[Bar]] = {}
 
     @property
@@ -96,11 +101,11 @@ class LiveTrader:
         prices = self.current_prices()
         report.exits = len(self.pipeline.execute_due_exits(prices))
         session_close = self.pipeline.calendar.last_close(now)
-        if session_close is not None and session_close != self._signalled_after:
-            signals = self._run_strategy(now, report)
-            if signals is not None:  # else the bars were unavailable: the next cycle retries
-                report.signals = signals
-                self._signalled_after = session_close
+        if session_close is not None:
+            if session_close != self._session:
+                self._session, self._session_seen, self._session_complete = session_close, set(), False
+            if not self._session_complete:
+                self._signal_session(now, session_close, report)
         if clock.is_open and self._queued:
             for signal in self._due(now):
                 price = prices.get(signal.symbol)
@@ -123,8 +128,35 @@ class LiveTrader:
                 log.info("buy signal %s for %s was already decided; not judged again", signal.signal_id, signal.symbol)
         return [s for s in due if s.signal_id not in decided]
 
-    def _run_strategy(self, now: datetime, report: CycleReport) -> int | None:
-        """Run the strategy on the latest bars; how many signals it gave, or None without bars.
+    def _signal_session(self, now: datetime, session_close: datetime, report: CycleReport) -> None:
+        """Run the strategy on each symbol's bar of the session that closed at ``session_close``.
+
+        A symbol whose bar of that session is not in the feed yet (a feed that publishes late,
+        or one that stamps a half day's bar at the regular close) is asked for again on the
+        next cycles, until the next session opens; then it is reported and given up on.
+        """
+        calendar = self.pipeline.calendar
+        waiting = [s for s in self.symbols if s not in self._session_seen]
+        signals = self._run_strategy(now, report, session_close, waiting)
+        if signals is None:
+            return  # the bars were unavailable: the next cycle asks again
+        report.signals = signals
+        missing = [s for s in self.symbols if s not in self._session_seen]
+        if not missing:
+            self._session_complete = True
+        elif now >= calendar.next_open(session_close):
+            log.warning(
+                "no bar of the session that closed %s for %s: the strategy did not run on them",
+                session_close.isoformat(),
+                ", ".join(missing),
+            )
+            self._session_complete = True
+
+    def _run_strategy(
+        self, now: datetime, report: CycleReport, session_close: datetime, symbols: Sequence[str]
+    ) -> int | None:
+        """Run the strategy on the symbols whose latest bar is of the session closing at
+        ``session_close``; how many signals it gave, or None when the bars were unavailable.
 
         A strategy that raises on one symbol is reported (and logged with its traceback) and
         the other symbols carry on: one bad series must not stop the trader, whose later
@@ -134,15 +166,19 @@ class LiveTrader:
         if not isinstance(source, BarSource):
             raise TypeError(f"broker {self.broker.name} provides no daily bars (BarSource); cannot run a strategy")
         try:
-            self._bars = source.daily_bars(self.symbols, now - timedelta(days=HISTORY_DAYS), now)
+            fetched = source.daily_bars(symbols, now - timedelta(days=HISTORY_DAYS), now)
         except BrokerError as exc:
             log.warning("daily bars unavailable, the strategy waits for the next cycle: %s", exc)
             return None
+        self._bars.update(fetched)
+        tz = self.pipeline.calendar.tz
+        session_day = session_close.astimezone(tz).date()
         positions = self.pipeline.ledger.open_positions()
         count = 0
-        for symbol, series in self._bars.items():
-            if not series:
-                continue
+        for symbol, series in fetched.items():
+            if not series or series[-1].time.astimezone(tz).date() != session_day:
+                continue  # this session's bar is not there yet
+            self._session_seen.add(symbol)
             view = StrategyView(symbol=symbol, history=History(series, len(series)), position=positions.get(symbol))
             try:
                 signals = list(self.strategy.on_bar(view))
@@ -208,7 +244,8 @@ async def run_async(
 ) -> list[CycleReport]:
     """Run cycles every ``interval_seconds`` until cancelled (or ``cycles`` have run).
 
-    ``on_cycle`` sees each report as soon as its cycle ends. The reports are returned when
+    ``on_cycle`` sees each report as soon as its cycle ends; an error it raises (a closed
+    pipe, say) is logged and the trading goes on. The reports are returned when
     ``cycles`` is given; a run without an end keeps none (it would grow for as long as it
     trades) and only stops by cancellation.
     """
@@ -219,7 +256,10 @@ async def run_async(
         report = await asyncio.to_thread(trader.cycle)
         done += 1
         if on_cycle is not None:
-            on_cycle(report)
+            try:
+                on_cycle(report)
+            except Exception:
+                log.exception("showing a cycle's report failed; trading goes on")
         if cycles is None:
             await asyncio.sleep(interval_seconds)
             continue
