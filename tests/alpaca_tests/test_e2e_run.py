@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from emulators.alpaca import AlpacaEmulator, BarSeed
 from tradekit.cli import cli
 from tradekit.config import Settings, load_settings
+from tradekit.data import session_close
 from tradekit.decision.context import MarketSnapshot
 from tradekit.domain import EntryOrigin, Side, Signal
 from tradekit.execution.live import CycleReport, LiveTrader
@@ -114,6 +115,13 @@ def plugins(env: dict[str, str]) -> Plugins:
 def market(emu: AlpacaEmulator) -> AlpacaEmulator:
     """AAPL broke out at yesterday's close; KO, PFE and TSLA trade too. The market is closed."""
     now = datetime.now(UTC)
+    last_close = TradingCalendar().last_close(now)
+    assert last_close is not None
+    if now < session_close(last_close.astimezone(NEW_YORK).date()):
+        # Between a half day's 13:00 close and 16:00 New York, Alpaca's stamp for that day's
+        # bar (16:00) is still ahead: the trader rightly waits for it, so these tests, which
+        # expect the breakout now, cannot run (a few hours a year).
+        pytest.skip("a half day's bar is not published before 16:00 New York")
     emu.load_bars("AAPL", breakout_bars(now))
     for symbol, price in (("AAPL", BREAKOUT_CLOSE), ("KO", Decimal("60.25")), ("PFE", Decimal("28.10"))):
         emu.set_asset(symbol)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -301,3 +302,32 @@ def test_a_symbol_without_a_bar_of_the_session_is_given_up_on_at_the_next_open(
     assert at_open.signals == 0
     assert "no bar of the session that closed 2024-03-04T21:00:00+00:00 for KO" in caplog.text
     assert feed(trading).bar_requests == 3  # asked each cycle until the open, then no more
+
+
+class CountingStrategy(BuyEveryClose):
+    name = "counting"
+    seen: ClassVar[list[str]] = []
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        self.seen.append(view.symbol)
+        return super().on_bar(view)
+
+
+class WholeListFeed(BarsBroker):
+    """A feed that answers with every symbol it carries, whatever it was asked for."""
+
+    def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
+        return super().daily_bars(["KO", "PFE"], start, end)
+
+
+def test_the_strategy_runs_once_per_session_on_the_symbols_asked_for_only(tmp_path: Path) -> None:
+    t = make_trading(tmp_path, paper=WholeListFeed())
+    t.reconcile()
+    CountingStrategy.seen = []
+    trader = LiveTrader(t.pipeline, CountingStrategy, ["KO", "KO"])
+    for minutes in (5, 6, 7):
+        at(t, MONDAY_CLOSE + timedelta(minutes=minutes), is_open=False)
+        trader.cycle()
+
+    assert CountingStrategy.seen == ["KO"]
+    t.ledger.close()

@@ -542,3 +542,24 @@ def test_the_raising_sizer_is_named_even_among_instances_of_one_class(tmp_path: 
     (check,) = [c for c in outcome.decision.checks if c.reason is ReasonCode.RULE_ERROR]
     assert check.detail == "size_position plugin a_broken raised ArithmeticError: sizer bug"
     t.ledger.close()
+
+
+class WrappingSizer:
+    @hookimpl(wrapper=True)
+    def size_position(self, context: Any, decision: Any) -> Iterator[None]:
+        # A wrapper is a generator; this one fails before it wraps anything.
+        if context is not None:
+            raise LookupError("wrapper bug")
+        yield
+
+
+def test_a_raising_sizer_wrapper_is_named_from_the_traceback(tmp_path: Path) -> None:
+    plugins = Plugins(load_entrypoints=False, env={}, extra=[("wrapping_sizer", WrappingSizer())])
+    t = make_trading(tmp_path, plugins=plugins)
+    t.reconcile()
+    outcome = t.pipeline.process_buy(t.signal(), Single, t.market())
+
+    assert outcome.decision is not None
+    (check,) = [c for c in outcome.decision.checks if c.reason is ReasonCode.RULE_ERROR]
+    assert check.detail == "size_position plugin wrapping_sizer raised LookupError: wrapper bug"
+    t.ledger.close()

@@ -212,7 +212,7 @@ class Plugins:
         try:
             result: SizingResult | None = self._pm.hook.size_position(context=context, decision=decision)
         except Exception as exc:
-            plugin = self._raising_plugin("size_position", {"context": context, "decision": decision})
+            plugin = self._raising_plugin("size_position", {"context": context, "decision": decision}, exc)
             raise HookError("size_position", plugin, exc) from exc
         return result
 
@@ -230,26 +230,39 @@ class Plugins:
         try:
             adjusted: ExitIntent | None = self._pm.hook.on_exit_intent(intent=intent)
         except Exception as exc:
-            plugin = self._raising_plugin("on_exit_intent", {"intent": intent})
+            plugin = self._raising_plugin("on_exit_intent", {"intent": intent}, exc)
             error = HookError("on_exit_intent", plugin, exc)
             log.error("exit %s for %s not adjusted: %s", intent.intent_id, intent.symbol, error, exc_info=exc)
             note = f" [not adjusted: {error}]"
             return intent if intent.reason.endswith(note) else attrs.evolve(intent, reason=intent.reason + note)
         return intent if adjusted is None else adjusted
 
-    def _raising_plugin(self, hook: str, kwargs: dict[str, Any]) -> str:
-        """After a firstresult ``hook`` raised: call its implementations one at a time, in
-        pluggy's order, to find the plugin that raises (slow path, only after a failure)."""
-        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
+    def _raising_plugin(self, hook: str, kwargs: dict[str, Any], error: BaseException) -> str:
+        """After a firstresult ``hook`` raised ``error``: the plugin that raised it.
+
+        Slow path, only after a failure. The implementations are called again one at a time,
+        in pluggy's order, and the first to raise is named (two instances of one class are
+        told apart this way); a plugin with side effects sees a second call. When none
+        raises again (a wrapper, or a failure that does not recur), the traceback is read
+        for the deepest frame that is one of the hook's implementations.
+        """
+        implementations = getattr(self._pm.hook, hook).get_hookimpls()
+        for impl in reversed(implementations):
             if impl.hookwrapper or impl.wrapper:
                 continue
             try:
                 result = impl.function(**{name: kwargs[name] for name in impl.argnames})
-            except Exception:  # noqa: BLE001 - this is the error being attributed
+            except Exception:  # noqa: BLE001 - this is the failure being attributed
                 return str(impl.plugin_name)
             if result is not None:
                 break
-        return "unknown (it did not raise again)"
+        codes = {getattr(impl.function, "__code__", None): str(impl.plugin_name) for impl in implementations}
+        name = "unknown"
+        tb = error.__traceback__
+        while tb is not None:
+            name = codes.get(tb.tb_frame.f_code, name)
+            tb = tb.tb_next
+        return name
 
     def scan_candidates(self, bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: int) -> list[Candidate]:
         result: list[Candidate] | None = self._pm.hook.scan_candidates(bars=bars, as_of=as_of, top_n=top_n)

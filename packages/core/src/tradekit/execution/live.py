@@ -133,7 +133,9 @@ class LiveTrader:
 
         A symbol whose bar of that session is not in the feed yet (a feed that publishes late,
         or one that stamps a half day's bar at the regular close) is asked for again on the
-        next cycles, until the next session opens; then it is reported and given up on.
+        next cycles, until the next session opens; then it is reported and given up on. A
+        feed that cannot be read at all is asked again every cycle, past the open too: the
+        strategy then runs when it answers, as after a restart during a session.
         """
         calendar = self.pipeline.calendar
         waiting = [s for s in self.symbols if s not in self._session_seen]
@@ -175,7 +177,8 @@ class LiveTrader:
         session_day = session_close.astimezone(tz).date()
         positions = self.pipeline.ledger.open_positions()
         count = 0
-        for symbol, series in fetched.items():
+        for symbol in dict.fromkeys(symbols):  # only what was asked for, each once
+            series = fetched.get(symbol) or []
             if not series or series[-1].time.astimezone(tz).date() != session_day:
                 continue  # this session's bar is not there yet
             self._session_seen.add(symbol)
