@@ -531,19 +531,6 @@ class Sizer:
             raise ArithmeticError("sizer bug")
 
 
-def test_the_raising_sizer_is_named_even_among_instances_of_one_class(tmp_path: Path) -> None:
-    # Two instances share their method's code; the error is still pinned on the right one.
-    plugins = Plugins(load_entrypoints=False, env={}, extra=[("a_broken", Sizer(True)), ("b_fine", Sizer(False))])
-    t = make_trading(tmp_path, plugins=plugins)
-    t.reconcile()
-    outcome = t.pipeline.process_buy(t.signal(), Single, t.market())
-
-    assert outcome.decision is not None
-    (check,) = [c for c in outcome.decision.checks if c.reason is ReasonCode.RULE_ERROR]
-    assert check.detail == "size_position plugin a_broken raised ArithmeticError: sizer bug"
-    t.ledger.close()
-
-
 class WrappingSizer:
     @hookimpl(wrapper=True)
     def size_position(self, context: Any, decision: Any) -> Iterator[None]:
@@ -553,13 +540,22 @@ class WrappingSizer:
         yield
 
 
-def test_a_raising_sizer_wrapper_is_named_from_the_traceback(tmp_path: Path) -> None:
-    plugins = Plugins(load_entrypoints=False, env={}, extra=[("wrapping_sizer", WrappingSizer())])
-    t = make_trading(tmp_path, plugins=plugins)
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        # Two instances share their method's code: the error is pinned on the right one.
+        ([("a_broken", Sizer(True)), ("b_fine", Sizer(False))], "a_broken raised ArithmeticError: sizer bug"),
+        # A wrapper is not called on its own again: it is found from the traceback.
+        ([("wrapping_sizer", WrappingSizer())], "wrapping_sizer raised LookupError: wrapper bug"),
+    ],
+    ids=["instances_of_one_class", "wrapper"],
+)
+def test_the_raising_sizer_is_the_one_named(tmp_path: Path, extra: list[tuple[str, object]], named: str) -> None:
+    t = make_trading(tmp_path, plugins=Plugins(load_entrypoints=False, env={}, extra=extra))
     t.reconcile()
     outcome = t.pipeline.process_buy(t.signal(), Single, t.market())
 
     assert outcome.decision is not None
     (check,) = [c for c in outcome.decision.checks if c.reason is ReasonCode.RULE_ERROR]
-    assert check.detail == "size_position plugin wrapping_sizer raised LookupError: wrapper bug"
+    assert check.detail == f"size_position plugin {named}"
     t.ledger.close()
