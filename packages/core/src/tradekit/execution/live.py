@@ -121,12 +121,14 @@ class LiveTrader:
         due = [s for s in self._queued.values() if calendar.next_open(s.generated_at) <= now]
         for signal in due:
             del self._queued[signal.signal_id]
+        undecided = []
         with self.pipeline.ledger.reading() as tx:
-            decided = {s.signal_id for s in due if tx.signal_decided(s.symbol, s.signal_id, since=s.generated_at)}
-        for signal in due:
-            if signal.signal_id in decided:
-                log.info("buy signal %s for %s was already decided; not judged again", signal.signal_id, signal.symbol)
-        return [s for s in due if s.signal_id not in decided]
+            for signal in due:
+                if tx.signal_decided(signal.symbol, signal.signal_id, since=signal.generated_at):
+                    log.info("buy signal %s for %s already decided; not judged again", signal.signal_id, signal.symbol)
+                else:
+                    undecided.append(signal)
+        return undecided
 
     def _signal_session(self, now: datetime, session_close: datetime, report: CycleReport) -> None:
         """Run the strategy on each symbol's bar of the session that closed at ``session_close``.
@@ -263,10 +265,8 @@ async def run_async(
                 on_cycle(report)
             except Exception:
                 log.exception("showing a cycle's report failed; trading goes on")
-        if cycles is None:
-            await asyncio.sleep(interval_seconds)
-            continue
-        reports.append(report)
-        if done < cycles:
+        if cycles is not None:
+            reports.append(report)
+        if cycles is None or done < cycles:
             await asyncio.sleep(interval_seconds)
     return reports
