@@ -861,6 +861,9 @@ MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
     # tables are unchanged and format-1 traces stay readable, but an older tradekit could
     # not read the new ones, so the version moves.
     2: lambda conn: None,
+    # 3: tables added since version 2 (create_all creates only the missing ones; the
+    # existing tables are unchanged).
+    3: lambda conn: t.metadata.create_all(conn),
 }
 
 
