@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from emulators.alpaca import AlpacaEmulator, BarSeed
 from tradekit.cli import cli
 from tradekit.config import Settings, load_settings
-from tradekit.data import session_close
 from tradekit.decision.context import MarketSnapshot
 from tradekit.domain import EntryOrigin, Side, Signal
+from tradekit.execution.clock import BrokerClock
 from tradekit.execution.live import CycleReport, LiveTrader
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import TradingCalendar
@@ -37,6 +37,29 @@ from .conftest import KEY_ID, SECRET_KEY
 
 NEW_YORK = ZoneInfo("America/New_York")
 BREAKOUT_CLOSE = Decimal(120)
+# The emulated market lives on a fixed day, whatever the host's clock says: the trader takes
+# "now" from Alpaca's clock. Monday 2024-03-04 closed at 21:00 UTC; Tuesday opens at 14:30.
+LAST_CLOSE = datetime(2024, 3, 4, 21, tzinfo=UTC)
+AFTER_CLOSE = LAST_CLOSE + timedelta(minutes=5)
+NEXT_OPEN = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+IN_THE_WINDOW = NEXT_OPEN + timedelta(minutes=5)
+
+
+def market_closed(emu: AlpacaEmulator) -> None:
+    """Monday evening, after the close."""
+    emu.set_clock(
+        is_open=False, timestamp=AFTER_CLOSE, next_open=NEXT_OPEN, next_close=NEXT_OPEN + timedelta(hours=6, minutes=30)
+    )
+
+
+def market_open(emu: AlpacaEmulator) -> None:
+    """Tuesday, five minutes after the open."""
+    emu.set_clock(
+        is_open=True,
+        timestamp=IN_THE_WINDOW,
+        next_open=NEXT_OPEN + timedelta(days=1),
+        next_close=NEXT_OPEN + timedelta(hours=6, minutes=30),
+    )
 
 
 class Crash(Exception):
@@ -86,10 +109,6 @@ def env(emu: AlpacaEmulator, ledger_url: str) -> dict[str, str]:
         "APCA_API_SECRET_KEY": SECRET_KEY,
         "TRADEKIT_LOAD_PLUGINS": "alpaca,examples",
         "TRADEKIT_LEDGER__URL": ledger_url,
-        # The breakout bar is the latest completed session's, which on a Monday or after a
-        # holiday is days old; the default 24 h age limit would make the test depend on the
-        # day it runs.
-        "TRADEKIT_FRESHNESS__MAX_SIGNAL_AGE_HOURS": "168",
         "TRADEKIT_PLUGINS__ALPACA__BASE_URL": emu.base_url,
         "TRADEKIT_PLUGINS__ALPACA__DATA_URL": emu.data_url,
         "TRADEKIT_PLUGINS__ALPACA__STREAM_URL": emu.stream_url,
@@ -114,21 +133,13 @@ def plugins(env: dict[str, str]) -> Plugins:
 @pytest.fixture
 def market(emu: AlpacaEmulator) -> AlpacaEmulator:
     """AAPL broke out at yesterday's close; KO, PFE and TSLA trade too. The market is closed."""
-    now = datetime.now(UTC)
-    last_close = TradingCalendar().last_close(now)
-    assert last_close is not None
-    if now < session_close(last_close.astimezone(NEW_YORK).date()):
-        # Between a half day's 13:00 close and 16:00 New York, Alpaca's stamp for that day's
-        # bar (16:00) is still ahead: the trader rightly waits for it, so these tests, which
-        # expect the breakout now, cannot run (a few hours a year).
-        pytest.skip("a half day's bar is not published before 16:00 New York")
-    emu.load_bars("AAPL", breakout_bars(now))
+    emu.load_bars("AAPL", breakout_bars(AFTER_CLOSE))
     for symbol, price in (("AAPL", BREAKOUT_CLOSE), ("KO", Decimal("60.25")), ("PFE", Decimal("28.10"))):
         emu.set_asset(symbol)
         emu.set_price(symbol, price)
     emu.set_asset("TSLA")
     emu.set_price("TSLA", Decimal(180))
-    emu.set_clock(is_open=False)
+    market_closed(emu)
     return emu
 
 
@@ -154,9 +165,14 @@ def pipeline_on(
         settings=settings,
         plugins=plugins,
         calendar=TradingCalendar(settings.exits.calendar),
-        clock=lambda: datetime.now(UTC),
+        clock=synced(BrokerClock(broker)),
         **hooks,
     )
+
+
+def synced(clock: BrokerClock) -> BrokerClock:
+    clock.sync()
+    return clock
 
 
 @pytest.fixture
@@ -172,11 +188,11 @@ def crashed_with_an_order_in_flight(
         if step == "sent":
             raise Crash(step)
 
-    market.set_clock(is_open=True)
+    market_open(market)
     market.set_fill_policy(auto_fill_market=False)
     ledger = Ledger.open(ledger_url)
     broker = make_alpaca_broker(settings, env)
-    now = datetime.now(UTC)
+    now = IN_THE_WINDOW
     try:
         signal = Signal(
             symbol="AAPL",
@@ -211,7 +227,7 @@ def test_restart_finds_the_order_in_flight_and_reconciles_positions_opened_by_ha
     market.set_position("KO", Decimal(100), Decimal("60.25"))
     market.submit_dashboard_order("PFE", "buy", qty=Decimal(20))
     market.set_position("TSLA", Decimal(-5), Decimal(180))
-    market.set_clock(is_open=False)
+    market_closed(market)
 
     run_once(env, "AAPL", "KO", "PFE", "TSLA")
 
@@ -274,7 +290,7 @@ def test_live_session_buys_a_breakout_once_at_the_open_and_never_again_after_a_r
     try:
         trader.startup()
         after_close = trader.cycle()
-        market.set_clock(is_open=True)
+        market_open(market)
         at_open = trader.cycle()
         again = trader.cycle()
         bought = ledger.position("AAPL")
@@ -290,12 +306,12 @@ def test_live_session_buys_a_breakout_once_at_the_open_and_never_again_after_a_r
     assert bought is not None
     assert bought.qty == Decimal(market.positions()[0]["qty"])
 
-    market.set_clock(is_open=False)
+    market_closed(market)
     ledger, broker, trader = session()
     try:
         report = trader.startup()
         trader.cycle()
-        market.set_clock(is_open=True)
+        market_open(market)
         restarted = trader.cycle()
         after_restart = ledger.position("AAPL")
     finally:
@@ -311,9 +327,9 @@ def test_live_session_buys_a_breakout_once_at_the_open_and_never_again_after_a_r
 def test_pipeline_buy_answered_504_after_alpaca_stored_it_is_found_by_lookup_and_recorded_once(
     market: AlpacaEmulator, ledger_url: str, env: dict[str, str], settings: Settings, plugins: Plugins
 ) -> None:
-    market.set_clock(is_open=True)
+    market_open(market)
     market.arm_error(504, after_processing=True)
-    now = datetime.now(UTC)
+    now = IN_THE_WINDOW
     signal = Signal(
         symbol="AAPL", side=Side.BUY, confidence=5, generated_at=now, reference_price=BREAKOUT_CLOSE, source="breakout"
     )

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 
@@ -16,6 +15,7 @@ from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker
 from tradekit.cli.common import console, emit_json, open_ledger
 from tradekit.config.settings import Settings
+from tradekit.execution.clock import BrokerClock
 from tradekit.execution.live import CycleReport, LiveTrader, current_prices, run_async, startup
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import TradingCalendar
@@ -30,12 +30,14 @@ LIVE_ENV = "TRADEKIT_LIVE"
 class BrokerSession:
     """A broker, the ledger and a pipeline, opened together and closed together."""
 
-    def __init__(self, broker: Broker, ledger: Ledger, pipeline: OrderPipeline) -> None:
+    def __init__(self, broker: Broker, ledger: Ledger, pipeline: OrderPipeline, clock: BrokerClock) -> None:
         self.broker = broker
         self.ledger = ledger
         self.pipeline = pipeline
+        self.clock = clock
 
     def startup(self) -> ReconcileReport:
+        self.clock.sync()
         return startup(self.pipeline)
 
     def current_prices(self) -> dict[str, Decimal]:
@@ -71,15 +73,17 @@ def connect(
     except (BrokerError, ValueError) as exc:
         raise click.ClickException(f"broker {broker_name!r}: {exc}") from None
     ledger = open_ledger(ledger_url or settings.ledger.url, for_trading=True)
+    # The broker's market clock is "now": sessions and windows are judged on the exchange's time.
+    clock = BrokerClock(broker)
     pipeline = OrderPipeline(
         ledger=ledger,
         broker=broker,
         settings=settings,
         plugins=manager,
         calendar=TradingCalendar(settings.exits.calendar),
-        clock=lambda: datetime.now(UTC),
+        clock=clock,
     )
-    return BrokerSession(broker, ledger, pipeline)
+    return BrokerSession(broker, ledger, pipeline, clock)
 
 
 def run_live(

@@ -30,11 +30,12 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from tradekit.broker.errors import BrokerError
-from tradekit.broker.protocol import Broker
+from tradekit.broker.protocol import Broker, MarketClock
 from tradekit.data.source import BarSource
 from tradekit.decision.context import MarketSnapshot
 from tradekit.domain.market import Bar
 from tradekit.domain.signals import Side, Signal
+from tradekit.execution.clock import BrokerClock
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
 from tradekit.reconcile.reconciler import Reconciler
 from tradekit.reconcile.report import ReconcileReport
@@ -86,14 +87,15 @@ class LiveTrader:
         return self.pipeline.broker
 
     def startup(self) -> ReconcileReport:
+        self._read_clock()
         return startup(self.pipeline)
 
     def cycle(self) -> CycleReport:
         report = CycleReport()
-        now = self.pipeline.clock()
         try:
+            clock = self._read_clock()
+            now = self.pipeline.clock()
             report.events_applied = self.pipeline.apply_events()
-            clock = self.broker.get_clock()
         except BrokerError as exc:
             report.note = f"broker unavailable, cycle skipped: {exc}"
             log.warning(report.note)
@@ -113,6 +115,11 @@ class LiveTrader:
                 report.buys.append(self.pipeline.process_buy(signal, self.strategy_cls, market))
             report.events_applied += self.pipeline.apply_events()
         return report
+
+    def _read_clock(self) -> MarketClock:
+        # A broker-driven clock is re-anchored on the broker's reading once per cycle.
+        clock = self.pipeline.clock
+        return clock.sync() if isinstance(clock, BrokerClock) else self.broker.get_clock()
 
     def _due(self, now: datetime) -> list[Signal]:
         """Take the queued buys a session that opened after their signal may send, leaving
