@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 
@@ -218,6 +219,11 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
                 tx.record_intent(sell)
                 tx.record_fill(_fill(sell, "e3", qty="10", side=Side.SELL))
                 tx.record_decision(decision)
+            signal = Signal(symbol="KO", side=Side.BUY, confidence=5, generated_at=T0, source="k")
+            with ledger.transaction() as tx:
+                tx.queue_buy(signal, "k", T0)
+                tx.queue_buy(attrs.evolve(signal, symbol="PFE", signal_id="sig-pfe"), "k", T0)
+                tx.settle_queued_buy(signal.signal_id, T0, decision_id=decision.decision_id)
             with ledger.reading() as tx:
                 answers.append(
                     (
@@ -228,11 +234,11 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
                         tx.order_counts("KO", day_start=T0),
                         tx.fills_with_purpose(),
                         tx.intent_counts(),
-                        tx.signal_decided(decision.symbol, decision.signal_id, since=decision.evaluated_at),
+                        tx.queued_buys("k"),
                     )
                 )
     assert answers[0] == answers[1]
-    assert answers[0][-1] is True
+    assert [s.symbol for s in answers[0][-1]] == ["PFE"]
     assert answers[0][0] == {}  # bought 10 in two fills, sold 10: flat
 
 

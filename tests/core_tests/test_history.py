@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradekit.domain import Bar
-from tradekit.execution.replay import volatility_column
+from tradekit.execution.market import volatility_column
 from tradekit.strategy.history import History, indicator, prior_high_column, prior_low_column, sma_column
 
 T0 = datetime(2020, 1, 1, 21, tzinfo=UTC)

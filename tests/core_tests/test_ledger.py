@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradekit import StrategyScalingPolicy, evaluate_buy
-from tradekit.domain import Fill, OrderType, Side, Urgency
+from tradekit.domain import Fill, OrderType, Side, Signal, Urgency
 from tradekit.exits import ExitIntent, ExitState
 from tradekit.ledger import (
     DuplicateIntentError,
@@ -426,14 +426,22 @@ def test_stored_times_are_the_fixed_width_utc_text_ledgers_always_held(moment: d
     assert UtcText().process_result_value(stored, dialect) == moment
 
 
-def test_a_recorded_buy_signal_is_found_as_decided(ledger: Ledger) -> None:
-    decision = evaluate_buy(make_context(), plugins=Plugins(load_entrypoints=False, env={}))
+def test_queued_buys_wait_in_order_and_leave_the_queue_once_settled(ledger: Ledger) -> None:
+    def buy(symbol: str, hour: int) -> Signal:
+        return Signal(symbol=symbol, side=Side.BUY, confidence=5, generated_at=T0 + timedelta(hours=hour), source="pyr")
+
+    ko, pfe, aapl = buy("KO", 1), buy("PFE", 2), buy("AAPL", 3)
     with ledger.transaction() as tx:
-        tx.record_decision(decision)
-    signal, symbol, at = decision.signal_id, decision.symbol, decision.evaluated_at
+        assert [tx.queue_buy(s, "pyr", T0 + timedelta(hours=4)) for s in (ko, pfe, aapl)] == [True, True, True]
+        assert tx.queue_buy(ko, "pyr", T0 + timedelta(hours=5)) is False  # queued once
+        assert tx.queue_buy(buy("MSFT", 1), "other", T0) is True
+    with ledger.transaction() as tx:
+        tx.settle_queued_buy(pfe.signal_id, T0 + timedelta(days=1), decision_id="dec-1")
+        tx.settle_queued_buy(pfe.signal_id, T0 + timedelta(days=2), decision_id="dec-2")  # settled once
     with ledger.reading() as tx:
-        assert tx.signal_decided(symbol, signal, since=at - timedelta(hours=17))
-        assert tx.signal_decided(symbol, signal, since=at)
-        assert not tx.signal_decided(symbol, "sig-another", since=at - timedelta(hours=17))
-        assert not tx.signal_decided("PFE", signal, since=at - timedelta(hours=17))
-        assert not tx.signal_decided(symbol, signal, since=at + timedelta(seconds=1))
+        waiting = tx.queued_buys("pyr")
+        # A settled signal is not queued again.
+        with ledger.transaction() as again:
+            assert again.queue_buy(pfe, "pyr", T0 + timedelta(days=3)) is False
+
+    assert waiting == [ko, aapl]

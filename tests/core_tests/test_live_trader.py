@@ -1,5 +1,5 @@
 """The live trader runs its strategy once per session, keyed to the exchange calendar, and
-judges each queued buy once, across restarts."""
+judges each queued buy once, across restarts (the queue lives in the ledger)."""
 
 from __future__ import annotations
 
@@ -150,18 +150,17 @@ def test_bars_unavailable_after_the_close_are_fetched_again_on_the_next_cycle(tr
     assert feed(trading).bar_requests == 2
 
 
-def test_a_trader_restarted_during_the_open_rebuilds_the_queued_buy_and_sends_it_once(
-    trading: Trading, tmp_path: Path
-) -> None:
+def test_a_buy_queued_before_a_restart_is_sent_once_by_the_next_process(trading: Trading, tmp_path: Path) -> None:
     trading.broker.set_price("KO", Decimal(60), MONDAY_CLOSE + timedelta(minutes=1))  # no gap: it enters
     at(trading, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
     LiveTrader(trading.pipeline, BuyEveryClose, ["KO"]).cycle()
-    # The process dies overnight with the buy queued in memory; it comes back mid-morning.
+    # The process dies overnight with the buy queued in the ledger; it comes back mid-morning
+    # (and runs the strategy on Monday's bars again, which queues nothing twice).
     at(trading, TUESDAY_OPEN + timedelta(hours=1), is_open=True)
     trading = restart(trading, tmp_path)
     at(trading, TUESDAY_OPEN + timedelta(hours=1), is_open=True)
     rebuilt = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"]).cycle()
-    # And dies again after sending it: the next process rebuilds the queue and drops it.
+    # And dies again after sending it: the next process finds nothing left to send.
     trading = restart(trading, tmp_path)
     at(trading, TUESDAY_OPEN + timedelta(hours=2), is_open=True)
     second = LiveTrader(trading.pipeline, BuyEveryClose, ["KO"]).cycle()
@@ -278,7 +277,8 @@ def test_a_half_days_bar_stamped_at_the_regular_close_is_waited_for_not_skipped(
     later = trader.cycle()
 
     assert (after_early_close.signals, bar_published.signals, later.signals) == (0, 1, 0)
-    (queued,) = trader._queued.values()
+    with t.ledger.reading() as tx:
+        (queued,) = tx.queued_buys(BuyEveryClose.name)
     assert queued.generated_at == friday
     assert feed(t).bar_requests == 2
     t.ledger.close()

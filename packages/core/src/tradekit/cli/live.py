@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 
 import click
@@ -18,10 +19,12 @@ from tradekit.config.settings import Settings
 from tradekit.execution.clock import BrokerClock
 from tradekit.execution.live import CycleReport, LiveTrader, current_prices, run_async, startup
 from tradekit.execution.pipeline import OrderPipeline
+from tradekit.execution.session import Focus
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileReport
+from tradekit.scanner import read_candidates
 from tradekit.strategy.base import Strategy
 
 LIVE_ENV = "TRADEKIT_LIVE"
@@ -98,7 +101,18 @@ def run_live(
     as_json: bool,
     interval_seconds: float = 60.0,
 ) -> None:
-    if not symbols:
+    focus, candidates = None, None
+    if settings.scanner.enabled:
+        focus, candidates = Focus(manager, settings.scanner), Path(settings.scanner.candidates_file)
+        try:
+            read_candidates(candidates)
+        except (OSError, ValueError) as exc:
+            if not symbols:
+                raise click.ClickException(
+                    f"live runs need symbols: --symbols AAPL,MSFT, [symbols] in the config, or the scanner's "
+                    f"candidates ({exc})"
+                ) from None
+    elif not symbols:
         raise click.ClickException("live runs need symbols: --symbols AAPL,MSFT or [symbols] in the config")
 
     # Each cycle is shown as it ends. --once --json prints the one-element list it always
@@ -119,7 +133,7 @@ def run_live(
             console.print(f"  strategy error on {symbol}: {error}", markup=False)
 
     with connect(manager, settings, broker_name, live=live, ledger_url=None) as session:
-        trader = LiveTrader(session.pipeline, strategy, symbols)
+        trader = LiveTrader(session.pipeline, strategy, symbols, focus=focus, candidates_file=candidates)
         try:
             reports = asyncio.run(
                 run_async(trader, interval_seconds=interval_seconds, cycles=1 if once else None, on_cycle=show)

@@ -1,21 +1,25 @@
-"""Live trading against a broker plugin: startup recovery, reconciliation, cycles.
+"""Live trading against a broker plugin: the session driver on the exchange's clock.
 
-A cycle applies broker events, executes exits whose window is open, runs the strategy on
-each symbol's latest completed daily bar once per session (buys wait for the next open,
-sells become exit intents), and sends the buys queued for the open. The same
-``OrderPipeline`` as a paper replay does all of it. ``run_async`` drives cycles from asyncio
-(the broker calls run in a worker thread, so a slow broker never blocks the event loop).
+``LiveTrader.cycle`` runs every ``interval`` seconds. It reads the broker's clock (that is
+"now", see ``tradekit.execution.clock``), applies the broker's order events, and hands the
+session's steps to ``SessionDriver`` (``tradekit.execution.session``) when they fall due:
 
-"Once per session" is keyed to the exchange calendar's last close, not to the date or the
-broker's clock: a cycle after midnight UTC, before the next open, does not run the
-strategy again. It runs on each symbol's bar of that session; daily bars are stamped no
-earlier than their session's close, so the session in progress is never among them, and a
-bar not in the feed yet (published late, or a half day's bar stamped at the regular close)
-is asked for again on later cycles, until the next open. A trader started (or restarted)
-during a session runs the strategy on the last completed session's bars and rebuilds the
-buys that session queued, so a restart during the open does not lose them. A queued buy is
-judged once: one already decided (before the restart) is dropped, and one is only sent in a
-session that opened after the signal was made.
+- the close phase, once per session, keyed to the exchange calendar's last close (not the
+  date: a cycle after midnight UTC does not run the strategy again): the strategy runs on
+  each symbol's bar of that session. Daily bars are stamped no earlier than their session's
+  close, so the session in progress is never among them; a bar not in the feed yet
+  (published late, or a half day's bar stamped at the regular close) is asked for again on
+  later cycles, until the next open. A trader started during a session runs it on the last
+  completed session's bars, which re-queues nothing already queued (the queue of buys lives
+  in the ledger, keyed by signal).
+- the open phase, once per session, from the start of the exit window while the broker says
+  the market is open: due exits, then the queued buys (each judged once, and only in a
+  session that opened after its signal);
+- on every other cycle, the exits' upkeep: retries while the window is open, escalation
+  once it has passed.
+
+``run_async`` drives cycles from asyncio (the broker calls run in a worker thread, so a
+slow broker never blocks the event loop).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -32,15 +37,14 @@ import attrs
 from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker, MarketClock
 from tradekit.data.source import BarSource
-from tradekit.decision.context import MarketSnapshot
 from tradekit.domain.market import Bar
-from tradekit.domain.signals import Side, Signal
 from tradekit.execution.clock import BrokerClock
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
+from tradekit.execution.session import Focus, SessionDriver
 from tradekit.reconcile.reconciler import Reconciler
 from tradekit.reconcile.report import ReconcileReport
-from tradekit.strategy.base import Strategy, StrategyView
-from tradekit.strategy.history import History
+from tradekit.scanner import read_candidates
+from tradekit.strategy.base import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +70,36 @@ class CycleReport:
 
 
 class LiveTrader:
-    """One strategy trading a set of symbols through one broker."""
+    """One strategy trading a set of symbols through one broker, session by session."""
 
-    def __init__(self, pipeline: OrderPipeline, strategy: type[Strategy], symbols: Sequence[str]) -> None:
+    def __init__(
+        self,
+        pipeline: OrderPipeline,
+        strategy: type[Strategy],
+        symbols: Sequence[str],
+        *,
+        focus: Focus | None = None,
+        candidates_file: Path | None = None,
+    ) -> None:
         self.pipeline = pipeline
-        self.strategy_cls = strategy
-        self.strategy = strategy()
-        self.symbols = tuple(symbols)
-        # Buys waiting for the open, by signal id (the same signal is queued once).
-        self._queued: dict[str, Signal] = {}
-        # The session (by its close) whose bars the strategy is run on, the symbols whose bar
-        # of it the strategy has seen, and whether that session is finished with.
+        self.driver = SessionDriver(pipeline, strategy, focus=focus)
+        self.symbols = tuple(dict.fromkeys(symbols))
+        self.candidates_file = candidates_file
+        # The session (by its close) whose bars the strategy runs on, the symbols whose bar of
+        # it the strategy has seen, and whether that session is finished with.
         self._session: datetime | None = None
         self._session_seen: set[str] = set()
         self._session_complete = False
-        self._bars: dict[str, list[Bar]] = {}
+        # The session (by its open) whose open phase ran in this process.
+        self._opened: datetime | None = None
 
     @property
     def broker(self) -> Broker:
         return self.pipeline.broker
+
+    @property
+    def strategy_cls(self) -> type[Strategy]:
+        return self.driver.strategy_cls
 
     def startup(self) -> ReconcileReport:
         self._read_clock()
@@ -93,27 +108,29 @@ class LiveTrader:
     def cycle(self) -> CycleReport:
         report = CycleReport()
         try:
-            clock = self._read_clock()
-            now = self.pipeline.clock()
+            market = self._read_clock()
             report.events_applied = self.pipeline.apply_events()
         except BrokerError as exc:
             report.note = f"broker unavailable, cycle skipped: {exc}"
             log.warning(report.note)
             return report
-        prices = self.current_prices()
-        report.exits = len(self.pipeline.execute_due_exits(prices))
+        now = self.pipeline.clock()
         session_close = self.pipeline.calendar.last_close(now)
         if session_close is not None:
             if session_close != self._session:
                 self._session, self._session_seen, self._session_complete = session_close, set(), False
             if not self._session_complete:
-                self._signal_session(now, session_close, report)
-        if clock.is_open and self._queued:
-            for signal in self._due(now):
-                price = prices.get(signal.symbol)
-                market = MarketSnapshot(price=price, as_of=now)
-                report.buys.append(self.pipeline.process_buy(signal, self.strategy_cls, market))
-            report.events_applied += self.pipeline.apply_events()
+                self._close_phase(now, session_close, report)
+        prices = self.current_prices()
+        opens = self._open_phase_due(now, market)
+        if opens is not None:
+            opened = self.driver.open_session(prices)
+            self._opened = opens
+            report.exits = len(opened.exits)
+            report.buys = opened.buys
+        else:
+            report.exits = len(self.driver.maintain(prices))
+        report.events_applied += self.pipeline.apply_events()
         return report
 
     def _read_clock(self) -> MarketClock:
@@ -121,38 +138,41 @@ class LiveTrader:
         clock = self.pipeline.clock
         return clock.sync() if isinstance(clock, BrokerClock) else self.broker.get_clock()
 
-    def _due(self, now: datetime) -> list[Signal]:
-        """Take the queued buys a session that opened after their signal may send, leaving
-        the rest queued; a buy already decided (by this process before a restart) is dropped."""
+    def _open_phase_due(self, now: datetime, market: MarketClock) -> datetime | None:
+        """The open of the session whose open phase is due now, if any: from the start of the
+        exit window to the close, while the broker says the market is open, once."""
         calendar = self.pipeline.calendar
-        due = [s for s in self._queued.values() if calendar.next_open(s.generated_at) <= now]
-        for signal in due:
-            del self._queued[signal.signal_id]
-        undecided = []
-        with self.pipeline.ledger.reading() as tx:
-            for signal in due:
-                if tx.signal_decided(signal.symbol, signal.signal_id, since=signal.generated_at):
-                    log.info("buy signal %s for %s already decided; not judged again", signal.signal_id, signal.symbol)
-                else:
-                    undecided.append(signal)
-        return undecided
+        opens = calendar.last_open(now)
+        if opens is None or opens == self._opened or not market.is_open:
+            return None
+        settings = self.pipeline.settings.exits
+        window = calendar.execution_window(
+            opens - timedelta(microseconds=1), settings.window_start_minutes, settings.window_end_minutes
+        )
+        if now < window.opens_at or now >= calendar.session_of_open(opens).close:
+            return None
+        return opens
 
-    def _signal_session(self, now: datetime, session_close: datetime, report: CycleReport) -> None:
+    def _close_phase(self, now: datetime, session_close: datetime, report: CycleReport) -> None:
         """Run the strategy on each symbol's bar of the session that closed at ``session_close``.
 
-        A symbol whose bar of that session is not in the feed yet (a feed that publishes late,
-        or one that stamps a half day's bar at the regular close) is asked for again on the
+        A symbol whose bar of that session is not in the feed yet is asked for again on the
         next cycles, until the next session opens; then it is reported and given up on. A
         feed that cannot be read at all is asked again every cycle, past the open too: the
         strategy then runs when it answers, as after a restart during a session.
         """
         calendar = self.pipeline.calendar
-        waiting = [s for s in self.symbols if s not in self._session_seen]
-        signals = self._run_strategy(now, report, session_close, waiting)
-        if signals is None:
+        universe = self.universe()
+        waiting = [s for s in universe if s not in self._session_seen]
+        ready = self._completed_bars(now, session_close, waiting)
+        if ready is None:
             return  # the bars were unavailable: the next cycle asks again
-        report.signals = signals
-        missing = [s for s in self.symbols if s not in self._session_seen]
+        if ready:
+            self._session_seen.update(ready)
+            closed = self.driver.close_session(session_close, ready)
+            report.signals = closed.signals
+            report.strategy_errors = closed.strategy_errors
+        missing = [s for s in universe if s not in self._session_seen]
         if not missing:
             self._session_complete = True
         elif now >= calendar.next_open(session_close):
@@ -163,16 +183,24 @@ class LiveTrader:
             )
             self._session_complete = True
 
-    def _run_strategy(
-        self, now: datetime, report: CycleReport, session_close: datetime, symbols: Sequence[str]
-    ) -> int | None:
-        """Run the strategy on the symbols whose latest bar is of the session closing at
-        ``session_close``; how many signals it gave, or None when the bars were unavailable.
+    def universe(self) -> tuple[str, ...]:
+        """The symbols the strategy runs on: those asked for, the scanner's latest candidates
+        file's (read afresh each session, so a daily ``tradekit scan`` feeds it), and every one
+        held (a held symbol's exits are planned whatever else changed)."""
+        candidates: tuple[str, ...] = ()
+        if self.candidates_file is not None:
+            try:
+                candidates = read_candidates(self.candidates_file).symbols
+            except (OSError, ValueError) as exc:
+                log.warning("candidates unavailable, trading the other symbols: %s", exc)
+        held = sorted(self.pipeline.ledger.open_positions())
+        return tuple(dict.fromkeys([*self.symbols, *candidates, *held]))
 
-        A strategy that raises on one symbol is reported (and logged with its traceback) and
-        the other symbols carry on: one bad series must not stop the trader, whose later
-        cycles still execute every planned exit.
-        """
+    def _completed_bars(
+        self, now: datetime, session_close: datetime, symbols: Sequence[str]
+    ) -> dict[str, list[Bar]] | None:
+        """The symbols whose latest bar is of the session closing at ``session_close``, with
+        their bars; None when the feed could not be read."""
         source = self.broker
         if not isinstance(source, BarSource):
             raise TypeError(f"broker {self.broker.name} provides no daily bars (BarSource); cannot run a strategy")
@@ -181,35 +209,16 @@ class LiveTrader:
         except BrokerError as exc:
             log.warning("daily bars unavailable, the strategy waits for the next cycle: %s", exc)
             return None
-        self._bars.update(fetched)
-        tz = self.pipeline.calendar.tz
-        session_day = session_close.astimezone(tz).date()
-        positions = self.pipeline.ledger.open_positions()
-        count = 0
-        for symbol in dict.fromkeys(symbols):  # only what was asked for, each once
+        session_day = session_close.astimezone(self.pipeline.calendar.tz).date()
+        ready: dict[str, list[Bar]] = {}
+        for symbol in symbols:  # only what was asked for
             series = fetched.get(symbol) or []
-            if not series or series[-1].time.astimezone(tz).date() != session_day:
-                continue  # this session's bar is not there yet
-            self._session_seen.add(symbol)
-            view = StrategyView(symbol=symbol, history=History(series, len(series)), position=positions.get(symbol))
-            try:
-                signals = list(self.strategy.on_bar(view))
-            except Exception as exc:
-                report.strategy_errors[symbol] = f"{type(exc).__name__}: {exc}"
-                log.exception(
-                    "strategy %s raised on %s; no signals for it this session", self.strategy_cls.name, symbol
-                )
-                continue
-            for signal in signals:
-                count += 1
-                if signal.side is Side.SELL:
-                    self.pipeline.plan_exit(signal, self.strategy_cls)
-                else:
-                    self._queued.setdefault(signal.signal_id, signal)
-        return count
+            if series and series[-1].time.astimezone(self.pipeline.calendar.tz).date() == session_day:
+                ready[symbol] = series
+        return ready
 
     def current_prices(self) -> dict[str, Decimal]:
-        return current_prices(self.pipeline, self.symbols, self._bars)
+        return current_prices(self.pipeline, self.universe(), self.driver.histories)
 
 
 def startup(pipeline: OrderPipeline) -> ReconcileReport:
@@ -225,23 +234,25 @@ def startup(pipeline: OrderPipeline) -> ReconcileReport:
 def current_prices(
     pipeline: OrderPipeline, symbols: Sequence[str], bars: Mapping[str, Sequence[Bar]] | None = None
 ) -> dict[str, Decimal]:
-    """Latest prices of ``symbols`` and every held symbol: the broker's quotes when it has
+    """Latest prices of ``symbols`` and every held symbol: the broker's quotes where it has
     them, else its positions' prices, else the last daily close."""
     broker = pipeline.broker
     wanted = sorted(set(symbols) | set(pipeline.ledger.open_positions()))
+    prices: dict[str, Decimal] = {}
     if isinstance(broker, PriceSource):
         try:
-            return broker.latest_prices(wanted)
+            prices.update(broker.latest_prices(wanted))
         except BrokerError as exc:
             log.warning("latest prices unavailable: %s", exc)
-    prices: dict[str, Decimal] = {}
-    try:
-        for position in broker.get_positions():
-            if position.current_price is not None:
-                prices[position.symbol] = position.current_price
-    except BrokerError as exc:
-        log.warning("positions unavailable for prices: %s", exc)
-    for symbol, series in (bars or {}).items():
+    if any(s not in prices for s in wanted):
+        try:
+            for position in broker.get_positions():
+                if position.current_price is not None:
+                    prices.setdefault(position.symbol, position.current_price)
+        except BrokerError as exc:
+            log.warning("positions unavailable for prices: %s", exc)
+    for symbol in wanted:
+        series = (bars or {}).get(symbol)
         if series and symbol not in prices:
             prices[symbol] = series[-1].close
     return prices

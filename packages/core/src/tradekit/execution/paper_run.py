@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import attrs
@@ -11,8 +11,10 @@ import attrs
 from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
 from tradekit.config.settings import Settings
 from tradekit.domain.market import Bar
+from tradekit.execution.clock import SimClock
 from tradekit.execution.pipeline import OrderPipeline
-from tradekit.execution.replay import ReplayResult, ReplayRunner, SimClock
+from tradekit.execution.replay import ReplayResult, ReplayRunner
+from tradekit.execution.session import Focus
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
@@ -28,14 +30,6 @@ class PaperRun:
     ledger_url: str
     out_dir: Path
     chart: Path | None
-
-
-def _scanner(plugins: Plugins, settings: Settings) -> Callable[[Mapping[str, Sequence[Bar]], datetime], frozenset[str]]:
-    def scan(bars: Mapping[str, Sequence[Bar]], as_of: datetime) -> frozenset[str]:
-        ranked = plugins.scan_candidates(bars, as_of, settings.scanner.top_n)
-        return frozenset(c.symbol for c in ranked) | frozenset(settings.scanner.baseline_symbols)
-
-    return scan
 
 
 def run_paper_replay(
@@ -76,13 +70,13 @@ def run_paper_replay(
         pipeline.recover()
         Reconciler(ledger, broker, settings.reconciliation, plugins).run(clock())
         runner = ReplayRunner(
-            strategy=strategy(),
+            strategy=strategy,
             bars=bars,
             pipeline=pipeline,
             broker=broker,
             calendar=calendar,
             clock=clock,
-            scan=_scanner(plugins, settings) if settings.scanner.enabled else None,
+            focus=Focus(plugins, settings.scanner) if settings.scanner.enabled else None,
         )
         result = runner.run(progress)
         summary = summarize(ledger, starting_equity=result.starting_equity, final_equity=result.final_equity)

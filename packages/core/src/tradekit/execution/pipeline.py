@@ -94,6 +94,8 @@ class ExitOutcome:
     intent: ExitIntent | None
     order: Order | None = None
     note: str = ""
+    # The window closed with the exit unexecuted and it moved to the next session's window.
+    rolled: bool = False
 
 
 @attrs.frozen
@@ -138,8 +140,14 @@ class OrderPipeline:
 
     # --- buys --------------------------------------------------------------------------------
 
-    def process_buy(self, signal: Signal, strategy: type[Strategy], market: MarketSnapshot) -> BuyOutcome:
-        """Judge one buy signal, record the decision and, if it allows, place the order."""
+    def process_buy(
+        self, signal: Signal, strategy: type[Strategy], market: MarketSnapshot, *, queued: bool = False
+    ) -> BuyOutcome:
+        """Judge one buy signal, record the decision and, if it allows, place the order.
+
+        ``queued``: the signal waited in the ledger's queue of buys for the open; it leaves
+        the queue in the transaction that records its decision.
+        """
         now = self.clock()
         symbol = signal.symbol
         key_prefix = f"{strategy.name}|{symbol}|{signal.signal_id}|buy"
@@ -156,7 +164,10 @@ class OrderPipeline:
                 log.warning("buy %s: %s", symbol, broker_error)
         with self.ledger.transaction(lock_symbol=symbol) as tx:
             if tx.intents_with_prefix(key_prefix):
-                return BuyOutcome(None, note=f"signal {signal.signal_id} was already acted on")
+                note = f"signal {signal.signal_id} was already acted on"
+                if queued:
+                    tx.settle_queued_buy(signal.signal_id, now, decision_id=None, note=note)
+                return BuyOutcome(None, note=note)
             ctx = self._context(tx, signal, strategy, market, now, truth, asset)
             decision = evaluate_buy(ctx, plugins=self.plugins)
             sizing, sizing_error = None, None
@@ -169,6 +180,8 @@ class OrderPipeline:
             sized = apply_limits(ctx, decision, sizing, error=sizing_error)
             decision = sized.decision
             tx.record_decision(decision)
+            if queued:
+                tx.settle_queued_buy(signal.signal_id, now, decision_id=decision.decision_id)
             self._on_step("decision")
             intent = None
             if decision.allows_order:

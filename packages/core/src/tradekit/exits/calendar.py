@@ -63,6 +63,11 @@ class TradingCalendar:
         i = int(np.searchsorted(self._open_ns, _nanos(after), side="right"))
         return self._session(self._at(i, after)).open
 
+    def last_open(self, at: datetime) -> datetime | None:
+        """The latest session open at or before ``at`` (None before the calendar's first)."""
+        i = int(np.searchsorted(self._open_ns, _nanos(at), side="right")) - 1
+        return None if i < 0 else _from_nanos(int(self._open_ns[i]))
+
     def session_of_open(self, opens: datetime) -> Session:
         """The session ``opens`` falls in, or the next one when it falls between sessions."""
         i = int(np.searchsorted(self._close_ns, _nanos(opens), side="left"))

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.orders import Fill
 from tradekit.domain.positions import Position
-from tradekit.domain.signals import Side
+from tradekit.domain.signals import Side, Signal
 from tradekit.domain.values import ZERO
 from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
 from tradekit.ledger import schema as t
@@ -64,6 +64,8 @@ from tradekit.ledger.store import (
     fold_position,
     intent_row,
     order_event_row,
+    queued_buy_row,
+    settlement_row,
 )
 from tradekit.reconcile.report import ReconcileReport
 
@@ -82,6 +84,8 @@ _APPEND_ORDER = (
     t.reconcile_findings,
     t.exit_intents,
     t.exit_transitions,
+    t.queued_buys,
+    t.queued_buy_settlements,
 )
 
 
@@ -142,6 +146,11 @@ class _State:
         self.exits: dict[str, _Exit] = {}
         self.exits_in_flight: dict[str, set[str]] = defaultdict(set)
         self.unreconciled: frozenset[str] = frozenset()
+        # Queued buys still waiting, per strategy (in queue order), and every id ever queued
+        # or settled (a duplicate is refused as the SQL ledger refuses it).
+        self.queued: dict[str, dict[str, Signal]] = defaultdict(dict)
+        self.queued_ids: dict[str, int] = {}  # signal id -> its place in the queue
+        self.settled_ids: set[str] = set()
         self.reconciliation_ids = 0
         self.pending: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in _APPEND_ORDER}
         self.pending_count = 0
@@ -572,9 +581,6 @@ class _MemoryTx(LedgerTx):
     def decision(self, decision_id: str) -> StoredDecision | None:
         return self._ledger._sql(lambda tx: tx.decision(decision_id))
 
-    def signal_decided(self, symbol: str, signal_id: str, *, since: datetime) -> bool:
-        return self._ledger._sql(lambda tx: tx.signal_decided(symbol, signal_id, since=since))
-
     def decisions(
         self, *, symbol: str | None = None, action: str | None = None, limit: int = 50
     ) -> list[StoredDecision]:
@@ -582,6 +588,46 @@ class _MemoryTx(LedgerTx):
 
     def decision_counts(self) -> dict[tuple[str, str], int]:
         return self._ledger._sql(lambda tx: tx.decision_counts())
+
+    # --- queued buys ------------------------------------------------------------------------------
+
+    def queue_buy(self, signal: Signal, strategy: str, queued_at: datetime) -> bool:
+        s = self._s
+        signal_id = signal.signal_id
+        if signal_id in s.queued_ids:
+            return False
+        s.queued_ids[signal_id] = len(s.queued_ids)
+        waiting = s.queued[strategy]
+        waiting[signal_id] = signal
+        self._ledger._append(t.queued_buys, queued_buy_row(signal, strategy, queued_at))
+
+        def undo() -> None:
+            del s.queued_ids[signal_id]
+            waiting.pop(signal_id, None)
+
+        self._ledger._journal(undo)
+        return True
+
+    def queued_buys(self, strategy: str) -> list[Signal]:
+        return list(self._s.queued.get(strategy, {}).values())
+
+    def settle_queued_buy(self, signal_id: str, time: datetime, *, decision_id: str | None, note: str = "") -> None:
+        s = self._s
+        if signal_id in s.settled_ids:
+            return
+        s.settled_ids.add(signal_id)
+        found = [(waiting, waiting.pop(signal_id)) for waiting in s.queued.values() if signal_id in waiting]
+        self._ledger._append(t.queued_buy_settlements, settlement_row(signal_id, time, decision_id, note))
+
+        def undo() -> None:
+            s.settled_ids.discard(signal_id)
+            for waiting, signal in found:
+                # Back in its place: the queue's order is the order signals were queued in.
+                restored = sorted([*waiting.items(), (signal_id, signal)], key=lambda kv: s.queued_ids[kv[0]])
+                waiting.clear()
+                waiting.update(restored)
+
+        self._ledger._journal(undo)
 
     # --- reconciliation ----------------------------------------------------------------------------
 

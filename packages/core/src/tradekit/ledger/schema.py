@@ -247,3 +247,27 @@ exit_transitions = sa.Table(
     sa.Column("time", UtcText, nullable=False),
     sa.Index("ix_tk_exit_transitions_intent", "intent_id", "id"),
 )
+
+# Buy signals made at a close and waiting for the next session's open, so that a restart in
+# between neither loses them nor depends on running the strategy again. A row of
+# tk_queued_buy_settlements closes each one (the decision that judged it).
+queued_buys = sa.Table(
+    "tk_queued_buys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("signal_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("strategy", sa.String(128), nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("signal", sa.Text, nullable=False),
+    sa.Column("queued_at", UtcText, nullable=False),
+)
+
+queued_buy_settlements = sa.Table(
+    "tk_queued_buy_settlements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("signal_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("decision_id", sa.String(64)),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("time", UtcText, nullable=False),
+)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import sqlite3
 from collections import defaultdict
@@ -39,7 +40,7 @@ from tradekit.decision.trace import encode_trace
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.orders import Fill, OrderType
 from tradekit.domain.positions import EntryOrigin, Position, PositionEntry, PositionReduction
-from tradekit.domain.signals import Side, Urgency
+from tradekit.domain.signals import Side, Signal, Urgency
 from tradekit.domain.values import ZERO
 from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
 from tradekit.ledger import schema as t
@@ -62,6 +63,7 @@ from tradekit.ledger.records import (
     StoredDecision,
 )
 from tradekit.reconcile.report import ReconcileAction, ReconcileFinding, ReconcileReport
+from tradekit.serialization import structure, unstructure
 
 _EXIT_IN_FLIGHT = (ExitState.PLANNED.value, ExitState.SUBMITTED.value)
 _BLOCKING_FINDINGS = (ReconcileAction.UNRECONCILED.value, ReconcileAction.QUANTITY_MISMATCH.value)
@@ -573,13 +575,6 @@ class LedgerTx:
         row = self._conn.execute(sa.select(t.decisions).where(t.decisions.c.decision_id == decision_id)).first()
         return None if row is None else _decision_from_row(row._mapping)
 
-    def signal_decided(self, symbol: str, signal_id: str, *, since: datetime) -> bool:
-        """Whether a decision on this buy signal was recorded at or after ``since`` (the
-        signal's time: its decision cannot be older), read through the symbol/time index."""
-        d = t.decisions.c
-        query = sa.select(d.id).where(d.symbol == symbol, d.evaluated_at >= since, d.signal_id == signal_id).limit(1)
-        return self._conn.execute(query).first() is not None
-
     def decisions(
         self, *, symbol: str | None = None, action: str | None = None, limit: int = 50
     ) -> list[StoredDecision]:
@@ -599,6 +594,33 @@ class LedgerTx:
         for action, reasons, count in self._conn.execute(grouped):
             counts[(action, reasons.split(",")[0] if reasons else "")] += int(count)
         return dict(counts)
+
+    # --- queued buys ----------------------------------------------------------------------------
+
+    def queue_buy(self, signal: Signal, strategy: str, queued_at: datetime) -> bool:
+        """Keep a buy signal for the next session's open; False if it is already queued."""
+        q = t.queued_buys
+        if self._conn.execute(sa.select(q.c.id).where(q.c.signal_id == signal.signal_id)).first() is not None:
+            return False
+        self._conn.execute(q.insert().values(**queued_buy_row(signal, strategy, queued_at)))
+        return True
+
+    def queued_buys(self, strategy: str) -> list[Signal]:
+        """``strategy``'s buy signals still waiting to be judged, in the order they were queued."""
+        q, s = t.queued_buys, t.queued_buy_settlements
+        rows = self._conn.execute(
+            sa.select(q.c.signal)
+            .select_from(q.outerjoin(s, s.c.signal_id == q.c.signal_id))
+            .where(q.c.strategy == strategy, s.c.id.is_(None))
+            .order_by(q.c.id)
+        )
+        return [signal_from_text(row.signal) for row in rows]
+
+    def settle_queued_buy(self, signal_id: str, time: datetime, *, decision_id: str | None, note: str = "") -> None:
+        """Close a queued buy: judged by ``decision_id`` (or set aside, ``note`` says why)."""
+        s = t.queued_buy_settlements
+        if self._conn.execute(sa.select(s.c.id).where(s.c.signal_id == signal_id)).first() is None:
+            self._conn.execute(s.insert().values(**settlement_row(signal_id, time, decision_id, note)))
 
     # --- reconciliation ------------------------------------------------------------------------
 
@@ -1117,3 +1139,21 @@ def fold_position(symbol: str, events: Sequence[Any]) -> Position:
         else:
             reductions.append(PositionReduction(time=ev.time, qty=ev.qty, price=ev.price, reason=ev.reason))
     return Position(symbol=symbol, strategy=owner, entries=entries, reductions=reductions)
+
+
+def queued_buy_row(signal: Signal, strategy: str, queued_at: datetime) -> dict[str, Any]:
+    return {
+        "signal_id": signal.signal_id,
+        "strategy": strategy,
+        "symbol": signal.symbol,
+        "signal": json.dumps(unstructure(signal), separators=(",", ":")),
+        "queued_at": queued_at,
+    }
+
+
+def settlement_row(signal_id: str, time: datetime, decision_id: str | None, note: str) -> dict[str, Any]:
+    return {"signal_id": signal_id, "decision_id": decision_id, "note": note, "time": time}
+
+
+def signal_from_text(text: str) -> Signal:
+    return structure(json.loads(text), Signal, what="a queued buy signal")

@@ -1,0 +1,191 @@
+"""One session driver for the replay and the live trader.
+
+A daily strategy lives by the session's rhythm:
+
+- **at the open**, when the exit window starts (``exits.window_start_minutes`` after it):
+  planned exits whose window is open are executed, then the buys queued at the previous
+  close are judged and sent;
+- **during the session**: exits are retried while their window is open, and a window that
+  closed with its exit unexecuted escalates (``exits.on_missed_window``);
+- **after the close**: the strategy sees each symbol's bar of that session and its
+  position; a sell becomes an exit intent for the next session's window, a buy is queued in
+  the ledger for the next open (only the focus symbols' buys when the scanner is on).
+
+``SessionDriver`` does each of these steps, the same way for a replay and a live run. What
+differs is small and lives in the two schedulers: *when* the steps run (a simulated clock
+walking historical sessions in ``tradekit.execution.replay``; the exchange's clock read from
+the broker every cycle in ``tradekit.execution.live``) and *with what* (bars and prices from
+a file, or from the broker's feed). docs/session-driver.md tells the whole story.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+from tradekit.config.settings import ScannerSettings
+from tradekit.decision.reasons import BuyAction
+from tradekit.domain.market import Bar
+from tradekit.domain.signals import Side, Signal
+from tradekit.execution.market import market_snapshot
+from tradekit.execution.pipeline import BuyOutcome, ExitOutcome, OrderPipeline
+from tradekit.exits.intent import ExitState
+from tradekit.plugins import Plugins
+from tradekit.strategy.base import Strategy, StrategyView
+
+log = logging.getLogger(__name__)
+
+
+class Focus:
+    """The symbols a strategy may buy after a close when the scanner is on: the top
+    candidates ranked on the bars known at that close, plus the baseline symbols."""
+
+    def __init__(self, plugins: Plugins, settings: ScannerSettings) -> None:
+        self._plugins = plugins
+        self._top_n = settings.top_n
+        self._baseline = frozenset(settings.baseline_symbols)
+
+    def at_close(self, histories: Mapping[str, Sequence[Bar]], close: datetime) -> frozenset[str]:
+        ranked = self._plugins.scan_candidates(histories, close, self._top_n)
+        return frozenset(c.symbol for c in ranked) | self._baseline
+
+
+@attrs.define
+class SessionTally:
+    """What the driver did since it started: the figures a run summary reports."""
+
+    signals: Counter[str] = attrs.field(factory=Counter)
+    decisions: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+    exits_planned: int = 0
+    exits_expired: int = 0
+    exits_rolled: int = 0
+    buys_not_in_focus: int = 0
+    strategy_errors: int = 0
+    candidates_by_close: dict[datetime, frozenset[str]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class OpenReport:
+    exits: list[ExitOutcome]
+    buys: list[BuyOutcome]
+
+
+@attrs.frozen
+class CloseReport:
+    signals: int
+    queued: int
+    exits_planned: int
+    focus: frozenset[str] | None
+    # Symbols the strategy raised on, with the error (the other symbols carried on).
+    strategy_errors: dict[str, str]
+
+
+class SessionDriver:
+    """Runs one strategy through the session rhythm against one pipeline (broker + ledger)."""
+
+    def __init__(self, pipeline: OrderPipeline, strategy: type[Strategy], *, focus: Focus | None = None) -> None:
+        self.pipeline = pipeline
+        self.strategy_cls = strategy
+        self.strategy = strategy()
+        self.focus = focus
+        self.tally = SessionTally()
+        # Each symbol's completed bars as of the last close the driver saw (a replay's view of
+        # its series, or what the live feed returned): the market snapshot reads them.
+        self.histories: dict[str, Sequence[Bar]] = {}
+
+    # --- the open ----------------------------------------------------------------------------
+
+    def open_session(self, prices: Mapping[str, Decimal]) -> OpenReport:
+        """Execute the exits that are due, then judge and send the buys queued for this open.
+
+        ``prices`` are the current prices (a symbol missing has no market now: its exit waits
+        and its buy is judged without a price, which the engine BLOCKs).
+        """
+        exits = self.maintain(prices)
+        buys = [self._judge(signal, prices) for signal in self.due_buys()]
+        if buys:
+            self.pipeline.apply_events()
+        return OpenReport(exits=exits, buys=buys)
+
+    def due_buys(self) -> list[Signal]:
+        """The queued buys a session that opened after their signal may now send."""
+        now = self.pipeline.clock()
+        calendar = self.pipeline.calendar
+        with self.pipeline.ledger.reading() as tx:
+            waiting = tx.queued_buys(self.strategy_cls.name)
+        return [s for s in waiting if calendar.next_open(s.generated_at) <= now]
+
+    def _judge(self, signal: Signal, prices: Mapping[str, Decimal]) -> BuyOutcome:
+        symbol = signal.symbol
+        position = self.pipeline.ledger.position(symbol)
+        market = market_snapshot(self.histories.get(symbol), prices.get(symbol), self.pipeline.clock(), position)
+        outcome = self.pipeline.process_buy(signal, self.strategy_cls, market, queued=True)
+        decision = outcome.decision
+        if decision is not None:
+            reason = decision.reasons[0].value if decision.reasons else ""
+            self.tally.decisions[(decision.action.value, reason)] += 1
+            if decision.action in (BuyAction.ENTER_NEW, BuyAction.SCALE_IN):
+                log.info("buy %s: %s", symbol, decision.one_line())
+        return outcome
+
+    # --- during the session --------------------------------------------------------------------
+
+    def maintain(self, prices: Mapping[str, Decimal]) -> list[ExitOutcome]:
+        """Carry the exits on: execute those whose window is open, escalate those it passed."""
+        outcomes = self.pipeline.execute_due_exits(dict(prices))
+        for outcome in outcomes:
+            if outcome.intent is not None and outcome.intent.state is ExitState.EXPIRED:
+                self.tally.exits_expired += 1
+            if outcome.rolled:
+                self.tally.exits_rolled += 1
+        return outcomes
+
+    # --- after the close -------------------------------------------------------------------------
+
+    def close_session(self, close: datetime, bars: Mapping[str, Sequence[Bar]]) -> CloseReport:
+        """Run the strategy on each symbol's bar of the session that closed at ``close``.
+
+        ``bars`` maps each symbol to its completed bars, the last being that session's. A
+        strategy that raises on one symbol is reported (and logged with its traceback) and
+        the other symbols carry on: one bad series must not stop the exits of the others.
+        """
+        self.histories.update(bars)
+        focus = None
+        if self.focus is not None:
+            focus = self.focus.at_close(self.histories, close)
+            self.tally.candidates_by_close[close] = focus
+        kind, ledger, tally = self.strategy_cls, self.pipeline.ledger, self.tally
+        signals = planned = 0
+        queued: list[Signal] = []
+        errors: dict[str, str] = {}
+        for symbol, history in bars.items():
+            view = StrategyView(symbol=symbol, history=history, position=ledger.position(symbol))
+            try:
+                made = list(self.strategy.on_bar(view))
+            except Exception as exc:
+                errors[symbol] = f"{type(exc).__name__}: {exc}"
+                tally.strategy_errors += 1
+                log.exception("strategy %s raised on %s; no signals for it this session", kind.name, symbol)
+                continue
+            for signal in made:
+                signals += 1
+                tally.signals[signal.side.value] += 1
+                if signal.side is Side.SELL:
+                    outcome = self.pipeline.plan_exit(signal, kind)
+                    if outcome.intent is not None and outcome.note == "":
+                        planned += 1
+                elif focus is None or symbol in focus:
+                    queued.append(signal)
+                else:
+                    tally.buys_not_in_focus += 1
+        added = 0
+        if queued:
+            with ledger.transaction() as tx:
+                added = sum(tx.queue_buy(signal, kind.name, close) for signal in queued)
+        tally.exits_planned += planned
+        return CloseReport(signals=signals, queued=added, exits_planned=planned, focus=focus, strategy_errors=errors)
