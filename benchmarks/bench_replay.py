@@ -129,7 +129,7 @@ def run_pipeline(case: str, tiled_bars: int, queue: multiprocessing.Queue[Figure
             chart=False,
         )
         elapsed = time.perf_counter() - start
-    decisions = sum(run.result.decisions.values())
+    decisions = sum(run.result.tally.decisions.values())
     orders = sum(run.summary.orders_by_purpose.values())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(Figures(run.result.bars / elapsed, decisions, orders, rss, elapsed, tuple(timer.seconds.items())))

@@ -111,13 +111,13 @@ def test_tiered_momentum_sizes_by_tier_and_trades_only_scanner_candidates(tmp_pa
         assert sizing.detail.startswith("tiered:")
         tier = next(c for c in d.checks if c.rule == "tier_capacity")
         assert tier.outcome is CheckOutcome.PASS
-    closes = sorted(run.result.candidates_by_close)
+    closes = sorted(run.result.tally.candidates_by_close)
     if scanner_on:
         for d in entered:
             # the buy was decided at the open after the close whose scan picked the symbol
             decided_on = max(c for c in closes if c < d.evaluated_at)
-            assert d.symbol in run.result.candidates_by_close[decided_on]
-        assert any(len(found) < len(data) for found in run.result.candidates_by_close.values())
+            assert d.symbol in run.result.tally.candidates_by_close[decided_on]
+        assert any(len(found) < len(data) for found in run.result.tally.candidates_by_close.values())
     else:
         assert closes == []
     with Ledger.open(run.ledger_url) as ledger, ledger.reading() as tx:

@@ -221,9 +221,10 @@ def _run_paper(
                 "bars": paper.result.bars,
                 "ledger": paper.ledger_url,
                 "chart": str(paper.chart) if paper.chart else None,
-                "signals": dict(paper.result.signals),
-                "exits_planned": paper.result.exits_planned,
-                "exits_expired": paper.result.exits_expired,
+                "signals": dict(paper.result.tally.signals),
+                "exits_planned": paper.result.tally.exits_planned,
+                "exits_expired": paper.result.tally.exits_expired,
+                "exits_rolled": paper.result.tally.exits_rolled,
                 **paper.summary.as_json(),
             }
         )
@@ -233,11 +234,12 @@ def _run_paper(
 
 def _print_summary(paper: Any) -> None:
     s, r = paper.summary, paper.result
+    tally = r.tally
     table = Table(title=f"run summary: {r.strategy}", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("bars replayed", f"{r.bars:,} ({r.days:,} days)")
-    table.add_row("signals", ", ".join(f"{k} {v:,}" for k, v in sorted(r.signals.items())) or "none")
+    table.add_row("signals", ", ".join(f"{k} {v:,}" for k, v in sorted(tally.signals.items())) or "none")
     table.add_row("orders", ", ".join(f"{k} {v}" for k, v in sorted(s.orders_by_purpose.items())) or "none")
     table.add_row("fills", str(s.fills))
     table.add_row(
@@ -245,7 +247,10 @@ def _print_summary(paper: Any) -> None:
         ", ".join(f"{k} entr{'y' if k == 1 else 'ies'}: {v}" for k, v in sorted(s.positions_by_entry_count.items())),
     )
     table.add_row("round trips / still open", f"{s.round_trips} / {s.open_positions}")
-    table.add_row("exits planned / expired unexecuted", f"{r.exits_planned} / {r.exits_expired}")
+    table.add_row(
+        "exits planned / rolled to a later window / expired unexecuted",
+        f"{tally.exits_planned} / {tally.exits_rolled} / {tally.exits_expired}",
+    )
     table.add_row("starting equity", f"{s.starting_equity:,.2f}")
     table.add_row("final equity", f"{s.final_equity:,.2f}")
     table.add_row("P&L", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")

@@ -18,7 +18,6 @@ paper broker are the same code a live run uses, driven by the same driver.
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,7 +29,7 @@ from tradekit.domain.market import Bar
 from tradekit.domain.values import ZERO
 from tradekit.execution.clock import SimClock
 from tradekit.execution.pipeline import OrderPipeline
-from tradekit.execution.session import Focus, SessionDriver
+from tradekit.execution.session import Focus, SessionDriver, SessionTally
 from tradekit.exits.calendar import Session, TradingCalendar
 from tradekit.strategy.base import Strategy
 from tradekit.strategy.history import History
@@ -43,16 +42,10 @@ _UNLISTED_SESSION = timedelta(hours=6, minutes=30)
 class ReplayResult:
     strategy: str
     symbols: tuple[str, ...]
+    # What the session driver did: signals, decisions, exits, scanner candidates.
+    tally: SessionTally
     bars: int = 0
     days: int = 0
-    signals: Counter[str] = attrs.field(factory=Counter)
-    decisions: Counter[tuple[str, str]] = attrs.field(factory=Counter)
-    exits_planned: int = 0
-    exits_expired: int = 0
-    exits_rolled: int = 0
-    buys_not_in_focus: int = 0
-    strategy_errors: int = 0
-    candidates_by_close: dict[datetime, frozenset[str]] = attrs.field(factory=dict)
     starting_equity: Decimal = ZERO
     final_equity: Decimal = ZERO
 
@@ -92,7 +85,7 @@ class ReplayRunner:
         """Replay every session; ``progress`` is told how many bars each session consumed."""
         driver, pipeline, clock, broker = self.driver, self.pipeline, self.clock, self.broker
         exits = pipeline.settings.exits
-        result = ReplayResult(strategy=driver.strategy_cls.name, symbols=tuple(sorted(self.bars)))
+        result = ReplayResult(strategy=driver.strategy_cls.name, symbols=tuple(sorted(self.bars)), tally=driver.tally)
         result.starting_equity = broker.get_account().equity
         days = sorted({t for times in self._times.values() for t in times})
         # Each symbol's next bar: a day's bars are found by advancing these, not by an index
@@ -137,15 +130,6 @@ class ReplayRunner:
             if progress is not None:
                 progress(len(todays))
         pipeline.apply_events()
-        tally = driver.tally
-        result.signals = tally.signals
-        result.decisions = tally.decisions
-        result.exits_planned = tally.exits_planned
-        result.exits_expired = tally.exits_expired
-        result.exits_rolled = tally.exits_rolled
-        result.buys_not_in_focus = tally.buys_not_in_focus
-        result.strategy_errors = tally.strategy_errors
-        result.candidates_by_close = tally.candidates_by_close
         result.final_equity = broker.get_account().equity
         return result
 
