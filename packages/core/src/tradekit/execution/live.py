@@ -169,7 +169,7 @@ class LiveTrader:
             return  # the bars were unavailable: the next cycle asks again
         if ready:
             self._session_seen.update(ready)
-            closed = self.driver.close_session(session_close, ready)
+            closed = self.driver.close_session(ready)
             report.signals = closed.signals
             report.strategy_errors = closed.strategy_errors
         missing = [s for s in universe if s not in self._session_seen]
@@ -234,23 +234,27 @@ def startup(pipeline: OrderPipeline) -> ReconcileReport:
 def current_prices(
     pipeline: OrderPipeline, symbols: Sequence[str], bars: Mapping[str, Sequence[Bar]] | None = None
 ) -> dict[str, Decimal]:
-    """Latest prices of ``symbols`` and every held symbol: the broker's quotes where it has
-    them, else its positions' prices, else the last daily close."""
+    """Latest prices of ``symbols`` and every held symbol.
+
+    A broker with a price feed (``PriceSource``) answers for itself: a symbol it has no price
+    for has no market now (its exit waits, its buy is BLOCKed), as in a replay, whose feed
+    prices only the symbols that trade that day. A broker without one, or whose feed failed,
+    is asked for its positions' prices, and the last completed close stands in for the rest.
+    """
     broker = pipeline.broker
     wanted = sorted(set(symbols) | set(pipeline.ledger.open_positions()))
-    prices: dict[str, Decimal] = {}
     if isinstance(broker, PriceSource):
         try:
-            prices.update(broker.latest_prices(wanted))
+            return broker.latest_prices(wanted)
         except BrokerError as exc:
-            log.warning("latest prices unavailable: %s", exc)
-    if any(s not in prices for s in wanted):
-        try:
-            for position in broker.get_positions():
-                if position.current_price is not None:
-                    prices.setdefault(position.symbol, position.current_price)
-        except BrokerError as exc:
-            log.warning("positions unavailable for prices: %s", exc)
+            log.warning("latest prices unavailable, using positions' prices and last closes: %s", exc)
+    prices: dict[str, Decimal] = {}
+    try:
+        for position in broker.get_positions():
+            if position.current_price is not None:
+                prices[position.symbol] = position.current_price
+    except BrokerError as exc:
+        log.warning("positions unavailable for prices: %s", exc)
     for symbol in wanted:
         series = (bars or {}).get(symbol)
         if series and symbol not in prices:

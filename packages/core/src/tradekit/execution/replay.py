@@ -123,7 +123,7 @@ class ReplayRunner:
             broker.set_prices({symbol: self.bars[symbol][i].close for symbol, i in todays}, closes_at)
             pipeline.apply_events()
             driver.close_session(
-                closes_at, {symbol: History(self.bars[symbol], i + 1, self._columns[symbol]) for symbol, i in todays}
+                {symbol: History(self.bars[symbol], i + 1, self._columns[symbol]) for symbol, i in todays}
             )
             result.bars += len(todays)
             result.days += 1

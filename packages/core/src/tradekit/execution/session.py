@@ -50,8 +50,8 @@ class Focus:
         self._top_n = settings.top_n
         self._baseline = frozenset(settings.baseline_symbols)
 
-    def at_close(self, histories: Mapping[str, Sequence[Bar]], close: datetime) -> frozenset[str]:
-        ranked = self._plugins.scan_candidates(histories, close, self._top_n)
+    def at_close(self, histories: Mapping[str, Sequence[Bar]], as_of: datetime) -> frozenset[str]:
+        ranked = self._plugins.scan_candidates(histories, as_of, self._top_n)
         return frozenset(c.symbol for c in ranked) | self._baseline
 
 
@@ -147,18 +147,21 @@ class SessionDriver:
 
     # --- after the close -------------------------------------------------------------------------
 
-    def close_session(self, close: datetime, bars: Mapping[str, Sequence[Bar]]) -> CloseReport:
-        """Run the strategy on each symbol's bar of the session that closed at ``close``.
+    def close_session(self, bars: Mapping[str, Sequence[Bar]]) -> CloseReport:
+        """Run the strategy on each symbol's bar of the session that has just closed.
 
-        ``bars`` maps each symbol to its completed bars, the last being that session's. A
-        strategy that raises on one symbol is reported (and logged with its traceback) and
-        the other symbols carry on: one bad series must not stop the exits of the others.
+        ``bars`` maps each symbol to its completed bars, the last being that session's. The
+        scanner ranks on every bar known now (a half day's bar may be stamped after its
+        session's close). A strategy that raises on one symbol is reported (and logged with
+        its traceback) and the other symbols carry on: one bad series must not stop the exits
+        of the others.
         """
+        now = self.pipeline.clock()
         self.histories.update(bars)
         focus = None
         if self.focus is not None:
-            focus = self.focus.at_close(self.histories, close)
-            self.tally.candidates_by_close[close] = focus
+            focus = self.focus.at_close(self.histories, now)
+            self.tally.candidates_by_close[now] = focus
         kind, ledger, tally = self.strategy_cls, self.pipeline.ledger, self.tally
         signals = planned = 0
         queued: list[Signal] = []
@@ -186,6 +189,6 @@ class SessionDriver:
         added = 0
         if queued:
             with ledger.transaction() as tx:
-                added = sum(tx.queue_buy(signal, kind.name, close) for signal in queued)
+                added = sum(tx.queue_buy(signal, kind.name, now) for signal in queued)
         tally.exits_planned += planned
         return CloseReport(signals=signals, queued=added, exits_planned=planned, focus=focus, strategy_errors=errors)

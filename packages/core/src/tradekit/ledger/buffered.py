@@ -386,6 +386,9 @@ class _MemoryTx(LedgerTx):
             found.append(s.heads[s.coid_by_key[key]])
         return [h.intent for h in sorted(found, key=lambda h: h.seq)]
 
+    def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
+        return self._ledger._sql(lambda tx: tx.order_intents(symbol=symbol))
+
     def intent(self, client_order_id: str) -> OrderIntent | None:
         head = self._s.heads.get(client_order_id)
         return None if head is None else head.intent

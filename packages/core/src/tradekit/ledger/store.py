@@ -321,6 +321,13 @@ class LedgerTx:
         )
         return [_intent_from_row(r._mapping) for r in rows]
 
+    def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
+        """Every order intent (of ``symbol``), in the order they were recorded."""
+        query = sa.select(t.order_intents).order_by(t.order_intents.c.id)
+        if symbol is not None:
+            query = query.where(t.order_intents.c.symbol == symbol)
+        return [_intent_from_row(r._mapping) for r in self._conn.execute(query)]
+
     def intent(self, client_order_id: str) -> OrderIntent | None:
         i = t.order_intents
         row = self._conn.execute(

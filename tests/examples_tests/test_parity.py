@@ -1,0 +1,188 @@
+"""The replay and the live trader are one trader: driven over the same shipped bars, on the
+same simulated clock, against the paper broker, they make the same decisions and send the
+same orders, which fill the same way — for every example strategy.
+
+The live side is ``LiveTrader`` exactly as ``tradekit run --broker ...`` runs it: it reads
+the market clock, asks its broker for daily bars and latest prices, and cycles. Its broker
+here is the paper broker with the market-data side a broker plugin has (``LiveFeed``); the
+test moves the clock through each session's moments (the open, the exit window's start and
+end, the close) and lets the trader decide what is due, as a live run would.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
+from tradekit.broker.protocol import MarketClock
+from tradekit.config import AllocationSettings, ScannerSettings, Settings, TierSettings
+from tradekit.data import load_daily_bars
+from tradekit.domain import Bar
+from tradekit.execution.clock import SimClock
+from tradekit.execution.live import LiveTrader
+from tradekit.execution.paper_run import run_paper_replay
+from tradekit.execution.pipeline import OrderPipeline
+from tradekit.execution.session import Focus
+from tradekit.exits.calendar import TradingCalendar
+from tradekit.ledger import Ledger
+from tradekit.plugins import Plugins
+from tradekit.strategy import Strategy
+from tradekit_strategies_examples import AverageDown, PyramidBreakout, SingleEntryBreakout, TieredMomentum
+
+PLUGINS = Plugins(load_entrypoints=False, env={})
+CALENDAR = TradingCalendar()
+START, END = datetime(2007, 1, 1, tzinfo=UTC), datetime(2009, 6, 30, 23, tzinfo=UTC)
+TIERED = Settings(
+    allocation=AllocationSettings(
+        tiered=True,
+        tiers={
+            "core": TierSettings(allocation_pct=Decimal(8), cap_pct=Decimal(10), symbols=("AAPL", "MSFT")),
+            "satellite": TierSettings(allocation_pct=Decimal(6), cap_pct=Decimal(7), symbols=("IBM", "GOOG")),
+        },
+    ),
+    scanner=ScannerSettings(enabled=True, top_n=2, baseline_symbols=()),
+)
+
+
+class LiveFeed(PaperBroker):
+    """The paper broker with a broker plugin's market data: the daily bars stamped up to
+    now, the prices of the symbols trading now, and a market clock from the exchange calendar."""
+
+    def __init__(self, bars: Mapping[str, list[Bar]], clock: SimClock) -> None:
+        super().__init__(PaperBrokerConfig())
+        self.bars = bars
+        self.times = {s: [b.time for b in series] for s, series in bars.items()}
+        self.sim_clock = clock
+        self.trading_now: dict[str, Decimal] = {}
+
+    def move(self, prices: Mapping[str, Decimal], at: datetime) -> None:
+        self.trading_now = dict(prices)
+        self.set_prices(prices, at)
+
+    def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
+        found = {}
+        for symbol in symbols:
+            times = self.times.get(symbol, [])
+            found[symbol] = self.bars[symbol][bisect.bisect_left(times, start) : bisect.bisect_right(times, end)]
+        return found
+
+    def latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        return {s: self.trading_now[s] for s in symbols if s in self.trading_now}
+
+    def get_clock(self) -> MarketClock:
+        now = self.sim_clock()
+        opens = CALENDAR.last_open(now)
+        closes = CALENDAR.session_of_open(opens).close if opens is not None else now
+        following = CALENDAR.next_open(now)
+        return MarketClock(
+            now=now,
+            is_open=opens is not None and opens <= now < closes,
+            next_open=following,
+            next_close=closes if now < closes else CALENDAR.session_of_open(following).close,
+        )
+
+
+def trade_live(tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list[Bar]], settings: Settings) -> str:
+    """Run ``strategy`` through LiveTrader cycles over ``bars``; return the ledger's URL."""
+    first = min(series[0].time for series in bars.values())
+    clock = SimClock(first - timedelta(days=1))
+    feed = LiveFeed(bars, clock)
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    exits = settings.exits
+    with Ledger.open(url, for_trading=True) as ledger:
+        pipeline = OrderPipeline(
+            ledger=ledger, broker=feed, settings=settings, plugins=PLUGINS, calendar=CALENDAR, clock=clock
+        )
+        focus = Focus(PLUGINS, settings.scanner) if settings.scanner.enabled else None
+        trader = LiveTrader(pipeline, strategy, sorted(bars), focus=focus)
+        trader.startup()
+        days = sorted({b.time for series in bars.values() for b in series})
+        for day in days:
+            todays = {s: series[i] for s, series in bars.items() if (i := _index(feed.times[s], day)) is not None}
+            session = CALENDAR.session_of_open(CALENDAR.next_open(day - timedelta(hours=12)))
+            window = CALENDAR.execution_window(
+                session.open - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
+            )
+            clock.now = session.open
+            feed.move({s: b.open for s, b in todays.items()}, session.open)
+            trader.cycle()
+            clock.now = window.opens_at
+            trader.cycle()
+            if window.closes_at < day:
+                clock.now = window.closes_at + timedelta(minutes=1)
+                trader.cycle()
+            clock.now = day
+            feed.move({s: b.close for s, b in todays.items()}, day)
+            trader.cycle()
+    return url
+
+
+def _index(times: list[datetime], moment: datetime) -> int | None:
+    i = bisect.bisect_left(times, moment)
+    return i if i < len(times) and times[i] == moment else None
+
+
+def what_happened(url: str) -> dict[str, list[Any]]:
+    """Everything the two runs must agree on, read from the ledger (random ids left out)."""
+    with Ledger.open(url) as ledger, ledger.reading() as tx:
+        decisions = tx.decisions(limit=1_000_000)
+        intents = sorted(
+            (s.intent for s in tx.pending_intents()), key=lambda i: i.created_at
+        )  # none should be left in flight
+        history = tx.position_history()
+        fills = tx.fills_with_purpose()
+        exits = tx.exit_intents()
+        orders = [
+            (i.intent_key, i.client_order_id, i.side, i.purpose, i.qty, i.notional, i.limit_price, i.created_at)
+            for i in tx.order_intents()
+        ]
+    return {
+        "decisions": [
+            (d.evaluated_at, d.symbol, d.signal_id, d.action, d.reasons, d.summary) for d in reversed(decisions)
+        ],
+        "orders": orders,
+        "in flight": intents,
+        "fills": [(f.client_order_id, f.side, f.qty, f.price, f.time, f.commission, p) for f, p in fills],
+        "positions": [(p.symbol, p.entry_count, p.qty, p.entries[0].time, p.reductions) for p in history],
+        "exits": [(e.intent_id, e.symbol, e.qty, e.state, e.decided_at, e.note) for e in exits],
+    }
+
+
+@pytest.mark.parametrize(
+    ("strategy", "settings"),
+    [
+        (SingleEntryBreakout, Settings()),
+        (PyramidBreakout, Settings()),
+        (AverageDown, Settings()),
+        (TieredMomentum, TIERED),
+    ],
+    ids=["breakout", "pyramid", "average-down", "tiered-momentum"],
+)
+def test_the_live_trader_decides_and_orders_exactly_what_the_replay_does(
+    tmp_path: Path, strategy: type[Strategy], settings: Settings
+) -> None:
+    bars = {
+        s: [b for b in series if START <= b.time <= END]
+        for s, series in load_daily_bars(["AAPL", "MSFT", "IBM", "GOOG"]).items()
+    }
+    replayed = run_paper_replay(
+        strategy=strategy, settings=settings, plugins=PLUGINS, bars=bars, out_dir=tmp_path / "replay", chart=False
+    )
+    live = what_happened(trade_live(tmp_path, strategy, bars, settings))
+    replay = what_happened(replayed.ledger_url)
+
+    # Not a vacuous agreement: the runs traded, and each decision kind showed up.
+    assert replay["fills"]
+    assert replay["exits"]
+    assert {d[3] for d in replay["decisions"]} >= {"enter_new", "skip"}
+    if strategy.policy().allow_scaling:
+        assert any(p[1] > 1 for p in replay["positions"])
+    for what in replay:
+        assert live[what] == replay[what], what
