@@ -122,6 +122,11 @@ def main(argv: list[str]) -> None:
     for minute in range(1, 5):
         price("63", D1 + timedelta(days=2, hours=14, minutes=40 + minute))
         pipeline.apply_events()
+    # Later cycles look up whatever is still unresolved (a lost request is given up on once
+    # the grace period has passed; an exit it belonged to would be retried).
+    clock.now = D1 + timedelta(days=2, hours=15)
+    pipeline.settle_pending()
+    pipeline.reconcile_if_due()
     ledger.close()
 
 

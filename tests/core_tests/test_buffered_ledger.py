@@ -20,10 +20,10 @@ from tradekit.data import load_daily_bars
 from tradekit.decision.trace import decode_trace
 from tradekit.domain import Bar, Fill, Side, Signal
 from tradekit.execution.paper_run import run_paper_replay
-from tradekit.ledger import Ledger, LedgerError, LedgerOrderStatus
+from tradekit.ledger import DuplicateIntentError, Ledger, LedgerError, LedgerOrderStatus
 from tradekit.ledger import schema as t
 from tradekit.ledger.buffered import BufferedLedger
-from tradekit.ledger.records import IntentPurpose, OrderIntent
+from tradekit.ledger.records import FillResult, IntentPurpose, OrderIntent
 from tradekit.plugins import Plugins
 from tradekit.strategy import PriceStructure
 from tradekit.strategy.history import indicator, prior_high_column, sma_column
@@ -173,15 +173,19 @@ def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path:
             tx.record_fill(_fill(first, "x-1"))
         before = ledger.open_positions()
         # The whole transaction must roll back, so several calls sit inside the raises block.
-        with pytest.raises(LedgerError, match="cannot reduce PFE"), ledger.transaction() as tx:  # noqa: PT012
+        with pytest.raises(DuplicateIntentError), ledger.transaction() as tx:  # noqa: PT012
             second = _intent("a|2")
             tx.record_intent(second)
             tx.record_order_event(second.client_order_id, LedgerOrderStatus.FILLED, T0)
             tx.record_fill(_fill(second, "x-2", qty="5"))
             orphan = _intent("b|1", side=Side.SELL, symbol="PFE")
             tx.record_intent(orphan)
-            tx.record_fill(_fill(orphan, "x-3", side=Side.SELL))  # nothing to reduce: raises
+            assert tx.record_fill(_fill(orphan, "x-3", side=Side.SELL)) is FillResult.UNAPPLIED  # nothing to reduce
+            tx.queue_buy(Signal(symbol="KO", side=Side.BUY, confidence=5, generated_at=T0), "k", T0)
+            tx.record_intent(first)  # already recorded: raises, and everything above rolls back
         with ledger.reading() as tx:
+            assert tx.unapplied_fills() == []
+            assert tx.queued_buys("k") == []
             assert ledger.open_positions() == before
             assert tx.intent(_intent("a|2").client_order_id) is None
             assert tx.intents_with_prefix("a|") == [first]
@@ -191,7 +195,7 @@ def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path:
             assert pending[0].status is LedgerOrderStatus.SUBMITTING
             assert tx.order_counts("KO", day_start=T0).orders_today == 1
             # The execution id of the rolled-back fill is free again.
-            assert tx.record_fill(_fill(first, "x-2", qty="0.5")) is True
+            assert tx.record_fill(_fill(first, "x-2", qty="0.5")) is FillResult.APPLIED
     # What reached the file is exactly what committed.
     dumped = _dump(url)
     assert [r[2] for r in dumped["tk_order_intents"]] == ["a|1"]

@@ -31,6 +31,7 @@ from tradekit.ledger import (
     LedgerWriteError,
     OrderIntent,
 )
+from tradekit.ledger.records import FillResult
 from tradekit.ledger.schema import _TIME_FORMAT, UtcText
 from tradekit.plugins import Plugins
 from tradekit.testing import make_context, make_position
@@ -78,7 +79,7 @@ def test_fill_of_an_intent_becomes_a_position_entry(ledger: Ledger) -> None:
     intent = buy_intent()
     with ledger.transaction(lock_symbol="KO") as tx:
         tx.record_intent(intent)
-    assert ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5"))
+    assert ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5")) is FillResult.APPLIED
     pos = ledger.position("KO")
     assert pos is not None
     assert (pos.entry_count, pos.qty, pos.last_entry_price, pos.strategy) == (1, Decimal(10), Decimal("58.5"), "pyr")
@@ -89,8 +90,8 @@ def test_a_repeated_fill_is_recorded_once(ledger: Ledger) -> None:
     intent = buy_intent()
     with ledger.transaction() as tx:
         tx.record_intent(intent)
-    assert ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5"))
-    assert not ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5"))
+    assert ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5")) is FillResult.APPLIED
+    assert ledger.record_fill(fill(intent.client_order_id, "e1", "10", "58.5")) is FillResult.DUPLICATE
     pos = ledger.position("KO")
     assert pos is not None
     assert pos.qty == Decimal(10)
@@ -146,7 +147,7 @@ def test_selling_everything_closes_and_the_next_buy_starts_a_new_position(ledger
 
 
 def test_fill_of_an_order_tradekit_did_not_place_changes_no_position(ledger: Ledger) -> None:
-    assert ledger.record_fill(fill("someone-else", "e9", "10", "50"))
+    assert ledger.record_fill(fill("someone-else", "e9", "10", "50")) is FillResult.NOT_OURS
     assert ledger.open_positions() == {}
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tradekit import BuyAction, ReasonCode, Strategy, StrategyScalingPolicy, StrategyView, hookimpl
 from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig, ReceiptOutcome
-from tradekit.config import ExitSettings, ReconciliationSettings, Settings
+from tradekit.config import ExitSettings, MissedWindow, ReconciliationSettings, Settings
 from tradekit.decision import MarketSnapshot
 from tradekit.domain import OrderRequest, OrderType, Side, Signal, Urgency
 from tradekit.execution.pipeline import OrderPipeline
@@ -217,7 +217,12 @@ def test_a_lost_request_blocks_the_symbol_until_settled_then_is_closed_as_not_fo
     assert again.decision is not None
     assert again.decision.action is BuyAction.BLOCK
     assert ReasonCode.PENDING_ORDER_CONFLICT in again.decision.reasons
-    assert trading.pipeline.recover() == []  # the restart-time lookup settles it
+    # A restart right away: the broker does not know the order yet, but it may still be on
+    # its way, so it is not given up on before the grace period.
+    (still,) = trading.pipeline.recover()
+    assert still.status is LedgerOrderStatus.AMBIGUOUS
+    trading.clock.now += timedelta(seconds=trading.pipeline.settings.orders.lost_order_grace_seconds)
+    assert trading.pipeline.recover() == []  # past the grace, the lookup settles it
     with trading.ledger.reading() as tx:
         state = tx.intent_state(first.intent.client_order_id)
     assert state is not None
@@ -378,7 +383,9 @@ def test_executing_exits_twice_executes_once(trading: Trading, tmp_path: Path) -
     assert intent.state is ExitState.EXECUTED
 
 
-def test_an_exit_whose_window_passed_is_reported_as_expired(trading: Trading) -> None:
+def test_an_exit_whose_window_passed_expires_when_configured_so(tmp_path: Path) -> None:
+    trading = make_trading(tmp_path, settings=Settings(exits=ExitSettings(on_missed_window=MissedWindow.EXPIRE)))
+    trading.reconcile()
     hold(trading)
     trading.clock.now = datetime(2024, 3, 4, 21, 15, tzinfo=UTC)
     trading.pipeline.plan_exit(trading.signal(side=Side.SELL, age=timedelta(0)))
@@ -386,7 +393,7 @@ def test_an_exit_whose_window_passed_is_reported_as_expired(trading: Trading) ->
     (outcome,) = trading.pipeline.execute_due_exits({"KO": Decimal(61)})
     assert outcome.intent is not None
     assert outcome.intent.state is ExitState.EXPIRED
-    assert "window closed" in outcome.note
+    assert "closed unexecuted" in outcome.note
     assert [r for r in trading.accepted() if r.side is Side.SELL] == []
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tradekit import hookimpl
 from tradekit.config import ReconciliationSettings
 from tradekit.domain import EntryOrigin, Fill, Side
-from tradekit.ledger import IntentPurpose, Ledger, OrderIntent
+from tradekit.ledger import LedgerOrderStatus, IntentPurpose, Ledger, OrderIntent
 from tradekit.plugins import Plugins
 from tradekit.reconcile import ReconcileAction, ReconcileFinding, Reconciler, ReconcileReport
 
@@ -37,6 +37,7 @@ def hold_in_ledger(ledger: Ledger, symbol: str, qty: str, price: str, *, key: st
     )
     with ledger.transaction() as tx:
         tx.record_intent(intent)
+        tx.record_order_event(intent.client_order_id, LedgerOrderStatus.FILLED, T0 - timedelta(days=3))
         tx.record_fill(
             Fill(
                 execution_id=f"x-{intent.client_order_id}",

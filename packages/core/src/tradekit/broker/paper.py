@@ -720,6 +720,11 @@ class PaperBroker:
                 f"order {request.client_order_id}: notional orders must be market orders",
                 code=PaperRejectCode.INVALID_ORDER,
             )
+        if request.time_in_force is TimeInForce.CLS and request.order_type is not OrderType.MARKET:
+            raise OrderRejected(
+                f"order {request.client_order_id}: market-on-close orders must be market orders",
+                code=PaperRejectCode.INVALID_ORDER,
+            )
         if request.is_fractional:
             self._admit_fractional(request)
         quote = self._book.quotes.get(symbol)
@@ -794,7 +799,8 @@ class PaperBroker:
         )
         # A DAY order lives until the close of the session it was placed for: today's when
         # the market is open, the next one's when it is closed.
-        expires_at = self._clock().next_close if request.time_in_force is TimeInForce.DAY else None
+        # A market-on-close order executes at that same close.
+        expires_at = self._clock().next_close if request.time_in_force in (TimeInForce.DAY, TimeInForce.CLS) else None
         working = _WorkingOrder(
             request=request,
             order=order,
@@ -815,6 +821,8 @@ class PaperBroker:
     # ------------------------------------------------------------------ execution
 
     def _execute_at_submission(self, working: _WorkingOrder, now: datetime) -> None:
+        if working.request.time_in_force is TimeInForce.CLS:
+            return  # it waits for the closing price
         quote = self._book.quotes.get(working.request.symbol)
         if quote is not None:
             self._execute(working, quote.price, now)
@@ -848,8 +856,12 @@ class PaperBroker:
             if working.order.status.is_terminal:
                 continue
             request = working.request
-            if request.order_type is OrderType.MARKET:
-                reference: Decimal | None = opening
+            if request.time_in_force is TimeInForce.CLS:
+                # Market on close: the first price at or after its session's close is the close.
+                closes_at = working.expires_at
+                reference: Decimal | None = closing if closes_at is not None and at >= closes_at else None
+            elif request.order_type is OrderType.MARKET:
+                reference = opening
             elif request.side is Side.BUY:
                 limit = _limit_price(request)
                 reference = min(opening, limit) if low <= limit else None

@@ -17,9 +17,9 @@ from tradekit.broker.protocol import Broker
 from tradekit.cli.common import console, emit_json, open_ledger
 from tradekit.config.settings import Settings
 from tradekit.execution.clock import BrokerClock
-from tradekit.execution.live import CycleReport, LiveTrader, current_prices, run_async, startup
+from tradekit.execution.live import CycleReport, LiveTrader, current_prices, run_async
 from tradekit.execution.pipeline import OrderPipeline
-from tradekit.execution.session import Focus
+from tradekit.execution.session import Focus, startup
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -125,11 +126,16 @@ class FreshnessSettings:
 
 @attrs.frozen(kw_only=True)
 class OrderGuardSettings:
-    """Counters that limit how often orders go out (derived from the ledger, restart-proof)."""
+    """Counters that limit how often orders go out (derived from the ledger, restart-proof),
+    and how long an order the broker does not know is waited for before it counts as lost."""
 
     daily_order_limit: int = attrs.field(default=10, validator=_at_least(1))
     order_cooldown_minutes: int = attrs.field(default=1440, validator=_at_least(0))
     one_signal_per_symbol_per_day: bool = True
+    # An order sent without a clear answer and then not found at the broker is only given up
+    # on (not found: an exit may then be sent again) once it is this old: a request still on
+    # its way must not be taken for lost.
+    lost_order_grace_seconds: int = attrs.field(default=120, validator=_at_least(0))
 
     @property
     def order_cooldown(self) -> timedelta:
@@ -140,6 +146,17 @@ class OrderGuardSettings:
 class ReconciliationSettings:
     backfill_enabled: bool = True
     mark_unknown_closed: bool = True
+    # Orders given up on as not found are looked up again at each startup for this many days:
+    # one that reached the broker late gets its real status and fills.
+    recheck_not_found_days: int = attrs.field(default=7, validator=_at_least(0))
+
+
+class MissedWindow(StrEnum):
+    """What a planned exit does when its execution window closes unexecuted."""
+
+    NEXT_WINDOW = "next_window"
+    MARKET_AT_CLOSE = "market_at_close"
+    EXPIRE = "expire"
 
 
 @attrs.frozen(kw_only=True)
@@ -150,6 +167,12 @@ class ExitSettings:
     window_start_minutes: int = attrs.field(default=5, validator=_at_least(0))
     window_end_minutes: int = attrs.field(default=30, validator=_at_least(1))
     calendar: str = "XNYS"
+    # What becomes of a planned exit whose window closes unexecuted: "next_window" (tried again
+    # in the next session's window, as often as it takes), "market_at_close" (a market-on-close
+    # order that session), or "expire" (given up on, reported).
+    on_missed_window: MissedWindow = MissedWindow.NEXT_WINDOW
+    # Orders sent for one exit within one window before it waits for the window to close.
+    max_attempts_per_window: int = attrs.field(default=3, validator=_at_least(1))
 
     def __attrs_post_init__(self) -> None:
         if self.window_end_minutes <= self.window_start_minutes:

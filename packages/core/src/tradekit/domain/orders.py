@@ -33,6 +33,7 @@ class TimeInForce(StrEnum):
     DAY = "day"
     GTC = "gtc"
     IOC = "ioc"
+    CLS = "cls"  # market on close: executes at the session's closing price
 
 
 class OrderStatus(StrEnum):

@@ -115,3 +115,25 @@ def _final(
     if action not in (BuyAction.ENTER_NEW, BuyAction.SCALE_IN):
         return SizedOrder(final, ZERO, None)
     return SizedOrder(final, qty, price)
+
+
+def whole_share_refusal(
+    ctx: ScalingContext, fractional: Decimal, whole: Decimal, price: Decimal, *, replaced: str
+) -> str:
+    """Why the whole-share order replacing a refused fractional one must not be sent ("" when
+    it may): it passes the minimum notional, every cap and the daily order limit again, on
+    the account as it is now. The refused order (``replaced``) never existed at the broker,
+    so it does not count against the daily limit."""
+    if whole <= 0:
+        return f"{fractional} rounds down to 0 shares"
+    notional = whole * price
+    minimum = ctx.limits.min_order_notional
+    if notional < minimum:
+        return f"{whole} share(s) at {price} are worth {notional:.2f}, below the minimum order of {minimum}"
+    for name, room, _code in room_under_caps(ctx):
+        if notional > room:
+            return f"{whole} share(s) worth {notional:.2f} exceed the room left under the {name} ({room:.2f})"
+    others = ctx.counters.orders_today - 1
+    if others >= ctx.limits.daily_order_limit:
+        return f"{others} orders were sent today besides {replaced}: the daily limit is {ctx.limits.daily_order_limit}"
+    return ""

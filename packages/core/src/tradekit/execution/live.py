@@ -40,8 +40,7 @@ from tradekit.data.source import BarSource
 from tradekit.domain.market import Bar
 from tradekit.execution.clock import BrokerClock
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
-from tradekit.execution.session import Focus, SessionDriver
-from tradekit.reconcile.reconciler import Reconciler
+from tradekit.execution.session import Focus, SessionDriver, startup
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.scanner import read_candidates
 from tradekit.strategy.base import Strategy
@@ -219,16 +218,6 @@ class LiveTrader:
 
     def current_prices(self) -> dict[str, Decimal]:
         return current_prices(self.pipeline, self.universe(), self.driver.histories)
-
-
-def startup(pipeline: OrderPipeline) -> ReconcileReport:
-    """Settle intents left in flight, then reconcile with the broker (in that order)."""
-    pipeline.check_fractional_support()
-    unsettled = pipeline.recover()
-    if unsettled:
-        log.warning("%d order intents could not be settled yet; their symbols stay blocked", len(unsettled))
-    p = pipeline
-    return Reconciler(p.ledger, p.broker, p.settings.reconciliation, p.plugins).run(p.clock())
 
 
 def current_prices(

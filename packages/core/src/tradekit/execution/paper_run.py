@@ -14,11 +14,10 @@ from tradekit.domain.market import Bar
 from tradekit.execution.clock import SimClock
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.replay import ReplayResult, ReplayRunner
-from tradekit.execution.session import Focus
+from tradekit.execution.session import Focus, startup
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
-from tradekit.reconcile.reconciler import Reconciler
 from tradekit.reporting.summary import RunSummary, summarize
 from tradekit.strategy.base import Strategy
 
@@ -66,9 +65,7 @@ def run_paper_replay(
         pipeline = OrderPipeline(
             ledger=ledger, broker=broker, settings=settings, plugins=plugins, calendar=calendar, clock=clock
         )
-        pipeline.check_fractional_support()
-        pipeline.recover()
-        Reconciler(ledger, broker, settings.reconciliation, plugins).run(clock())
+        startup(pipeline)
         runner = ReplayRunner(
             strategy=strategy,
             bars=bars,

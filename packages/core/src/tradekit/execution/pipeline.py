@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 import attrs
@@ -29,7 +29,7 @@ from tradekit.broker.errors import (
     OrderRejected,
 )
 from tradekit.broker.protocol import AssetInfo, Broker, OrderEvent
-from tradekit.config.settings import Settings
+from tradekit.config.settings import MissedWindow, Settings
 from tradekit.decision.context import (
     AccountLimits,
     MarketSnapshot,
@@ -41,17 +41,19 @@ from tradekit.decision.context import (
 from tradekit.decision.engine import evaluate_buy
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.account import AccountSnapshot
-from tradekit.domain.orders import Fill, Order, OrderStatus, OrderType
+from tradekit.domain.orders import Fill, Order, OrderStatus, OrderType, TimeInForce
 from tradekit.domain.positions import BrokerPosition
 from tradekit.domain.signals import Side, Signal, Urgency
 from tradekit.domain.values import ZERO
-from tradekit.execution.limits import apply_limits
-from tradekit.exits.calendar import TradingCalendar
+from tradekit.execution.limits import apply_limits, whole_share_refusal
+from tradekit.exits.calendar import ExecutionWindow, TradingCalendar
 from tradekit.exits.intent import ExitIntent, ExitState
 from tradekit.ledger.errors import DuplicateIntentError
-from tradekit.ledger.records import IntentPurpose, IntentState, LedgerOrderStatus, OrderIntent
+from tradekit.ledger.records import FillResult, IntentPurpose, IntentState, LedgerOrderStatus, OrderIntent
 from tradekit.ledger.store import Ledger, LedgerTx
 from tradekit.plugins import HookError, Plugins
+from tradekit.reconcile.reconciler import Reconciler
+from tradekit.reconcile.report import ReconcileReport
 from tradekit.strategy.base import Strategy
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,34 @@ class ExitOutcome:
 
 
 @attrs.frozen
+class _Basis:
+    """What a buy was decided on, kept while it is sent: a whole-share fallback is judged again."""
+
+    signal: Signal
+    strategy: type[Strategy]
+    market: MarketSnapshot
+    price: Decimal
+
+
+_UNSENT_OR_AMBIGUOUS = (None, LedgerOrderStatus.SUBMITTING, LedgerOrderStatus.AMBIGUOUS)
+
+
+def _attempt_in_flight(tx: LedgerTx, attempt: OrderIntent) -> ExitIntent | None:
+    """The exit ``attempt`` belongs to, if that attempt is the exit's order in flight now."""
+    assert attempt.exit_intent_id is not None
+    current = tx.exit_intent(attempt.exit_intent_id)
+    if current is None or current.state is not ExitState.SUBMITTED:
+        return None
+    return current if current.client_order_id == attempt.client_order_id else None
+
+
+def _window_text(intent: ExitIntent) -> str:
+    if intent.window_opens_at is None or intent.window_closes_at is None:
+        return "(none)"
+    return f"{intent.window_opens_at.isoformat()} .. {intent.window_closes_at.isoformat()}"
+
+
+@attrs.frozen
 class BrokerTruth:
     """What the broker said, read once for a decision (never for a preflight-blocked symbol)."""
 
@@ -134,6 +164,11 @@ class OrderPipeline:
         self.limits = AccountLimits.from_settings(settings)
         self._on_step = on_step or (lambda step: None)
         self._assets: dict[str, AssetInfo] = {}
+        # A fill the ledger could not apply, or an unresolved order settled: the positions of
+        # their symbols are re-derived from the broker (reconcile_if_due).
+        self._reconcile_due = False
+        # Exit orders whose window closed while they rested: cancel requested once per process.
+        self._cancel_requested: set[str] = set()
         # Whether a planned exit may exist. Only trusted when this process is the ledger's
         # only writer; otherwise the ledger is always asked.
         self._exits_may_be_planned = True
@@ -201,7 +236,8 @@ class OrderPipeline:
         if intent is None:
             return BuyOutcome(decision, note=broker_error)
         self._on_step("intent")
-        order = self._submit(intent)
+        assert sized.price is not None
+        order = self._submit(intent, fallback=_Basis(signal, strategy, market, sized.price))
         return BuyOutcome(decision, intent, order)
 
     def _broker_truth(self) -> BrokerTruth:
@@ -294,12 +330,14 @@ class OrderPipeline:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def _submit(self, intent: OrderIntent) -> Order | None:
+    def _submit(self, intent: OrderIntent, *, fallback: _Basis | None = None) -> Order | None:
         try:
             order = self.broker.submit_order(intent.to_request())
         except FractionalNotSupported as exc:
             self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"fractional refused: {exc}")
-            return self._whole_share_fallback(intent, str(exc))
+            if fallback is None:
+                return None
+            return self._whole_share_fallback(intent, fallback, str(exc))
         except OrderRejected as exc:
             self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"rejected: {exc}")
             log.warning("order %s for %s rejected: %s", intent.client_order_id, intent.symbol, exc)
@@ -313,60 +351,74 @@ class OrderPipeline:
         self._record_order(intent, order)
         return order
 
-    def _whole_share_fallback(self, intent: OrderIntent, why: str) -> Order | None:
+    def _whole_share_fallback(self, intent: OrderIntent, basis: _Basis, why: str) -> Order | None:
+        """Send the refused fractional buy again as whole shares, if that order passes the same
+        limits as any other: the minimum notional, the caps and the daily order limit."""
         qty = intent.qty
-        if qty is None and intent.notional is not None and intent.limit_price is not None:
-            qty = intent.notional / intent.limit_price
+        if qty is None and intent.notional is not None:
+            qty = intent.notional / basis.price
         whole = (qty or ZERO).to_integral_value(ROUND_DOWN)
-        if whole <= 0:
-            with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
+        now = self.clock()
+        truth: BrokerTruth | None = None
+        try:
+            truth = self._broker_truth()
+        except BrokerError as exc:
+            log.warning("whole-share fallback for %s: broker unavailable: %s", intent.symbol, exc)
+        with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
+            ctx = self._context(
+                tx, basis.signal, basis.strategy, basis.market, now, truth, self._assets.get(intent.symbol)
+            )
+            refusal = whole_share_refusal(ctx, qty or ZERO, whole, basis.price, replaced=intent.client_order_id)
+            if refusal:
                 tx.record_order_event(
                     intent.client_order_id,
                     LedgerOrderStatus.REJECTED,
-                    self.clock(),
-                    detail=f"whole-share fallback skipped (zero_quantity): {qty} rounds down to 0 shares",
+                    now,
+                    detail=f"whole-share fallback not sent ({why}): {refusal}",
                 )
-            return None
-        fallback = OrderIntent(
-            intent_key=intent.intent_key + "|whole",
-            symbol=intent.symbol,
-            side=intent.side,
-            purpose=intent.purpose,
-            created_at=self.clock(),
-            strategy=intent.strategy,
-            order_type=intent.order_type,
-            qty=whole,
-            limit_price=intent.limit_price,
-            decision_id=intent.decision_id,
-            exit_intent_id=intent.exit_intent_id,
-            replaces=intent.client_order_id,
-            confidence=intent.confidence,
-        )
-        with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
-            tx.record_intent(fallback)
+                log.warning("buy %s: whole-share fallback not sent: %s", intent.symbol, refusal)
+                return None
+            replacement = OrderIntent(
+                intent_key=intent.intent_key + "|whole",
+                symbol=intent.symbol,
+                side=intent.side,
+                purpose=intent.purpose,
+                created_at=now,
+                strategy=intent.strategy,
+                order_type=intent.order_type,
+                qty=whole,
+                limit_price=intent.limit_price,
+                decision_id=intent.decision_id,
+                exit_intent_id=intent.exit_intent_id,
+                replaces=intent.client_order_id,
+                confidence=intent.confidence,
+            )
+            tx.record_intent(replacement)
             tx.record_order_event(
-                fallback.client_order_id,
+                replacement.client_order_id,
                 LedgerOrderStatus.SUBMITTING,
-                self.clock(),
+                now,
                 detail=f"whole-share fallback for {intent.client_order_id} ({why}): {qty} -> {whole}",
             )
         try:
-            order = self.broker.submit_order(fallback.to_request())
+            order = self.broker.submit_order(replacement.to_request())
         except OrderRejected as exc:
-            self._record_status(fallback, LedgerOrderStatus.REJECTED, detail=f"whole-share fallback rejected: {exc}")
+            self._record_status(replacement, LedgerOrderStatus.REJECTED, detail=f"whole-share fallback rejected: {exc}")
             return None
         except BrokerError as exc:
-            self._record_status(fallback, LedgerOrderStatus.AMBIGUOUS, detail=f"{type(exc).__name__}: {exc}")
-            return self.resolve(fallback, final=False)
-        self._record_order(fallback, order)
+            self._record_status(replacement, LedgerOrderStatus.AMBIGUOUS, detail=f"{type(exc).__name__}: {exc}")
+            return self.resolve(replacement, final=False)
+        self._record_order(replacement, order)
         return order
 
     def resolve(self, intent: OrderIntent, *, final: bool) -> Order | None:
         """Settle an intent whose outcome is unknown by asking the broker for it by client id.
 
-        ``final`` (on restart): an order the broker does not know was never placed, and the
-        intent is closed as NOT_FOUND. Otherwise it stays ambiguous (and blocks further buys
-        of the symbol) until a later lookup or the next restart settles it.
+        An order the broker does not know is given up on (NOT_FOUND; an exit is then tried
+        again) only when ``final`` and the intent is older than
+        ``orders.lost_order_grace_seconds``: a request still on its way (a slow broker,
+        another process sending it) is not taken for lost. Until then it stays unresolved and
+        its symbol deferred by reconciliation.
         """
         try:
             order = self.broker.get_order_by_client_id(intent.client_order_id)
@@ -374,10 +426,9 @@ class OrderPipeline:
             log.warning("lookup of %s failed, stays unsettled: %s", intent.client_order_id, exc)
             return None
         if order is None:
-            if final:
+            grace = timedelta(seconds=self.settings.orders.lost_order_grace_seconds)
+            if final and self.clock() - intent.created_at >= grace:
                 self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail="the broker has no such order")
-                if intent.exit_intent_id:
-                    self._exit_order_gone(intent, "exit order never reached the broker")
             return None
         self._record_order(intent, order)
         return order
@@ -385,21 +436,43 @@ class OrderPipeline:
     def _record_order(self, intent: OrderIntent, order: Order) -> None:
         fills: Sequence[Fill] = ()
         if order.filled_qty > 0:
-            try:
-                fills = self.broker.get_fills(intent.client_order_id)
-            except BrokerError as exc:
-                log.warning("fills of %s could not be read now: %s", intent.client_order_id, exc)
+            with self.ledger.reading() as tx:
+                known = tx.filled_qty(intent.client_order_id)
+            if order.filled_qty > known:
+                try:
+                    fills = self.broker.get_fills(intent.client_order_id)
+                except BrokerError as exc:
+                    log.warning("fills of %s could not be read now: %s", intent.client_order_id, exc)
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
             for fill in fills:
-                tx.record_fill(fill)
+                self._record_fill(tx, fill)
             self._advance_status(tx, intent, order)
         self._on_step("recorded")
+
+    def _record_fill(self, tx: LedgerTx, fill: Fill) -> FillResult:
+        result = tx.record_fill(fill)
+        if result is FillResult.UNAPPLIED:
+            self._reconcile_due = True
+            log.warning(
+                "fill %s of %s could not be applied as expected; %s is re-derived from the broker",
+                fill.execution_id,
+                fill.client_order_id,
+                fill.symbol,
+            )
+        return result
 
     def _advance_status(self, tx: LedgerTx, intent: OrderIntent, order: Order) -> None:
         state = tx.intent_state(intent.client_order_id)
         current = state.status if state is not None else None
         new = LedgerOrderStatus.from_broker(order.status)
-        if _rank(new) > _rank(current) or (new.is_terminal and current is not None and not current.is_terminal):
+        # NOT_FOUND was tradekit's guess, not the broker's word: whatever the broker reports
+        # later replaces it.
+        overrides = current is LedgerOrderStatus.NOT_FOUND and new is not current
+        if (
+            overrides
+            or _rank(new) > _rank(current)
+            or (new.is_terminal and current is not None and not current.is_terminal)
+        ):
             tx.record_order_event(
                 intent.client_order_id,
                 new,
@@ -416,7 +489,7 @@ class OrderPipeline:
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
             tx.record_order_event(intent.client_order_id, status, self.clock(), detail=detail)
             if intent.exit_intent_id and status.is_terminal:
-                self._exit_failed(tx, intent.exit_intent_id, detail)
+                self._exit_attempt_failed(tx, intent, detail)
 
     # --- broker events -----------------------------------------------------------------------------
 
@@ -427,7 +500,7 @@ class OrderPipeline:
         for event in batch:
             with self.ledger.transaction(lock_symbol=event.order.symbol) as tx:
                 intent = tx.intent(event.order.client_order_id)
-                if event.fill is not None and tx.record_fill(event.fill):
+                if event.fill is not None and self._record_fill(tx, event.fill) is FillResult.APPLIED:
                     applied += 1
                 if intent is not None:
                     self._advance_status(tx, intent, event.order)
@@ -435,14 +508,59 @@ class OrderPipeline:
             self._on_step("events")
         return applied
 
-    def recover(self) -> list[IntentState]:
-        """Settle every intent left in flight by a crash or restart (call before reconciling)."""
+    def settle_pending(self) -> int:
+        """Look every unfinished order up at the broker (a lost answer, a lost event, a crash
+        between recording and sending): record what the broker says; return how many changed."""
         with self.ledger.reading() as tx:
             pending = tx.pending_intents()
+        changed = 0
         for state in pending:
             self.resolve(state.intent, final=True)
+            with self.ledger.reading() as tx:
+                after = tx.intent_state(state.intent.client_order_id)
+            if after is not None and after.status is not state.status:
+                changed += 1
+        if changed and any(s.status in _UNSENT_OR_AMBIGUOUS for s in pending):
+            # A symbol deferred for an unresolved order can be reconciled again.
+            self._reconcile_due = True
+        return changed
+
+    def recover(self) -> list[IntentState]:
+        """Settle every intent left in flight by a crash or restart, and look again for the
+        orders recently given up on as not found (call before reconciling)."""
+        self.settle_pending()
+        self._recheck_not_found()
         with self.ledger.reading() as tx:
             return tx.pending_intents()
+
+    def _recheck_not_found(self) -> None:
+        days = self.settings.reconciliation.recheck_not_found_days
+        if days == 0:
+            return
+        with self.ledger.reading() as tx:
+            given_up = tx.intents_with_status(LedgerOrderStatus.NOT_FOUND, since=self.clock() - timedelta(days=days))
+        for intent in given_up:
+            try:
+                order = self.broker.get_order_by_client_id(intent.client_order_id)
+            except BrokerError as exc:
+                log.warning("second lookup of %s (not found before) failed: %s", intent.client_order_id, exc)
+                continue
+            if order is not None:
+                log.warning(
+                    "order %s, given up on as not found, is at the broker: %s", intent.client_order_id, order.status
+                )
+                self._record_order(intent, order)
+                self._reconcile_due = True
+
+    def reconcile(self) -> ReconcileReport:
+        """Reconcile the ledger with the broker now (see ``tradekit.reconcile``)."""
+        self._reconcile_due = False
+        return Reconciler(self.ledger, self.broker, self.settings.reconciliation, self.plugins).run(self.clock())
+
+    def reconcile_if_due(self) -> ReconcileReport | None:
+        """Reconcile when a fill could not be applied or an unresolved order was settled since
+        the last reconciliation; otherwise do nothing."""
+        return self.reconcile() if self._reconcile_due else None
 
     # --- exits -----------------------------------------------------------------------------------------
 
@@ -484,71 +602,89 @@ class OrderPipeline:
         return ExitOutcome(intent)
 
     def execute_due_exits(self, prices: dict[str, Decimal]) -> list[ExitOutcome]:
-        """Execute planned exits whose window is open; expire (and report) those it passed."""
+        """Carry every unfinished exit on: send those whose window is open (again, after an
+        attempt that did not execute), cancel the limit orders a closed window left resting,
+        and escalate those whose window closed unexecuted (``exits.on_missed_window``)."""
         now = self.clock()
         if self.ledger.exclusive and not self._exits_may_be_planned:
             return []
         with self.ledger.reading() as tx:
-            planned = tx.exit_intents(states=[ExitState.PLANNED])
-        self._exits_may_be_planned = bool(planned)
+            active = tx.exit_intents(states=[ExitState.PLANNED, ExitState.SUBMITTED])
+        self._exits_may_be_planned = bool(active)
         outcomes = []
-        for intent in planned:
+        for intent in active:
+            window_closed = intent.window_closes_at is not None and now > intent.window_closes_at
+            if intent.state is ExitState.SUBMITTED:
+                if window_closed:
+                    self._cancel_resting_exit(intent)
+                continue
             if intent.window_opens_at is not None and now < intent.window_opens_at:
                 continue
-            if intent.window_closes_at is not None and now > intent.window_closes_at:
-                with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
-                    expired = tx.transition_exit(
-                        intent.intent_id,
-                        ExitState.EXPIRED,
-                        now,
-                        note=f"execution window closed at {intent.window_closes_at.isoformat()} before execution",
-                    )
-                log.warning(
-                    "exit intent %s for %s expired unexecuted: %s", intent.intent_id, intent.symbol, expired.note
-                )
-                outcomes.append(ExitOutcome(expired, note=expired.note))
-                continue
-            outcomes.append(self.execute_exit(intent, price=prices.get(intent.symbol)))
+            if window_closed:
+                outcomes.append(self._escalate(intent, now))
+            elif intent.attempts < self.settings.exits.max_attempts_per_window:
+                outcomes.append(self.execute_exit(intent, price=prices.get(intent.symbol)))
         return outcomes
 
-    def execute_exit(self, intent: ExitIntent, *, price: Decimal | None) -> ExitOutcome:
-        """Send the exit order once: the intent moves to SUBMITTED in the same transaction
-        that records the order intent, so a second call finds nothing to do."""
+    def execute_exit(
+        self, intent: ExitIntent, *, price: Decimal | None, time_in_force: TimeInForce = TimeInForce.DAY
+    ) -> ExitOutcome:
+        """Send one attempt at the exit: the intent moves to SUBMITTED in the same transaction
+        that records the attempt's order intent, so a second call finds nothing to do.
+
+        Each attempt has its own deterministic client order id; before a new attempt goes
+        out, the previous one is looked up once more, so an order that reached the broker
+        after all is followed instead of doubled. An attempt sells what the exit still has
+        to sell, never more than the ledger holds.
+        """
         now = self.clock()
-        if intent.order_type is OrderType.LIMIT and price is None:
+        market = intent.order_type is OrderType.MARKET or time_in_force is TimeInForce.CLS
+        if not market and price is None:
             return ExitOutcome(intent, note=f"no current price for {intent.symbol}: exit waits")
-        planned = intent if intent.order_type is OrderType.MARKET else attrs.evolve(intent, limit_price=price)
+        planned = intent if market else attrs.evolve(intent, limit_price=price)
         planned = self.plugins.on_exit_intent(planned)
+        prefix = f"exit|{intent.intent_id}"
+        with self.ledger.reading() as tx:
+            earlier = tx.intents_with_prefix(prefix)
+        if earlier and self._follow_earlier_attempt(earlier[-1]):
+            return ExitOutcome(intent, note="an earlier attempt reached the broker after all: followed, not resent")
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
             current = tx.exit_intent(intent.intent_id)
             if current is None or current.state is not ExitState.PLANNED:
                 return ExitOutcome(current, note="exit already executed or closed")
             position = tx.position(intent.symbol)
-            if position is None:
-                closed = tx.transition_exit(intent.intent_id, ExitState.CANCELLED, now, note="position already flat")
+            attempts = tx.intents_with_prefix(prefix)
+            sold = sum((tx.filled_qty(a.client_order_id) for a in attempts), ZERO)
+            qty = min(planned.qty - sold, position.qty) if position is not None else ZERO
+            if position is None or qty <= 0:
+                done = ExitState.EXECUTED if sold > 0 else ExitState.CANCELLED
+                closed = tx.transition_exit(intent.intent_id, done, now, note="position already flat")
                 return ExitOutcome(closed, note=closed.note)
+            order_type = OrderType.MARKET if market else planned.order_type
             order_intent = OrderIntent(
-                intent_key=f"exit|{intent.intent_id}",
+                intent_key=prefix if not attempts else f"{prefix}|{len(attempts) + 1}",
                 symbol=intent.symbol,
                 side=Side.SELL,
                 purpose=IntentPurpose.EXIT,
                 created_at=now,
                 strategy=intent.strategy,
-                order_type=planned.order_type,
-                qty=min(planned.qty, position.qty),
-                limit_price=planned.limit_price if planned.order_type is OrderType.LIMIT else None,
+                order_type=order_type,
+                qty=qty,
+                limit_price=planned.limit_price if order_type is OrderType.LIMIT else None,
                 exit_intent_id=intent.intent_id,
+                time_in_force=time_in_force,
             )
             try:
                 tx.record_intent(order_intent)
             except DuplicateIntentError:
                 return ExitOutcome(current, note="exit order already recorded")
             tx.record_order_event(order_intent.client_order_id, LedgerOrderStatus.SUBMITTING, now)
+            kind = "market-on-close" if time_in_force is TimeInForce.CLS else str(order_type)
             submitted = tx.transition_exit(
                 intent.intent_id,
                 ExitState.SUBMITTED,
                 now,
-                note=f"{planned.order_type} sell {order_intent.qty} {intent.symbol}",
+                note=f"attempt {len(attempts) + 1}: {kind} sell {order_intent.qty} {intent.symbol}",
                 client_order_id=order_intent.client_order_id,
                 limit_price=order_intent.limit_price,
             )
@@ -556,28 +692,105 @@ class OrderPipeline:
         order = self._submit(order_intent)
         return ExitOutcome(submitted, order)
 
+    def _follow_earlier_attempt(self, earlier: OrderIntent) -> bool:
+        """Look an earlier attempt given up on as not found up once more before resending;
+        True when the broker has it after all (it is then recorded and followed)."""
+        with self.ledger.reading() as tx:
+            state = tx.intent_state(earlier.client_order_id)
+        if state is None or state.status is not LedgerOrderStatus.NOT_FOUND:
+            return False
+        try:
+            order = self.broker.get_order_by_client_id(earlier.client_order_id)
+        except BrokerError as exc:
+            log.warning(
+                "exit %s: earlier attempt cannot be checked, not resending now: %s", earlier.exit_intent_id, exc
+            )
+            return True
+        if order is None:
+            return False
+        self._record_order(earlier, order)
+        self._reconcile_due = True
+        return True
+
+    def _cancel_resting_exit(self, intent: ExitIntent) -> None:
+        coid = intent.client_order_id
+        if coid is None or coid in self._cancel_requested:
+            return
+        with self.ledger.reading() as tx:
+            order_intent = tx.intent(coid)
+        if order_intent is None or order_intent.order_type is not OrderType.LIMIT:
+            return  # a market (on close) attempt is left to execute
+        try:
+            self.broker.cancel_order(coid)
+        except BrokerError as exc:
+            log.warning("exit %s: cancel of %s at the window's close failed, retried: %s", intent.intent_id, coid, exc)
+            return
+        self._cancel_requested.add(coid)
+        log.info("exit %s: window closed, resting order %s canceled", intent.intent_id, coid)
+
+    def _escalate(self, intent: ExitIntent, now: datetime) -> ExitOutcome:
+        """What a planned exit does once its window closed unexecuted."""
+        rule = self.settings.exits.on_missed_window
+        missed = f"window {_window_text(intent)} closed unexecuted after {intent.attempts} attempt(s)"
+        if rule is MissedWindow.MARKET_AT_CLOSE:
+            opens = self.calendar.last_open(now)
+            if opens is not None and now < self.calendar.session_of_open(opens).close:
+                if not self._sent_on_close_since(intent, opens):
+                    log.warning("exit %s: %s; sending it market-on-close", intent.intent_id, missed)
+                    return self.execute_exit(intent, price=None, time_in_force=TimeInForce.CLS)
+                missed += "; the market-on-close order did not execute"
+        if rule is MissedWindow.EXPIRE:
+            with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
+                expired = tx.transition_exit(intent.intent_id, ExitState.EXPIRED, now, note=missed)
+            log.warning("exit intent %s for %s expired unexecuted: %s", intent.intent_id, intent.symbol, missed)
+            return ExitOutcome(expired, note=expired.note)
+        window = self._window_from(now)
+        note = f"{missed}; moved to the window {window.opens_at.isoformat()} .. {window.closes_at.isoformat()}"
+        with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
+            rolled = tx.transition_exit(intent.intent_id, ExitState.PLANNED, now, note=note, window=window)
+        log.warning("exit %s for %s: %s", intent.intent_id, intent.symbol, note)
+        return ExitOutcome(rolled, note=note, rolled=True)
+
+    def _sent_on_close_since(self, intent: ExitIntent, opens: datetime) -> bool:
+        """Whether a market-on-close attempt at this exit went out in the session that opened
+        at ``opens`` (one per session: a refused one is not sent again and again)."""
+        with self.ledger.reading() as tx:
+            attempts = tx.intents_with_prefix(f"exit|{intent.intent_id}")
+        return any(a.time_in_force is TimeInForce.CLS and a.created_at >= opens for a in attempts)
+
+    def _window_from(self, now: datetime) -> ExecutionWindow:
+        """The first exit window that has not closed by ``now``: today's if still open."""
+        exits = self.settings.exits
+        opens = self.calendar.last_open(now)
+        if opens is not None:
+            today = self.calendar.execution_window(
+                opens - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
+            )
+            if now <= today.closes_at:
+                return today
+        return self.calendar.execution_window(now, exits.window_start_minutes, exits.window_end_minutes)
+
     def _follow_exit(self, tx: LedgerTx, intent: OrderIntent, order: Order) -> None:
         assert intent.exit_intent_id is not None
-        current = tx.exit_intent(intent.exit_intent_id)
-        if current is None or current.state is not ExitState.SUBMITTED:
-            return
+        if _attempt_in_flight(tx, intent) is None:
+            return  # an earlier attempt's news: the intent has moved on
         if order.status is OrderStatus.FILLED:
             tx.transition_exit(
                 intent.exit_intent_id, ExitState.EXECUTED, self.clock(), note=f"filled at {order.filled_avg_price}"
             )
         elif order.status.is_terminal:
-            self._exit_failed(tx, intent.exit_intent_id, f"exit order {order.status}: {order.reject_reason}")
+            self._exit_attempt_failed(tx, intent, f"exit order {order.status}: {order.reject_reason}")
 
-    def _exit_failed(self, tx: LedgerTx, exit_intent_id: str, why: str) -> None:
-        current = tx.exit_intent(exit_intent_id)
-        if current is not None and current.state is ExitState.SUBMITTED:
-            tx.transition_exit(exit_intent_id, ExitState.EXPIRED, self.clock(), note=why)
-            log.warning("exit %s not executed: %s", exit_intent_id, why)
-
-    def _exit_order_gone(self, intent: OrderIntent, why: str) -> None:
+    def _exit_attempt_failed(self, tx: LedgerTx, intent: OrderIntent, why: str) -> None:
+        """An attempt that did not (fully) execute: the exit is planned again, to be retried
+        while its window is open and escalated when it closes."""
         assert intent.exit_intent_id is not None
-        with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
-            self._exit_failed(tx, intent.exit_intent_id, why)
+        if _attempt_in_flight(tx, intent) is None:
+            return
+        note = f"attempt {intent.client_order_id} did not execute ({why}); planned again"
+        tx.transition_exit(intent.exit_intent_id, ExitState.PLANNED, self.clock(), note=note)
+        self._exits_may_be_planned = True
+        log.warning("exit %s: %s", intent.exit_intent_id, note)
 
     # --- startup ---------------------------------------------------------------------------------------
 

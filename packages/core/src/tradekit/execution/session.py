@@ -36,9 +36,20 @@ from tradekit.execution.market import market_snapshot
 from tradekit.execution.pipeline import BuyOutcome, ExitOutcome, OrderPipeline
 from tradekit.exits.intent import ExitState
 from tradekit.plugins import Plugins
+from tradekit.reconcile.report import ReconcileReport
 from tradekit.strategy.base import Strategy, StrategyView
 
 log = logging.getLogger(__name__)
+
+
+def startup(pipeline: OrderPipeline) -> ReconcileReport:
+    """Start trading on a ledger and a broker: settle the orders left in flight (and look again
+    for those given up on), then reconcile with the broker, in that order."""
+    pipeline.check_fractional_support()
+    unsettled = pipeline.recover()
+    if unsettled:
+        log.warning("%d order intents could not be settled yet; their symbols stay blocked", len(unsettled))
+    return pipeline.reconcile()
 
 
 class Focus:
@@ -136,8 +147,12 @@ class SessionDriver:
     # --- during the session --------------------------------------------------------------------
 
     def maintain(self, prices: Mapping[str, Decimal]) -> list[ExitOutcome]:
-        """Carry the exits on: execute those whose window is open, escalate those it passed."""
-        outcomes = self.pipeline.execute_due_exits(dict(prices))
+        """Look up unfinished orders, re-derive what they changed, and carry the exits on:
+        execute those whose window is open, escalate those it passed."""
+        pipeline = self.pipeline
+        pipeline.settle_pending()
+        pipeline.reconcile_if_due()
+        outcomes = pipeline.execute_due_exits(dict(prices))
         for outcome in outcomes:
             if outcome.intent is not None and outcome.intent.state is ExitState.EXPIRED:
                 self.tally.exits_expired += 1

@@ -33,9 +33,11 @@ class ExitState(StrEnum):
 
 
 # Which states an intent may move to from each state; anything else is refused.
+# PLANNED -> PLANNED moves the intent to a later window; SUBMITTED -> PLANNED follows an
+# attempt that did not execute (refused, lost, canceled): it is tried again.
 EXIT_TRANSITIONS: dict[ExitState, frozenset[ExitState]] = {
-    ExitState.PLANNED: frozenset({ExitState.SUBMITTED, ExitState.CANCELLED, ExitState.EXPIRED}),
-    ExitState.SUBMITTED: frozenset({ExitState.EXECUTED, ExitState.CANCELLED, ExitState.EXPIRED}),
+    ExitState.PLANNED: frozenset({ExitState.PLANNED, ExitState.SUBMITTED, ExitState.CANCELLED, ExitState.EXPIRED}),
+    ExitState.SUBMITTED: frozenset({ExitState.PLANNED, ExitState.EXECUTED, ExitState.CANCELLED, ExitState.EXPIRED}),
     ExitState.EXECUTED: frozenset(),
     ExitState.CANCELLED: frozenset(),
     ExitState.EXPIRED: frozenset(),
@@ -47,7 +49,10 @@ class ExitIntent:
     """A decision to close (part of) a position, persisted until it is carried out.
 
     Planned exits go out as a limit order at the then-current price inside the execution
-    window; ``Urgency.IMMEDIATE`` exits go out at once as market orders.
+    window; ``Urgency.IMMEDIATE`` exits go out at once as market orders. An attempt that does
+    not execute is tried again while the window is open (``attempts`` counts the orders sent
+    in the current window); a window that closes unexecuted escalates as configured
+    (``exits.on_missed_window``), moving the intent to a later window (``rolls`` counts those).
     """
 
     intent_id: str
@@ -64,6 +69,8 @@ class ExitIntent:
     window_closes_at: datetime | None = attrs.field(default=None, converter=optional_to_utc, validator=optional_utc)
     client_order_id: str | None = None
     note: str = ""
+    attempts: int = 0
+    rolls: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.urgency is Urgency.IMMEDIATE and self.order_type is not OrderType.MARKET:

@@ -36,16 +36,19 @@ from tradekit.domain.orders import Fill
 from tradekit.domain.positions import Position
 from tradekit.domain.signals import Side, Signal
 from tradekit.domain.values import ZERO
-from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
+from tradekit.exits.calendar import ExecutionWindow
+from tradekit.exits.intent import ExitIntent, ExitState
 from tradekit.ledger import schema as t
 from tradekit.ledger.errors import DuplicateIntentError, InvalidExitTransition, LedgerError
 from tradekit.ledger.records import (
+    FillResult,
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
     OrderCounts,
     OrderIntent,
     StoredDecision,
+    UnappliedFill,
 )
 from tradekit.ledger.store import (
     _BLOCKING_FINDINGS,
@@ -54,6 +57,8 @@ from tradekit.ledger.store import (
     Ledger,
     LedgerTx,
     PositionKind,
+    advance_exit,
+    check_exit_transition,
     decision_row,
     exit_intent_row,
     exit_transition_row,
@@ -66,6 +71,8 @@ from tradekit.ledger.store import (
     order_event_row,
     queued_buy_row,
     settlement_row,
+    unapplicable,
+    unapplied_row,
 )
 from tradekit.reconcile.report import ReconcileReport
 
@@ -86,6 +93,8 @@ _APPEND_ORDER = (
     t.exit_transitions,
     t.queued_buys,
     t.queued_buy_settlements,
+    t.unapplied_fills,
+    t.unapplied_fill_settlements,
 )
 
 
@@ -146,6 +155,7 @@ class _State:
         self.exits: dict[str, _Exit] = {}
         self.exits_in_flight: dict[str, set[str]] = defaultdict(set)
         self.unreconciled: frozenset[str] = frozenset()
+        self.unapplied: dict[str, UnappliedFill] = {}  # by execution id, unsettled ones
         # Queued buys still waiting, per strategy (in queue order), and every id ever queued
         # or settled (a duplicate is refused as the SQL ledger refuses it).
         self.queued: dict[str, dict[str, Signal]] = defaultdict(dict)
@@ -209,7 +219,7 @@ class BufferedLedger(Ledger):
         yield _MemoryTx(self)
 
     def unreconciled_symbols(self) -> frozenset[str]:
-        return self._state.unreconciled
+        return _MemoryTx(self).unreconciled_symbols()
 
     def open_positions(self) -> dict[str, Position]:
         return _MemoryTx(self).open_positions()
@@ -335,7 +345,7 @@ class _MemoryTx(LedgerTx):
     """``LedgerTx``'s reads and appends, answered from and applied to the buffered state."""
 
     def __init__(self, ledger: BufferedLedger) -> None:
-        self.reconciled = False
+        self.blocks_changed = False
         self._ledger = ledger
         self._s = ledger._state
 
@@ -385,6 +395,10 @@ class _MemoryTx(LedgerTx):
                 break
             found.append(s.heads[s.coid_by_key[key]])
         return [h.intent for h in sorted(found, key=lambda h: h.seq)]
+
+    def intents_with_status(self, status: LedgerOrderStatus, *, since: datetime) -> list[OrderIntent]:
+        heads = sorted((h for h in self._s.heads.values() if h.status is status), key=lambda h: h.seq)
+        return [h.intent for h in heads if h.intent.created_at >= since]
 
     def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
         return self._ledger._sql(lambda tx: tx.order_intents(symbol=symbol))
@@ -471,10 +485,10 @@ class _MemoryTx(LedgerTx):
     def filled_qty(self, client_order_id: str) -> Decimal:
         return self._s.filled.get(client_order_id, ZERO)
 
-    def record_fill(self, fill: Fill) -> bool:
+    def record_fill(self, fill: Fill) -> FillResult:
         s = self._s
         if fill.execution_id in s.execution_ids:
-            return False
+            return FillResult.DUPLICATE
         coid, before = fill.client_order_id, s.filled.get(fill.client_order_id)
         s.execution_ids.add(fill.execution_id)
         s.filled[coid] = (before or ZERO) + fill.qty
@@ -488,12 +502,55 @@ class _MemoryTx(LedgerTx):
                 s.filled[coid] = before
 
         self._ledger._journal(undo)
-        intent = self.intent(coid)
+        head = s.heads.get(coid)
+        if head is None:
+            return FillResult.NOT_OURS
+        lifecycle = s.positions.get(fill.symbol)
+        held = lifecycle.qty if lifecycle is not None and lifecycle.is_open else ZERO
+        why = unapplicable(fill, head.status, held)
+        if why:
+            self._record_unapplied(fill, why)
+            return FillResult.UNAPPLIED
+        self.apply_fill(fill)
+        return FillResult.APPLIED
+
+    def _record_unapplied(self, fill: Fill, why: str) -> None:
+        s = self._s
+        row = unapplied_row(fill, why)
+        s.unapplied[fill.execution_id] = UnappliedFill(**row)
+        self._ledger._append(t.unapplied_fills, row)
+        self.blocks_changed = True
+
+        def undo() -> None:
+            s.unapplied.pop(fill.execution_id, None)
+
+        self._ledger._journal(undo)
+
+    def apply_fill(self, fill: Fill) -> None:
+        intent = self.intent(fill.client_order_id)
         if intent is None:
-            return True
+            raise LedgerError(f"fill {fill.execution_id} is not of an order tradekit placed")
         kind, fields = fill_position_event(fill, intent)
         self._append_position_event(fill.symbol, kind, **fields)
-        return True
+
+    def fill(self, execution_id: str) -> Fill | None:
+        return self._ledger._sql(lambda tx: tx.fill(execution_id))
+
+    def unapplied_fills(self, symbol: str | None = None) -> list[UnappliedFill]:
+        return [u for u in self._s.unapplied.values() if symbol is None or u.symbol == symbol]
+
+    def settle_unapplied_fill(self, execution_id: str, resolution: str, time: datetime) -> None:
+        s = self._s
+        settled = s.unapplied.pop(execution_id)
+        self._ledger._append(
+            t.unapplied_fill_settlements, {"execution_id": execution_id, "resolution": resolution, "time": time}
+        )
+        self.blocks_changed = True
+
+        def undo() -> None:
+            s.unapplied[execution_id] = settled
+
+        self._ledger._journal(undo)
 
     def _append_position_event(
         self,
@@ -636,7 +693,7 @@ class _MemoryTx(LedgerTx):
 
     def record_reconciliation(self, report: ReconcileReport) -> int:
         s = self._s
-        self.reconciled = True
+        self.blocks_changed = True
         s.reconciliation_ids += 1
         rec_id = s.reconciliation_ids
         before = s.unreconciled
@@ -666,7 +723,8 @@ class _MemoryTx(LedgerTx):
         return self._ledger._sql(lambda tx: tx.last_reconciliation())
 
     def unreconciled_symbols(self) -> frozenset[str]:
-        return self._s.unreconciled
+        s = self._s
+        return s.unreconciled | {u.symbol for u in s.unapplied.values()} if s.unapplied else s.unreconciled
 
     # --- exit intents ---------------------------------------------------------------------------
 
@@ -704,25 +762,18 @@ class _MemoryTx(LedgerTx):
         note: str,
         client_order_id: str | None = None,
         limit_price: Decimal | None = None,
+        window: ExecutionWindow | None = None,
     ) -> ExitIntent:
         s = self._s
         found = s.exits.get(intent_id)
         if found is None:
             raise InvalidExitTransition(f"no exit intent {intent_id}")
         current = found.intent
-        if state not in EXIT_TRANSITIONS[current.state]:
-            raise InvalidExitTransition(f"exit intent {intent_id} is {current.state}; it cannot become {state}")
-        self._ledger._append(
-            t.exit_transitions, exit_transition_row(intent_id, state, time, note, client_order_id, limit_price)
-        )
+        check_exit_transition(current, state, window)
+        row = exit_transition_row(intent_id, state, time, note, client_order_id, limit_price, window)
+        self._ledger._append(t.exit_transitions, row)
         was_dirty = intent_id in s.dirty_exit_heads
-        found.intent = attrs.evolve(
-            current,
-            state=state,
-            note=note,
-            limit_price=limit_price if limit_price is not None else current.limit_price,
-            client_order_id=client_order_id or current.client_order_id,
-        )
+        found.intent = advance_exit(current, row)
         in_flight = s.exits_in_flight[current.symbol]
         if state.value in _EXIT_IN_FLIGHT:
             in_flight.add(intent_id)

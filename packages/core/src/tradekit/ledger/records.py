@@ -84,6 +84,7 @@ class OrderIntent:
     exit_intent_id: str | None = None
     replaces: str | None = None
     confidence: int | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
     client_order_id: str = attrs.field()
 
     @client_order_id.default
@@ -99,8 +100,33 @@ class OrderIntent:
             qty=self.qty,
             notional=self.notional,
             limit_price=self.limit_price,
-            time_in_force=TimeInForce.DAY,
+            time_in_force=self.time_in_force,
         )
+
+
+class FillResult(StrEnum):
+    """What recording a fill did to the ledger."""
+
+    APPLIED = "applied"  # a fill of one of our orders: the position moved
+    DUPLICATE = "duplicate"  # its execution id was recorded before: nothing changed
+    NOT_OURS = "not_ours"  # an order tradekit did not place: kept, reconciliation handles it
+    UNAPPLIED = "unapplied"  # ours, but not as expected: kept, its symbol is re-derived from the broker
+
+
+@attrs.frozen(kw_only=True)
+class UnappliedFill:
+    """A fill the ledger recorded but could not apply to a position as expected.
+
+    It reduces more than the ledger holds (a position reconciliation already closed), or it
+    belongs to an order the ledger had given up on (not found, refused). Its symbol is
+    blocked until reconciliation re-derives it from the broker.
+    """
+
+    execution_id: str
+    client_order_id: str
+    symbol: str
+    reason: str
+    recorded_at: datetime = attrs.field(converter=to_utc, validator=utc)
 
 
 @attrs.frozen(kw_only=True)

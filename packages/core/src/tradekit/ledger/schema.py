@@ -86,6 +86,8 @@ order_intents = sa.Table(
     sa.Column("replaces", sa.String(128)),
     sa.Column("confidence", sa.Integer),
     sa.Column("created_at", UtcText, nullable=False),
+    # NULL (and before schema 3): a day order.
+    sa.Column("time_in_force", sa.String(8)),
     sa.Index("ix_tk_order_intents_symbol_created", "symbol", "created_at"),
     sa.Index("ix_tk_order_intents_created", "created_at"),
 )
@@ -245,6 +247,9 @@ exit_transitions = sa.Table(
     sa.Column("client_order_id", sa.String(128)),
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("time", UtcText, nullable=False),
+    # Set when the intent moves to another window (schema 3).
+    sa.Column("window_opens_at", UtcText),
+    sa.Column("window_closes_at", UtcText),
     sa.Index("ix_tk_exit_transitions_intent", "intent_id", "id"),
 )
 
@@ -269,5 +274,27 @@ queued_buy_settlements = sa.Table(
     sa.Column("signal_id", sa.String(128), nullable=False, unique=True),
     sa.Column("decision_id", sa.String(64)),
     sa.Column("note", sa.Text, nullable=False),
+    sa.Column("time", UtcText, nullable=False),
+)
+
+# Fills the ledger kept but could not apply as expected (see ledger.records.UnappliedFill),
+# and how reconciliation later settled each: their symbols are blocked in between.
+unapplied_fills = sa.Table(
+    "tk_unapplied_fills",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("client_order_id", sa.String(128), nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("recorded_at", UtcText, nullable=False),
+)
+
+unapplied_fill_settlements = sa.Table(
+    "tk_unapplied_fill_settlements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("resolution", sa.Text, nullable=False),
     sa.Column("time", UtcText, nullable=False),
 )

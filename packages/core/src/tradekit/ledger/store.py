@@ -32,16 +32,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from tradekit.decision.trace import encode_trace
 from tradekit.decision.verdict import BuyDecision
-from tradekit.domain.orders import Fill, OrderType
+from tradekit.domain.orders import Fill, OrderType, TimeInForce
 from tradekit.domain.positions import EntryOrigin, Position, PositionEntry, PositionReduction
 from tradekit.domain.signals import Side, Signal, Urgency
 from tradekit.domain.values import ZERO
+from tradekit.exits.calendar import ExecutionWindow
 from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
 from tradekit.ledger import schema as t
 from tradekit.ledger.errors import (
@@ -55,18 +57,20 @@ from tradekit.ledger.errors import (
     LedgerWriteError,
 )
 from tradekit.ledger.records import (
+    FillResult,
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
     OrderCounts,
     OrderIntent,
     StoredDecision,
+    UnappliedFill,
 )
-from tradekit.reconcile.report import ReconcileAction, ReconcileFinding, ReconcileReport
+from tradekit.reconcile.report import BLOCKING_ACTIONS, ReconcileAction, ReconcileFinding, ReconcileReport
 from tradekit.serialization import structure, unstructure
 
 _EXIT_IN_FLIGHT = (ExitState.PLANNED.value, ExitState.SUBMITTED.value)
-_BLOCKING_FINDINGS = (ReconcileAction.UNRECONCILED.value, ReconcileAction.QUANTITY_MISMATCH.value)
+_BLOCKING_FINDINGS = tuple(sorted(a.value for a in BLOCKING_ACTIONS))
 
 PositionKind = Literal["entry", "backfill", "reduction", "external_close"]
 _REDUCING = ("reduction", "external_close")
@@ -239,7 +243,7 @@ class Ledger:
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(lock_symbol)})
                     tx = LedgerTx(conn)
                     yield tx
-                if tx.reconciled:
+                if tx.blocks_changed:
                     self._unreconciled = None
         except exc.DBAPIError as e:
             raise self._translate(e) from None
@@ -273,7 +277,7 @@ class Ledger:
             self._unreconciled = found
         return found
 
-    def record_fill(self, fill: Fill) -> bool:
+    def record_fill(self, fill: Fill) -> FillResult:
         with self.transaction(lock_symbol=fill.symbol) as tx:
             return tx.record_fill(fill)
 
@@ -283,7 +287,8 @@ class LedgerTx:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self.reconciled = False
+        # The set of blocked symbols changed (a reconciliation, an unapplied fill).
+        self.blocks_changed = False
 
     # --- intents and orders ---------------------------------------------------------------
 
@@ -318,6 +323,17 @@ class LedgerTx:
             sa.select(t.order_intents)
             .where(t.order_intents.c.intent_key.like(escaped + "%", escape="\\"))
             .order_by(t.order_intents.c.id)
+        )
+        return [_intent_from_row(r._mapping) for r in rows]
+
+    def intents_with_status(self, status: LedgerOrderStatus, *, since: datetime) -> list[OrderIntent]:
+        """Intents created since ``since`` whose latest status is ``status``, oldest first."""
+        i, h = t.order_intents, t.intent_heads
+        rows = self._conn.execute(
+            sa.select(i)
+            .join(h, h.c.client_order_id == i.c.client_order_id)
+            .where(h.c.status == status.value, i.c.created_at >= since)
+            .order_by(i.c.id)
         )
         return [_intent_from_row(r._mapping) for r in rows]
 
@@ -430,31 +446,89 @@ class LedgerTx:
         rows = self._conn.execute(sa.select(t.fills.c.qty).where(t.fills.c.client_order_id == client_order_id))
         return sum((r.qty for r in rows), ZERO)
 
-    def record_fill(self, fill: Fill) -> bool:
-        """Append a fill and its position change; return False if already recorded.
+    def record_fill(self, fill: Fill) -> FillResult:
+        """Append a fill and, when it is one of our orders', its position change.
 
         Fills are deduplicated by the broker's execution id, so a repeated or replayed fill
         event never changes a position twice. A fill of an order tradekit did not place is
-        recorded but changes no position: reconciliation handles outside activity.
+        recorded but changes no position: reconciliation handles outside activity. A fill of
+        ours that cannot be applied as expected (see ``UnappliedFill``) is recorded, changes
+        no position, and blocks its symbol until reconciliation re-derives it from the broker:
+        applying broker facts never raises.
         """
         seen = self._conn.execute(sa.select(t.fills.c.id).where(t.fills.c.execution_id == fill.execution_id)).first()
         if seen is not None:
-            return False
+            return FillResult.DUPLICATE
         self._conn.execute(t.fills.insert().values(**fill_row(fill)))
         intent = self.intent(fill.client_order_id)
         if intent is None:
-            return True
+            return FillResult.NOT_OURS
+        state = self.intent_state(fill.client_order_id)
+        why = unapplicable(fill, state.status if state is not None else None, self._open_qty(fill.symbol))
+        if why:
+            self._conn.execute(t.unapplied_fills.insert().values(**unapplied_row(fill, why)))
+            self.blocks_changed = True
+            return FillResult.UNAPPLIED
         kind, fields = fill_position_event(fill, intent)
         self._append_position_event(fill.symbol, kind, **fields)
-        return True
+        return FillResult.APPLIED
+
+    def apply_fill(self, fill: Fill) -> None:
+        """Apply a recorded fill of ours to its position (reconciliation re-deriving it)."""
+        intent = self.intent(fill.client_order_id)
+        if intent is None:
+            raise LedgerError(f"fill {fill.execution_id} is not of an order tradekit placed")
+        kind, fields = fill_position_event(fill, intent)
+        self._append_position_event(fill.symbol, kind, **fields)
+
+    def fill(self, execution_id: str) -> Fill | None:
+        row = self._conn.execute(sa.select(t.fills).where(t.fills.c.execution_id == execution_id)).first()
+        return None if row is None else _fill_from_row(row)
+
+    def unapplied_fills(self, symbol: str | None = None) -> list[UnappliedFill]:
+        """Fills recorded but not applied, not yet settled by a reconciliation, oldest first."""
+        u, st = t.unapplied_fills, t.unapplied_fill_settlements
+        query = (
+            sa.select(u)
+            .select_from(u.outerjoin(st, st.c.execution_id == u.c.execution_id))
+            .where(st.c.id.is_(None))
+            .order_by(u.c.id)
+        )
+        if symbol is not None:
+            query = query.where(u.c.symbol == symbol)
+        return [
+            UnappliedFill(
+                execution_id=r.execution_id,
+                client_order_id=r.client_order_id,
+                symbol=r.symbol,
+                reason=r.reason,
+                recorded_at=r.recorded_at,
+            )
+            for r in self._conn.execute(query)
+        ]
+
+    def settle_unapplied_fill(self, execution_id: str, resolution: str, time: datetime) -> None:
+        """Record how reconciliation settled an unapplied fill (its symbol is then unblocked)."""
+        self._conn.execute(
+            t.unapplied_fill_settlements.insert().values(execution_id=execution_id, resolution=resolution, time=time)
+        )
+        self.blocks_changed = True
+
+    def _open_qty(self, symbol: str) -> Decimal:
+        head = self._conn.execute(sa.select(t.position_heads).where(t.position_heads.c.symbol == symbol)).first()
+        if head is None or not head.is_open:
+            return ZERO
+        return self._lifecycle_qty(symbol, int(head.lifecycle))
 
     def record_backfill(self, symbol: str, qty: Decimal, price: Decimal, time: datetime, reason: str) -> None:
         """Adopt a broker-only position: one entry at the broker's average price, no owner."""
         self._append_position_event(symbol, "backfill", qty=qty, price=price, time=time, reason=reason)
 
-    def record_external_close(self, symbol: str, qty: Decimal, time: datetime, reason: str) -> None:
-        """Close a ledger position the broker no longer holds (EXTERNAL_CLOSE)."""
-        self._append_position_event(symbol, "external_close", qty=qty, price=None, time=time, reason=reason)
+    def record_external_close(
+        self, symbol: str, qty: Decimal, time: datetime, reason: str, *, price: Decimal | None = None
+    ) -> None:
+        """Close (or reduce) a position the broker no longer holds in full (EXTERNAL_CLOSE)."""
+        self._append_position_event(symbol, "external_close", qty=qty, price=price, time=time, reason=reason)
 
     def _append_position_event(
         self,
@@ -544,17 +618,7 @@ class LedgerTx:
             query = query.where(f.c.symbol.in_(list(symbols)))
         result = []
         for row in self._conn.execute(query.order_by(f.c.id)):
-            fill = Fill(
-                execution_id=row.execution_id,
-                client_order_id=row.client_order_id,
-                broker_order_id=row.broker_order_id,
-                symbol=row.symbol,
-                side=Side(row.side),
-                qty=row.qty,
-                price=row.price,
-                time=row.time,
-                commission=row.commission,
-            )
+            fill = _fill_from_row(row)
             result.append((fill, IntentPurpose(row.purpose) if row.purpose else None))
         return result
 
@@ -633,7 +697,7 @@ class LedgerTx:
 
     def record_reconciliation(self, report: ReconcileReport) -> int:
         """Persist a reconciliation and its findings; return its id."""
-        self.reconciled = True
+        self.blocks_changed = True
         rec_id = self._conn.execute(
             t.reconciliations.insert().values(
                 started_at=report.started_at, broker=report.broker, broker_ok=report.broker_ok, error=report.error
@@ -670,7 +734,8 @@ class LedgerTx:
         )
 
     def unreconciled_symbols(self) -> frozenset[str]:
-        """Symbols the latest reconciliation could not reconcile: every buy on them is BLOCKed."""
+        """Symbols every buy is BLOCKed on: those the latest reconciliation could not
+        reconcile, and those with a fill the ledger could not apply (until re-derived)."""
         r, f = t.reconciliations, t.reconcile_findings
         rows = self._conn.execute(
             sa.lambda_stmt(
@@ -680,7 +745,7 @@ class LedgerTx:
                 )
             )
         )
-        return frozenset(r.symbol for r in rows)
+        return frozenset(r.symbol for r in rows) | {u.symbol for u in self.unapplied_fills()}
 
     # --- exit intents -------------------------------------------------------------------------
 
@@ -702,17 +767,18 @@ class LedgerTx:
         note: str,
         client_order_id: str | None = None,
         limit_price: Decimal | None = None,
+        window: ExecutionWindow | None = None,
     ) -> ExitIntent:
-        """Move an exit intent to ``state`` if its life cycle allows it; return the result."""
+        """Move an exit intent to ``state`` (to ``window`` too, when given) if its life cycle
+        allows it; return the result."""
         current = self.exit_intent(intent_id)
         if current is None:
             raise InvalidExitTransition(f"no exit intent {intent_id}")
-        if state not in EXIT_TRANSITIONS[current.state]:
-            raise InvalidExitTransition(f"exit intent {intent_id} is {current.state}; it cannot become {state}")
+        check_exit_transition(current, state, window)
         self._conn.execute(t.exit_heads.update().where(t.exit_heads.c.intent_id == intent_id).values(state=state.value))
         self._conn.execute(
             t.exit_transitions.insert().values(
-                **exit_transition_row(intent_id, state, time, note, client_order_id, limit_price)
+                **exit_transition_row(intent_id, state, time, note, client_order_id, limit_price, window)
             )
         )
         updated = self.exit_intent(intent_id)
@@ -754,29 +820,25 @@ class LedgerTx:
             transitions[row.intent_id].append(row)
         result = []
         for b in base:
-            history = transitions[b["intent_id"]]
-            last = history[-1]
-            state = ExitState(last.state)
-            limit_price = next((h.limit_price for h in reversed(history) if h.limit_price is not None), None)
-            coid = next((h.client_order_id for h in reversed(history) if h.client_order_id), None)
-            result.append(
-                ExitIntent(
-                    intent_id=b["intent_id"],
-                    symbol=b["symbol"],
-                    strategy=b["strategy"],
-                    qty=b["qty"],
-                    urgency=Urgency(b["urgency"]),
-                    reason=b["reason"],
-                    decided_at=b["decided_at"],
-                    state=state,
-                    order_type=OrderType(b["order_type"]),
-                    limit_price=limit_price,
-                    window_opens_at=b["window_opens_at"],
-                    window_closes_at=b["window_closes_at"],
-                    client_order_id=coid,
-                    note=last.note,
-                )
+            first, *later = transitions[b["intent_id"]]
+            intent = ExitIntent(
+                intent_id=b["intent_id"],
+                symbol=b["symbol"],
+                strategy=b["strategy"],
+                qty=b["qty"],
+                urgency=Urgency(b["urgency"]),
+                reason=b["reason"],
+                decided_at=b["decided_at"],
+                order_type=OrderType(b["order_type"]),
+                limit_price=first.limit_price,
+                window_opens_at=b["window_opens_at"],
+                window_closes_at=b["window_closes_at"],
+                client_order_id=first.client_order_id,
+                note=first.note,
             )
+            for row in later:
+                intent = advance_exit(intent, row._mapping)
+            result.append(intent)
         return result
 
     def exit_pending(self, symbol: str) -> bool:
@@ -890,10 +952,24 @@ MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
     # tables are unchanged and format-1 traces stay readable, but an older tradekit could
     # not read the new ones, so the version moves.
     2: lambda conn: None,
-    # 3: tables added since version 2 (create_all creates only the missing ones; the
-    # existing tables are unchanged).
-    3: lambda conn: t.metadata.create_all(conn),
+    # 3: tables added since version 2 (create_all creates only the missing ones) and
+    # nullable columns added to existing tables.
+    3: lambda conn: _create_missing(conn),
 }
+
+
+def _create_missing(conn: Connection) -> None:
+    """Create the tables a ledger lacks, and add the nullable columns its tables lack."""
+    t.metadata.create_all(conn)
+    inspector = sa.inspect(conn)
+    for table in t.metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                if not column.nullable:
+                    raise LedgerVersionError(f"cannot add the required column {table.name}.{column.name}")
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 def _migrate(conn: Connection) -> None:
@@ -1033,6 +1109,7 @@ def exit_transition_row(
     note: str,
     client_order_id: str | None,
     limit_price: Decimal | None,
+    window: ExecutionWindow | None = None,
 ) -> dict[str, Any]:
     return {
         "intent_id": intent_id,
@@ -1041,7 +1118,32 @@ def exit_transition_row(
         "client_order_id": client_order_id,
         "note": note,
         "time": time,
+        "window_opens_at": window.opens_at if window is not None else None,
+        "window_closes_at": window.closes_at if window is not None else None,
     }
+
+
+def check_exit_transition(current: ExitIntent, state: ExitState, window: ExecutionWindow | None) -> None:
+    if state not in EXIT_TRANSITIONS[current.state] or (state is current.state and window is None):
+        raise InvalidExitTransition(f"exit intent {current.intent_id} is {current.state}; it cannot become {state}")
+
+
+def advance_exit(intent: ExitIntent, row: Mapping[str, Any]) -> ExitIntent:
+    """The exit intent after one more transition row: its state, note, latest limit price and
+    order, its window when the row moves it (which starts the attempts afresh)."""
+    state = ExitState(row["state"])
+    moved = row["window_opens_at"] is not None
+    return attrs.evolve(
+        intent,
+        state=state,
+        note=row["note"],
+        limit_price=row["limit_price"] if row["limit_price"] is not None else intent.limit_price,
+        client_order_id=row["client_order_id"] or intent.client_order_id,
+        window_opens_at=row["window_opens_at"] if moved else intent.window_opens_at,
+        window_closes_at=row["window_closes_at"] if moved else intent.window_closes_at,
+        attempts=0 if moved else intent.attempts + (state is ExitState.SUBMITTED),
+        rolls=intent.rolls + moved,
+    )
 
 
 def first_exit_transition_row(intent: ExitIntent) -> dict[str, Any]:
@@ -1072,6 +1174,8 @@ def intent_row(intent: OrderIntent) -> dict[str, Any]:
         "replaces": intent.replaces,
         "confidence": intent.confidence,
         "created_at": intent.created_at,
+        # Day orders, nearly all of them, keep the column empty, as ledgers before schema 3 did.
+        "time_in_force": None if intent.time_in_force is TimeInForce.DAY else intent.time_in_force.value,
     }
 
 
@@ -1092,6 +1196,7 @@ def _intent_from_row(row: RowMapping) -> OrderIntent:
         exit_intent_id=row["exit_intent_id"],
         replaces=row["replaces"],
         confidence=row["confidence"],
+        time_in_force=TimeInForce(row["time_in_force"] or TimeInForce.DAY.value),
     )
 
 
@@ -1164,3 +1269,39 @@ def settlement_row(signal_id: str, time: datetime, decision_id: str | None, note
 
 def signal_from_text(text: str) -> Signal:
     return structure(json.loads(text), Signal, what="a queued buy signal")
+
+
+def unapplicable(fill: Fill, status: LedgerOrderStatus | None, held: Decimal) -> str:
+    """Why a fill of one of our orders cannot be applied as expected ("" when it can)."""
+    if status in (LedgerOrderStatus.NOT_FOUND, LedgerOrderStatus.REJECTED):
+        return (
+            f"a fill of order {fill.client_order_id}, which the ledger had marked {status} (the broker's "
+            "position may have been adopted meanwhile)"
+        )
+    if fill.side is Side.SELL and held < fill.qty:
+        return f"it sells {fill.qty} {fill.symbol} and the ledger holds {held} (closed or reduced meanwhile)"
+    return ""
+
+
+def unapplied_row(fill: Fill, reason: str) -> dict[str, Any]:
+    return {
+        "execution_id": fill.execution_id,
+        "client_order_id": fill.client_order_id,
+        "symbol": fill.symbol,
+        "reason": reason,
+        "recorded_at": fill.time,
+    }
+
+
+def _fill_from_row(row: Any) -> Fill:
+    return Fill(
+        execution_id=row.execution_id,
+        client_order_id=row.client_order_id,
+        broker_order_id=row.broker_order_id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        qty=row.qty,
+        price=row.price,
+        time=row.time,
+        commission=row.commission,
+    )

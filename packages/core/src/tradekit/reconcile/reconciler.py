@@ -7,6 +7,14 @@
 - A ledger position the broker no longer holds is closed with an EXTERNAL_CLOSE record.
 - Both holding it in different sizes is a quantity mismatch: reported and blocked, never
   "fixed" by guessing which fills were missed.
+- A symbol with an order whose outcome is unresolved (in flight, or its lookup failed) is
+  **deferred**: nothing is adopted, closed or compared while a fill of it may still come;
+  the finding says which order, and buys on it stay blocked until a later reconciliation.
+- A symbol with a fill the ledger recorded but could not apply (it reduced a position that
+  was already closed, or belonged to an order given up on as not found) is **re-derived**
+  from the broker: the fill is applied when ledger plus fill equals the broker, set aside as
+  already counted when the ledger already equals the broker, and otherwise the ledger
+  follows the broker's quantity; the finding says which.
 - A broker that cannot be read is never taken to mean "flat": nothing is closed or adopted,
   every symbol stays blocked, and the report says why.
 
@@ -16,15 +24,20 @@ Running it twice in a row changes nothing the second time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker
 from tradekit.config.settings import ReconciliationSettings
+from tradekit.domain.orders import Fill
 from tradekit.domain.positions import BrokerPosition, Position
-from tradekit.ledger.store import Ledger
+from tradekit.domain.signals import Side
+from tradekit.domain.values import ZERO
+from tradekit.ledger.records import UnappliedFill
+from tradekit.ledger.store import Ledger, LedgerTx
 from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileAction, ReconcileFinding, ReconcileReport
 
@@ -54,7 +67,16 @@ class Reconciler:
             return self._broker_unavailable(now, f"broker positions could not be read: {exc}")
         with self._ledger.transaction() as tx:
             ledger_positions = tx.open_positions()
-            findings = self._compare(broker_positions, ledger_positions)
+            deferred = self._deferred(tx)
+            unapplied = self._unapplied(tx, deferred)
+            findings = [
+                *deferred.values(),
+                *self._rederive(tx, broker_positions, ledger_positions, unapplied, now),
+                *self._compare(
+                    [bp for bp in broker_positions if bp.symbol not in deferred and bp.symbol not in unapplied],
+                    {s: p for s, p in ledger_positions.items() if s not in deferred and s not in unapplied},
+                ),
+            ]
             report = ReconcileReport(started_at=now, broker=self._broker.name, broker_ok=True, findings=findings)
             extra = self._plugins.on_reconcile(report)
             refused = [f for f in extra if f.action is not ReconcileAction.UNRECONCILED]
@@ -103,6 +125,90 @@ class Reconciler:
             tx.record_reconciliation(report)
         log.error("reconciliation failed, nothing changed, buys stay blocked: %s", error)
         return report
+
+    def _deferred(self, tx: LedgerTx) -> dict[str, ReconcileFinding]:
+        """One DEFERRED finding per symbol with an order still unresolved."""
+        found: dict[str, ReconcileFinding] = {}
+        for state in tx.pending_intents():
+            symbol = state.intent.symbol
+            if symbol not in found:
+                status = state.status.value if state.status is not None else "not yet sent"
+                found[symbol] = ReconcileFinding(
+                    symbol=symbol,
+                    action=ReconcileAction.DEFERRED,
+                    reason=(
+                        f"order {state.intent.client_order_id} ({state.intent.side} {state.intent.purpose}) is "
+                        f"unresolved ({status}): nothing adopted or closed until its outcome is known"
+                    ),
+                )
+        return found
+
+    def _unapplied(self, tx: LedgerTx, deferred: Mapping[str, object]) -> dict[str, list[tuple[UnappliedFill, Fill]]]:
+        by_symbol: dict[str, list[tuple[UnappliedFill, Fill]]] = defaultdict(list)
+        for unapplied in tx.unapplied_fills():
+            fill = tx.fill(unapplied.execution_id)
+            if fill is not None and unapplied.symbol not in deferred:
+                by_symbol[unapplied.symbol].append((unapplied, fill))
+        return dict(by_symbol)
+
+    def _rederive(
+        self,
+        tx: LedgerTx,
+        broker_positions: Sequence[BrokerPosition],
+        ledger_positions: Mapping[str, Position],
+        unapplied: Mapping[str, list[tuple[UnappliedFill, Fill]]],
+        now: datetime,
+    ) -> list[ReconcileFinding]:
+        """Settle the fills the ledger could not apply, one symbol at a time (see the module doc)."""
+        at_broker = {bp.symbol: bp for bp in broker_positions}
+        findings = []
+        for symbol, pairs in sorted(unapplied.items()):
+            bp = at_broker.get(symbol)
+            mine = ledger_positions.get(symbol)
+            held = mine.qty if mine is not None else ZERO
+            broker_qty = bp.qty if bp is not None else ZERO
+            fills = [fill for _, fill in pairs]
+            effect = sum((f.qty if f.side is Side.BUY else -f.qty for f in fills), ZERO)
+            names = ", ".join(f.execution_id for f in fills)
+            if bp is not None and bp.is_short:
+                outcome = f"the broker holds a short ({broker_qty}): left unreconciled"
+                findings.append(self._finding(symbol, ReconcileAction.UNRECONCILED, broker_qty, held, bp, outcome))
+            elif held + effect == broker_qty:
+                # Buys first: applying a sell before the buy it follows would reduce a flat position.
+                for fill in sorted(fills, key=lambda f: (f.side is Side.SELL, f.time)):
+                    tx.apply_fill(fill)
+                outcome = f"applied fills {names}: ledger {held} + {effect} equals the broker's {broker_qty}"
+                findings.append(self._finding(symbol, ReconcileAction.REDERIVED, broker_qty, held, bp, outcome))
+            elif held == broker_qty:
+                outcome = f"fills {names} were already counted: the ledger already equals the broker ({held})"
+                findings.append(self._finding(symbol, ReconcileAction.REDERIVED, broker_qty, held, bp, outcome))
+            else:
+                outcome = f"after fills {names} the ledger follows the broker: {held} -> {broker_qty}"
+                if broker_qty > held:
+                    cost = bp.avg_entry_price if bp is not None and bp.avg_entry_price is not None else fills[-1].price
+                    tx.record_backfill(symbol, broker_qty - held, cost, now, outcome)
+                else:
+                    sold = [f for f in fills if f.side is Side.SELL]
+                    price = sold[-1].price if sold else None
+                    tx.record_external_close(symbol, held - broker_qty, now, outcome, price=price)
+                findings.append(self._finding(symbol, ReconcileAction.REDERIVED, broker_qty, held, bp, outcome))
+            for unapplied_fill, _ in pairs:
+                tx.settle_unapplied_fill(unapplied_fill.execution_id, outcome, now)
+        return findings
+
+    @staticmethod
+    def _finding(
+        symbol: str,
+        action: ReconcileAction,
+        broker_qty: Decimal,
+        ledger_qty: Decimal,
+        bp: BrokerPosition | None,
+        reason: str,
+    ) -> ReconcileFinding:
+        price = bp.avg_entry_price if bp is not None else None
+        return ReconcileFinding(
+            symbol=symbol, action=action, broker_qty=broker_qty, ledger_qty=ledger_qty, price=price, reason=reason
+        )
 
     def _compare(
         self, broker_positions: Sequence[BrokerPosition], ledger_positions: dict[str, Position]

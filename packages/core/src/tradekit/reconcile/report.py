@@ -17,7 +17,15 @@ class ReconcileAction(StrEnum):
     EXTERNAL_CLOSE = "external_close"  # ledger position the broker no longer holds, closed
     QUANTITY_MISMATCH = "quantity_mismatch"  # both hold it, in different sizes
     UNRECONCILED = "unreconciled"  # could not be reconciled: buys on it are blocked
+    DEFERRED = "deferred"  # an order for it is unresolved: nothing adopted or closed until it is
+    REDERIVED = "rederived"  # a fill the ledger could not apply: the ledger now follows the broker
     IN_SYNC = "in_sync"
+
+
+# Findings that leave every buy on their symbol BLOCKed until a later reconciliation.
+BLOCKING_ACTIONS = frozenset(
+    {ReconcileAction.UNRECONCILED, ReconcileAction.QUANTITY_MISMATCH, ReconcileAction.DEFERRED}
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -70,13 +78,13 @@ class ReconcileReport:
     @property
     def unreconciled_broker_symbols(self) -> frozenset[str]:
         """Symbols every buy must be BLOCKed on until a later reconciliation clears them."""
-        flagged = {
-            f.symbol
-            for f in self.findings
-            if f.action in (ReconcileAction.UNRECONCILED, ReconcileAction.QUANTITY_MISMATCH)
-        }
+        flagged = {f.symbol for f in self.findings if f.action in BLOCKING_ACTIONS}
         return frozenset(flagged) | self.blocked_symbols
 
     @property
+    def deferred(self) -> tuple[ReconcileFinding, ...]:
+        return self._of(ReconcileAction.DEFERRED)
+
+    @property
     def changed_ledger(self) -> bool:
-        return bool(self.backfilled or self.externally_closed)
+        return bool(self.backfilled or self.externally_closed or self._of(ReconcileAction.REDERIVED))
