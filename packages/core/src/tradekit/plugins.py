@@ -22,6 +22,7 @@ import pluggy
 
 from tradekit import hookspecs
 from tradekit.broker.spec import BrokerSpec
+from tradekit.config.plugin_settings import PluginSettings
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check
@@ -99,6 +100,7 @@ class Plugins:
         self._lock = threading.Lock()
         self._strategies: dict[str, type[Strategy]] | None = None
         self._brokers: dict[str, BrokerSpec] | None = None
+        self._settings_tables: dict[str, PluginSettings] | None = None
 
         disabled = set(_split(env.get(DISABLED_ENV, "")))
         protected = disabled & set(BUILTIN_RULE_PLUGINS)
@@ -152,6 +154,7 @@ class Plugins:
             self._register(plugin, name, "registered")
             self._strategies = None
             self._brokers = None
+            self._settings_tables = None
 
     def unregister(self, name: str) -> None:
         if name in BUILTIN_RULE_PLUGINS:
@@ -161,6 +164,7 @@ class Plugins:
             self._loaded = [p for p in self._loaded if p.name != name]
             self._strategies = None
             self._brokers = None
+            self._settings_tables = None
 
     def hookimpl_plugin_names(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in registration order."""
@@ -306,6 +310,23 @@ class Plugins:
                 self._pm.hook.register_brokers(register=register)
                 self._brokers = found
             return dict(self._brokers)
+
+    def settings_tables(self) -> dict[str, PluginSettings]:
+        """The ``[plugins.<name>]`` tables the loaded plugins declare, by name (duplicates are an error)."""
+        with self._lock:
+            if self._settings_tables is None:
+                found: dict[str, PluginSettings] = {}
+
+                def register(declared: PluginSettings) -> None:
+                    if not isinstance(declared, PluginSettings):
+                        raise PluginLoadError(f"register_settings got {declared!r}, not a PluginSettings")
+                    if declared.table in found:
+                        raise PluginLoadError(f"two plugins declare the settings table [plugins.{declared.table}]")
+                    found[declared.table] = declared
+
+                self._pm.hook.register_settings(register=register)
+                self._settings_tables = found
+            return dict(self._settings_tables)
 
 
 def _qualname(cls: type) -> str:
