@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shlex
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -113,6 +114,7 @@ class Ledger:
         self.schema = schema
         self._unreconciled: frozenset[str] | None = None
         self._create = True
+        self._location = engine.url
 
     # --- opening -----------------------------------------------------------------------
 
@@ -171,6 +173,7 @@ class Ledger:
             kind = BufferedLedger
         ledger = kind(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
         ledger._create = create
+        ledger._location = parsed
         try:
             ledger._prepare(path)
         except BaseException:
@@ -188,7 +191,7 @@ class Ledger:
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7352001)")
                     if self.schema and self._create:
                         conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                _migrate(conn, create=self._create, where=self.url)
+                _migrate(conn, create=self._create, where=self.url, location=self._location)
                 _check_schema(conn, where=self.url)
         except LedgerError:
             raise
@@ -847,7 +850,16 @@ def _sqlite_engine(url: sa.URL, *, durable: bool) -> Engine:
     return engine
 
 
-_NEW_LEDGER_HINT = "commands that trade create one; `tradekit ledger init LEDGER` creates an empty one"
+def _init_hint(location: sa.URL | Path) -> str:
+    """How to create the ledger that is missing, as a command that works as printed."""
+    if isinstance(location, Path):
+        command = shlex.join(("tradekit", "ledger", "init", str(location)))
+    elif location.password is None:
+        command = shlex.join(("tradekit", "ledger", "init", location.render_as_string(hide_password=False)))
+    else:
+        # The password is never printed, so the command cannot be shown whole.
+        return "commands that trade create one, or `tradekit ledger init` with the same URL"
+    return f"commands that trade create one, or `{command}` creates an empty one"
 
 
 def _check_sqlite_path(path: Path, *, create: bool) -> None:
@@ -857,14 +869,14 @@ def _check_sqlite_path(path: Path, *, create: bool) -> None:
         raise LedgerNotFoundError(f"no ledger at {path}: it is a directory, not a ledger file")
     if not path.exists():
         if not create:
-            raise LedgerNotFoundError(f"no ledger at {path}: the file does not exist ({_NEW_LEDGER_HINT})")
+            raise LedgerNotFoundError(f"no ledger at {path}: the file does not exist ({_init_hint(path)})")
         return
     if path.stat().st_size == 0:
         # An empty file is not a new ledger: it may be one that was truncated, and writing a
         # fresh schema into it would hide that.
         raise LedgerCorruptError(
             f"ledger {path} is an empty file (0 bytes), not a ledger: if it was one, restore it from a "
-            f"backup; if not, delete it ({_NEW_LEDGER_HINT})"
+            f"backup; if not, delete it ({_init_hint(path)})"
         )
 
 
@@ -929,7 +941,7 @@ MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
 }
 
 
-def _migrate(conn: Connection, *, create: bool, where: str) -> None:
+def _migrate(conn: Connection, *, create: bool, where: str, location: sa.URL) -> None:
     inspector = sa.inspect(conn)
     tables = set(inspector.get_table_names())
     if t.meta.name not in tables:
@@ -940,7 +952,7 @@ def _migrate(conn: Connection, *, create: bool, where: str) -> None:
             )
         if not create:
             raise LedgerNotFoundError(
-                f"no ledger at {where}: the database holds no tradekit tables ({_NEW_LEDGER_HINT})"
+                f"no ledger at {_describe_url(location)}: the database holds no tradekit tables ({_init_hint(location)})"
             )
         version = 0
     else:
