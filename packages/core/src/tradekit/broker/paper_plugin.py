@@ -41,6 +41,9 @@ class PaperSettings(PaperBrokerConfig):
 def read_paper_settings(raw: Mapping[str, Any]) -> PaperSettings:
     """Structure a ``[plugins.paper]`` table, naming every bad key (checked at load, read at build)."""
     table: dict[str, Any] = dict(raw)
+    state_file = table.get(STATE_FILE_KEY)
+    if state_file is not None and not isinstance(state_file, str):
+        raise SettingsError(f"plugins.paper.{STATE_FILE_KEY} must be a file path, got {state_file!r}")
     for key in _SYMBOL_SET_KEYS:
         if isinstance(table.get(key), str):
             table[key] = [symbol.strip() for symbol in table[key].split(",") if symbol.strip()]
@@ -55,7 +58,9 @@ def read_paper_settings(raw: Mapping[str, Any]) -> PaperSettings:
 def make_paper_broker(settings: Settings, env: Mapping[str, str]) -> Broker:
     """Build the paper broker from ``[plugins.paper]``; it needs no credentials."""
     paper = read_paper_settings(settings.plugins.get(PAPER_BROKER_NAME, {}))
-    return PaperBroker(paper, state_path=paper.state_file)
+    # The broker is configured with the account's fields only; the state file is where it keeps them.
+    account = attrs.asdict(paper, recurse=False, filter=lambda field, _value: field.name != STATE_FILE_KEY)
+    return PaperBroker(PaperBrokerConfig(**account), state_path=paper.state_file)
 
 
 @hookimpl

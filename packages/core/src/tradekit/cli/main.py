@@ -310,8 +310,8 @@ def _print_summary(paper: Any) -> None:
         console.print(f"chart:  {paper.chart}")
     console.print(f"ledger: {paper.ledger_url}")
     console.print("next:", soft_wrap=True)
-    for command in ("decisions", "positions --status all", "intents list"):
-        console.print(f"  tradekit {command} --ledger {paper.ledger_url}", soft_wrap=True)
+    for command in (["decisions"], ["positions", "--status", "all"], ["intents", "list"]):
+        console.print(f"  {command_line(*command, '--ledger', paper.ledger_url)}", soft_wrap=True, markup=False)
 
 
 # --- ledger views -----------------------------------------------------------------------------
@@ -464,7 +464,8 @@ def decisions(
         )
     console.print(table)
     if found:
-        console.print(f"explain one: {command_line('explain', found[0].decision_id, '--ledger', where)}", markup=False)
+        hint = command_line("explain", found[0].decision_id, "--ledger", where)
+        console.print(f"explain one: {hint}", markup=False, soft_wrap=True)
 
 
 @cli.command()
