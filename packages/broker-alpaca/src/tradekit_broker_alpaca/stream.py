@@ -29,10 +29,9 @@ import logging
 import queue
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
-
-from urllib.parse import urlsplit
 
 from tradekit_broker_alpaca._alpaca import TradingStream
 from tradekit_broker_alpaca.config import AlpacaConfig, AlpacaCredentials

@@ -952,7 +952,8 @@ def _migrate(conn: Connection, *, create: bool, where: str, location: sa.URL) ->
             )
         if not create:
             raise LedgerNotFoundError(
-                f"no ledger at {_describe_url(location)}: the database holds no tradekit tables ({_init_hint(location)})"
+                f"no ledger at {_describe_url(location)}: the database holds no tradekit tables "
+                f"({_init_hint(location)})"
             )
         version = 0
     else:

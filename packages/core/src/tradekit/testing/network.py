@@ -79,7 +79,7 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         return
     host, port = destination
     name = host.rstrip(".").lower()
-    outside = not (is_this_machine(name) or name in ("", "0.0.0.0", "::"))  # noqa: S104 - only a bind address, never dialled
+    outside = not (is_this_machine(name) or name in ("", "0.0.0.0", "::"))
     attempt = ConnectionAttempt(event=event, host=name, port=port, outside=outside)
     with _lock:
         for guard in _active:

@@ -29,7 +29,7 @@ def run_tradekit(
     """Run ``tradekit ARGS`` in a child process with exactly ``env`` (plus PATH and the Python path)."""
     child_env = {key: os.environ[key] for key in ("PATH", "PYTHONPATH", "HOME", "SYSTEMROOT") if key in os.environ}
     child_env.update(env)
-    return subprocess.run(  # noqa: S603 - our own interpreter running our own CLI
+    return subprocess.run(
         [sys.executable, "-c", "from tradekit.cli import main; main()", *args],
         env=child_env,
         cwd=cwd,
