@@ -179,7 +179,7 @@ class AlpacaConfig:
             if self.paper and host == LIVE_TRADING_HOST:
                 raise AlpacaConfigError(
                     f"plugins.alpaca.{name} points at Alpaca's live host {LIVE_TRADING_HOST} while paper = true; "
-                    "remove the override, or set paper = false and run with the live flag"
+                    "remove the override, or set paper = false and run with --live"
                 )
             if not self.paper and host == PAPER_TRADING_HOST:
                 raise AlpacaConfigError(

@@ -187,7 +187,10 @@ def build_client(
     # Judged on a sync client without keys: a refused async one would leave a session to close.
     probe = _switched(_client_class(config, False)(profile.client_options(config, None)), config, profile)
     if not live:
-        production = live_endpoints(probe)
+        # The test hosts are read from an untouched client: switching and re-pointing edit
+        # the URL tables in place (demo trading makes the demo table the API table).
+        pristine = _client_class(config, False)({})
+        production = live_endpoints(probe, pristine)
         if production:
             raise LiveTradingRefused(
                 f"{config.venue} would trade in its production environment (real money) at {', '.join(production)}"
@@ -219,12 +222,13 @@ def _switched(client: Any, config: CcxtVenueConfig, profile: VenueProfile) -> An
 _TEST_URL_TABLES = ("test", "demo", "demotrading")
 
 
-def live_endpoints(client: Any) -> list[str]:
+def live_endpoints(client: Any, pristine: Any) -> list[str]:
     """The hosts ``client`` would call that are neither this machine nor one of the venue's
-    test or demo hosts (from ccxt's own URL tables): production, or unknown and so taken for it."""
+    test or demo hosts (read from ``pristine``, a client of the same venue never switched or
+    re-pointed): production, or unknown and so taken for it."""
     safe: set[str] = set()
     for table in _TEST_URL_TABLES:
-        safe |= _hosts(client, client.urls.get(table))
+        safe |= _hosts(pristine, pristine.urls.get(table))
     return sorted(host for host in _hosts(client, client.urls["api"]) if host not in safe and not is_this_machine(host))
 
 

@@ -97,8 +97,16 @@ def _plugin_problems(settings: Settings, tables: Mapping[str, PluginSettings]) -
         except StructureError as exc:
             problems.extend(exc.problems)
         except SettingsError as exc:
-            problems.extend(str(exc).splitlines())
+            problems.extend(_items(str(exc)))
     return problems
+
+
+def _items(message: str) -> list[str]:
+    # A plugin's own "the [plugins.x] settings are invalid:" list joins the load's list.
+    lines = message.splitlines()
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return [line.strip().removeprefix("- ") for line in lines[1:]]
+    return [message]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
