@@ -31,7 +31,7 @@ from tradekit.config.settings import Settings, SettingsError
 from tradekit.serialization import EnvText, StructureError, env_boolean, structure
 
 ENV_PREFIX = "TRADEKIT_"
-_NON_SETTING_VARS = frozenset({"CONFIG", "DISABLED_PLUGINS", "LOAD_PLUGINS", "LOG_LEVEL", "LIVE"})
+_NON_SETTING_VARS = frozenset({"CONFIG", "DISABLED_PLUGINS", "LOAD_PLUGINS", "LOG_LEVEL", "LOG_FILE", "LIVE"})
 # Credentials plugins read from the environment (e.g. TRADEKIT_CCXT_BYBIT_API_KEY): never
 # settings, never parsed, never echoed.
 _CREDENTIAL_SUFFIXES = ("_API_KEY", "_SECRET", "_PASSWORD", "_PASSPHRASE")
