@@ -93,7 +93,8 @@ def failure_from(exc: Exception, timeout_seconds: float) -> AlpacaFailure:
 def unreachable(exc: requests.ConnectionError) -> str:
     """One line naming the host that could not be reached and why (no urllib3 retry chain)."""
     request = exc.request
-    parts = urlsplit(request.url) if request is not None and request.url else None
+    url = request.url if request is not None else None
+    parts = urlsplit(url.decode() if isinstance(url, bytes) else url) if url else None
     host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}" if parts else "the server"
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     if isinstance(reason, NameResolutionError):
