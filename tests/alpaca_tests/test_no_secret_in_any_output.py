@@ -54,11 +54,7 @@ def test_no_piece_of_a_key_reaches_stdout_stderr_the_log_the_ledger_or_an_error(
         ["config", "check", "--toml"],
     ]
 
-    codes = {}
-    for args in commands:
-        result = run_tradekit(args, env, cwd=tmp_path)
-        codes[" ".join(args)] = result.returncode
-        scan.add_run(" ".join(args), result)
+    codes = scan.run_all(commands, env, cwd=tmp_path)
     refused = run_tradekit(
         ["reconcile", "--broker", "alpaca"],
         {**env, "APCA_API_KEY_ID": WRONG_KEY_ID, "APCA_API_SECRET_KEY": WRONG_SECRET},

@@ -69,11 +69,7 @@ def test_no_piece_of_a_key_reaches_stdout_stderr_the_log_the_ledger_or_an_error(
             ["config", "check", "--json"],
             ["config", "check", "--toml"],
         ]
-        codes = {}
-        for args in commands:
-            result = run_tradekit(args, env, cwd=tmp_path)
-            codes[" ".join(args)] = result.returncode
-            scan.add_run(" ".join(args), result)
+        codes = scan.run_all(commands, env, cwd=tmp_path)
         wrong = {
             f"TRADEKIT_CCXT_{venue.upper()}_API_KEY": WRONG_KEY,
             f"TRADEKIT_CCXT_{venue.upper()}_SECRET": WRONG_SECRET,

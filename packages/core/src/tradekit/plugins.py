@@ -12,10 +12,10 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import pluggy
@@ -34,6 +34,8 @@ from tradekit.strategy.base import Strategy
 
 if TYPE_CHECKING:
     from tradekit.scanner import Candidate
+
+R = TypeVar("R")
 
 ENTRY_POINT_GROUP = "tradekit"
 DISABLED_ENV = "TRADEKIT_DISABLED_PLUGINS"
@@ -298,16 +300,9 @@ class Plugins:
         """Every registered broker by name (duplicates are an error)."""
         with self._lock:
             if self._brokers is None:
-                found: dict[str, BrokerSpec] = {}
-
-                def register(spec: BrokerSpec) -> None:
-                    if not isinstance(spec, BrokerSpec):
-                        raise PluginLoadError(f"register_brokers got {spec!r}, not a BrokerSpec")
-                    if spec.name in found:
-                        raise PluginLoadError(f"two brokers are named {spec.name!r}")
-                    found[spec.name] = spec
-
-                self._pm.hook.register_brokers(register=register)
+                found = self._records(
+                    "register_brokers", BrokerSpec, lambda spec: spec.name, "two brokers are named {!r}"
+                )
                 self._brokers = found
             return dict(self._brokers)
 
@@ -315,18 +310,29 @@ class Plugins:
         """The ``[plugins.<name>]`` tables the loaded plugins declare, by name (duplicates are an error)."""
         with self._lock:
             if self._settings_tables is None:
-                found: dict[str, PluginSettings] = {}
-
-                def register(declared: PluginSettings) -> None:
-                    if not isinstance(declared, PluginSettings):
-                        raise PluginLoadError(f"register_settings got {declared!r}, not a PluginSettings")
-                    if declared.table in found:
-                        raise PluginLoadError(f"two plugins declare the settings table [plugins.{declared.table}]")
-                    found[declared.table] = declared
-
-                self._pm.hook.register_settings(register=register)
+                found = self._records(
+                    "register_settings",
+                    PluginSettings,
+                    lambda declared: declared.table,
+                    "two plugins declare the settings table [plugins.{}]",
+                )
                 self._settings_tables = found
             return dict(self._settings_tables)
+
+    def _records(self, hook: str, kind: type[R], name_of: Callable[[R], str], duplicate: str) -> dict[str, R]:
+        # The registration hooks' shared rule: typed records, one per name.
+        found: dict[str, R] = {}
+
+        def register(record: R) -> None:
+            if not isinstance(record, kind):
+                raise PluginLoadError(f"{hook} got {record!r}, not a {kind.__name__}")
+            name = name_of(record)
+            if name in found:
+                raise PluginLoadError(duplicate.format(name))
+            found[name] = record
+
+        getattr(self._pm.hook, hook)(register=register)
+        return found
 
 
 def _qualname(cls: type) -> str:

@@ -59,6 +59,15 @@ class SecretScan:
         self.add_text(f"{label}: stdout", result.stdout)
         self.add_text(f"{label}: stderr", result.stderr)
 
+    def run_all(self, commands: Iterable[list[str]], env: Mapping[str, str], *, cwd: Path) -> dict[str, int]:
+        """Run each ``tradekit`` command, collect its output, and return the exit codes by command."""
+        codes = {}
+        for args in commands:
+            result = run_tradekit(args, env, cwd=cwd)
+            codes[" ".join(args)] = result.returncode
+            self.add_run(" ".join(args), result)
+        return codes
+
     def add_files(self, paths: Iterable[Path]) -> None:
         """Add files as text (a SQLite ledger included: its strings are stored as UTF-8)."""
         for path in paths:
