@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from emulators.alpaca import AlpacaEmulator
+from tradekit.broker.live import LiveTradingRefused
 from tradekit.config import SettingsError, load_settings
 from tradekit.plugins import Plugins
 from tradekit_broker_alpaca import AlpacaConfig, AlpacaConfigError, BarFeed, load_alpaca_config
@@ -153,9 +154,11 @@ def test_factory_builds_a_paper_broker_from_settings_and_the_environment(emu: Al
 def test_live_trading_is_refused_without_the_live_flag(emu: AlpacaEmulator) -> None:
     settings = settings_with(emulator_table(emu, paper=False))
 
-    for env in (KEYS, {**KEYS, "TRADEKIT_LIVE": "0"}, {**KEYS, "TRADEKIT_LIVE": "true"}):
-        with pytest.raises(AlpacaConfigError, match="trades real money and is refused without the live flag"):
+    for env in (KEYS, {**KEYS, "TRADEKIT_LIVE": "0"}, {**KEYS, "TRADEKIT_LIVE": "false"}):
+        with pytest.raises(LiveTradingRefused, match=r"paper = false .*refused without the live flag — give --live"):
             make_alpaca_broker(settings, env)
+    with pytest.raises(SettingsError, match="TRADEKIT_LIVE='yes' is not a boolean"):
+        make_alpaca_broker(settings, {**KEYS, "TRADEKIT_LIVE": "yes"})
     assert emu.requests() == []
 
 

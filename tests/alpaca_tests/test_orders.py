@@ -7,6 +7,7 @@ tells the caller to look the order up, and the emulator holds exactly one order.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -421,9 +422,9 @@ def test_slow_read_times_out_as_broker_unavailable(emu: AlpacaEmulator, make_bro
 def test_unreachable_broker_is_broker_unavailable(emu: AlpacaEmulator, make_broker: MakeBroker) -> None:
     broker = make_broker(base_url="http://127.0.0.1:9", stream=False)
 
-    with pytest.raises(BrokerUnavailable, match="connection failed"):
+    with pytest.raises(BrokerUnavailable, match=re.escape("cannot reach 127.0.0.1:9: the connection was refused")):
         broker.get_clock()
-    with pytest.raises(AmbiguousSubmission, match="connection failed"):
+    with pytest.raises(AmbiguousSubmission, match=re.escape("cannot reach 127.0.0.1:9: the connection was refused")):
         broker.submit_order(buy("down-1", qty="1"))
 
 

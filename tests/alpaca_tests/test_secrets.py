@@ -12,8 +12,9 @@ import pytest
 
 from emulators.alpaca import AlpacaEmulator
 from tradekit.broker.errors import BrokerError
+from tradekit.config import SettingsError
 from tradekit.domain import OrderRequest, Side
-from tradekit_broker_alpaca import AlpacaConfigError, AlpacaCredentials
+from tradekit_broker_alpaca import AlpacaCredentials
 from tradekit_broker_alpaca.plugin import make_alpaca_broker
 
 from .conftest import KEY_ID, SECRET_KEY, MakeBroker, settings_with, wait_for_stream_delivery
@@ -94,7 +95,7 @@ def test_configuration_errors_show_no_key(emu: AlpacaEmulator) -> None:
         ({"key_id": KEY_ID}, env),
         ({"base_url": emu.base_url}, {"APCA_API_KEY_ID": KEY_ID}),
     ):
-        with pytest.raises(AlpacaConfigError) as raised:
+        with pytest.raises(SettingsError) as raised:
             make_alpaca_broker(settings_with(table), environment)
         messages.append(str(raised.value))
 

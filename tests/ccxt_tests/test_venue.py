@@ -382,7 +382,7 @@ def test_registered_broker_builds_a_venue_from_settings_and_environment(
     assert spec.live_capable
     settings = Settings(
         plugins={
-            "ccxt": {"venues": {venue_name: {"api_url": emulator.base_url, "rate_limit": "false", "symbols": [ETH]}}}
+            "ccxt": {"venues": {venue_name: {"api_url": emulator.base_url, "rate_limit": False, "symbols": [ETH]}}}
         }
     )
     key_var, secret_var = credential_env_vars(venue_name)

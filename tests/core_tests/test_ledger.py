@@ -406,7 +406,7 @@ def test_wrong_postgres_credentials_are_a_clear_error_without_the_password() -> 
 def test_an_unsupported_url_is_a_clear_error() -> None:
     with pytest.raises(LedgerConnectionError, match="not supported"):
         Ledger.open("mysql://localhost/x")
-    with pytest.raises(LedgerConnectionError, match="not a valid database URL"):
+    with pytest.raises(LedgerConnectionError, match="neither a database URL nor a file path"):
         Ledger.open("::::")
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tradekit import hookimpl
 from tradekit.config import ReconciliationSettings
 from tradekit.domain import EntryOrigin, Fill, Side
-from tradekit.ledger import LedgerOrderStatus, IntentPurpose, Ledger, OrderIntent
+from tradekit.ledger import IntentPurpose, Ledger, LedgerOrderStatus, OrderIntent
 from tradekit.plugins import Plugins
 from tradekit.reconcile import ReconcileAction, ReconcileFinding, Reconciler, ReconcileReport
 

@@ -127,7 +127,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     [
         ({"TRADEKIT_SCALE_IN__MAX_ENTRIES": "2"}, "scale_in.max_entries is not a known key"),
         ({"TRADEKIT_MAXENTRIES": "2"}, "is not a setting"),
-        ({"TRADEKIT_SCALE_IN__ENABLED": "maybe"}, "expected true or false"),
+        ({"TRADEKIT_SCALE_IN__ENABLED": "maybe"}, "TRADEKIT_SCALE_IN__ENABLED=.maybe. is not a boolean"),
     ],
 )
 def test_bad_environment_override_is_named(env: dict[str, str], message: str) -> None:

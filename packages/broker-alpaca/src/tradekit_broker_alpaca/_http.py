@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from tradekit_broker_alpaca._alpaca import APIError, RESTClient
 
@@ -84,8 +86,26 @@ def failure_from(exc: Exception, timeout_seconds: float) -> AlpacaFailure:
     if isinstance(exc, requests.Timeout):
         return AlpacaFailure(None, None, f"no answer within {timeout_seconds} s ({type(exc).__name__})")
     if isinstance(exc, requests.ConnectionError):
-        return AlpacaFailure(None, None, f"connection failed ({type(exc).__name__}): {_shorten(str(exc))}")
+        return AlpacaFailure(None, None, unreachable(exc))
     return AlpacaFailure(None, None, f"{type(exc).__name__}: {_shorten(str(exc))}")
+
+
+def unreachable(exc: requests.ConnectionError) -> str:
+    """One line naming the host that could not be reached and why (no urllib3 retry chain)."""
+    request = exc.request
+    url = request.url if request is not None else None
+    parts = urlsplit(url.decode() if isinstance(url, bytes) else url) if url else None
+    host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}" if parts else "the server"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, NameResolutionError):
+        why = "its name does not resolve (no DNS answer, or no network)"
+    elif isinstance(reason, NewConnectionError) and isinstance(reason.__context__, ConnectionRefusedError):
+        why = "the connection was refused"
+    elif isinstance(reason, NewConnectionError):
+        why = "no connection could be made"
+    else:
+        why = f"the connection failed ({type(reason or exc).__name__})"
+    return f"cannot reach {host}: {why}"
 
 
 def _from_body(status: int | None, body: str) -> AlpacaFailure:

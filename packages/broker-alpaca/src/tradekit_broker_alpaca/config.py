@@ -5,9 +5,11 @@ configuration (or ``TRADEKIT_PLUGINS__ALPACA__<KEY>`` environment overrides). Th
 only from the environment (``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``): they are never read
 from a file, and never appear in a repr, a log line or an exception message.
 
-Paper trading is the default. ``paper = false`` trades real money and is refused unless the
-environment the broker is built from has ``TRADEKIT_LIVE=1``, which the ``tradekit`` CLI sets
-only for its explicit ``--live`` flag.
+Paper trading is the default. Real money is refused unless the environment the broker is
+built from has ``TRADEKIT_LIVE=1``, which the ``tradekit`` CLI sets only for ``--live`` (or
+the user's own ``TRADEKIT_LIVE=1``): ``paper = false``, and any trading or stream URL whose
+host is not Alpaca's paper host or this machine — ``https://API.alpaca.markets.:443`` is the
+live host however it is spelled, and an unknown host may be a live account.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from tradekit.broker.live import LiveTradingRefused, host_of, is_this_machine, live_requested
 from tradekit.config.settings import Settings, SettingsError
+from tradekit.redaction import register_secret
 from tradekit.serialization import StructureError, structure
 
 PLUGIN_TABLE = "alpaca"
 KEY_ID_ENV = "APCA_API_KEY_ID"
 SECRET_KEY_ENV = "APCA_API_SECRET_KEY"
-LIVE_ENV = "TRADEKIT_LIVE"
 
 PAPER_TRADING_HOST = "paper-api.alpaca.markets"
 LIVE_TRADING_HOST = "api.alpaca.markets"
@@ -168,20 +171,39 @@ class AlpacaConfig:
     def _refuse_mismatched_hosts(self) -> None:
         # A paper configuration pointed at the live host would trade real money without
         # the live flag; a live one pointed at the paper host would not do what it says.
-        for name, live_host in (("base_url", LIVE_TRADING_HOST), ("stream_url", LIVE_STREAM_HOST)):
+        for name in ("base_url", "stream_url"):
             url = getattr(self, name)
             if url is None:
                 continue
-            host = urlsplit(url).hostname
-            if self.paper and host == live_host:
+            host = host_of(url)
+            if self.paper and host == LIVE_TRADING_HOST:
                 raise AlpacaConfigError(
-                    f"plugins.alpaca.{name} points at Alpaca's live host {live_host} while paper = true; "
-                    "remove the override, or set paper = false and run with the live flag"
+                    f"plugins.alpaca.{name} points at Alpaca's live host {LIVE_TRADING_HOST} while paper = true; "
+                    "remove the override, or set paper = false and run with --live"
                 )
             if not self.paper and host == PAPER_TRADING_HOST:
                 raise AlpacaConfigError(
                     f"plugins.alpaca.{name} points at Alpaca's paper host {PAPER_TRADING_HOST} while paper = false"
                 )
+
+    def live_endpoints(self) -> list[str]:
+        """The trading endpoints of this configuration that may move real money, described.
+
+        Live unless proven otherwise: ``paper = false``, and any trading or stream host that
+        is neither Alpaca's paper host nor this machine (a local emulator).
+        """
+        found = []
+        if not self.paper:
+            found.append("plugins.alpaca.paper = false (Alpaca's live account)")
+        for name in ("base_url", "stream_url"):
+            url = getattr(self, name)
+            if url is None:
+                continue
+            host = host_of(url)
+            if host != PAPER_TRADING_HOST and not is_this_machine(host):
+                where = "Alpaca's live host" if host == LIVE_TRADING_HOST else "not Alpaca's paper host"
+                found.append(f"plugins.alpaca.{name} reaches {host} ({where})")
+        return found
 
 
 @attrs.frozen(repr=False)
@@ -203,12 +225,19 @@ class AlpacaCredentials:
                 f"the Alpaca broker needs {' and '.join(missing)} in the environment "
                 "(credentials are never read from the configuration file)"
             )
-        return cls(key_id=env[KEY_ID_ENV].strip(), secret_key=env[SECRET_KEY_ENV].strip())
+        credentials = cls(key_id=env[KEY_ID_ENV].strip(), secret_key=env[SECRET_KEY_ENV].strip())
+        register_secret(credentials.key_id)
+        register_secret(credentials.secret_key)
+        return credentials
 
 
 def load_alpaca_config(settings: Settings) -> AlpacaConfig:
     """Structure ``settings.plugins["alpaca"]`` into an ``AlpacaConfig`` or raise naming each bad key."""
-    table: Mapping[str, Any] = settings.plugins.get(PLUGIN_TABLE, {})
+    return read_alpaca_table(settings.plugins.get(PLUGIN_TABLE, {}))
+
+
+def read_alpaca_table(table: Mapping[str, Any]) -> AlpacaConfig:
+    """Structure a ``[plugins.alpaca]`` table (what tradekit checks at load, and the broker reads)."""
     credentials_in_file = sorted(key for key in table if key.lower() in _CREDENTIAL_KEYS)
     if credentials_in_file:
         # Name the key, never echo its value: it may be a secret.
@@ -226,11 +255,11 @@ def load_alpaca_config(settings: Settings) -> AlpacaConfig:
 
 
 def require_live_permission(config: AlpacaConfig, env: Mapping[str, str]) -> None:
-    """Refuse a live (``paper = false``) configuration unless ``TRADEKIT_LIVE=1`` is set."""
-    if config.paper:
-        return
-    if env.get(LIVE_ENV) != "1":
-        raise AlpacaConfigError(
-            "plugins.alpaca.paper = false trades real money and is refused without the live flag: "
-            f"run `tradekit run --live` (which sets {LIVE_ENV}=1), or set paper = true"
-        )
+    """Refuse a configuration that may trade real money unless ``TRADEKIT_LIVE=1`` is set.
+
+    Raises ``LiveTradingRefused`` (an ``AlpacaConfigError``'s sibling ``SettingsError``) naming
+    what is live and the flag; nothing has been sent anywhere yet.
+    """
+    endpoints = config.live_endpoints()
+    if endpoints and not live_requested(env):
+        raise LiveTradingRefused("; ".join(endpoints))

@@ -11,11 +11,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from tradekit.broker.spec import BrokerSpec
+from tradekit.config.plugin_settings import PluginSettings
 from tradekit.config.settings import Settings
 from tradekit.hookspecs import hookimpl
 from tradekit_broker_alpaca.config import (
+    PLUGIN_TABLE,
+    AlpacaConfig,
     AlpacaCredentials,
     load_alpaca_config,
+    read_alpaca_table,
     require_live_permission,
 )
 
@@ -26,7 +30,8 @@ if TYPE_CHECKING:
 def make_alpaca_broker(settings: Settings, env: Mapping[str, str]) -> AlpacaBroker:
     """Build the broker from ``[plugins.alpaca]`` and the keys in ``env``; refuse live without the flag.
 
-    Raises ``AlpacaConfigError`` (a ``SettingsError``) naming the key or variable at fault.
+    Raises ``AlpacaConfigError`` (a ``SettingsError``) naming the key or variable at fault, or
+    ``LiveTradingRefused`` naming the real-money endpoint, before any request is made.
     """
     config = load_alpaca_config(settings)
     require_live_permission(config, env)
@@ -49,3 +54,8 @@ def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
             live_capable=True,
         )
     )
+
+
+@hookimpl
+def register_settings(register: Callable[[PluginSettings], None]) -> None:
+    register(PluginSettings(table=PLUGIN_TABLE, settings_type=AlpacaConfig, read=read_alpaca_table))

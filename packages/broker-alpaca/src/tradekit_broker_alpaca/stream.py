@@ -11,7 +11,10 @@ DEBUG. This module bounds each of those:
   thread for at most ``stream_shutdown_timeout_seconds``;
 - the websocket gets a logger pinned at INFO, so no frame is ever logged;
 - opening the websocket is bounded by the request timeout, and reconnects back off
-  between the configured bounds.
+  between the configured bounds;
+- an unreachable host (no DNS answer, refused, no route) is one line naming it, not the
+  traceback alpaca-py logs for it: at INFO for the first failed attempt in a row (a blip, or
+  a command that is about to report the same host unreachable itself), at WARNING after.
 
 Updates are queued untouched (``raw_data=True``: prices and quantities stay the strings
 Alpaca sent) for the broker to turn into events on its caller's thread.
@@ -26,6 +29,7 @@ import logging
 import queue
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -33,6 +37,34 @@ from tradekit_broker_alpaca._alpaca import TradingStream
 from tradekit_broker_alpaca.config import AlpacaConfig, AlpacaCredentials
 
 log = logging.getLogger(__name__)
+
+# alpaca-py's own logger for the stream, which logs a failed connection with its traceback.
+ALPACA_STREAM_LOGGER_NAME = "alpaca.trading.stream"
+
+
+class StreamUnreachable(OSError):
+    """The ``trade_updates`` host could not be reached; ``attempt`` counts the failures in a row."""
+
+    def __init__(self, message: str, attempt: int) -> None:
+        super().__init__(message)
+        self.attempt = attempt
+
+
+class _UnreachableAsOneLine(logging.Filter):
+    """Turn alpaca-py's "error during websocket communication" traceback for an unreachable
+    host into the one line ``StreamUnreachable`` carries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, StreamUnreachable):
+            record.msg, record.args = str(error), None
+            record.exc_info, record.exc_text = None, None
+            record.levelno = logging.INFO if error.attempt == 1 else logging.WARNING
+            record.levelname = logging.getLevelName(record.levelno)
+        return True
+
+
+logging.getLogger(ALPACA_STREAM_LOGGER_NAME).addFilter(_UnreachableAsOneLine())
 
 # websockets logs each frame at DEBUG when its logger allows DEBUG at connection time; the
 # login frame carries the secret key, so the stream's logger never allows DEBUG.
@@ -103,6 +135,9 @@ class _BoundedTradingStream(TradingStream):
         self._counters = counters
         self.loop_ready = threading.Event()
         self.event_loop: asyncio.AbstractEventLoop | None = None
+        endpoint = urlsplit(self._endpoint)
+        self._host = f"{endpoint.hostname}:{endpoint.port or (443 if endpoint.scheme == 'wss' else 80)}"
+        self._unreachable_in_a_row = 0
 
     # alpaca-py leaves the methods overridden below unannotated, hence the ignores.
 
@@ -110,6 +145,18 @@ class _BoundedTradingStream(TradingStream):
         self.event_loop = asyncio.get_running_loop()
         self.loop_ready.set()
         await super()._run_forever()  # type: ignore[no-untyped-call]
+
+    async def _connect(self) -> None:
+        try:
+            await super()._connect()  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            self._unreachable_in_a_row += 1
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise StreamUnreachable(
+                f"trade_updates stream cannot reach {self._host}: {reason} (retrying; orders are polled meanwhile)",
+                self._unreachable_in_a_row,
+            ) from None
+        self._unreachable_in_a_row = 0
 
     async def _auth(self) -> None:
         try:

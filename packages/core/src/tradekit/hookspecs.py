@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import click
 
     from tradekit.broker.spec import BrokerSpec
+    from tradekit.config.plugin_settings import PluginSettings
     from tradekit.decision.context import ScalingContext
     from tradekit.decision.verdict import BuyDecision, Check
     from tradekit.domain.market import Bar
@@ -138,6 +139,21 @@ def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
     :param register: Callback that records one ``BrokerSpec``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_settings(register: Callable[[PluginSettings], None]) -> None:
+    """Declare the ``[plugins.<name>]`` table this plugin reads, by calling ``register(PluginSettings(...))``.
+
+    tradekit structures the table into the declared attrs class when the configuration
+    loads, so an unknown key, a wrong type or a bad value is an error at ``tradekit config
+    check``, and a ``[plugins.<name>]`` section that no loaded plugin declares is one too.
+    Table names must be unique across all plugins; a duplicate is an error at load.
+
+    :param register: Callback that records one ``PluginSettings``.
+
+    .. versionadded:: 0.2
     """
 
 

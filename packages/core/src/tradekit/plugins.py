@@ -12,16 +12,17 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import pluggy
 
 from tradekit import hookspecs
 from tradekit.broker.spec import BrokerSpec
+from tradekit.config.plugin_settings import PluginSettings
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check
@@ -33,6 +34,8 @@ from tradekit.strategy.base import Strategy
 
 if TYPE_CHECKING:
     from tradekit.scanner import Candidate
+
+R = TypeVar("R")
 
 ENTRY_POINT_GROUP = "tradekit"
 DISABLED_ENV = "TRADEKIT_DISABLED_PLUGINS"
@@ -99,6 +102,7 @@ class Plugins:
         self._lock = threading.Lock()
         self._strategies: dict[str, type[Strategy]] | None = None
         self._brokers: dict[str, BrokerSpec] | None = None
+        self._settings_tables: dict[str, PluginSettings] | None = None
 
         disabled = set(_split(env.get(DISABLED_ENV, "")))
         protected = disabled & set(BUILTIN_RULE_PLUGINS)
@@ -152,6 +156,7 @@ class Plugins:
             self._register(plugin, name, "registered")
             self._strategies = None
             self._brokers = None
+            self._settings_tables = None
 
     def unregister(self, name: str) -> None:
         if name in BUILTIN_RULE_PLUGINS:
@@ -161,6 +166,7 @@ class Plugins:
             self._loaded = [p for p in self._loaded if p.name != name]
             self._strategies = None
             self._brokers = None
+            self._settings_tables = None
 
     def hookimpl_plugin_names(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in registration order."""
@@ -294,18 +300,39 @@ class Plugins:
         """Every registered broker by name (duplicates are an error)."""
         with self._lock:
             if self._brokers is None:
-                found: dict[str, BrokerSpec] = {}
-
-                def register(spec: BrokerSpec) -> None:
-                    if not isinstance(spec, BrokerSpec):
-                        raise PluginLoadError(f"register_brokers got {spec!r}, not a BrokerSpec")
-                    if spec.name in found:
-                        raise PluginLoadError(f"two brokers are named {spec.name!r}")
-                    found[spec.name] = spec
-
-                self._pm.hook.register_brokers(register=register)
+                found = self._records(
+                    "register_brokers", BrokerSpec, lambda spec: spec.name, "two brokers are named {!r}"
+                )
                 self._brokers = found
             return dict(self._brokers)
+
+    def settings_tables(self) -> dict[str, PluginSettings]:
+        """The ``[plugins.<name>]`` tables the loaded plugins declare, by name (duplicates are an error)."""
+        with self._lock:
+            if self._settings_tables is None:
+                found = self._records(
+                    "register_settings",
+                    PluginSettings,
+                    lambda declared: declared.table,
+                    "two plugins declare the settings table [plugins.{}]",
+                )
+                self._settings_tables = found
+            return dict(self._settings_tables)
+
+    def _records(self, hook: str, kind: type[R], name_of: Callable[[R], str], duplicate: str) -> dict[str, R]:
+        # The registration hooks' shared rule: typed records, one per name.
+        found: dict[str, R] = {}
+
+        def register(record: R) -> None:
+            if not isinstance(record, kind):
+                raise PluginLoadError(f"{hook} got {record!r}, not a {kind.__name__}")
+            name = name_of(record)
+            if name in found:
+                raise PluginLoadError(duplicate.format(name))
+            found[name] = record
+
+        getattr(self._pm.hook, hook)(register=register)
+        return found
 
 
 def _qualname(cls: type) -> str:

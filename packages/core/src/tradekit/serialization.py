@@ -90,15 +90,33 @@ def _structure_int(value: object, _type: type) -> int:
     raise TypeError(f"expected an integer, got {type(value).__name__} {value!r}")
 
 
+class EnvText(str):
+    """A string that came from an environment variable, where every value is text.
+
+    Only such a string may stand for a boolean, spelled ``true`` / ``false`` or ``1`` / ``0``
+    (any case); everywhere else a boolean must be a real boolean (TOML ``true``), so
+    ``enabled = "yes"`` in a file is an error rather than a guess.
+    """
+
+    __slots__ = ()
+
+
+ENV_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def env_boolean(text: str) -> bool | None:
+    """The boolean ``text`` spells in an environment variable, or None if it spells none."""
+    return ENV_BOOLEANS.get(text.strip().lower())
+
+
 def _structure_bool(value: object, _type: type) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
-        return _BOOL_WORDS[value.strip().lower()]
-    raise TypeError(f"expected true or false, got {value!r}")
-
-
-_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if isinstance(value, EnvText) and env_boolean(value) is not None:
+        return ENV_BOOLEANS[value.strip().lower()]
+    if isinstance(value, EnvText):
+        raise TypeError(f"expected true or false, got {str(value)!r} (in the environment: true, false, 1 or 0)")
+    raise TypeError(f"expected true or false, got {value!r} (a boolean, not a {type(value).__name__})")
 
 
 def _structure_timedelta(value: object, _type: type) -> timedelta:

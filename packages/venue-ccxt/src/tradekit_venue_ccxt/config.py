@@ -9,11 +9,16 @@ follow the core's scheme and arrive as strings, e.g.
 API keys never come from the configuration file: they are read from the environment
 (``TRADEKIT_CCXT_<VENUE>_API_KEY`` and ``TRADEKIT_CCXT_<VENUE>_SECRET``) into
 ``VenueCredentials``, whose repr, str and error messages never show them.
+
+A venue trades in its test environment unless told otherwise: ``environment`` defaults to
+Binance's demo trading (ccxt 4.5 refuses the old futures testnet) and Bybit's testnet;
+``environment = "production"`` is real money and needs the live flag.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,12 +26,32 @@ import attrs
 
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.domain.values import str_tuple
+from tradekit.redaction import register_secret
 from tradekit.serialization import StructureError, structure
 from tradekit_venue_ccxt.pairs.config import PairTradingConfig
 
 PLUGIN_KEY = "ccxt"
 SUPPORTED_VENUES: tuple[str, ...] = ("binanceusdm", "bybit")
 _MAX_LEVERAGE = 125
+
+
+class VenueEnvironment(StrEnum):
+    """Which of a venue's environments an account trades in (ccxt's names for them)."""
+
+    TESTNET = "testnet"
+    """ccxt's sandbox mode: the venue's separate test exchange."""
+    DEMO = "demo"
+    """ccxt's demo trading: the venue's paper-money mode of its main site."""
+    PRODUCTION = "production"
+    """Real money: needs the live flag."""
+
+
+# What ccxt 4.5 offers per venue, the first the default. Binance's futures testnet is gone
+# from ccxt ("sandbox mode is not supported for futures anymore"): its demo trading replaces it.
+VENUE_ENVIRONMENTS: Mapping[str, tuple[VenueEnvironment, ...]] = {
+    "binanceusdm": (VenueEnvironment.DEMO, VenueEnvironment.PRODUCTION),
+    "bybit": (VenueEnvironment.TESTNET, VenueEnvironment.DEMO, VenueEnvironment.PRODUCTION),
+}
 
 
 def _venue_id(_inst: object, _attr: object, value: str) -> None:
@@ -64,8 +89,11 @@ class CcxtVenueConfig:
     ``leverage`` is applied to each symbol before its first order and bounds the buying
     power reported. ``rate_limit`` keeps ccxt's client-side throttle (leave it on against a
     real venue). After an ambiguous submission the order is looked up by its client id up to
-    ``lookup_attempts`` times, ``lookup_interval_ms`` apart. ``api_url`` re-points every
-    endpoint of the venue at one origin: it is for local emulators in tests, never for trading.
+    ``lookup_attempts`` times, ``lookup_interval_ms`` apart. ``environment`` picks the venue's
+    test, demo or production (real-money) environment; None is the venue's test default.
+    ``api_url`` re-points every endpoint of the venue at one origin: it is for local
+    emulators in tests, never for trading (a host that is not this machine or one of the
+    venue's test environments counts as production).
     """
 
     venue: str = attrs.field(validator=_venue_id)
@@ -77,6 +105,20 @@ class CcxtVenueConfig:
     lookup_interval_ms: int = attrs.field(default=250, validator=_at_least(0))
     rate_limit: bool = True
     api_url: str | None = attrs.field(default=None, validator=_api_url)
+    environment: VenueEnvironment | None = None
+
+    def __attrs_post_init__(self) -> None:
+        offered = VENUE_ENVIRONMENTS.get(self.venue, ())
+        if self.environment is not None and self.environment not in offered:
+            raise SettingsError(
+                f"environment = {self.environment.value!r} is not offered for {self.venue} by ccxt; "
+                f"use one of {', '.join(repr(e.value) for e in offered)}"
+            )
+
+    @property
+    def trading_environment(self) -> VenueEnvironment:
+        """The environment this account trades in: the configured one, else the venue's test default."""
+        return self.environment or VENUE_ENVIRONMENTS[self.venue][0]
 
 
 def _secret(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -106,7 +148,10 @@ class VenueCredentials:
                 f"the {venue} API credentials are not set: define {' and '.join(missing)} in the environment "
                 "(credentials are never read from the configuration file)"
             )
-        return cls(api_key=env[key_var].strip(), secret=env[secret_var].strip())
+        credentials = cls(api_key=env[key_var].strip(), secret=env[secret_var].strip())
+        register_secret(credentials.api_key)
+        register_secret(credentials.secret)
+        return credentials
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with the key and secret masked (venues echo keys in some errors)."""
@@ -136,7 +181,12 @@ class CcxtSettings:
 
 def load_ccxt_settings(settings: Settings) -> CcxtSettings:
     """Structure ``settings.plugins["ccxt"]``; raise ``SettingsError`` listing every problem."""
-    table: dict[str, Any] = dict(settings.plugins.get(PLUGIN_KEY, {}))
+    return read_ccxt_table(settings.plugins.get(PLUGIN_KEY, {}))
+
+
+def read_ccxt_table(raw: Mapping[str, Any]) -> CcxtSettings:
+    """Structure a ``[plugins.ccxt]`` table (what tradekit checks at load, and the venues read)."""
+    table: dict[str, Any] = dict(raw)
     problems: list[str] = []
     venues: dict[str, CcxtVenueConfig] = {}
     raw_venues = table.pop("venues", {})

@@ -236,9 +236,12 @@ class CcxtVenue(_VenueAccount):
         self._sleep = sleep
 
     @classmethod
-    def connect(cls, config: CcxtVenueConfig, credentials: VenueCredentials) -> CcxtVenue:
-        """Build the ccxt client for ``config`` and wrap it (no request is made yet)."""
-        return cls(build_client(config, credentials, async_=False), config, credentials=credentials)
+    def connect(cls, config: CcxtVenueConfig, credentials: VenueCredentials, *, live: bool = False) -> CcxtVenue:
+        """Build the ccxt client for ``config`` and wrap it (no request is made yet).
+
+        Refuses a production endpoint (``LiveTradingRefused``) unless ``live``.
+        """
+        return cls(build_client(config, credentials, async_=False, live=live), config, credentials=credentials)
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
         try:
@@ -513,8 +516,9 @@ class AsyncCcxtVenue(_VenueAccount):
         self._sleep = sleep
 
     @classmethod
-    def connect(cls, config: CcxtVenueConfig, credentials: VenueCredentials) -> AsyncCcxtVenue:
-        return cls(build_client(config, credentials, async_=True), config, credentials=credentials)
+    def connect(cls, config: CcxtVenueConfig, credentials: VenueCredentials, *, live: bool = False) -> AsyncCcxtVenue:
+        """Build the ``ccxt.async_support`` client and wrap it; a production endpoint needs ``live``."""
+        return cls(build_client(config, credentials, async_=True, live=live), config, credentials=credentials)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -10,11 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from tradekit.broker.live import live_requested
 from tradekit.broker.protocol import Broker
 from tradekit.broker.spec import BrokerFactory, BrokerSpec
+from tradekit.config.plugin_settings import PluginSettings
 from tradekit.config.settings import Settings
 from tradekit.hookspecs import hookimpl
-from tradekit_venue_ccxt.config import SUPPORTED_VENUES, VenueCredentials, load_ccxt_settings
+from tradekit_venue_ccxt.config import (
+    PLUGIN_KEY,
+    SUPPORTED_VENUES,
+    CcxtSettings,
+    VenueCredentials,
+    load_ccxt_settings,
+    read_ccxt_table,
+)
 from tradekit_venue_ccxt.pairs.rules import evaluate_buy
 from tradekit_venue_ccxt.venues import PROFILES
 
@@ -23,17 +32,21 @@ if TYPE_CHECKING:
 
     from tradekit_venue_ccxt.execution import AsyncCcxtVenue
 
-__all__ = ["evaluate_buy", "register_brokers", "register_commands", "venue_factory"]
+__all__ = ["evaluate_buy", "register_brokers", "register_commands", "register_settings", "venue_factory"]
 
 
 def venue_factory(venue: str) -> BrokerFactory:
-    """The broker factory of ``venue``: its ``[plugins.ccxt.venues.<venue>]`` table, keys from env."""
+    """The broker factory of ``venue``: its ``[plugins.ccxt.venues.<venue>]`` table, keys from env.
+
+    The venue's test environment unless configured otherwise; production only with the live
+    flag in ``env`` (``LiveTradingRefused`` before any request otherwise).
+    """
 
     def factory(settings: Settings, env: Mapping[str, str]) -> Broker:
         from tradekit_venue_ccxt.execution import CcxtVenue
 
         config = load_ccxt_settings(settings).venue(venue)
-        return CcxtVenue.connect(config, VenueCredentials.from_env(venue, env))
+        return CcxtVenue.connect(config, VenueCredentials.from_env(venue, env), live=live_requested(env))
 
     return factory
 
@@ -45,7 +58,7 @@ def async_venue_factory(venue: str) -> Callable[[Settings, Mapping[str, str]], A
         from tradekit_venue_ccxt.execution import AsyncCcxtVenue
 
         config = load_ccxt_settings(settings).venue(venue)
-        return AsyncCcxtVenue.connect(config, VenueCredentials.from_env(venue, env))
+        return AsyncCcxtVenue.connect(config, VenueCredentials.from_env(venue, env), live=live_requested(env))
 
     return factory
 
@@ -62,6 +75,11 @@ def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
                 options={"venue": venue, "async_factory": async_venue_factory(venue)},
             )
         )
+
+
+@hookimpl
+def register_settings(register: Callable[[PluginSettings], None]) -> None:
+    register(PluginSettings(table=PLUGIN_KEY, settings_type=CcxtSettings, read=read_ccxt_table))
 
 
 @hookimpl

@@ -14,6 +14,11 @@ venues share it:
 - Balances: the settle coin's equity and wallet balance sit in different places.
 - ccxt maps Binance's futures error codes only when the URL is fapi.binance.com, so a
   re-pointed test URL merges ``exceptions['linear']`` in, as against the real venue.
+- Environments: ccxt's sandbox mode (``set_sandbox_mode``) is Bybit's testnet; Binance's
+  futures testnet is refused by ccxt 4.5, whose demo trading (``enable_demo_trading``)
+  replaces it; Bybit has demo trading too. ``build_client`` switches the client before any
+  request and refuses every endpoint that is not one of the venue's test or demo hosts (or
+  this machine) unless the live flag was given.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from urllib.parse import urlsplit
 import attrs
 
 from tradekit.broker.errors import BrokerDataError
-from tradekit_venue_ccxt.config import CcxtVenueConfig, VenueCredentials
+from tradekit.broker.live import LiveTradingRefused, host_of, is_this_machine
+from tradekit_venue_ccxt.config import CcxtVenueConfig, VenueCredentials, VenueEnvironment
 from tradekit_venue_ccxt.providers import VenueBalance, to_decimal
 
 _BINANCE_BOOK_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -168,17 +174,67 @@ def profile_for(venue: str) -> VenueProfile:
         raise BrokerDataError(f"venue {venue!r} has no profile; supported: {', '.join(PROFILES)}") from None
 
 
-def build_client(config: CcxtVenueConfig, credentials: VenueCredentials | None, *, async_: bool) -> Any:
-    """Construct the ccxt client for ``config`` (sync or ``ccxt.async_support``); no request is made."""
+def build_client(
+    config: CcxtVenueConfig, credentials: VenueCredentials | None, *, async_: bool, live: bool = False
+) -> Any:
+    """Construct the ccxt client for ``config`` (sync or ``ccxt.async_support``); no request is made.
+
+    The client is switched to the configured environment (testnet or demo by default) and,
+    unless ``live``, refused with ``LiveTradingRefused`` if any endpoint it would call is a
+    production (or unknown) host.
+    """
     profile = profile_for(config.venue)
+    # Judged on a sync client without keys: a refused async one would leave a session to close.
+    probe = _switched(_client_class(config, False)(profile.client_options(config, None)), config, profile)
+    if not live:
+        # The test hosts are read from an untouched client: switching and re-pointing edit
+        # the URL tables in place (demo trading makes the demo table the API table).
+        pristine = _client_class(config, False)({})
+        production = live_endpoints(probe, pristine)
+        if production:
+            raise LiveTradingRefused(
+                f"{config.venue} would trade in its production environment (real money) at {', '.join(production)}"
+            )
+    client = _client_class(config, async_)(profile.client_options(config, credentials))
+    return _switched(client, config, profile)
+
+
+def _client_class(config: CcxtVenueConfig, async_: bool) -> Any:
     if async_:
         import ccxt.async_support as ccxt_async
 
-        client_class: Any = getattr(ccxt_async, config.venue)
-    else:
-        import ccxt
+        return getattr(ccxt_async, config.venue)
+    import ccxt
 
-        client_class = getattr(ccxt, config.venue)
-    client = client_class(profile.client_options(config, credentials))
+    return getattr(ccxt, config.venue)
+
+
+def _switched(client: Any, config: CcxtVenueConfig, profile: VenueProfile) -> Any:
+    environment = config.trading_environment
+    if environment is VenueEnvironment.TESTNET:
+        client.set_sandbox_mode(True)
+    elif environment is VenueEnvironment.DEMO:
+        client.enable_demo_trading(True)
     profile.prepare_client(client, config)
     return client
+
+
+_TEST_URL_TABLES = ("test", "demo", "demotrading")
+
+
+def live_endpoints(client: Any, pristine: Any) -> list[str]:
+    """The hosts ``client`` would call that are neither this machine nor one of the venue's
+    test or demo hosts (read from ``pristine``, a client of the same venue never switched or
+    re-pointed): production, or unknown and so taken for it."""
+    safe: set[str] = set()
+    for table in _TEST_URL_TABLES:
+        safe |= _hosts(pristine, pristine.urls.get(table))
+    return sorted(host for host in _hosts(client, client.urls["api"]) if host not in safe and not is_this_machine(host))
+
+
+def _hosts(client: Any, urls: object) -> set[str]:
+    if isinstance(urls, str):
+        return {host_of(client.implode_hostname(urls))}
+    if isinstance(urls, Mapping):
+        return {host for url in urls.values() for host in _hosts(client, url)}
+    return set()

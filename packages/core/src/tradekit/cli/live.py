@@ -13,9 +13,10 @@ from types import TracebackType
 import click
 
 from tradekit.broker.errors import BrokerError
+from tradekit.broker.live import LIVE_ENV, live_requested
 from tradekit.broker.protocol import Broker
 from tradekit.cli.common import console, emit_json, open_ledger
-from tradekit.config.settings import Settings
+from tradekit.config.settings import Settings, SettingsError
 from tradekit.execution.clock import BrokerClock
 from tradekit.execution.live import CycleReport, LiveTrader, current_prices, run_async
 from tradekit.execution.pipeline import OrderPipeline
@@ -26,8 +27,6 @@ from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.scanner import read_candidates
 from tradekit.strategy.base import Strategy
-
-LIVE_ENV = "TRADEKIT_LIVE"
 
 
 class BrokerSession:
@@ -55,7 +54,12 @@ class BrokerSession:
 
 
 def broker_env(live: bool) -> dict[str, str]:
-    """The environment a broker factory sees: live trading only with the explicit --live flag."""
+    """The environment a broker factory sees: ``TRADEKIT_LIVE=1`` only for ``--live`` or the
+    user's own ``TRADEKIT_LIVE=1`` (any other spelling of it is an error naming it)."""
+    try:
+        live = live or live_requested(os.environ)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     env = {k: v for k, v in os.environ.items() if k != LIVE_ENV}
     if live:
         env[LIVE_ENV] = "1"
@@ -63,19 +67,32 @@ def broker_env(live: bool) -> dict[str, str]:
 
 
 def connect(
-    manager: Plugins, settings: Settings, broker_name: str, *, live: bool, ledger_url: str | None
+    manager: Plugins,
+    settings: Settings,
+    broker_name: str,
+    *,
+    live: bool,
+    ledger_url: str | None,
+    create_ledger: bool = True,
 ) -> BrokerSession:
+    """Build the broker (refusing a real-money endpoint without the live flag, before any request),
+    then open the ledger (``create_ledger=False``: it must exist) and the pipeline."""
     specs = manager.brokers()
     spec = specs.get(broker_name)
     if spec is None:
         raise click.ClickException(f"unknown broker {broker_name!r}; installed: {', '.join(sorted(specs)) or 'none'}")
     if live and not spec.live_capable:
         raise click.ClickException(f"broker {broker_name!r} cannot trade live")
+    env = broker_env(live)
     try:
-        broker = spec.factory(settings, broker_env(live))
+        broker = spec.factory(settings, env)
     except (BrokerError, ValueError) as exc:
         raise click.ClickException(f"broker {broker_name!r}: {exc}") from None
-    ledger = open_ledger(ledger_url or settings.ledger.url, for_trading=True)
+    try:
+        ledger = open_ledger(ledger_url or settings.ledger.url, create=create_ledger, for_trading=True)
+    except BaseException:
+        broker.close()
+        raise
     # The broker's market clock is "now": sessions and windows are judged on the exchange's time.
     clock = BrokerClock(broker)
     pipeline = OrderPipeline(

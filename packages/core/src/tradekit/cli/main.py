@@ -1,18 +1,25 @@
-"""``tradekit``: run strategies, inspect the ledger, reconcile, explain decisions."""
+"""``tradekit``: run strategies, inspect the ledger, reconcile, explain decisions.
+
+The heavy parts (SQLAlchemy, the decision engine, the plugins, pandas through the exchange
+calendars) are imported by the commands that use them, so ``tradekit --version`` and
+``--help`` start without them; plugins' commands are loaded when they are asked for.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tradekit import __version__
+from tradekit import __version__, redaction
 from tradekit.cli.common import (
+    command_line,
     config_option,
     console,
     emit_json,
@@ -22,34 +29,73 @@ from tradekit.cli.common import (
     load,
     open_ledger,
     plugins,
+    redact_output,
     setup_logging,
 )
-from tradekit.config.settings import Settings
-from tradekit.data import BarDataError, load_daily_bars
-from tradekit.domain.market import Bar
-from tradekit.domain.positions import Position
-from tradekit.exits.intent import ExitState
-from tradekit.plugins import Plugins
-from tradekit.serialization import unstructure
-from tradekit.strategy.base import Strategy
-from tradekit.strategy.policy import PriceStructure
+
+if TYPE_CHECKING:
+    from tradekit.config.settings import Settings
+    from tradekit.domain.market import Bar
+    from tradekit.domain.positions import Position
+    from tradekit.plugins import Plugins
+    from tradekit.strategy.base import Strategy
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STRATEGY = "pyramid"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class TradekitGroup(click.Group):
+    """The top-level group: plugins' commands loaded on demand, and no traceback for the user.
+
+    An error nothing else turned into a message (a bug, or a library failing in a way
+    tradekit did not foresee) ends the command with one line, secrets masked, and the
+    traceback in the log at DEBUG (``TRADEKIT_LOG_LEVEL=DEBUG``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plugin_commands: dict[str, click.Command] | None = None
+
+    def _plugins_commands(self) -> dict[str, click.Command]:
+        if self._plugin_commands is None:
+            found = click.Group()
+            try:
+                plugins().register_commands(found)
+            except (click.ClickException, Exception) as exc:  # noqa: BLE001 - a broken plugin must not hide the built-ins
+                message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+                err_console.print(f"plugin commands unavailable: {redaction.redact(message)}", markup=False)
+            self._plugin_commands = {n: c for n, c in found.commands.items() if n not in self.commands}
+        return self._plugin_commands
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._plugins_commands().get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins_commands()})
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            log.debug("unexpected error", exc_info=exc)
+            raise click.ClickException(
+                f"unexpected error: {redaction.redact_exception(exc)} (a bug in tradekit or a plugin: please "
+                "report it; TRADEKIT_LOG_LEVEL=DEBUG logs the traceback)"
+            ) from None
+
+
+@click.group(cls=TradekitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tradekit")
 def cli() -> None:
     """Safe multi-entry position scaling for automated trading."""
+    redact_output()
     setup_logging()
 
 
 def main() -> None:
-    # Plugins may add commands; they are loaded when the CLI starts.
-    try:
-        Plugins().register_commands(cli)
-    except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the built-in commands
-        err_console.print(f"[red]plugin commands unavailable:[/] {exc}")
     cli()
 
 
@@ -71,6 +117,8 @@ def _pick_strategy(manager: Plugins, name: str | None) -> type[Strategy]:
 def _bars(
     data: Path | None, symbols: tuple[str, ...], start: datetime | None, end: datetime | None
 ) -> dict[str, list[Bar]]:
+    from tradekit.data import BarDataError, load_daily_bars
+
     try:
         bars = load_daily_bars(symbols or None, path=data)
     except BarDataError as exc:
@@ -267,8 +315,8 @@ def _print_summary(paper: Any) -> None:
         console.print(f"chart:  {paper.chart}")
     console.print(f"ledger: {paper.ledger_url}")
     console.print("next:", soft_wrap=True)
-    for command in ("decisions", "positions --status all", "intents list"):
-        console.print(f"  tradekit {command} --ledger {paper.ledger_url}", soft_wrap=True)
+    for command in (["decisions"], ["positions", "--status", "all"], ["intents", "list"]):
+        console.print(f"  {command_line(*command, '--ledger', paper.ledger_url)}", soft_wrap=True, markup=False)
 
 
 # --- ledger views -----------------------------------------------------------------------------
@@ -280,6 +328,8 @@ def _ledger_url(settings: Settings, url: str | None) -> str:
 
 def next_trigger(position: Position, strategy: type[Strategy] | None, settings: Settings) -> dict[str, Any]:
     """When and where the next scale-in could happen under the owner's policy and the account."""
+    from tradekit.strategy.policy import PriceStructure
+
     if strategy is None:
         return {
             "allowed": False,
@@ -319,9 +369,10 @@ def next_trigger(position: Position, strategy: type[Strategy] | None, settings: 
 @json_option
 def positions(status: str, ledger_url: str | None, config_path: Path | None, as_json: bool) -> None:
     """List positions with their entries, average price and next scale-in trigger."""
-    settings = load(config_path).settings
-    strategies = plugins().strategies()
-    with open_ledger(_ledger_url(settings, ledger_url)) as ledger, ledger.reading() as tx:
+    manager = plugins()
+    settings = load(config_path, manager=manager).settings
+    strategies = manager.strategies()
+    with open_ledger(_ledger_url(settings, ledger_url), create=False) as ledger, ledger.reading() as tx:
         found = list(tx.open_positions().values()) if status == "open" else tx.position_history()
     rows: list[dict[str, Any]] = []
     for pos in sorted(found, key=lambda p: p.symbol):
@@ -385,7 +436,8 @@ def decisions(
 ) -> None:
     """List recent buy decisions (newest first)."""
     settings = load(config_path).settings
-    with open_ledger(_ledger_url(settings, ledger_url)) as ledger, ledger.reading() as tx:
+    where = _ledger_url(settings, ledger_url)
+    with open_ledger(where, create=False) as ledger, ledger.reading() as tx:
         found = tx.decisions(symbol=symbol, action=action, limit=limit)
     if as_json:
         emit_json(
@@ -416,7 +468,9 @@ def decisions(
             ", ".join(d.reasons) or "-",
         )
     console.print(table)
-    console.print("explain one: tradekit explain ID")
+    if found:
+        hint = command_line("explain", found[0].decision_id, "--ledger", where)
+        console.print(f"explain one: {hint}", markup=False, soft_wrap=True)
 
 
 @cli.command()
@@ -427,7 +481,7 @@ def decisions(
 def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, as_json: bool) -> None:
     """Show the full trace of one decision: every check, in the order it was judged."""
     settings = load(config_path).settings
-    with open_ledger(_ledger_url(settings, ledger_url)) as ledger, ledger.reading() as tx:
+    with open_ledger(_ledger_url(settings, ledger_url), create=False) as ledger, ledger.reading() as tx:
         stored = tx.decision(decision_id)
     if stored is None:
         raise click.ClickException(f"no decision {decision_id} in the ledger")
@@ -437,29 +491,60 @@ def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, 
     console.print(stored.decision().explain(), markup=False, soft_wrap=True)
 
 
+def _intents_options(fn: Any) -> Any:
+    # Accepted both before and after the sub-command: `tradekit intents --ledger L list` and
+    # `tradekit intents list --ledger L` (what `tradekit run` prints) mean the same.
+    return ledger_option(config_option(json_option(fn)))
+
+
+def _intents_context(
+    ctx: click.Context, ledger_url: str | None, config_path: Path | None, as_json: bool
+) -> dict[str, Any]:
+    group = (ctx.parent.obj if ctx.parent is not None else None) or {}
+    return {
+        "ledger_url": ledger_url or group.get("ledger_url"),
+        "config_path": config_path or group.get("config_path"),
+        "as_json": as_json or bool(group.get("as_json")),
+    }
+
+
 @cli.group(invoke_without_command=True)
-@ledger_option
-@config_option
-@json_option
+@_intents_options
 @click.pass_context
 def intents(ctx: click.Context, ledger_url: str | None, config_path: Path | None, as_json: bool) -> None:
     """List exit intents (planned -> submitted -> executed / cancelled / expired)."""
     ctx.ensure_object(dict)
     ctx.obj.update(ledger_url=ledger_url, config_path=config_path, as_json=as_json)
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_intents)
+        _list_intents(ledger_url, config_path, as_json, None)
+
+
+def _exit_states() -> list[str]:
+    from tradekit.exits.intent import ExitState
+
+    return [s.value for s in ExitState]
 
 
 @intents.command("list")
-@click.option("--state", type=click.Choice([s.value for s in ExitState]), default=None)
+@click.option("--state", type=click.Choice(_exit_states()), default=None)
+@_intents_options
 @click.pass_context
-def list_intents(ctx: click.Context, state: str | None = None) -> None:
+def list_intents(
+    ctx: click.Context, state: str | None, ledger_url: str | None, config_path: Path | None, as_json: bool
+) -> None:
     """List exit intents."""
-    opts = ctx.obj or {}
-    settings = load(opts.get("config_path")).settings
-    with open_ledger(_ledger_url(settings, opts.get("ledger_url"))) as ledger, ledger.reading() as tx:
+    opts = _intents_context(ctx, ledger_url, config_path, as_json)
+    _list_intents(opts["ledger_url"], opts["config_path"], opts["as_json"], state)
+
+
+def _list_intents(ledger_url: str | None, config_path: Path | None, as_json: bool, state: str | None) -> None:
+    from tradekit.exits.intent import ExitState
+    from tradekit.serialization import unstructure
+
+    settings = load(config_path).settings
+    with open_ledger(_ledger_url(settings, ledger_url), create=False) as ledger, ledger.reading() as tx:
         found = tx.exit_intents(states=[ExitState(state)] if state else None)
-    if opts.get("as_json"):
+    if as_json:
         emit_json([unstructure(i) for i in found])
         return
     table = Table(title="exit intents", header_style="bold")
@@ -486,17 +571,21 @@ def list_intents(ctx: click.Context, state: str | None = None) -> None:
 
 @intents.command("execute")
 @click.option("--broker", "broker_name", required=True, help="Broker to execute through.")
-@click.option("--live", is_flag=True, help="Allow a live (real-money) account.")
+@click.option("--live", is_flag=True, help="Allow a live (real-money) account (or TRADEKIT_LIVE=1).")
+@_intents_options
 @click.pass_context
-def execute_intents(ctx: click.Context, broker_name: str, live: bool) -> None:
+def execute_intents(
+    ctx: click.Context, broker_name: str, live: bool, ledger_url: str | None, config_path: Path | None, as_json: bool
+) -> None:
     """Execute planned exits whose window is open now (idempotent: twice executes once)."""
     from tradekit.cli.live import connect
 
-    opts = ctx.obj or {}
-    settings = load(opts.get("config_path")).settings
+    opts = _intents_context(ctx, ledger_url, config_path, as_json)
     manager = plugins()
-    session = connect(manager, settings, broker_name, live=live, ledger_url=opts.get("ledger_url"))
+    settings = load(opts["config_path"], manager=manager).settings
+    session = connect(manager, settings, broker_name, live=live, ledger_url=opts["ledger_url"], create_ledger=False)
     with session:
+        _require_broker(session.broker, broker_name)
         prices = session.current_prices()
         outcomes = session.pipeline.execute_due_exits(prices)
         session.pipeline.apply_events()
@@ -508,13 +597,23 @@ def execute_intents(ctx: click.Context, broker_name: str, live: bool) -> None:
         }
         for o in outcomes
     ]
-    if opts.get("as_json"):
+    if opts["as_json"]:
         emit_json(rows)
     else:
         for row in rows:
-            console.print(f"{row['intent']}: {row['state']} {row['note']}")
+            console.print(f"{row['intent']}: {row['state']} {row['note']}", markup=False)
         if not rows:
             console.print("no planned exit is due")
+
+
+def _require_broker(broker: Any, broker_name: str) -> None:
+    """Read the account once: an unreachable or unreadable broker ends the command with one line."""
+    from tradekit.broker.errors import BrokerError
+
+    try:
+        broker.get_account()
+    except BrokerError as exc:
+        raise click.ClickException(f"broker {broker_name!r} cannot be used: {redaction.redact(str(exc))}") from None
 
 
 @cli.command()
@@ -526,22 +625,30 @@ def execute_intents(ctx: click.Context, broker_name: str, live: bool) -> None:
 def reconcile(
     broker_name: str | None, live: bool, ledger_url: str | None, config_path: Path | None, as_json: bool
 ) -> None:
-    """Reconcile the ledger with the broker (the broker is the source of truth)."""
-    from tradekit.cli.live import connect
+    """Reconcile the ledger with the broker (the broker is the source of truth).
 
-    settings = load(config_path).settings
-    manager = plugins()
+    Exits non-zero when the broker cannot be read (a cron job must see it): nothing changes.
+    """
+    from tradekit.cli.live import connect
+    from tradekit.serialization import unstructure
+
     if broker_name is None:
         raise click.ClickException("choose the broker to reconcile against: --broker NAME")
-    with connect(manager, settings, broker_name, live=live, ledger_url=ledger_url) as session:
+    manager = plugins()
+    settings = load(config_path, manager=manager).settings
+    with connect(manager, settings, broker_name, live=live, ledger_url=ledger_url, create_ledger=False) as session:
+        _require_broker(session.broker, broker_name)
         report = session.startup()
+    if not report.broker_ok:
+        raise click.ClickException(
+            f"reconciliation against {report.broker} failed, nothing changed: {redaction.redact(str(report.error))}"
+        )
     data = unstructure(report)
     data["unreconciled_broker_symbols"] = sorted(report.unreconciled_broker_symbols)
     if as_json:
         emit_json(data)
         return
-    status = "ok" if report.broker_ok else f"[red]broker unreadable: {report.error}[/]"
-    console.print(f"reconciliation against {report.broker}: {status}")
+    console.print(f"reconciliation against {report.broker}: ok", markup=False)
     table = Table(header_style="bold")
     for col in ("symbol", "action", "broker qty", "ledger qty", "price", "reason"):
         table.add_column(col)
@@ -559,11 +666,22 @@ def config() -> None:
 
 @config.command("check")
 @config_option
+@click.option("--toml", "as_toml", is_flag=True, help="Print the effective settings as TOML (a valid config file).")
 @json_option
-def config_check(config_path: Path | None, as_json: bool) -> None:
-    """Validate the configuration and show the effective settings and warnings."""
+def config_check(config_path: Path | None, as_toml: bool, as_json: bool) -> None:
+    """Validate the configuration (plugin tables included) and show the effective settings and warnings.
+
+    Credentials never appear: keys named like one, URL passwords and any secret of the
+    environment are shown as <redacted>.
+    """
+    import tomli_w
+
+    from tradekit.serialization import unstructure
+
+    if as_toml and as_json:
+        raise click.UsageError("choose one of --toml and --json")
     loaded = load(config_path)
-    data = unstructure(loaded.settings)
+    data = redaction.redact_settings(unstructure(loaded.settings))
     if as_json:
         emit_json(
             {
@@ -573,11 +691,60 @@ def config_check(config_path: Path | None, as_json: bool) -> None:
             }
         )
         return
+    if as_toml:
+        click.echo(tomli_w.dumps(_without_nulls(data)), nl=False)
+        return
     console.print(
         f"configuration OK ({loaded.source or 'built-in defaults'}"
-        f"{' + TRADEKIT_* environment' if any(k.startswith('TRADEKIT_') for k in os.environ) else ''})"
+        f"{' + TRADEKIT_* environment' if any(k.startswith('TRADEKIT_') for k in os.environ) else ''})",
+        markup=False,
     )
     console.print_json(data=data)
+
+
+def _without_nulls(data: Any) -> Any:
+    # TOML has no null: an unset optional setting is simply left out.
+    if isinstance(data, dict):
+        return {k: _without_nulls(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_without_nulls(v) for v in data]
+    return data
+
+
+@cli.group("ledger")
+def ledger_group() -> None:
+    """Ledger commands."""
+
+
+@ledger_group.command("init")
+@click.argument("ledger_url", metavar="LEDGER", required=False)
+@config_option
+def ledger_init(ledger_url: str | None, config_path: Path | None) -> None:
+    """Create a new, empty ledger at LEDGER (a file path or URL; default: the config's [ledger] url).
+
+    Refuses a location that already holds a ledger or any file: nothing is ever replaced.
+    """
+    from tradekit.ledger import Ledger, LedgerError, LedgerNotFoundError
+    from tradekit.ledger import ledger_url as parse_ledger_url
+
+    settings = load(config_path).settings
+    where = _ledger_url(settings, ledger_url)
+    try:
+        parsed = parse_ledger_url(where)
+        database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        if database and database != ":memory:" and Path(database).exists():
+            raise click.ClickException(f"{database} already exists; nothing was changed (a ledger is never replaced)")
+        if database is None:
+            try:
+                Ledger.open(where, create=False).close()
+            except LedgerNotFoundError:
+                pass
+            else:
+                raise click.ClickException(f"{where} already holds a ledger; nothing was changed")
+        with Ledger.open(where, create=True) as created:
+            console.print(f"created an empty ledger: {created.url}", markup=False)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
@@ -604,9 +771,10 @@ def scan(
 ) -> None:
     """Rank symbols and write the candidates file (top N plus baseline symbols)."""
     from tradekit.scanner import run_scan
+    from tradekit.serialization import unstructure
 
-    settings = load(config_path).settings
     manager = plugins()
+    settings = load(config_path, manager=manager).settings
     bars = _bars(data, settings.symbols, None, None)
     moment = as_of.replace(tzinfo=UTC) + timedelta(days=1) if as_of else None
     path = output or Path(settings.scanner.candidates_file)

@@ -1,6 +1,7 @@
 """Configuration: Settings, loading from TOML and the environment, and safety checks."""
 
 from tradekit.config.loading import LoadedSettings, load_settings
+from tradekit.config.plugin_settings import PluginSettings
 from tradekit.config.safety import UNSAFE_RULES, check_safety
 from tradekit.config.settings import (
     AllocationSettings,
@@ -27,6 +28,7 @@ __all__ = [
     "LoadedSettings",
     "MissedWindow",
     "OrderGuardSettings",
+    "PluginSettings",
     "ReconciliationSettings",
     "SafetySettings",
     "ScaleInSettings",

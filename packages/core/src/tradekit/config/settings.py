@@ -7,6 +7,7 @@ refused at load unless acknowledged in ``[safety] acknowledge`` (see ``tradekit.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -19,6 +20,9 @@ from tradekit.domain.values import HUNDRED, ZERO, str_tuple
 
 class SettingsError(ValueError):
     """A configuration that cannot be used; the message says which key and why."""
+
+
+DEFAULT_CALENDAR = "XNYS"
 
 
 def _pct(_inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
@@ -39,9 +43,64 @@ def _at_least(minimum: int) -> Any:
     return check
 
 
+def _at_most(maximum: int, unit: str) -> Any:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: int | Decimal) -> None:
+        if value > maximum:
+            raise SettingsError(f"{attribute.name} must be at most {maximum:,} {unit}, got {value}")
+
+    return check
+
+
 def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
     if value < 0:
         raise SettingsError(f"{attribute.name} must not be negative, got {value}")
+
+
+# Durations are turned into timedeltas (whose range ends near 2.7 million years) and money
+# is multiplied by prices: bounds far above any real use keep both from overflowing later.
+_YEAR_MINUTES = 525_600
+_YEAR_HOURS = 8_760
+_DAY_MINUTES = 1_440
+_MAX_MONEY = 10**12
+
+
+def _known_calendar(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value == DEFAULT_CALENDAR:
+        # Tested to exist; other names need exchange-calendars (and pandas) imported to check.
+        return
+    import exchange_calendars
+
+    names = exchange_calendars.get_calendar_names(include_aliases=True)
+    if value not in names:
+        raise SettingsError(
+            f"exits.{attribute.name} = {value!r} is not an exchange calendar; use an exchange-calendars "
+            f"name such as XNYS, XNAS, XLON, XTKS ({len(names)} are known)"
+        )
+
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.-]*)(\+[A-Za-z0-9_]+)?://")
+
+
+def ledger_location_problem(text: str) -> str | None:
+    """What is wrong with ``text`` as a ledger location (a URL or a bare SQLite file path), or None."""
+    text = text.strip()
+    match = _URL_SCHEME.match(text)
+    if match is None:
+        if not text or ":" in text:
+            return "neither a database URL nor a file path: use sqlite:///PATH, a plain file path, or postgresql+psycopg://user@host:5432/db"
+        return None
+    backend, driver = match.group(1).lower(), (match.group(2) or "")[1:].lower()
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        return None
+    if backend == "postgresql" and driver in ("", "psycopg"):
+        return None
+    return "not a supported ledger URL: use sqlite:///PATH (or a plain file path) or postgresql+psycopg://user@host:5432/db"
+
+
+def _ledger_location(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    problem = ledger_location_problem(value)
+    if problem is not None:
+        raise SettingsError(f"ledger.{attribute.name} = {value!r} is {problem}")
 
 
 def _confidence(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -55,7 +114,9 @@ class ScaleInSettings:
 
     enabled: bool = True
     max_entries_per_symbol: int = attrs.field(default=4, validator=_at_least(1))
-    min_time_between_entries_minutes: int = attrs.field(default=1440, validator=_at_least(0))
+    min_time_between_entries_minutes: int = attrs.field(
+        default=1440, validator=[_at_least(0), _at_most(_YEAR_MINUTES, "minutes (a year)")]
+    )
     min_add_pct_above_last_entry: Decimal = attrs.field(default=ZERO, validator=_non_negative_pct)
     add_on_confidence_threshold: int = attrs.field(default=5, validator=_confidence)
 
@@ -85,7 +146,9 @@ class AllocationSettings:
     max_allocation_per_symbol_pct: Decimal = attrs.field(default=Decimal(5), validator=_pct)
     max_position_pct_of_account: Decimal = attrs.field(default=Decimal(25), validator=_pct)
     position_size_pct: Decimal = attrs.field(default=Decimal(2), validator=_pct)
-    min_order_notional: Decimal = attrs.field(default=Decimal(10), validator=_non_negative)
+    min_order_notional: Decimal = attrs.field(
+        default=Decimal(10), validator=[_non_negative, _at_most(_MAX_MONEY, "in the account currency")]
+    )
     fractional_shares: bool = True
     tiered: bool = False
     tiers: dict[str, TierSettings] = attrs.field(factory=dict)
@@ -116,7 +179,9 @@ class AllocationSettings:
 class FreshnessSettings:
     """How old a signal may be and how far the price may have moved since (seed: scanner)."""
 
-    max_signal_age_hours: Decimal = attrs.field(default=Decimal(24), validator=_non_negative)
+    max_signal_age_hours: Decimal = attrs.field(
+        default=Decimal(24), validator=[_non_negative, _at_most(_YEAR_HOURS, "hours (a year)")]
+    )
     max_gap_pct: Decimal = attrs.field(default=Decimal(2), validator=_pct)
 
     @property
@@ -130,12 +195,16 @@ class OrderGuardSettings:
     and how long an order the broker does not know is waited for before it counts as lost."""
 
     daily_order_limit: int = attrs.field(default=10, validator=_at_least(1))
-    order_cooldown_minutes: int = attrs.field(default=1440, validator=_at_least(0))
+    order_cooldown_minutes: int = attrs.field(
+        default=1440, validator=[_at_least(0), _at_most(_YEAR_MINUTES, "minutes (a year)")]
+    )
     one_signal_per_symbol_per_day: bool = True
     # An order sent without a clear answer and then not found at the broker is only given up
     # on (not found: an exit may then be sent again) once it is this old: a request still on
     # its way must not be taken for lost.
-    lost_order_grace_seconds: int = attrs.field(default=120, validator=_at_least(0))
+    lost_order_grace_seconds: int = attrs.field(
+        default=120, validator=[_at_least(0), _at_most(86_400, "seconds (a day)")]
+    )
 
     @property
     def order_cooldown(self) -> timedelta:
@@ -148,7 +217,7 @@ class ReconciliationSettings:
     mark_unknown_closed: bool = True
     # Orders given up on as not found are looked up again at each startup for this many days:
     # one that reached the broker late gets its real status and fills.
-    recheck_not_found_days: int = attrs.field(default=7, validator=_at_least(0))
+    recheck_not_found_days: int = attrs.field(default=7, validator=[_at_least(0), _at_most(366, "days (a year)")])
 
 
 class MissedWindow(StrEnum):
@@ -164,15 +233,19 @@ class ExitSettings:
     """Two-phase exits: decide after the close, execute in a window after the next open."""
 
     two_phase_enabled: bool = True
-    window_start_minutes: int = attrs.field(default=5, validator=_at_least(0))
-    window_end_minutes: int = attrs.field(default=30, validator=_at_least(1))
-    calendar: str = "XNYS"
+    window_start_minutes: int = attrs.field(
+        default=5, validator=[_at_least(0), _at_most(_DAY_MINUTES, "minutes (a day)")]
+    )
+    window_end_minutes: int = attrs.field(
+        default=30, validator=[_at_least(1), _at_most(_DAY_MINUTES, "minutes (a day)")]
+    )
+    calendar: str = attrs.field(default=DEFAULT_CALENDAR, validator=_known_calendar)
     # What becomes of a planned exit whose window closes unexecuted: "next_window" (tried again
     # in the next session's window, as often as it takes), "market_at_close" (a market-on-close
     # order that session), or "expire" (given up on, reported).
     on_missed_window: MissedWindow = MissedWindow.NEXT_WINDOW
     # Orders sent for one exit within one window before it waits for the window to close.
-    max_attempts_per_window: int = attrs.field(default=3, validator=_at_least(1))
+    max_attempts_per_window: int = attrs.field(default=3, validator=[_at_least(1), _at_most(100, "attempts")])
 
     def __attrs_post_init__(self) -> None:
         if self.window_end_minutes <= self.window_start_minutes:
@@ -194,7 +267,7 @@ class ScannerSettings:
 class LedgerSettings:
     """Where the ledger lives: a SQLite file (default) or a PostgreSQL URL."""
 
-    url: str = "sqlite:///tradekit-ledger.db"
+    url: str = attrs.field(default="sqlite:///tradekit-ledger.db", validator=_ledger_location)
 
 
 @attrs.frozen(kw_only=True)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.verdict import BuyDecision, fold, order_checks
-from tradekit.plugins import Plugins, default_plugins
+
+if TYPE_CHECKING:
+    # tradekit.plugins imports the decision package; importing it back here at load would
+    # make the order in which the two are first imported matter.
+    from tradekit.plugins import Plugins
 
 
 def evaluate_buy(
@@ -22,7 +27,11 @@ def evaluate_buy(
     SKIP -> SKIP, else ENTER_NEW when flat or SCALE_IN when adding. No broker is called here:
     everything the rules need is in ``context``.
     """
-    manager = plugins if plugins is not None else default_plugins()
+    if plugins is None:
+        from tradekit.plugins import default_plugins
+
+        plugins = default_plugins()
+    manager = plugins
     checks = order_checks(manager.evaluate_buy(context))
     return BuyDecision(
         decision_id=decision_id or f"dec-{secrets.token_hex(10)}",

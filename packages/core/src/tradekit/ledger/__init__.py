@@ -7,6 +7,7 @@ from tradekit.ledger.errors import (
     LedgerCorruptError,
     LedgerError,
     LedgerInUseError,
+    LedgerNotFoundError,
     LedgerVersionError,
     LedgerWriteError,
 )
@@ -19,7 +20,7 @@ from tradekit.ledger.records import (
     StoredDecision,
     client_order_id_for,
 )
-from tradekit.ledger.store import Ledger, LedgerTx
+from tradekit.ledger.store import Ledger, LedgerTx, ledger_url
 
 __all__ = [
     "DuplicateIntentError",
@@ -31,6 +32,7 @@ __all__ = [
     "LedgerCorruptError",
     "LedgerError",
     "LedgerInUseError",
+    "LedgerNotFoundError",
     "LedgerOrderStatus",
     "LedgerTx",
     "LedgerVersionError",
@@ -39,4 +41,5 @@ __all__ = [
     "OrderIntent",
     "StoredDecision",
     "client_order_id_for",
+    "ledger_url",
 ]

@@ -11,6 +11,10 @@ class LedgerConnectionError(LedgerError):
     """The database cannot be reached or refuses the credentials."""
 
 
+class LedgerNotFoundError(LedgerError):
+    """No ledger exists where one was expected (a read-only command never creates one)."""
+
+
 class LedgerCorruptError(LedgerError):
     """The ledger file is not a readable database (corrupt, truncated, not SQLite)."""
 

@@ -24,6 +24,8 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shlex
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -53,6 +55,7 @@ from tradekit.ledger.errors import (
     LedgerCorruptError,
     LedgerError,
     LedgerInUseError,
+    LedgerNotFoundError,
     LedgerVersionError,
     LedgerWriteError,
 )
@@ -86,6 +89,28 @@ def _describe_url(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def ledger_url(url: str) -> sa.URL:
+    """Parse a ledger URL; a bare file path (``tradekit-run/latest/ledger.db``) is a SQLite ledger.
+
+    Raises ``LedgerConnectionError`` for text that is neither.
+    """
+    text = url.strip()
+    if not _URL_SCHEME.match(text):
+        if not text or ":" in text:
+            raise LedgerConnectionError(
+                f"ledger {url!r} is neither a database URL nor a file path: use sqlite:///PATH, a plain "
+                "file path, or postgresql+psycopg://user@host:5432/db"
+            )
+        return sa.URL.create("sqlite", database=text)
+    try:
+        return sa.make_url(text)
+    except exc.ArgumentError as e:
+        raise LedgerConnectionError(f"ledger URL {url!r} is not a valid database URL: {e}") from None
+
+
 class Ledger:
     """A connection to one ledger database. Open with ``Ledger.open``; close when done."""
 
@@ -94,6 +119,8 @@ class Ledger:
         self._lock_file = lock_file
         self.schema = schema
         self._unreconciled: frozenset[str] | None = None
+        self._create = True
+        self._location = engine.url
 
     # --- opening -----------------------------------------------------------------------
 
@@ -106,29 +133,33 @@ class Ledger:
         schema: str | None = None,
         durable: bool = True,
         buffered: bool = False,
+        create: bool = True,
     ) -> Ledger:
         """Open (creating or migrating if needed) the ledger at ``url``.
 
         ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/ledger.db`` or
-        ``postgresql+psycopg://user@host:5432/db``. ``schema`` (PostgreSQL only) keeps the
-        ledger's tables in their own schema. ``for_trading`` takes the SQLite trader lock.
-        ``durable=False`` (SQLite only, for replays that can simply be rerun) skips the fsync
-        at each commit; live trading always uses durable commits. ``buffered=True`` (an empty
-        SQLite ledger opened for trading, for replays only) serves reads from memory and
+        ``postgresql+psycopg://user@host:5432/db``; a bare file path
+        (``tradekit-run/latest/ledger.db``) is a SQLite ledger. ``schema`` (PostgreSQL only)
+        keeps the ledger's tables in their own schema. ``for_trading`` takes the SQLite trader
+        lock. ``durable=False`` (SQLite only, for replays that can simply be rerun) skips the
+        fsync at each commit; live trading always uses durable commits. ``buffered=True`` (an
+        empty SQLite ledger opened for trading, for replays only) serves reads from memory and
         writes rows in batches: see ``tradekit.ledger.buffered``.
+
+        ``create=False`` (the read-only commands) refuses a ledger that does not exist yet —
+        a missing file, or a database without tradekit's tables — instead of creating an
+        empty one that would hide a mistyped path. A 0-byte file is never taken as a ledger.
+        Every open checks the schema: a known version, every table and index of it present,
+        and (SQLite) the file's ``quick_check``; raises ``LedgerError`` naming what is wrong.
         """
-        try:
-            parsed = sa.make_url(url)
-        except exc.ArgumentError as e:
-            raise LedgerConnectionError(f"ledger URL {url!r} is not a valid database URL: {e}") from None
+        parsed = ledger_url(url)
         backend = parsed.get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise LedgerConnectionError(f"ledger backend {backend!r} is not supported: use sqlite or postgresql")
         lock_file = None
         path = _sqlite_path(parsed)
         if path is not None:
-            if not path.parent.exists():
-                raise LedgerConnectionError(f"ledger directory {path.parent} does not exist")
+            _check_sqlite_path(path, create=create)
             if for_trading:
                 lock_file = _take_trader_lock(path)
             engine = _sqlite_engine(parsed, durable=durable)
@@ -147,6 +178,8 @@ class Ledger:
                 raise LedgerError("a buffered ledger needs a SQLite ledger file opened for trading (one writer)")
             kind = BufferedLedger
         ledger = kind(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
+        ledger._create = create
+        ledger._location = parsed
         try:
             ledger._prepare(path)
         except BaseException:
@@ -162,9 +195,10 @@ class Ledger:
                 if self._engine.dialect.name == "postgresql":
                     # Two processes opening a fresh database at once must not both migrate.
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7352001)")
-                    if self.schema:
+                    if self.schema and self._create:
                         conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                _migrate(conn)
+                _migrate(conn, create=self._create, where=self.url, location=self._location)
+                _check_schema(conn, where=self.url)
         except LedgerError:
             raise
         except exc.OperationalError as e:
@@ -907,8 +941,38 @@ def _sqlite_engine(url: sa.URL, *, durable: bool) -> Engine:
     return engine
 
 
+def _init_hint(location: sa.URL | Path) -> str:
+    """How to create the ledger that is missing, as a command that works as printed."""
+    if isinstance(location, Path):
+        command = shlex.join(("tradekit", "ledger", "init", str(location)))
+    elif location.password is None:
+        command = shlex.join(("tradekit", "ledger", "init", location.render_as_string(hide_password=False)))
+    else:
+        # The password is never printed, so the command cannot be shown whole.
+        return "commands that trade create one, or `tradekit ledger init` with the same URL"
+    return f"commands that trade create one, or `{command}` creates an empty one"
+
+
+def _check_sqlite_path(path: Path, *, create: bool) -> None:
+    if not path.parent.exists():
+        raise LedgerNotFoundError(f"no ledger at {path}: the directory {path.parent} does not exist")
+    if path.is_dir():
+        raise LedgerNotFoundError(f"no ledger at {path}: it is a directory, not a ledger file")
+    if not path.exists():
+        if not create:
+            raise LedgerNotFoundError(f"no ledger at {path}: the file does not exist ({_init_hint(path)})")
+        return
+    if path.stat().st_size == 0:
+        # An empty file is not a new ledger: it may be one that was truncated, and writing a
+        # fresh schema into it would hide that.
+        raise LedgerCorruptError(
+            f"ledger {path} is an empty file (0 bytes), not a ledger: if it was one, restore it from a "
+            f"backup; if not, delete it ({_init_hint(path)})"
+        )
+
+
 def _check_sqlite_file(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
         return
     with open(path, "rb") as fh:
         header = fh.read(16)
@@ -931,7 +995,17 @@ def _check_sqlite_file(path: Path) -> None:
 
 
 def _postgres_engine(url: sa.URL, schema: str | None) -> Engine:
-    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    if url.get_driver_name() != "psycopg":
+        raise LedgerConnectionError(
+            f"ledger URL driver {url.drivername!r} is not supported: use postgresql+psycopg://user@host:5432/db"
+        )
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    except ImportError:
+        raise LedgerConnectionError(
+            f"a PostgreSQL ledger ({_describe_url(url)}) needs the psycopg driver, which is not installed: "
+            "pip install 'tradekit[postgres]'"
+        ) from None
     if schema:
         if not schema.replace("_", "").isalnum():
             raise LedgerConnectionError(f"ledger schema name {schema!r} must be alphanumeric (with _)")
@@ -972,28 +1046,80 @@ def _create_missing(conn: Connection) -> None:
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
-def _migrate(conn: Connection) -> None:
+def _migrate(conn: Connection, *, create: bool, where: str, location: sa.URL) -> None:
     inspector = sa.inspect(conn)
     tables = set(inspector.get_table_names())
     if t.meta.name not in tables:
         stray = {name for name in tables if name.startswith("tk_")}
         if stray:
-            raise LedgerVersionError(f"the database holds tradekit tables {sorted(stray)} but no schema version")
+            raise LedgerVersionError(
+                f"ledger {where} holds tradekit tables {sorted(stray)} but no schema version (no {t.meta.name} table)"
+            )
+        if not create:
+            raise LedgerNotFoundError(
+                f"no ledger at {_describe_url(location)}: the database holds no tradekit tables "
+                f"({_init_hint(location)})"
+            )
         version = 0
     else:
         raw = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
         if raw is None or not raw.isdigit():
-            raise LedgerVersionError(f"the ledger's schema version is unreadable ({raw!r})")
+            raise LedgerVersionError(f"ledger {where}: the schema version is unreadable ({raw!r})")
         version = int(raw)
     if version > t.SCHEMA_VERSION:
         raise LedgerVersionError(
-            f"the ledger has schema version {version}, newer than this tradekit understands "
+            f"ledger {where} has schema version {version}, newer than this tradekit understands "
             f"({t.SCHEMA_VERSION}); upgrade tradekit to use it"
         )
     for target in range(version + 1, t.SCHEMA_VERSION + 1):
         MIGRATIONS[target](conn)
         conn.execute(t.meta.delete().where(t.meta.c.key == "schema_version"))
         conn.execute(t.meta.insert().values(key="schema_version", value=str(target)))
+
+
+def _check_schema(conn: Connection, *, where: str) -> None:
+    """Refuse a ledger missing any table or index of the current schema, or with an emptied index.
+
+    The list comes from ``tradekit.ledger.schema.metadata``, so a table added to the schema is
+    checked without a change here. A missing table or index is never recreated silently: a
+    ledger that lost one may show fewer positions than it holds.
+    """
+    inspector = sa.inspect(conn)
+    present = set(inspector.get_table_names())
+    problems = [f"table {name} is missing" for name in sorted(set(t.metadata.tables) - present)]
+    for table in t.metadata.sorted_tables:
+        if table.name not in present:
+            continue
+        indexes = {ix["name"] for ix in inspector.get_indexes(table.name)}
+        problems += [
+            f"index {ix.name} (on {table.name}) is missing"
+            for ix in sorted(table.indexes, key=lambda ix: str(ix.name))
+            if ix.name not in indexes
+        ]
+    if not problems and conn.dialect.name == "sqlite":
+        problems = _emptied_indexes(conn)
+    if problems:
+        raise LedgerCorruptError(
+            f"ledger {where} does not match schema version {t.SCHEMA_VERSION}: {'; '.join(problems)}. "
+            "Nothing was changed: restore it from a backup, or move it aside and start a new ledger "
+            "(reconciliation then rebuilds positions from the broker)"
+        )
+
+
+def _emptied_indexes(conn: Connection) -> list[str]:
+    # PRAGMA quick_check does not compare an index with its table; an index that lost its
+    # rows (a damaged file, a schema edited by hand) would make lookups through it find
+    # nothing. Counting each index against its table reads what quick_check already read.
+    problems = []
+    for table in t.metadata.sorted_tables:
+        if not table.indexes:
+            continue
+        rows = conn.exec_driver_sql(f'SELECT count(*) FROM "{table.name}" NOT INDEXED').scalar_one()
+        for ix in sorted(table.indexes, key=lambda ix: str(ix.name)):
+            counted = conn.exec_driver_sql(f'SELECT count(*) FROM "{table.name}" INDEXED BY "{ix.name}"').scalar_one()
+            if counted != rows:
+                problems.append(f"index {ix.name} holds {counted} of the {rows} rows of {table.name}")
+    return problems
 
 
 def order_event_row(
