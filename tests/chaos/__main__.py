@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="first run's seed (default: random)")
     parser.add_argument("--runs", type=int, default=1, help="how many runs (seeds seed, seed+1, ...)")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--venue", choices=("alpaca", "pairs"), default="alpaca")
+    parser.add_argument("--venue", choices=("alpaca",), default="alpaca")
     parser.add_argument("--sessions", type=int, default=RUN_SESSIONS, help="sessions per Alpaca run")
     parser.add_argument("--calm", action="store_true", help="no faults and no kills (the trader's own course)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep each run's files here")
@@ -36,10 +36,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_one(args: argparse.Namespace, seed: int, workdir: Path) -> RunResult:
-    if args.venue == "pairs":
-        from chaos.pairs_campaign import run_pairs
-
-        return run_pairs(seed, workdir, Backend(args.backend, args.pg_url), calm=args.calm)
     return run_alpaca(seed, workdir, Backend(args.backend, args.pg_url), args.sessions, calm=args.calm)
 
 

@@ -216,7 +216,7 @@ def run_alpaca(
         trader = Worker("trader", [*argv, "--interval", "1", "--json"], env, workdir, narrative)
         kills = KillSwitch(
             trader,
-            [] if calm else draw_kills(seed, buys=2 * len(SYMBOLS), sells=len(SYMBOLS), requests=4 * len(run_moments)),
+            _kill_plan(seed, len(run_moments), calm, kill_triggers),
             frozenset({"submit_order"}),
         )
         narrative.add("kill plan: " + ("; ".join(t.describe() for t in kills.triggers) or "none"))
@@ -271,6 +271,14 @@ def run_alpaca(
         replay=replay_command(seed, backend.name, sessions),
         narrative_path=narrative.path,
     )
+
+
+def _kill_plan(seed: int, moment_count: int, calm: bool, chosen: list[KillTrigger] | None) -> list[KillTrigger]:
+    if chosen is not None:
+        return chosen
+    if calm:
+        return []
+    return draw_kills(seed, buys=2 * len(SYMBOLS), sells=len(SYMBOLS), requests=4 * moment_count)
 
 
 def _supervise(trader: Worker, timeline: Timeline, narrative: Narrative) -> list[Violation]:
