@@ -2,8 +2,9 @@
 
 One session of the campaign (``nox -s chaos`` runs whole ones): the breakout buys at the open
 under the faults seed 19 draws, the trader SIGKILLed right after Alpaca stored its first buy
-(when the faults let it send one) and at its 30th call, restarted with the same command each time, then a clean session and ``tradekit reconcile``. Every
-invariant of the campaign must hold. Replay it with
+(when the faults let it send one) and at its 12th call, restarted with the same command each
+time, then a clean session and ``tradekit reconcile``. Every invariant of the campaign must
+hold. Replay it with
 ``nox -s chaos -- --seed 19 --sessions 1`` (which draws its kills from the seed instead).
 """
 
@@ -26,7 +27,7 @@ def test_a_short_seeded_fault_and_kill_run_keeps_every_campaign_invariant(tmp_pa
         tmp_path,
         Backend("sqlite"),
         sessions=1,
-        kill_triggers=[KillTrigger("buy", 1, "after"), KillTrigger("request", 30, "before")],
+        kill_triggers=[KillTrigger("buy", 1, "after"), KillTrigger("request", 12, "before")],
     )
 
     assert result.kills, "no kill happened"

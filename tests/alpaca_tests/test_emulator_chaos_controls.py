@@ -7,7 +7,7 @@ import itertools
 import random
 import time as time_module
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,7 +17,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
-from alpaca.trading.models import Clock, Order
+from alpaca.trading.models import Clock
 from alpaca.trading.requests import LimitOrderRequest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,7 +49,7 @@ SATURDAY_NOON = datetime(2024, 3, 9, 17, 0, tzinfo=UTC)
 
 
 def _daily(day: int, open_: str, close: str) -> BarSeed:
-    stamp = datetime.combine(datetime(2024, 3, day).date(), time(0), NEW_YORK).astimezone(UTC)
+    stamp = datetime.combine(date(2024, 3, day), time(0), NEW_YORK).astimezone(UTC)
     o, c = Decimal(open_), Decimal(close)
     return BarSeed(timestamp=stamp, open=o, high=max(o, c), low=min(o, c), close=c, volume=1000)
 
@@ -199,7 +199,8 @@ def test_error_before_processing_answers_5xx_and_stores_no_order(emu: AlpacaEmul
     with pytest.raises(APIError) as error:
         client.submit_order(_market(1, client_order_id="coid-1"))
 
-    assert error.value.status_code is not None and error.value.status_code >= 500
+    assert error.value.status_code is not None
+    assert error.value.status_code >= 500
     assert emu.orders() == []
     fired = emu.fired_faults()  # alpaca-py retries a 504 itself: one fired fault per attempt
     assert fired[0].one_line() == "submit_order#1 error_before coid=coid-1"
@@ -282,7 +283,8 @@ def test_a_partial_fill_executes_a_share_now_and_the_rest_later(emu: AlpacaEmula
     later = _order(client, sent.id)
 
     assert now.status is OrderStatus.PARTIALLY_FILLED
-    assert now.filled_qty is not None and 0 < float(now.filled_qty) < 4
+    assert now.filled_qty is not None
+    assert 0 < float(now.filled_qty) < 4
     assert (later.status, later.filled_qty) == (OrderStatus.FILLED, "4")
 
 

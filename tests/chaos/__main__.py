@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
     by_invariant: dict[str, list[int]] = defaultdict(list)
     seconds: list[float] = []
     started = time.monotonic()
-    seeds = range(first, first + args.runs)
+    seeds = list(range(first, first + args.runs))
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(run_one, args, seed, root / f"run-{seed}") for seed in seeds]
         for seed, future in zip(seeds, futures, strict=True):

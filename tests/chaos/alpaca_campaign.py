@@ -352,12 +352,12 @@ def check_invariants(emu: AlpacaEmulator, view: LedgerView) -> list[Violation]:
             found.append(Violation("client_order_id_sent_once", f"{coid} was POSTed {count} times"))
     orders = {o["client_order_id"]: o for o in emu.orders()}
     intents = {i.client_order_id: i for i in view.intents}
-    for coid, order in sorted(orders.items()):
+    for coid, stored in sorted(orders.items()):
         if coid not in intents:
             found.append(
                 Violation(
                     "one_broker_order_per_intent",
-                    f"broker order {coid} ({order['side']} {order['symbol']}, {order['status']}) "
+                    f"broker order {coid} ({stored['side']} {stored['symbol']}, {stored['status']}) "
                     "has no intent in the ledger",
                 )
             )
@@ -367,15 +367,15 @@ def check_invariants(emu: AlpacaEmulator, view: LedgerView) -> list[Violation]:
             found.append(Violation("one_broker_order_per_intent", f"decision {decision} has {count} broker orders"))
     broker_qty = {p["symbol"]: Decimal(p["qty"]) for p in emu.positions()}
     for symbol in sorted(set(broker_qty) | set(view.open_qty)):
-        ledger, broker = view.open_qty.get(symbol, Decimal(0)), broker_qty.get(symbol, Decimal(0))
-        if ledger != broker:
-            found.append(Violation("ledger_qty_equals_broker", f"{symbol}: ledger {ledger}, broker {broker}"))
+        held, at_broker = view.open_qty.get(symbol, Decimal(0)), broker_qty.get(symbol, Decimal(0))
+        if held != at_broker:
+            found.append(Violation("ledger_qty_equals_broker", f"{symbol}: ledger {held}, broker {at_broker}"))
     for intent in view.intents:
         order = orders.get(intent.client_order_id)
         label = f"{intent.purpose} {intent.side} {intent.symbol} {intent.client_order_id}"
         if not intent.terminal:
-            broker = order["status"] if order else "no order"
-            found.append(Violation("intent_terminal", f"{label} is {intent.status} in the ledger (broker: {broker})"))
+            seen = order["status"] if order else "no order"
+            found.append(Violation("intent_terminal", f"{label} is {intent.status} in the ledger (broker: {seen})"))
         if order is not None and intent.status != order["status"]:
             found.append(
                 Violation(
@@ -384,7 +384,7 @@ def check_invariants(emu: AlpacaEmulator, view: LedgerView) -> list[Violation]:
                     f"(filled {order['filled_qty']} of {order['qty'] or order['notional']})",
                 )
             )
-        if order is None and intent.status not in TERMINAL - {"filled"}:
+        if order is None and (intent.status or "none") not in TERMINAL - {"filled"}:
             found.append(
                 Violation("ledger_status_equals_broker", f"{label}: ledger {intent.status}, the broker has no order")
             )
