@@ -4,7 +4,6 @@ clients: what a chaos campaign over the venues relies on."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,34 +14,14 @@ from emulators._fault_plan import Fault
 from emulators._http_faults import CallEvent
 from emulators._perp_book import PerpVenueEmulator
 
-from .test_emulators import BTC, BTC_ASKS, BTC_BIDS, VENUES, Venue
+# The venue, emulator and client fixtures are the emulator tests' own.
+from .test_emulators import BTC, BTC_ASKS, BTC_BIDS, Venue, client, emulator, venue
+
+__all__ = ["client", "emulator", "venue"]
 
 pytestmark = pytest.mark.timeout(60)
 
 SIMULATED = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
-
-
-@pytest.fixture(params=sorted(VENUES))
-def venue(request: pytest.FixtureRequest) -> Venue:
-    return VENUES[request.param]
-
-
-@pytest.fixture
-def emulator(venue: Venue) -> Iterator[PerpVenueEmulator]:
-    with venue.new_emulator() as emu:
-        emu.set_order_book(BTC, bids=BTC_BIDS, asks=BTC_ASKS)
-        yield emu
-
-
-@pytest.fixture
-def client(venue: Venue, emulator: PerpVenueEmulator) -> Iterator[Any]:
-    exchange = venue.make_client(emulator, False)
-    exchange.timeout = 5000
-    try:
-        exchange.load_markets()
-        yield exchange
-    finally:
-        exchange.close()
 
 
 def _buy(client: Any, client_order_id: str) -> Any:

@@ -454,17 +454,9 @@ class Broker:
             self.clock = state
             if not state.is_open:
                 if was_open:
-                    for order in list(self.orders):
-                        live = order.status in ("new", "partially_filled")
-                        if live and order.time_in_force == "day" and not order.extended_hours:
-                            self._expire(order)
+                    self._close_market()
                 return
-            for order in list(self.orders):
-                if order.status == "accepted":
-                    self._mark_new(order)
-            for order in list(self.orders):
-                if order.status in ("new", "partially_filled"):
-                    self._execute(order)
+            self._open_market()
 
     # ------------------------------------------------------------------ simulated time
 
