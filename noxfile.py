@@ -94,3 +94,16 @@ def demo(session: nox.Session) -> None:
         *session.posargs,
         env={"TRADEKIT_LOG_LEVEL": os.environ.get("TRADEKIT_LOG_LEVEL", "WARNING")},
     )
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The randomized fault x kill campaign against the emulators (figures and violations).
+
+    ``nox -s chaos -- --seed 7 --runs 50 --backend sqlite|postgres --venue alpaca|pairs --jobs 3``;
+    every run prints the command that replays it.
+    """
+    _install_group(session, "test")
+    session.install("--force-reinstall", "--no-deps", CORE.split("[")[0], EXAMPLES, ALPACA, CCXT)
+    session.install(CORE, EXAMPLES, ALPACA, CCXT)
+    session.run("python", "-m", "chaos", *session.posargs, env={"PYTHONPATH": str(ROOT / "tests")})

@@ -25,11 +25,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import ClassVar, Literal
 
 from aiohttp import web
 
+from emulators._fault_plan import HTTP_FAULTS, FaultPlan, FaultRates, FiredFault
+from emulators._http_faults import CallControl, CallEvent, CallHook, run_with_fault
 from emulators._server import ThreadedServer
 
 ZERO = Decimal(0)
@@ -424,6 +427,7 @@ class PerpEngine:
         trade_id_factory: Callable[[], str],
     ) -> None:
         self._lock = threading.RLock()
+        self._simulated_ms: int | None = None
         self._specs: dict[str, InstrumentSpec] = {}
         self._by_venue_symbol: dict[str, InstrumentSpec] = {}
         for spec in instruments:
@@ -437,16 +441,16 @@ class PerpEngine:
         self._new_order_id = order_id_factory
         self._new_trade_id = trade_id_factory
         self._wallet = balance
-        self._wallet_updated_ms = now_ms()
+        self._wallet_updated_ms = self.now_ms()
         self._bids: dict[str, list[list[Decimal]]] = {s: [] for s in self._specs}
         self._asks: dict[str, list[list[Decimal]]] = {s: [] for s in self._specs}
         self._book_update_id: dict[str, int] = {s: 1 for s in self._specs}
-        self._book_updated_ms: dict[str, int] = {s: now_ms() for s in self._specs}
+        self._book_updated_ms: dict[str, int] = {s: self.now_ms() for s in self._specs}
         self._mark: dict[str, Decimal] = {}
         self._last_price: dict[str, Decimal] = {}
         self._leverage: dict[str, int] = {s: spec.default_leverage for s, spec in self._specs.items()}
         self._positions: dict[str, _PositionState] = {s: _PositionState() for s in self._specs}
-        created = now_ms()
+        created = self.now_ms()
         self._funding_rate: dict[str, Decimal] = {s: Decimal("0.0001") for s in self._specs}
         self._next_funding_ms: dict[str, int] = {
             s: next_funding_boundary_ms(created, spec.funding_interval_hours) for s, spec in self._specs.items()
@@ -459,6 +463,18 @@ class PerpEngine:
         self._income_seq = 0
 
     # ---- instruments ----------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """Return the venue's time in epoch ms: the simulated time once set, else the wall clock."""
+        simulated = self._simulated_ms
+        return simulated if simulated is not None else now_ms()
+
+    def set_time_ms(self, at_ms: int) -> None:
+        """Put the venue on simulated time (never backwards): every timestamp it makes follows."""
+        with self._lock:
+            if self._simulated_ms is not None and at_ms < self._simulated_ms:
+                raise ValueError(f"simulated time only moves forward: {at_ms} < {self._simulated_ms}")
+            self._simulated_ms = at_ms
 
     @property
     def instruments(self) -> tuple[InstrumentSpec, ...]:
@@ -529,7 +545,7 @@ class PerpEngine:
 
     def trade_stats(self, symbol: str, window_ms: int = 24 * _HOUR_MS) -> TradeStats:
         """Return 24h statistics over this account's fills (the emulator has no public tape)."""
-        since = now_ms() - window_ms
+        since = self.now_ms() - window_ms
         with self._lock:
             fills = [f for f in self._fills if f.symbol == symbol and f.time_ms >= since]
             last = self._last_price.get(symbol) or self._mark_locked(symbol)
@@ -559,7 +575,7 @@ class PerpEngine:
             self._next_funding_ms[symbol] = (
                 next_funding_time_ms
                 if next_funding_time_ms is not None
-                else next_funding_boundary_ms(now_ms(), spec.funding_interval_hours)
+                else next_funding_boundary_ms(self.now_ms(), spec.funding_interval_hours)
             )
 
     def funding(self, symbol: str) -> tuple[Decimal, int]:
@@ -582,7 +598,7 @@ class PerpEngine:
             payment = _money(position.qty * mark * rate)
             credit = -payment
             self._wallet += credit
-            at = now_ms()
+            at = self.now_ms()
             self._wallet_updated_ms = at
             self._record_income(
                 symbol,
@@ -607,14 +623,14 @@ class PerpEngine:
         """Set the wallet balance of the settlement asset (realized money, excluding open PnL)."""
         with self._lock:
             self._wallet = to_decimal(amount)
-            self._wallet_updated_ms = now_ms()
+            self._wallet_updated_ms = self.now_ms()
 
     def seed_position(self, symbol: str, qty: Num, entry_price: Num) -> None:
         """Replace the position with signed ``qty`` at ``entry_price``; the wallet is untouched."""
         self.spec(symbol)
         size = to_decimal(qty)
         entry = to_decimal(entry_price)
-        at = now_ms()
+        at = self.now_ms()
         with self._lock:
             state = self._positions[symbol]
             state.qty = size
@@ -707,7 +723,7 @@ class PerpEngine:
                     resting_qty = quantity - planned_qty
                     resting_quote = resting_qty * limit
                 self._check_margin(symbol, side, planned_qty + resting_qty, planned_quote, resting_quote)
-            at = now_ms()
+            at = self.now_ms()
             order = Order(
                 order_id=self._new_order_id(),
                 client_order_id=client_order_id,
@@ -751,7 +767,7 @@ class PerpEngine:
                 raise OrderRejected(RejectReason.ORDER_NOT_OPEN, f"order is {order.status.value}")
             order.status = OrderStatus.CANCELED
             order.close_reason = CloseReason.USER_CANCEL
-            order.updated_ms = now_ms()
+            order.updated_ms = self.now_ms()
             return dataclasses.replace(order)
 
     def find_order(
@@ -789,7 +805,7 @@ class PerpEngine:
 
     def _touch_book(self, symbol: str) -> None:
         self._book_update_id[symbol] += 1
-        self._book_updated_ms[symbol] = now_ms()
+        self._book_updated_ms[symbol] = self.now_ms()
 
     def _mark_locked(self, symbol: str) -> Decimal | None:
         pinned = self._mark.get(symbol)
@@ -855,7 +871,7 @@ class PerpEngine:
             )
 
     def _match_resting(self, symbol: str) -> None:
-        at = now_ms()
+        at = self.now_ms()
         for order_id in list(self._order_sequence):
             order = self._orders[order_id]
             if order.symbol != symbol or not order.is_open or order.price is None:
@@ -1278,6 +1294,17 @@ _GATEWAY_PAGES = {
 }
 
 
+# The parameters a client order id travels in (Binance, Bybit), for the fault log.
+_CLIENT_ID_PARAMS = ("newClientOrderId", "origClientOrderId", "orderLinkId")
+
+
+def _gateway_page(status: int) -> web.Response:
+    reason = _GATEWAY_PAGES.get(status, "Server Error")
+    title = f"{status} {reason}"
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+    return web.Response(status=status, text=page, content_type="text/html")
+
+
 class PerpVenueEmulator:
     """Base of the venue emulators: lifecycle, request log, faults and the test control API.
 
@@ -1286,11 +1313,15 @@ class PerpVenueEmulator:
 
     create_order_endpoint: ClassVar[str]
     default_reject: ClassVar[tuple[int, str]]
+    # "METHOD /path" -> the call kind a seeded fault plan draws for (see use_fault_plan);
+    # a venue lists its order, lookup, position and balance endpoints here.
+    call_kinds: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, engine: PerpEngine, *, api_key: str, api_secret: str) -> None:
         self._engine = engine
         self.api_key = api_key
         self.api_secret = api_secret
+        self._control = CallControl(FaultPlan(0, {}))
         self._faults = FaultInjector()
         self._log_lock = threading.Lock()
         self._requests: list[RequestRecord] = []
@@ -1394,6 +1425,63 @@ class PerpVenueEmulator:
     def fills(self, symbol: str | None = None) -> list[Fill]:
         """Return executions, oldest first."""
         return self._engine.fills(symbol)
+
+    # ---- simulated time ------------------------------------------------------------------
+
+    def set_time(self, moment: datetime) -> None:
+        """Put the venue on simulated time: order, fill, income and server times follow it."""
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"simulated time must be timezone-aware, got {moment!r}")
+        self._engine.set_time_ms(int(moment.timestamp() * 1000))
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move simulated time on by ``delta`` (set_time first); return the new time."""
+        moment = self.now + delta
+        self.set_time(moment)
+        return moment
+
+    @property
+    def now(self) -> datetime:
+        """Return the venue's time (simulated once set_time was called, else the wall clock)."""
+        return datetime.fromtimestamp(self._engine.now_ms() / 1000, UTC)
+
+    # ---- seeded fault plans and call hooks ----------------------------------------------
+
+    def use_fault_plan(self, seed: int, rates: FaultRates, *, max_hold_seconds: float = 5.0) -> FaultPlan:
+        """Draw HTTP faults per call kind (the values of ``call_kinds``) from ``seed``; return the plan.
+
+        The n-th call of a kind always gets the same fault for the same seed and rates.
+        """
+        plan = FaultPlan(seed, rates, kinds=set(self.call_kinds.values()), max_hold_seconds=max_hold_seconds)
+        unsupported = {f.value for per_kind in plan.rates.values() for f in per_kind if f not in HTTP_FAULTS}
+        if unsupported:
+            raise ValueError(f"the perp venues inject HTTP faults only, not {', '.join(sorted(unsupported))}")
+        with self._control.lock:
+            self._control.plan = plan
+        return plan
+
+    @property
+    def fault_plan(self) -> FaultPlan:
+        """Return the plan in use (an empty one, which only counts calls, by default)."""
+        return self._control.plan
+
+    def stop_faults(self) -> None:
+        """Draw no more seeded faults."""
+        self._control.plan.stop()
+
+    def fired_faults(self) -> list[FiredFault]:
+        """Return the seeded faults that fired so far, in order."""
+        return self._control.plan.fired()
+
+    def add_call_hook(self, hook: CallHook) -> None:
+        """Call ``hook`` before and after each call of a listed kind (True before: abandon it)."""
+        with self._control.lock:
+            self._control.hooks.append(hook)
+
+    def remove_call_hook(self, hook: CallHook) -> None:
+        """Stop calling a hook added with add_call_hook."""
+        with self._control.lock:
+            self._control.hooks.remove(hook)
 
     # ---- request log ------------------------------------------------------------------
 
@@ -1535,6 +1623,17 @@ class PerpVenueEmulator:
             return self._json(self._error_body(error), error.status, error.headers)
         parsed = ParsedRequest(request.method, route.path, params, raw_query, raw_body, request.headers, received)
         self._log(RequestRecord(parsed.method, parsed.path, dict(params), received))
+        kind = self.call_kinds.get(parsed.endpoint)
+        if kind is None:
+            return await self._process(request, route, parsed)
+        draw = self._control.plan.draw(kind)
+        client_order_id = next((params[k] for k in _CLIENT_ID_PARAMS if params.get(k)), None)
+        event = CallEvent(kind, draw.n, "before", parsed.method, parsed.path, dict(params), client_order_id, draw.fault)
+        return await run_with_fault(
+            request, self._control, draw, event, lambda: self._process(request, route, parsed), _gateway_page
+        )
+
+    async def _process(self, request: web.Request, route: Route, parsed: ParsedRequest) -> web.StreamResponse:
         fault = self._faults.take(parsed.endpoint, before_processing=True)
         if fault is not None:
             refusal = (
@@ -1566,10 +1665,7 @@ class PerpVenueEmulator:
                 transport.close()
             return web.Response(status=200)
         if fault.kind is FaultKind.SERVER_ERROR_AFTER_ACCEPT:
-            reason = _GATEWAY_PAGES.get(fault.status, "Server Error")
-            title = f"{fault.status} {reason}"
-            page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-            return web.Response(status=fault.status, text=page, content_type="text/html")
+            return _gateway_page(fault.status)
         text = json.dumps(body, separators=(",", ":"))
         if fault.truncated:
             return web.Response(status=200, text=text[: max(1, len(text) // 2)], content_type="application/json")

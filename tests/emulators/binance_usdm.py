@@ -58,7 +58,6 @@ from emulators._perp_book import (
     VenueError,
     fmt,
     fmt_plain,
-    now_ms,
     parse_decimal,
     parse_int,
     require,
@@ -161,6 +160,20 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
 
     create_order_endpoint: ClassVar[str] = "POST /fapi/v1/order"
     default_reject: ClassVar[tuple[int, str]] = (-2019, "Margin is insufficient.")
+    # The endpoints a seeded fault plan draws for, by call kind.
+    call_kinds: ClassVar[Mapping[str, str]] = {
+        "POST /fapi/v1/order": "submit_order",
+        "DELETE /fapi/v1/order": "cancel_order",
+        "DELETE /fapi/v1/allOpenOrders": "cancel_order",
+        "GET /fapi/v1/order": "order_lookup",
+        "GET /fapi/v1/openOrders": "list_orders",
+        "GET /fapi/v1/allOrders": "list_orders",
+        "GET /fapi/v1/userTrades": "fills",
+        "GET /fapi/v2/positionRisk": "positions",
+        "GET /fapi/v3/positionRisk": "positions",
+        "GET /fapi/v2/account": "balance",
+        "GET /fapi/v3/account": "balance",
+    }
 
     def __init__(
         self,
@@ -197,7 +210,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
     def _routes(self) -> list[Route]:
         return [
             Route("GET", "/fapi/v1/ping", lambda _: {}, signed=False),
-            Route("GET", "/fapi/v1/time", lambda _: {"serverTime": now_ms()}, signed=False),
+            Route("GET", "/fapi/v1/time", lambda _: {"serverTime": self._engine.now_ms()}, signed=False),
             Route("GET", "/fapi/v1/exchangeInfo", self._exchange_info, signed=False),
             Route("GET", "/fapi/v1/depth", self._depth, signed=False),
             Route("GET", "/fapi/v1/ticker/24hr", self._ticker_24hr, signed=False),
@@ -429,7 +442,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
             )
         return {
             "timezone": "UTC",
-            "serverTime": now_ms(),
+            "serverTime": self._engine.now_ms(),
             "futuresType": "U_MARGINED",
             "rateLimits": [
                 {
@@ -454,7 +467,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
         bids, asks, update_id, updated = self.engine.order_book(spec.symbol, limit)
         return {
             "lastUpdateId": update_id,
-            "E": now_ms(),
+            "E": self._engine.now_ms(),
             "T": updated,
             "bids": [[spec.price_str(p), spec.qty_str(q)] for p, q in bids],
             "asks": [[spec.price_str(p), spec.qty_str(q)] for p, q in asks],
@@ -471,7 +484,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
         change = last - opened
         percent = change / opened * 100 if opened else ZERO
         weighted = stats.quote_volume / stats.volume if stats.volume else last
-        now = now_ms()
+        now = self._engine.now_ms()
         return {
             "symbol": spec.venue_symbol,
             "priceChange": spec.price_str(change),
@@ -505,7 +518,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
                     "lastFundingRate": fmt(rate, 8),
                     "interestRate": "0.00010000",
                     "nextFundingTime": next_time,
-                    "time": now_ms(),
+                    "time": self._engine.now_ms(),
                 }
             )
         return entries[0] if request.params.get("symbol") else entries

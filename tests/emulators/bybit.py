@@ -61,7 +61,6 @@ from emulators._perp_book import (
     VenueError,
     fmt,
     fmt_plain,
-    now_ms,
     parse_decimal,
     parse_int,
     require,
@@ -182,6 +181,16 @@ class BybitEmulator(PerpVenueEmulator):
 
     create_order_endpoint: ClassVar[str] = "POST /v5/order/create"
     default_reject: ClassVar[tuple[int, str]] = (110007, "ab not enough for new order")
+    # The endpoints a seeded fault plan draws for, by call kind.
+    call_kinds: ClassVar[Mapping[str, str]] = {
+        "POST /v5/order/create": "submit_order",
+        "POST /v5/order/cancel": "cancel_order",
+        "GET /v5/order/realtime": "order_lookup",
+        "GET /v5/order/history": "list_orders",
+        "GET /v5/execution/list": "fills",
+        "GET /v5/position/list": "positions",
+        "GET /v5/account/wallet-balance": "balance",
+    }
 
     def __init__(
         self,
@@ -277,7 +286,7 @@ class BybitEmulator(PerpVenueEmulator):
             )
 
     def _success_body(self, payload: object) -> object:
-        return {"retCode": 0, "retMsg": "OK", "result": payload, "retExtInfo": {}, "time": now_ms()}
+        return {"retCode": 0, "retMsg": "OK", "result": payload, "retExtInfo": {}, "time": self._engine.now_ms()}
 
     def _error_body(self, error: VenueError) -> object:
         return {
@@ -285,14 +294,14 @@ class BybitEmulator(PerpVenueEmulator):
             "retMsg": error.message,
             "result": {},
             "retExtInfo": {},
-            "time": now_ms(),
+            "time": self._engine.now_ms(),
         }
 
     def _venue_error(self, code: int, message: str) -> VenueError:
         return VenueError(code, message, status=200)
 
     def _rate_limit_error(self) -> VenueError:
-        reset = now_ms() + 1000
+        reset = self._engine.now_ms() + 1000
         return VenueError(
             10006,
             "Too many visits!",
@@ -446,7 +455,7 @@ class BybitEmulator(PerpVenueEmulator):
     # ---- public market data -------------------------------------------------------------
 
     def _server_time(self, _: ParsedRequest) -> dict[str, Any]:
-        now = now_ms()
+        now = self._engine.now_ms()
         return {"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)}
 
     def _instruments(self, request: ParsedRequest) -> dict[str, Any]:
@@ -510,7 +519,7 @@ class BybitEmulator(PerpVenueEmulator):
             "s": spec.venue_symbol,
             "b": [[spec.price_str(p), spec.qty_str(q)] for p, q in bids],
             "a": [[spec.price_str(p), spec.qty_str(q)] for p, q in asks],
-            "ts": now_ms(),
+            "ts": self._engine.now_ms(),
             "u": update_id,
             "seq": update_id,
             "cts": updated,

@@ -8,9 +8,22 @@ Point the real alpaca-py clients at it::
         StockHistoricalDataClient("k", "s", url_override=emu.data_url)
 """
 
+from .._fault_plan import Fault, FaultPlan, FiredFault
+from .._http_faults import CallEvent
 from ._broker import CalendarDay
 from ._data import BarSeed
 from ._emulator import AlpacaEmulator
 from ._faults import RecordedRequest
+from ._http import CALL_KINDS
 
-__all__ = ["AlpacaEmulator", "BarSeed", "CalendarDay", "RecordedRequest"]
+__all__ = [
+    "CALL_KINDS",
+    "AlpacaEmulator",
+    "BarSeed",
+    "CalendarDay",
+    "CallEvent",
+    "Fault",
+    "FaultPlan",
+    "FiredFault",
+    "RecordedRequest",
+]

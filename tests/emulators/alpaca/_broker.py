@@ -11,11 +11,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from ._sessions import NEW_YORK, Sessions, SessionTimes
 from ._wire import (
     PRICE_QUANTUM,
     QTY_PLACES,
@@ -33,7 +33,6 @@ from ._wire import (
 
 EventSink = Callable[[dict[str, Any]], None]
 
-NEW_YORK = ZoneInfo("America/New_York")
 _ASSET_NAMESPACE = uuid.UUID("6f0c3b5e-8f43-4d8a-9a57-2d4f5e1c7a10")
 _ACCOUNT_NAMESPACE = uuid.UUID("0b1d2c3e-4f50-4617-8293-a4b5c6d7e8f9")
 
@@ -151,6 +150,8 @@ class Order:
     stop_triggered: bool = False
     # A notional order's share count is fixed by the price at its first fill.
     target_qty: Decimal | None = None
+    # An injected late or partial fill: the order waits for this before it fills (further).
+    held_fill: HeldFill | None = None
 
     @property
     def is_open(self) -> bool:
@@ -207,6 +208,15 @@ class Order:
             "source": None,
             "expires_at": opt_ts(self.expires_at),
         }
+
+
+@dataclass
+class HeldFill:
+    """A fault holding an order's (remaining) fill back until the clock advances or
+    ``requests_left`` further requests arrived; ``fraction`` of it fills first when partial."""
+
+    requests_left: int
+    fraction: Decimal | None = None
 
 
 @dataclass
@@ -319,6 +329,22 @@ class CalendarDay:
         }
 
 
+def _session_of(day: CalendarDay) -> SessionTimes:
+    return SessionTimes(
+        day.date,
+        datetime.combine(day.date, day.open, NEW_YORK).astimezone(UTC),
+        datetime.combine(day.date, day.close, NEW_YORK).astimezone(UTC),
+    )
+
+
+def _calendar_day(session: SessionTimes) -> CalendarDay:
+    return CalendarDay(
+        session.day,
+        open=session.open.astimezone(NEW_YORK).time(),
+        close=session.close.astimezone(NEW_YORK).time(),
+    )
+
+
 def _split(qty: Decimal, parts: int, whole: bool) -> list[Decimal]:
     """Split a quantity into up to `parts` positive pieces that add up exactly."""
     parts = max(1, parts)
@@ -348,6 +374,13 @@ class Broker:
         self.policy = FillPolicy()
         self.clock = ClockState()
         self.calendar: list[CalendarDay] | None = None
+        # The simulated time (None: the wall clock and the pinned ClockState, as before
+        # set_time is first called) and the sessions it is judged on.
+        self.sim_now: datetime | None = None
+        self._sessions: Sessions | None = None
+        # Daily open and close by symbol and session day: in simulated time the last price
+        # follows them (the session's open while it trades, its close once it closed).
+        self.daily_path: dict[str, dict[date, tuple[Decimal, Decimal]]] = {}
         self.assets: dict[str, Asset] = {}
         self.prices: dict[str, Decimal] = {}
         self.price_times: dict[str, datetime] = {}
@@ -381,14 +414,14 @@ class Broker:
             raise ValueError("price must be positive")
         with self.lock:
             self.prices[symbol] = price
-            self.price_times[symbol] = utcnow()
+            self.price_times[symbol] = self.now()
             if lastday_price is not None:
                 self.lastday_prices[symbol] = lastday_price
             else:
                 self.lastday_prices.setdefault(symbol, price)
             for order in list(self.orders):
                 live = order.status in ("new", "partially_filled")
-                tradable_now = self.clock.is_open or order.extended_hours
+                tradable_now = self.market_open() or order.extended_hours
                 if order.symbol == symbol and live and tradable_now:
                     self._execute(order)
 
@@ -415,27 +448,160 @@ class Broker:
     def set_clock(self, state: ClockState) -> None:
         """Replace the market clock; opening the market releases orders held while closed."""
         with self.lock:
-            was_open = self.clock.is_open
+            was_open = self.market_open()
+            # Pinning the clock leaves simulated time: the wall clock stamps what follows.
+            self.sim_now = None
             self.clock = state
             if not state.is_open:
                 if was_open:
-                    for order in list(self.orders):
-                        live = order.status in ("new", "partially_filled")
-                        if live and order.time_in_force == "day" and not order.extended_hours:
-                            self._expire(order)
+                    self._close_market()
                 return
-            for order in list(self.orders):
-                if order.status == "accepted":
-                    self._mark_new(order)
-            for order in list(self.orders):
-                if order.status in ("new", "partially_filled"):
-                    self._execute(order)
+            self._open_market()
+
+    # ------------------------------------------------------------------ simulated time
+
+    def now(self) -> datetime:
+        """Return the broker's time: the simulated time once set, else the wall clock."""
+        return self.sim_now if self.sim_now is not None else utcnow()
+
+    def sessions(self) -> Sessions:
+        """Return the sessions simulated time is judged on (the configured days, else NYSE's)."""
+        with self.lock:
+            if self._sessions is None:
+                self._sessions = (
+                    Sessions(_session_of(day) for day in self.calendar)
+                    if self.calendar is not None
+                    else Sessions.nyse()
+                )
+            return self._sessions
+
+    def set_calendar(self, days: list[CalendarDay]) -> None:
+        """Replace the trading calendar (and the sessions simulated time follows)."""
+        with self.lock:
+            self.calendar = days
+            self._sessions = None
+
+    def market_open(self) -> bool:
+        """Tell whether the regular session is open now (pinned clock, or simulated time)."""
+        with self.lock:
+            if self.sim_now is None:
+                return self.clock.is_open
+            return self.sessions().at(self.sim_now) is not None
+
+    def set_time(self, moment: datetime) -> None:
+        """Move the simulated time to ``moment``, never backwards, one session boundary at a time.
+
+        Held (late) fills are due as soon as the clock moves, and happen first. Each open on
+        the way releases the orders held while the market was closed and executes them at the
+        session's opening price; each close expires the live DAY orders.
+        """
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"simulated time must be timezone-aware, got {moment!r}")
+        moment = moment.astimezone(UTC)
+        with self.lock:
+            previous = self.sim_now
+            if previous is not None and moment < previous:
+                raise ValueError(f"simulated time only moves forward: {moment.isoformat()} < {previous.isoformat()}")
+            if previous is None:
+                self.sim_now = moment
+                self._follow_daily_path()
+                if self.market_open():
+                    self._open_market()
+                return
+            if moment == previous:
+                return
+            for order in [o for o in self.orders if o.held_fill is not None]:
+                self._release(order)
+            for at, opens in self.sessions().boundaries(previous, moment):
+                self.sim_now = at
+                self._follow_daily_path()
+                if opens:
+                    self._open_market()
+                else:
+                    self._close_market()
+            self.sim_now = moment
+            self._follow_daily_path()
+
+    def _open_market(self) -> None:
+        for order in list(self.orders):
+            if order.status == "accepted":
+                self._mark_new(order)
+        for order in list(self.orders):
+            if order.status in ("new", "partially_filled"):
+                self._execute(order)
+
+    def _close_market(self) -> None:
+        for order in list(self.orders):
+            live = order.status in ("new", "partially_filled")
+            if live and order.time_in_force == "day" and not order.extended_hours:
+                self._expire(order)
+
+    def _follow_daily_path(self) -> None:
+        """Set each symbol with a daily path to its price now: the open of the session trading,
+        else the close of the last session that closed."""
+        assert self.sim_now is not None
+        sessions = self.sessions()
+        trading = sessions.at(self.sim_now)
+        closed = sessions.last_closed(self.sim_now)
+        for symbol, path in self.daily_path.items():
+            price: Decimal | None = None
+            if trading is not None and trading.day in path:
+                price = path[trading.day][0]
+            elif closed is not None and closed.day in path:
+                price = path[closed.day][1]
+            if price is not None and price != self.prices.get(symbol):
+                self.set_price(symbol, price, None)
+
+    def set_daily_path(self, symbol: str, path: dict[date, tuple[Decimal, Decimal]]) -> None:
+        """Make a symbol's price follow these daily (open, close) pairs in simulated time."""
+        with self.lock:
+            self.daily_path.setdefault(symbol, {}).update(path)
+            if self.sim_now is not None:
+                self._follow_daily_path()
+
+    def bar_visible(self, opens_at: datetime, timeframe: timedelta) -> bool:
+        """Tell whether the data API publishes a bar yet: in simulated time a bar is served once
+        it is complete (a daily bar once its session closed); on the wall clock always."""
+        with self.lock:
+            now = self.sim_now
+        if now is None:
+            return True
+        if timeframe >= timedelta(days=1):
+            session = self.sessions().by_day(opens_at.astimezone(NEW_YORK).date())
+            return session is not None and session.close <= now
+        return opens_at + timeframe <= now
+
+    # ------------------------------------------------------------------ held (late) fills
+
+    def tick_request(self) -> None:
+        """Count one more request against every held fill; release those it makes due."""
+        with self.lock:
+            for order in [o for o in self.orders if o.held_fill is not None]:
+                held = order.held_fill
+                assert held is not None
+                held.requests_left -= 1
+                if held.requests_left <= 0:
+                    self._release(order)
+
+    def _release(self, order: Order) -> None:
+        order.held_fill = None
+        if order.status in ("new", "partially_filled") and (self.market_open() or order.extended_hours):
+            self._execute(order)
 
     def clock_json(self) -> dict[str, Any]:
         """Return GET /v2/clock, timestamps in New York time as Alpaca sends them."""
         with self.lock:
             clock = self.clock
-        now = (clock.timestamp or utcnow()).astimezone(NEW_YORK)
+            simulated = self.sim_now
+        if simulated is not None:
+            sessions = self.sessions()
+            return {
+                "timestamp": simulated.astimezone(NEW_YORK).isoformat(),
+                "is_open": sessions.at(simulated) is not None,
+                "next_open": sessions.next_open(simulated).astimezone(NEW_YORK).isoformat(),
+                "next_close": sessions.next_close(simulated).astimezone(NEW_YORK).isoformat(),
+            }
+        now = (clock.timestamp or self.now()).astimezone(NEW_YORK)
         next_close = clock.next_close or self._default_next_close(now)
         # While the market is open, the next open is the one after today's close.
         next_open = clock.next_open or self._default_next_open(next_close if clock.is_open else now)
@@ -472,16 +638,20 @@ class Broker:
         """
         with self.lock:
             days = list(self.calendar) if self.calendar is not None else None
+            simulated = self.sim_now is not None
         if days is None:
-            today = utcnow().astimezone(NEW_YORK).date()
+            today = self.now().astimezone(NEW_YORK).date()
             first = start or date(today.year, 1, 1)
             last = end or date(today.year, 12, 31)
-            days = []
-            current = first
-            while current <= last:
-                if current.weekday() < 5:
-                    days.append(CalendarDay(current))
-                current += timedelta(days=1)
+            if simulated:
+                days = [_calendar_day(s) for s in self.sessions().between(first, last)]
+            else:
+                days = []
+                current = first
+                while current <= last:
+                    if current.weekday() < 5:
+                        days.append(CalendarDay(current))
+                    current += timedelta(days=1)
         return [
             d.to_json()
             for d in sorted(days, key=lambda d: d.date)
@@ -589,7 +759,7 @@ class Broker:
                 "options_trading_level": acct.options_trading_level,
                 "intraday_adjustments": "0",
                 "pending_reg_taf_fees": "0",
-                "balance_asof": (utcnow().astimezone(NEW_YORK).date() - timedelta(days=1)).isoformat(),
+                "balance_asof": (self.now().astimezone(NEW_YORK).date() - timedelta(days=1)).isoformat(),
                 "crypto_tier": 1,
             }
             if acct.pattern_day_trader is not None:
@@ -732,14 +902,16 @@ class Broker:
         with self.lock:
             self._reject_remaining += times
 
-    def submit(self, body: Any) -> dict[str, Any]:
+    def submit(self, body: Any, held_fill: HeldFill | None = None) -> dict[str, Any]:
         """Validate and store a new order, then run it; return the POST /v2/orders response body.
 
         The response shows the order as Alpaca's POST answer does (status "accepted"), even
         though the emulator may already have filled it by the time the client reads it.
+        ``held_fill`` (a fault) makes a marketable order fill only later, or only in part now.
         """
         with self.lock:
             order = self._validate(body)
+            order.held_fill = held_fill
             self.orders.append(order)
             self._by_id[order.id] = order
             self._by_client_id[order.client_order_id] = order
@@ -890,11 +1062,14 @@ class Broker:
             else:
                 intent = "sell_to_close" if pos_qty > 0 else "sell_to_open"
 
-        now = utcnow()
+        now = self.now()
         expires_at: datetime | None = None
         if tif == "day":
             clock = self.clock
-            expires_at = clock.next_close or self._default_next_close((clock.timestamp or now).astimezone(NEW_YORK))
+            if self.sim_now is not None:
+                expires_at = self.sessions().next_close(self.sim_now)
+            else:
+                expires_at = clock.next_close or self._default_next_close((clock.timestamp or now).astimezone(NEW_YORK))
         return Order(
             id=str(uuid.uuid4()),
             client_order_id=client_order_id,
@@ -942,7 +1117,7 @@ class Broker:
             "event": event,
             "execution_id": str(uuid.uuid4()),
             "order": order.to_json(),
-            "timestamp": ts(order.updated_at or utcnow()),
+            "timestamp": ts(order.updated_at or self.now()),
         }
         payload.update(extra)
         self._sink(payload)
@@ -950,13 +1125,13 @@ class Broker:
     def _start(self, order: Order) -> None:
         if self._reject_remaining > 0:
             self._reject_remaining -= 1
-            now = utcnow()
+            now = self.now()
             order.status = "rejected"
             order.failed_at = now
             order.updated_at = now
             self._emit("rejected", order)
             return
-        if not (self.clock.is_open or order.extended_hours):
+        if not (self.market_open() or order.extended_hours):
             # Outside market hours Alpaca holds the order as "accepted" until the open.
             return
         self._mark_new(order)
@@ -964,7 +1139,7 @@ class Broker:
 
     def _mark_new(self, order: Order) -> None:
         order.status = "new"
-        order.updated_at = utcnow()
+        order.updated_at = self.now()
         self._emit("new", order)
 
     def _execute(self, order: Order) -> None:
@@ -1000,6 +1175,17 @@ class Broker:
     def _fill_remaining(self, order: Order, price: Decimal) -> None:
         remaining = self._remaining(order, price)
         whole = _is_whole(remaining) and not order.fractional
+        held = order.held_fill
+        if held is not None:
+            # A late fill waits; a partial one executes its share now, then waits for the rest.
+            if held.fraction is not None:
+                share = held.fraction
+                held.fraction = None
+                part = remaining * share
+                part = part.to_integral_value(rounding=ROUND_DOWN) if whole else part.quantize(QTY_QUANTUM, ROUND_DOWN)
+                if 0 < part < remaining:
+                    self._apply_fill(order, part, price)
+            return
         for piece in _split(remaining, self.policy.partial_fills, whole):
             self._apply_fill(order, piece, price)
 
@@ -1026,7 +1212,7 @@ class Broker:
             return order.to_json()
 
     def _apply_fill(self, order: Order, qty: Decimal, price: Decimal) -> None:
-        now = utcnow()
+        now = self.now()
         previous = order.filled_qty
         filled = previous + qty
         order.filled_avg_price = _q_price(((order.filled_avg_price or ZERO) * previous + price * qty) / filled)
@@ -1101,14 +1287,14 @@ class Broker:
         return [dict(a) for a in selected[:page_size]]
 
     def _expire(self, order: Order) -> None:
-        now = utcnow()
+        now = self.now()
         order.status = "expired"
         order.expired_at = now
         order.updated_at = now
         self._emit("expired", order)
 
     def _cancel(self, order: Order) -> None:
-        now = utcnow()
+        now = self.now()
         order.status = "canceled"
         order.canceled_at = now
         order.updated_at = now

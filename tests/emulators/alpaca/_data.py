@@ -7,9 +7,9 @@ import binascii
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -58,6 +58,24 @@ def normalize_timeframe(value: str) -> str:
     return f"{int(amount)}{_UNITS.get(unit, unit)}"
 
 
+_LENGTHS = {
+    "Min": timedelta(minutes=1),
+    "Hour": timedelta(hours=1),
+    "Day": timedelta(days=1),
+    "Week": timedelta(weeks=1),
+    "Month": timedelta(days=31),
+}
+
+
+def timeframe_length(value: str) -> timedelta:
+    """Return how long one bar of a timeframe lasts ("5Min" -> 5 minutes; a month as 31 days)."""
+    canonical = normalize_timeframe(value)
+    match = _TIMEFRAME.match(canonical)
+    assert match is not None
+    amount, unit = match.groups()
+    return int(amount) * _LENGTHS[unit]
+
+
 def _encode_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
 
@@ -100,6 +118,7 @@ class BarStore:
 
     def page(
         self,
+        visible: Callable[[datetime], bool],
         symbols: list[str],
         timeframe: str,
         start: datetime | None,
@@ -111,7 +130,8 @@ class BarStore:
         """Return one page of the multi-symbol bars response with its next_page_token.
 
         Like Alpaca, results run symbol by symbol (alphabetically), then by time; a page
-        holds at most min(limit, page_size) bars in total.
+        holds at most min(limit, page_size) bars in total. ``visible`` tells whether a bar
+        (by its opening time) is published yet.
         """
         tf = normalize_timeframe(timeframe)
         with self._lock:
@@ -120,7 +140,9 @@ class BarStore:
                 series = [
                     b
                     for b in self._series.get((symbol, tf), [])
-                    if (start is None or b.timestamp >= start) and (end is None or b.timestamp <= end)
+                    if (start is None or b.timestamp >= start)
+                    and (end is None or b.timestamp <= end)
+                    and visible(b.timestamp)
                 ]
                 if descending:
                     series.reverse()

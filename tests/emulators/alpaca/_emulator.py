@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
+from .._fault_plan import Fault, FaultPlan, FiredFault
+from .._http_faults import CallControl, CallHook
 from .._server import ThreadedServer
 from ._broker import Asset, Broker, CalendarDay, ClockState
-from ._data import BarSeed, BarStore
+from ._data import BarSeed, BarStore, normalize_timeframe
 from ._faults import FaultBook, HttpFault, RecordedRequest, RequestLog
-from ._http import Shared, build_data_app, build_trading_app
+from ._http import CALL_KINDS, Shared, build_data_app, build_trading_app
+from ._sessions import NEW_YORK
 from ._stream import StreamHub
 
 _UNSET: Any = object()
@@ -45,7 +48,9 @@ class AlpacaEmulator:
         self._bars = BarStore()
         self._faults = FaultBook()
         self._log = RequestLog()
-        self._shared = Shared(api_key, secret_key, self._faults, self._log)
+        # No seeded faults until a plan is installed; the empty plan still counts the calls.
+        self._control = CallControl(FaultPlan(0, {}, kinds=CALL_KINDS))
+        self._shared = Shared(api_key, secret_key, self._faults, self._log, self._control, self._broker.tick_request)
         self._trading: ThreadedServer | None = None
         self._data: ThreadedServer | None = None
 
@@ -162,17 +167,54 @@ class AlpacaEmulator:
         Opening the market releases the orders held as "accepted" while it was closed;
         closing an open market expires live DAY orders that are not extended-hours orders.
         Unset times are derived from the wall clock (weekdays 09:30-16:00 New York).
+        Pinning the clock leaves simulated time (see set_time).
         """
         self._broker.set_clock(ClockState(is_open, timestamp, next_open, next_close))
 
-    def set_calendar(self, days: Iterable[CalendarDay]) -> None:
-        """Replace the trading calendar (by default every weekday is a full session)."""
+    def set_time(self, moment: datetime) -> None:
+        """Enter (or move on in) simulated time: the emulator lives on this clock from now on.
+
+        Every timestamp it produces (orders, fills, activities, trade updates, latest trades)
+        is simulated time; GET /v2/clock's is_open, next_open and next_close follow the
+        calendar (real NYSE sessions unless set_calendar was given days); crossing a session's
+        open releases the orders held while closed, crossing its close expires live DAY
+        orders; the data API serves a bar once it is complete, and a symbol's price follows
+        its daily bars (the session's open while it trades, its close after). Time never
+        moves backwards; a late fill held by a fault is due as soon as it moves.
+        """
+        self._broker.set_time(moment)
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move simulated time on by ``delta`` (set_time must have been called); return it."""
+        if delta < timedelta(0):
+            raise ValueError(f"time only moves forward, got {delta}")
         with self._broker.lock:
-            self._broker.calendar = list(days)
+            now = self._broker.sim_now
+            if now is None:
+                raise RuntimeError("advance() needs simulated time: call set_time() first")
+            self._broker.set_time(now + delta)
+            return now + delta
+
+    @property
+    def now(self) -> datetime:
+        """Return the emulator's time (simulated once set_time was called, else the wall clock)."""
+        return self._broker.now()
+
+    def set_calendar(self, days: Iterable[CalendarDay]) -> None:
+        """Replace the trading calendar (by default every weekday is a full session on a pinned
+        clock, and NYSE's real sessions in simulated time)."""
+        self._broker.set_calendar(list(days))
 
     def load_bars(self, symbol: str, bars: Iterable[BarSeed], *, timeframe: str = "1Day") -> None:
-        """Add historical bars for a symbol and timeframe to the data API."""
-        self._bars.load(symbol, timeframe, bars)
+        """Add historical bars for a symbol and timeframe to the data API.
+
+        Daily bars also set the price path the symbol follows in simulated time.
+        """
+        seeds = list(bars)
+        self._bars.load(symbol, timeframe, seeds)
+        if normalize_timeframe(timeframe) == "1Day":
+            path = {b.timestamp.astimezone(NEW_YORK).date(): (b.open, b.close) for b in seeds}
+            self._broker.set_daily_path(symbol, path)
 
     def set_bars_page_size(self, size: int) -> None:
         """Cap how many bars one data API page holds, to exercise next_page_token pagination."""
@@ -461,3 +503,53 @@ class AlpacaEmulator:
     def arm_reordered_events(self, count: int) -> None:
         """Hold the next `count` trade updates and deliver them in reverse order."""
         self._hub.arm_reorder(count)
+
+    # ------------------------------------------------------------------ seeded fault plans and call hooks
+
+    def use_fault_plan(
+        self,
+        seed: int,
+        rates: Mapping[str, Mapping[Fault, float]],
+        *,
+        max_hold_seconds: float = 5.0,
+        late_fill_requests: tuple[int, int] = (1, 12),
+    ) -> FaultPlan:
+        """Draw faults per call kind from ``seed`` (see CALL_KINDS for the kinds); return the plan.
+
+        The n-th call of a kind always gets the same fault for the same seed and rates.
+        A late answer is held until the client gives up or ``max_hold_seconds`` pass.
+        """
+        plan = FaultPlan(
+            seed, rates, kinds=CALL_KINDS, max_hold_seconds=max_hold_seconds, late_fill_requests=late_fill_requests
+        )
+        with self._control.lock:
+            self._control.plan = plan
+        self._hub.plan = plan
+        return plan
+
+    @property
+    def fault_plan(self) -> FaultPlan:
+        """Return the plan in use (an empty one, which only counts calls, by default)."""
+        return self._control.plan
+
+    def stop_faults(self) -> None:
+        """Draw no more seeded faults; late fills already held still come."""
+        self._control.plan.stop()
+
+    def fired_faults(self) -> list[FiredFault]:
+        """Return the seeded faults that fired so far, in order."""
+        return self._control.plan.fired()
+
+    def add_call_hook(self, hook: CallHook) -> None:
+        """Call ``hook`` for each API call before and after it is processed (on a server thread).
+
+        Returning True before processing abandons the request: its connection is closed and
+        it never reaches the book (a client killed while its POST was on the wire).
+        """
+        with self._control.lock:
+            self._control.hooks.append(hook)
+
+    def remove_call_hook(self, hook: CallHook) -> None:
+        """Stop calling a hook added with add_call_hook."""
+        with self._control.lock:
+            self._control.hooks.remove(hook)

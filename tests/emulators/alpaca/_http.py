@@ -7,13 +7,16 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from ._broker import Broker
-from ._data import DEFAULT_LIMIT, MAX_LIMIT, BarStore
+from .._fault_plan import ORDER_FAULTS, Fault, FiredFault
+from .._http_faults import CallControl, CallEvent, run_with_fault
+from ._broker import Broker, HeldFill
+from ._data import DEFAULT_LIMIT, MAX_LIMIT, BarStore, timeframe_length
 from ._faults import FaultBook, HttpFault, RecordedRequest, RequestLog
 from ._stream import StreamHub
 from ._wire import (
@@ -69,6 +72,42 @@ MAX_ACTIVITY_PAGE = 100
 KEY_HEADER = "APCA-API-KEY-ID"
 SECRET_HEADER = "APCA-API-SECRET-KEY"
 _BODY_KEY = web.RequestKey("alpaca_emulator_body", object)
+_HELD_FILL_KEY = web.RequestKey("alpaca_emulator_held_fill", object)
+
+# Every route of the trading and data APIs and the call kind a fault plan draws for it;
+# None: no seeded faults (configuration, the websocket handshake). Add a route here.
+TRADING_ROUTES: tuple[tuple[str, str, str, str | None], ...] = (
+    ("GET", "/v2/account", "get_account", "account"),
+    ("GET", "/v2/account/configurations", "get_configurations", "account"),
+    ("PATCH", "/v2/account/configurations", "patch_configurations", None),
+    ("GET", "/v2/positions", "get_positions", "positions"),
+    ("DELETE", "/v2/positions", "close_all_positions", None),
+    ("GET", "/v2/positions/{symbol}", "get_position", "positions"),
+    ("DELETE", "/v2/positions/{symbol}", "close_position", None),
+    ("POST", "/v2/orders", "post_order", "submit_order"),
+    ("GET", "/v2/orders", "get_orders", "list_orders"),
+    ("DELETE", "/v2/orders", "cancel_all_orders", "cancel_order"),
+    ("GET", "/v2/orders:by_client_order_id", "get_order_by_client_id", "order_by_client_id"),
+    ("GET", "/v2/orders/{order_id}", "get_order", "order_by_id"),
+    ("DELETE", "/v2/orders/{order_id}", "delete_order", "cancel_order"),
+    ("GET", "/v2/account/activities/{activity_type}", "get_activities_by_type", "fills"),
+    ("GET", "/v2/assets", "get_assets", "assets"),
+    ("GET", "/v2/assets/{symbol}", "get_asset", "assets"),
+    ("GET", "/v2/clock", "get_clock", "clock"),
+    ("GET", "/v2/calendar", "get_calendar", "calendar"),
+)
+DATA_ROUTES: tuple[tuple[str, str, str | None], ...] = (
+    ("GET", "/v2/stocks/bars", "bars"),
+    ("GET", "/v2/stocks/trades/latest", "latest_trades"),
+)
+# The call kinds a fault plan can draw for, plus the trade updates of the websocket.
+CALL_KINDS: frozenset[str] = frozenset(
+    {k for *_, k in TRADING_ROUTES if k is not None} | {k for *_, k in DATA_ROUTES if k is not None} | {"trade_update"}
+)
+_KIND_BY_ROUTE: dict[tuple[str, str], str] = {
+    **{(m, p): k for m, p, _, k in TRADING_ROUTES if k is not None},
+    **{(m, p): k for m, p, k in DATA_ROUTES if k is not None},
+}
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -84,12 +123,22 @@ def error_response(error: ApiError) -> web.Response:
 class Shared:
     """What both applications need: credentials, faults, the request log and the shutdown flag."""
 
-    def __init__(self, api_key: str, secret_key: str, faults: FaultBook, log: RequestLog) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        secret_key: str,
+        faults: FaultBook,
+        log: RequestLog,
+        control: CallControl,
+        on_request: Callable[[], None],
+    ) -> None:
         self.api_key = api_key
         self.secret_key = secret_key
         self.faults = faults
         self.log = log
-        self.closing = threading.Event()
+        self.control = control
+        self.on_request = on_request
+        self.closing: threading.Event = control.closing
 
     async def pause(self, seconds: float) -> None:
         """Sleep for an injected delay, cut short when the emulator shuts down."""
@@ -159,26 +208,18 @@ async def _dispatch(
         if key != shared.api_key or secret != shared.secret_key:
             return auth_failure(True)
 
+    shared.on_request()
     fault = shared.faults.take(request.method, request.path)
-    if fault is not None:
-        entry.fault = fault.kind
+    if fault is None:
+        return await _dispatch_planned(request, handler, shared)
+    entry.fault = fault.kind
     if fault is not None and not fault.after_processing:
         if fault.kind == "delay":
             await shared.pause(fault.seconds)
         elif fault.kind == "error":
             return _injected_error(fault)
 
-    try:
-        response = await handler(request)
-    except ApiError as error:
-        response = error_response(error)
-    except web.HTTPNotFound:
-        response = json_response({"code": 40410000, "message": "endpoint not found"}, status=404)
-    except web.HTTPMethodNotAllowed:
-        response = json_response({"code": 40510000, "message": "method not allowed"}, status=405)
-
-    if fault is None:
-        return response
+    response = await _handle(request, handler)
     if fault.kind == "malformed" and isinstance(response, web.Response) and response.text:
         stripped = _strip_fields(json.loads(response.text), fault.drop_fields)
         return json_response(stripped, status=response.status)
@@ -188,6 +229,57 @@ async def _dispatch(
         elif fault.kind == "error":
             return _injected_error(fault)
     return response
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPNotFound:
+        return json_response({"code": 40410000, "message": "endpoint not found"}, status=404)
+    except web.HTTPMethodNotAllowed:
+        return json_response({"code": 40510000, "message": "method not allowed"}, status=405)
+
+
+def _client_order_id(request: web.Request) -> str | None:
+    body = request[_BODY_KEY]
+    if isinstance(body, dict) and isinstance(body.get("client_order_id"), str):
+        return str(body["client_order_id"])
+    return request.query.get("client_order_id")
+
+
+async def _dispatch_planned(request: web.Request, handler: Handler, shared: Shared) -> web.StreamResponse:
+    """Run a request under the fault the seeded plan draws for its call kind (if it has one)."""
+    route = request.match_info.route.resource
+    kind = _KIND_BY_ROUTE.get((request.method, route.canonical)) if route is not None else None
+    if kind is None:
+        return await _handle(request, handler)
+    draw = shared.control.plan.draw(kind)
+    client_order_id = _client_order_id(request)
+    if draw.fault in ORDER_FAULTS:
+        # Late and partial fills change how the order executes, not how the POST is answered.
+        fraction = Decimal(str(draw.fraction)) if draw.fault is Fault.PARTIAL_FILL else None
+        request[_HELD_FILL_KEY] = HeldFill(draw.after_requests, fraction)
+        detail = f"after {draw.after_requests} requests or a clock move"
+        shared.control.plan.record(FiredFault(kind, draw.n, draw.fault, client_order_id, detail))
+    event = CallEvent(
+        kind=kind,
+        n=draw.n,
+        phase="before",
+        method=request.method,
+        path=request.path,
+        body=request[_BODY_KEY],
+        client_order_id=client_order_id,
+        fault=draw.fault,
+    )
+    return await run_with_fault(request, shared.control, draw, event, lambda: _handle(request, handler), _planned_error)
+
+
+def _planned_error(status: int) -> web.Response:
+    if status == 504:
+        return web.Response(text=GATEWAY_TIMEOUT_HTML, status=504, content_type="text/html")
+    return json_response(default_error_body(status), status=status)
 
 
 def _trading_auth_failure(headers_present: bool) -> web.Response:
@@ -294,7 +386,8 @@ class TradingApi:
 
     async def post_order(self, request: web.Request) -> web.Response:
         """Place an order: POST /v2/orders."""
-        return json_response(self.broker.submit(request[_BODY_KEY]))
+        held = request.get(_HELD_FILL_KEY)
+        return json_response(self.broker.submit(request[_BODY_KEY], held if isinstance(held, HeldFill) else None))
 
     async def get_orders(self, request: web.Request) -> web.Response:
         """Answer GET /v2/orders with its status, time, side and symbol filters."""
@@ -402,26 +495,9 @@ def build_trading_app(broker: Broker, hub: StreamHub, shared: Shared) -> web.App
     """Build the trading API application: REST under /v2 and the websocket at /stream."""
     api = TradingApi(broker)
     app = web.Application(middlewares=[make_middleware(shared, _trading_auth_failure)])
-    routes = app.router
-    routes.add_get("/v2/account", api.get_account)
-    routes.add_get("/v2/account/configurations", api.get_configurations)
-    routes.add_patch("/v2/account/configurations", api.patch_configurations)
-    routes.add_get("/v2/positions", api.get_positions)
-    routes.add_delete("/v2/positions", api.close_all_positions)
-    routes.add_get("/v2/positions/{symbol}", api.get_position)
-    routes.add_delete("/v2/positions/{symbol}", api.close_position)
-    routes.add_post("/v2/orders", api.post_order)
-    routes.add_get("/v2/orders", api.get_orders)
-    routes.add_delete("/v2/orders", api.cancel_all_orders)
-    routes.add_get("/v2/orders:by_client_order_id", api.get_order_by_client_id)
-    routes.add_get("/v2/orders/{order_id}", api.get_order)
-    routes.add_delete("/v2/orders/{order_id}", api.delete_order)
-    routes.add_get("/v2/account/activities/{activity_type}", api.get_activities_by_type)
-    routes.add_get("/v2/assets", api.get_assets)
-    routes.add_get("/v2/assets/{symbol}", api.get_asset)
-    routes.add_get("/v2/clock", api.get_clock)
-    routes.add_get("/v2/calendar", api.get_calendar)
-    routes.add_get("/stream", hub.handle)
+    for method, path, handler_name, _kind in TRADING_ROUTES:
+        app.router.add_route(method, path, getattr(api, handler_name))
+    app.router.add_get("/stream", hub.handle)
     app.on_shutdown.append(hub.close_all)
     return app
 
@@ -448,7 +524,9 @@ def build_data_app(bars: BarStore, shared: Shared, broker: Broker) -> web.Applic
         sort = request.query.get("sort", "asc")
         if sort not in ("asc", "desc"):
             raise ApiError(400, "invalid sort", 40010001)
+        length = timeframe_length(timeframe)
         page = bars.page(
+            visible=lambda opens_at: broker.bar_visible(opens_at, length),
             symbols=symbols,
             timeframe=timeframe,
             start=_query_time(request, "start"),
@@ -459,7 +537,8 @@ def build_data_app(bars: BarStore, shared: Shared, broker: Broker) -> web.Applic
         )
         return json_response(page)
 
+    handlers = {"/v2/stocks/bars": get_bars, "/v2/stocks/trades/latest": get_latest_trades}
     app = web.Application(middlewares=[make_middleware(shared, _data_auth_failure)])
-    app.router.add_get("/v2/stocks/bars", get_bars)
-    app.router.add_get("/v2/stocks/trades/latest", get_latest_trades)
+    for method, path, _kind in DATA_ROUTES:
+        app.router.add_route(method, path, handlers[path])
     return app

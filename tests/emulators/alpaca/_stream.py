@@ -21,6 +21,8 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .._fault_plan import STREAM_FAULTS, Fault, FaultPlan, FiredFault
+
 # Queue markers telling a connection's writer to close cleanly or to cut the TCP connection.
 _CLOSE: Final = b"\x00close"
 _ABORT: Final = b"\x00abort"
@@ -62,20 +64,28 @@ class StreamHub:
         self._reorder_count = 0
         self._held: list[dict[str, Any]] = []
         self.connections_accepted = 0
+        # The seeded fault plan drawing per trade update ("trade_update"), and an update it
+        # holds back to deliver after the next one.
+        self.plan: FaultPlan | None = None
+        self._reordered: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ event delivery
 
     def publish(self, update: dict[str, Any]) -> None:
-        """Deliver a trade update to every listening connection, applying armed stream faults."""
+        """Deliver a trade update to every listening connection, applying armed stream faults
+        and the fault the seeded plan draws for it (a reordered update goes out right after
+        the next one; if none follows it is never delivered)."""
         with self._lock:
             self._generated.append(update)
             if self._paused:
                 self._undelivered.append(update)
                 return
-            batch = [update]
+            batch = self._planned(update)
+            if not batch:
+                return
             if self._duplicate_remaining > 0 and update.get("event") in self._duplicate_events:
                 self._duplicate_remaining -= 1
-                batch.append(update)
+                batch.insert(1, update)
             if self._reorder_count > 0:
                 self._held.extend(batch)
                 if len(self._held) < self._reorder_count:
@@ -84,6 +94,30 @@ class StreamHub:
                 self._held.clear()
                 self._reorder_count = 0
             self._broadcast(batch)
+
+    def _planned(self, update: dict[str, Any]) -> list[dict[str, Any]]:
+        """Return what to deliver now for this update under the plan's draw (lock held)."""
+        held, self._reordered = self._reordered, None
+        after = [held] if held is not None else []
+        if self.plan is None:
+            return [update, *after]
+        draw = self.plan.draw("trade_update")
+        fault = draw.fault
+        if fault is None or fault not in STREAM_FAULTS:
+            return [update, *after]
+        order = update.get("order") or {}
+        detail = str(update.get("event", ""))
+        self.plan.record(FiredFault(draw.kind, draw.n, fault, order.get("client_order_id"), detail))
+        if fault is Fault.DUPLICATE_UPDATE:
+            return [update, update, *after]
+        if fault is Fault.REORDERED_UPDATE:
+            self._reordered = update
+            return after
+        self._undelivered.append(update)
+        if fault is Fault.STREAM_DROP:
+            for conn in self._connections:
+                conn.send(_ABORT)
+        return after
 
     def _broadcast(self, updates: Iterable[dict[str, Any]]) -> None:
         listeners = [c for c in self._connections if c.authenticated and c.listening]

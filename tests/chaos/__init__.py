@@ -1,0 +1,1 @@
+"""The randomized fault x kill campaign over the emulators (``nox -s chaos``)."""
