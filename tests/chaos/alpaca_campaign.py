@@ -213,7 +213,7 @@ def run_alpaca(
         tradekit = tradekit_command()
         symbols = ",".join(SYMBOLS)
         argv = [tradekit, "run", "--broker", "alpaca", "--strategy", "pyramid", "--symbols", symbols]
-        trader = Worker("trader", [*argv, "--interval", "1", "--json"], env, workdir, narrative)
+        trader = Worker("trader", [*argv, "--interval", "0.05", "--json"], env, workdir, narrative)
         kills = KillSwitch(
             trader,
             _kill_plan(seed, len(run_moments), calm, kill_triggers),

@@ -158,8 +158,14 @@ def run_live(
         except KeyboardInterrupt:
             console.print("stopped")
             return
+        except BrokerError as exc:
+            raise click.ClickException(f"broker {broker_name!r} unavailable at startup: {exc}") from None
     if as_json:
         emit_json([cycle_json(r) for r in reports])
+    skipped = [r.note for r in reports if r.skipped]
+    if skipped:
+        # A cron job running --once must see that nothing was done.
+        raise click.ClickException(skipped[0])
 
 
 def cycle_json(report: CycleReport) -> dict[str, object]:
@@ -169,5 +175,6 @@ def cycle_json(report: CycleReport) -> dict[str, object]:
         "signals": report.signals,
         "buys": [b.decision.one_line() if b.decision else b.note for b in report.buys],
         "note": report.note,
+        "skipped": report.skipped,
         "strategy_errors": report.strategy_errors,
     }

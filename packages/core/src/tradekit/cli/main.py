@@ -162,10 +162,11 @@ def _bars(
 @click.option("--once", is_flag=True, help="Live brokers: run one cycle and exit.")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=1),
+    type=click.FloatRange(min=0.01),
     default=60.0,
     show_default=True,
-    help="Live brokers: seconds between cycles.",
+    help="Live brokers: seconds between cycles (a daily strategy needs no less than ~30; sub-second "
+    "intervals are for a local emulator).",
 )
 @config_option
 @json_option

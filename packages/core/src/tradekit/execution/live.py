@@ -64,6 +64,8 @@ class CycleReport:
     signals: int = 0
     buys: list[BuyOutcome] = attrs.field(factory=list)
     note: str = ""
+    # The broker could not be read: the cycle did nothing (``note`` says why).
+    skipped: bool = False
     # Symbols the strategy raised on this cycle, with the error (the others carried on).
     strategy_errors: dict[str, str] = attrs.field(factory=dict)
 
@@ -111,6 +113,7 @@ class LiveTrader:
             report.events_applied = self.pipeline.apply_events()
         except BrokerError as exc:
             report.note = f"broker unavailable, cycle skipped: {exc}"
+            report.skipped = True
             log.warning(report.note)
             return report
         now = self.pipeline.clock()
@@ -260,13 +263,23 @@ async def run_async(
 ) -> list[CycleReport]:
     """Run cycles every ``interval_seconds`` until cancelled (or ``cycles`` have run).
 
+    A run without an end that finds the broker unavailable at startup tries again every
+    ``interval_seconds`` (a bounded run raises the ``BrokerError``: its caller must see it).
     ``on_cycle`` sees each report as soon as its cycle ends; an error it raises (a closed
     pipe, say) is logged and the trading goes on. The reports are returned when
     ``cycles`` is given; a run without an end keeps none (it would grow for as long as it
     trades) and only stops by cancellation.
     """
     reports: list[CycleReport] = []
-    await asyncio.to_thread(trader.startup)
+    while True:
+        try:
+            await asyncio.to_thread(trader.startup)
+            break
+        except BrokerError as exc:
+            if cycles is not None:
+                raise
+            log.warning("broker unavailable at startup, trying again in %s s: %s", interval_seconds, exc)
+            await asyncio.sleep(interval_seconds)
     done = 0
     while cycles is None or done < cycles:
         report = await asyncio.to_thread(trader.cycle)
