@@ -41,11 +41,13 @@ from tradekit.exits.intent import ExitIntent, ExitState
 from tradekit.ledger import schema as t
 from tradekit.ledger.errors import DuplicateIntentError, InvalidExitTransition, LedgerError
 from tradekit.ledger.records import (
+    ExitTransition,
     FillResult,
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
     OrderCounts,
+    OrderEventRecord,
     OrderIntent,
     StoredDecision,
     UnappliedFill,
@@ -399,6 +401,12 @@ class _MemoryTx(LedgerTx):
     def intents_with_status(self, status: LedgerOrderStatus, *, since: datetime) -> list[OrderIntent]:
         heads = sorted((h for h in self._s.heads.values() if h.status is status), key=lambda h: h.seq)
         return [h.intent for h in heads if h.intent.created_at >= since]
+
+    def order_events(self, client_order_id: str) -> list[OrderEventRecord]:
+        return self._ledger._sql(lambda tx: tx.order_events(client_order_id))
+
+    def exit_transitions(self, intent_id: str) -> list[ExitTransition]:
+        return self._ledger._sql(lambda tx: tx.exit_transitions(intent_id))
 
     def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
         return self._ledger._sql(lambda tx: tx.order_intents(symbol=symbol))

@@ -13,6 +13,7 @@ import attrs
 from tradekit.domain.orders import OrderRequest, OrderStatus, OrderType, TimeInForce
 from tradekit.domain.signals import Side
 from tradekit.domain.values import optional_positive, to_utc, utc
+from tradekit.exits.intent import ExitState
 
 if TYPE_CHECKING:
     from tradekit.decision.verdict import BuyDecision
@@ -127,6 +128,33 @@ class UnappliedFill:
     symbol: str
     reason: str
     recorded_at: datetime = attrs.field(converter=to_utc, validator=utc)
+
+
+@attrs.frozen(kw_only=True)
+class OrderEventRecord:
+    """One status an order went through, as the ledger recorded it (the broker's or tradekit's)."""
+
+    client_order_id: str
+    status: LedgerOrderStatus
+    time: datetime = attrs.field(converter=to_utc, validator=utc)
+    detail: str = ""
+    broker_order_id: str | None = None
+    filled_qty: Decimal | None = None
+    filled_avg_price: Decimal | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ExitTransition:
+    """One step of an exit intent's life: the state it moved to, when, and why."""
+
+    intent_id: str
+    state: ExitState
+    time: datetime = attrs.field(converter=to_utc, validator=utc)
+    note: str
+    client_order_id: str | None = None
+    limit_price: Decimal | None = None
+    window_opens_at: datetime | None = None
+    window_closes_at: datetime | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -60,11 +60,13 @@ from tradekit.ledger.errors import (
     LedgerWriteError,
 )
 from tradekit.ledger.records import (
+    ExitTransition,
     FillResult,
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
     OrderCounts,
+    OrderEventRecord,
     OrderIntent,
     StoredDecision,
     UnappliedFill,
@@ -407,6 +409,23 @@ class LedgerTx:
         self._conn.execute(
             t.intent_heads.update().where(t.intent_heads.c.client_order_id == client_order_id).values(**values)
         )
+
+    def order_events(self, client_order_id: str) -> list[OrderEventRecord]:
+        """Every status recorded for one order, oldest first."""
+        e = t.order_events
+        rows = self._conn.execute(sa.select(e).where(e.c.client_order_id == client_order_id).order_by(e.c.id))
+        return [
+            OrderEventRecord(
+                client_order_id=r.client_order_id,
+                status=LedgerOrderStatus(r.status),
+                time=r.time,
+                detail=r.detail,
+                broker_order_id=r.broker_order_id,
+                filled_qty=r.filled_qty,
+                filled_avg_price=r.filled_avg_price,
+            )
+            for r in rows
+        ]
 
     def intent_state(self, client_order_id: str) -> IntentState | None:
         found = self._intent_states(t.intent_heads.c.client_order_id == client_order_id)
@@ -818,6 +837,24 @@ class LedgerTx:
         updated = self.exit_intent(intent_id)
         assert updated is not None
         return updated
+
+    def exit_transitions(self, intent_id: str) -> list[ExitTransition]:
+        """Every step of one exit intent's life, oldest first."""
+        x = t.exit_transitions
+        rows = self._conn.execute(sa.select(x).where(x.c.intent_id == intent_id).order_by(x.c.id))
+        return [
+            ExitTransition(
+                intent_id=r.intent_id,
+                state=ExitState(r.state),
+                time=r.time,
+                note=r.note,
+                client_order_id=r.client_order_id,
+                limit_price=r.limit_price,
+                window_opens_at=r.window_opens_at,
+                window_closes_at=r.window_closes_at,
+            )
+            for r in rows
+        ]
 
     def exit_intent(self, intent_id: str) -> ExitIntent | None:
         found = self.exit_intents(intent_ids=[intent_id])
