@@ -156,6 +156,7 @@ class ReplayRunner:
             self.clock.now = closes_at
             self.broker.set_prices({symbol: self.bars[symbol][i].close for symbol, i in todays}, closes_at)
             dirty |= self.pipeline.apply_events() > 0
+            self.pipeline.ledger.record_equity(self.broker.get_account())
             if dirty:
                 positions = self.pipeline.ledger.open_positions()
                 dirty = False

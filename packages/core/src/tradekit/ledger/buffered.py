@@ -40,11 +40,13 @@ from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
 from tradekit.ledger import schema as t
 from tradekit.ledger.errors import DuplicateIntentError, InvalidExitTransition, LedgerError
 from tradekit.ledger.records import (
+    EquityPoint,
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
     OrderCounts,
     OrderIntent,
+    PositionEventRecord,
     StoredDecision,
 )
 from tradekit.ledger.store import (
@@ -55,6 +57,7 @@ from tradekit.ledger.store import (
     LedgerTx,
     PositionKind,
     decision_row,
+    equity_row,
     exit_intent_row,
     exit_transition_row,
     fill_position_event,
@@ -82,6 +85,7 @@ _APPEND_ORDER = (
     t.reconcile_findings,
     t.exit_intents,
     t.exit_transitions,
+    t.equity,
 )
 
 
@@ -563,6 +567,20 @@ class _MemoryTx(LedgerTx):
 
     def position_history(self) -> list[Position]:
         return self._ledger._sql(lambda tx: tx.position_history())
+
+    def position_events(self) -> list[PositionEventRecord]:
+        return self._ledger._sql(lambda tx: tx.position_events())
+
+    def order_intents(self) -> list[OrderIntent]:
+        return self._ledger._sql(lambda tx: tx.order_intents())
+
+    # --- equity ------------------------------------------------------------------------------------
+
+    def record_equity(self, point: EquityPoint) -> None:
+        self._ledger._append(t.equity, equity_row(point))
+
+    def equity_curve(self) -> list[EquityPoint]:
+        return self._ledger._sql(lambda tx: tx.equity_curve())
 
     # --- decisions ---------------------------------------------------------------------------------
 
