@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradekit import __version__
+from tradekit.broker.paper import PaperBrokerConfig
+from tradekit.broker.paper_plugin import describe_costs, load_paper_settings
 from tradekit.cli.common import (
     config_option,
     console,
@@ -24,12 +28,12 @@ from tradekit.cli.common import (
     plugins,
     setup_logging,
 )
-from tradekit.config.settings import Settings
-from tradekit.data import BarDataError, load_daily_bars
-from tradekit.domain.market import Bar
+from tradekit.config.settings import Settings, SettingsError
+from tradekit.data import BarData, DataError, load_bar_data
 from tradekit.domain.positions import Position
 from tradekit.exits.intent import ExitState
 from tradekit.plugins import Plugins
+from tradekit.reporting.terminal import statistics_rows, symbol_table
 from tradekit.serialization import unstructure
 from tradekit.strategy.base import Strategy
 from tradekit.strategy.policy import PriceStructure
@@ -68,12 +72,10 @@ def _pick_strategy(manager: Plugins, name: str | None) -> type[Strategy]:
     return available[wanted]
 
 
-def _bars(
-    data: Path | None, symbols: tuple[str, ...], start: datetime | None, end: datetime | None
-) -> dict[str, list[Bar]]:
+def _bars(data: tuple[Path, ...], symbols: tuple[str, ...], start: datetime | None, end: datetime | None) -> BarData:
     try:
-        bars = load_daily_bars(symbols or None, path=data)
-    except BarDataError as exc:
+        loaded = load_bar_data(symbols or None, data)
+    except DataError as exc:
         raise click.ClickException(str(exc)) from None
     trimmed = {
         s: [
@@ -81,12 +83,19 @@ def _bars(
             for b in series
             if (start is None or b.time >= start) and (end is None or b.time <= end + timedelta(days=1))
         ]
-        for s, series in bars.items()
+        for s, series in loaded.bars.items()
     }
     trimmed = {s: series for s, series in trimmed.items() if series}
     if not trimmed:
         raise click.ClickException("no bars in the chosen period")
-    return trimmed
+    return BarData(bars=trimmed, source=loaded.source)
+
+
+_DATA_HELP = (
+    "Daily bars: a file or a directory; repeat for several. tradekit CSV (symbol,date,open,high,low,close,volume), "
+    "Yahoo-style CSV (Date,Open,High,Low,Close,Adj Close,Volume; one file per symbol, named after it) or "
+    "Parquet (default: the shipped bars)."
+)
 
 
 @cli.command()
@@ -96,12 +105,15 @@ def _bars(
 @click.option("--symbols", default="", help="Comma-separated symbols (default: all shipped, or [symbols]).")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day to replay.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day to replay.")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), multiple=True, help=_DATA_HELP)
+@click.option("--cash", type=Decimal, default=None, help="Paper: starting cash (default: [plugins.paper] or 100000).")
 @click.option(
-    "--data",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV(.gz) of daily bars: symbol,date,open,high,low,close,volume (default: shipped bars).",
+    "--commission",
+    "commissions",
+    multiple=True,
+    help="Paper: AMOUNT per order, AMOUNT/share or PERCENT% of notional; repeat to combine.",
 )
+@click.option("--slippage", type=Decimal, default=None, help="Paper: slippage in basis points against each fill.")
 @click.option(
     "--out",
     "out_root",
@@ -128,7 +140,10 @@ def run(
     symbols: str,
     start: datetime | None,
     end: datetime | None,
-    data: Path | None,
+    data: tuple[Path, ...],
+    cash: Decimal | None,
+    commissions: tuple[str, ...],
+    slippage: Decimal | None,
     out_root: Path,
     no_chart: bool,
     once: bool,
@@ -158,7 +173,15 @@ def run(
         return
     if live:
         raise click.ClickException("--live needs a live broker (e.g. --broker alpaca); the paper broker is simulated")
-    _run_paper(loaded.settings, manager, strategy, chosen, start, end, data, out_root, no_chart, as_json)
+    try:
+        paper = load_paper_settings(loaded.settings).with_costs(
+            cash=cash, commissions=commissions, slippage_bps=slippage
+        )
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    _run_paper(
+        loaded.settings, manager, strategy, chosen, start, end, data, out_root, no_chart, as_json, paper.broker_config()
+    )
 
 
 def _as_utc(day: datetime | None) -> datetime | None:
@@ -172,26 +195,40 @@ def _run_paper(
     symbols: tuple[str, ...],
     start: datetime | None,
     end: datetime | None,
-    data: Path | None,
+    data: tuple[Path, ...],
     out_root: Path,
     no_chart: bool,
     as_json: bool,
+    broker_config: PaperBrokerConfig,
 ) -> None:
     from tradekit.execution.paper_run import run_paper_replay
 
-    bars = _bars(data, symbols, _as_utc(start), _as_utc(end))
+    loaded = _bars(data, symbols, _as_utc(start), _as_utc(end))
+    bars, costs = loaded.bars, describe_costs(broker_config)
+    notes = [("data", loaded.source), ("costs", costs)]
     total = sum(len(b) for b in bars.values())
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out_root / f"{strategy.name}-{stamp}"
+    replay = functools.partial(
+        run_paper_replay,
+        strategy=strategy,
+        settings=settings,
+        plugins=manager,
+        bars=bars,
+        out_dir=out_dir,
+        chart=not no_chart,
+        broker_config=broker_config,
+        notes=notes,
+    )
     if as_json:
-        paper = run_paper_replay(
-            strategy=strategy, settings=settings, plugins=manager, bars=bars, out_dir=out_dir, chart=not no_chart
-        )
+        paper = replay()
     else:
         console.print(
             f"[bold]tradekit run[/] strategy [cyan]{strategy.name}[/] on the paper broker: "
-            f"{total:,} daily bars of {', '.join(sorted(bars))} (public-domain Quandl WIKI sample)"
+            f"{total:,} daily bars of {', '.join(sorted(bars))} ({loaded.source})",
+            soft_wrap=True,
         )
+        console.print(f"costs: {costs}", soft_wrap=True)
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -201,15 +238,7 @@ def _run_paper(
             transient=False,
         ) as progress:
             task = progress.add_task("replaying bars", total=total)
-            paper = run_paper_replay(
-                strategy=strategy,
-                settings=settings,
-                plugins=manager,
-                bars=bars,
-                out_dir=out_dir,
-                chart=not no_chart,
-                progress=lambda n: progress.advance(task, n),
-            )
+            paper = replay(progress=lambda n: progress.advance(task, n))
     latest = out_root / "latest"
     if latest.is_symlink() or not latest.exists():
         latest.unlink(missing_ok=True)
@@ -221,6 +250,10 @@ def _run_paper(
                 "bars": paper.result.bars,
                 "ledger": paper.ledger_url,
                 "chart": str(paper.chart) if paper.chart else None,
+                "report": str(paper.report) if paper.report else None,
+                "data_source": loaded.source,
+                "costs": unstructure(broker_config),
+                "statistics": paper.statistics.as_json(),
                 "signals": dict(paper.result.signals),
                 "exits_planned": paper.result.exits_planned,
                 "exits_expired": paper.result.exits_expired,
@@ -250,7 +283,10 @@ def _print_summary(paper: Any) -> None:
     table.add_row("final equity", f"{s.final_equity:,.2f}")
     table.add_row("P&L", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")
     table.add_row("realized P&L", f"{s.realized_pnl:+,.2f}")
+    for what, value in statistics_rows(paper.statistics):
+        table.add_row(what, value)
     console.print(table)
+    console.print(symbol_table(paper.statistics))
     reasons = Table(title="buy decisions by action and reason", header_style="bold")
     reasons.add_column("action")
     reasons.add_column("reason")
@@ -260,6 +296,8 @@ def _print_summary(paper: Any) -> None:
     console.print(reasons)
     if paper.chart:
         console.print(f"chart:  {paper.chart}")
+    if paper.report:
+        console.print(f"report: {paper.report}")
     console.print(f"ledger: {paper.ledger_url}")
     console.print("next:", soft_wrap=True)
     for command in ("decisions", "positions --status all", "intents list"):
@@ -580,7 +618,7 @@ def config_check(config_path: Path | None, as_json: bool) -> None:
 @click.option(
     "--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Scan as of this day (default: last bar)."
 )
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--data", type=click.Path(exists=True, path_type=Path), multiple=True, help=_DATA_HELP)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -592,7 +630,7 @@ def config_check(config_path: Path | None, as_json: bool) -> None:
 def scan(
     top_n: int | None,
     as_of: datetime | None,
-    data: Path | None,
+    data: tuple[Path, ...],
     output: Path | None,
     config_path: Path | None,
     as_json: bool,
@@ -602,7 +640,7 @@ def scan(
 
     settings = load(config_path).settings
     manager = plugins()
-    bars = _bars(data, settings.symbols, None, None)
+    bars = _bars(data, settings.symbols, None, None).bars
     moment = as_of.replace(tzinfo=UTC) + timedelta(days=1) if as_of else None
     path = output or Path(settings.scanner.candidates_file)
     result = run_scan(manager, bars, settings, path, top_n=top_n, as_of=moment)

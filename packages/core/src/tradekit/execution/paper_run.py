@@ -17,6 +17,8 @@ from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
 from tradekit.reconcile.reconciler import Reconciler
+from tradekit.reporting.outputs import write_run_outputs
+from tradekit.reporting.statistics import RunStatistics
 from tradekit.reporting.summary import RunSummary, summarize
 from tradekit.strategy.base import Strategy
 
@@ -28,6 +30,8 @@ class PaperRun:
     ledger_url: str
     out_dir: Path
     chart: Path | None
+    statistics: RunStatistics
+    report: Path | None = None
 
 
 def _scanner(plugins: Plugins, settings: Settings) -> Callable[[Mapping[str, Sequence[Bar]], datetime], frozenset[str]]:
@@ -50,12 +54,15 @@ def run_paper_replay(
     chart: bool = True,
     durable: bool = False,
     buffered: bool = True,
+    notes: Sequence[tuple[str, str]] = (),
 ) -> PaperRun:
     """Replay ``strategy`` over ``bars`` on a fresh paper account and ledger in ``out_dir``.
 
     ``buffered`` (the default) keeps the ledger's state in memory and writes its rows in
     batches (``tradekit.ledger.buffered``); ``buffered=False`` commits every step the way a
-    live run does. Both leave the same rows in the ledger file.
+    live run does. Both leave the same rows in the ledger file. ``chart`` writes
+    ``chart.png`` and ``report.html``; ``notes`` are (label, text) lines the report shows
+    under its title (where the data came from, the costs).
     """
     if not bars:
         raise ValueError("no bars to replay")
@@ -86,11 +93,15 @@ def run_paper_replay(
         )
         result = runner.run(progress)
         summary = summarize(ledger, starting_equity=result.starting_equity, final_equity=result.final_equity)
-        chart_path = None
-        if chart:
-            from tradekit.reporting.chart import render_chart
-
-            with ledger.reading() as tx:
-                fills = tx.fills_with_purpose()
-            chart_path = render_chart(bars, fills, out_dir / "chart.png", title=f"tradekit paper run: {strategy.name}")
-    return PaperRun(result=result, summary=summary, ledger_url=ledger_url, out_dir=out_dir, chart=chart_path)
+        outputs = write_run_outputs(
+            ledger, bars, out_dir, title=f"tradekit paper run: {strategy.name}", notes=notes, pictures=chart
+        )
+    return PaperRun(
+        result=result,
+        summary=summary,
+        ledger_url=ledger_url,
+        out_dir=out_dir,
+        chart=outputs.chart,
+        statistics=outputs.statistics,
+        report=outputs.report,
+    )
