@@ -28,6 +28,7 @@ from tradekit.cli.common import (
     plugins,
     setup_logging,
 )
+from tradekit.cli.trades import trades
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.data import BarData, DataError, load_bar_data
 from tradekit.domain.positions import Position
@@ -305,6 +306,8 @@ def _print_summary(paper: Any) -> None:
 
 
 # --- ledger views -----------------------------------------------------------------------------
+
+cli.add_command(trades)
 
 
 def _ledger_url(settings: Settings, url: str | None) -> str:

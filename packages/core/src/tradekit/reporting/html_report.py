@@ -61,7 +61,10 @@ class ReportInputs:
 
 def write_report(inputs: ReportInputs, path: Path) -> Path:
     """Write ``report.html`` to ``path`` and return it."""
-    charts = [_price_figure(symbol, inputs) for symbol in sorted(inputs.bars)]
+    charts: list[Any] = []
+    for symbol in sorted(inputs.bars):
+        # Every chart shares the first one's time axis: zooming one zooms all.
+        charts.append(_price_figure(symbol, inputs, charts[0].x_range if charts else None))
     if inputs.equity:
         equity, drawdown = _equity_figures(inputs.equity, charts[0] if charts else None)
         charts += [equity, drawdown]
@@ -96,9 +99,9 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def _price_figure(symbol: str, inputs: ReportInputs) -> Any:
+def _price_figure(symbol: str, inputs: ReportInputs, x_range: Any) -> Any:
     series = inputs.bars[symbol]
-    fig = _time_figure(symbol, 300, f"price-{symbol}")
+    fig = _time_figure(symbol, 300, f"price-{symbol}", **({"x_range": x_range} if x_range is not None else {}))
     fig.line([_naive(b.time) for b in series], [float(b.close) for b in series], color="#555555", legend_label="close")
     points = _markers(symbol, inputs)
     renderers: list[DataRenderer] = []

@@ -132,6 +132,7 @@ class Trade:
         return [e.qty * (exit_price - e.price) - e.fees - exit_fees * e.qty / self.entered_qty for e in self.entries]
 
     def as_json(self) -> dict[str, Any]:
+        """The trade as JSON-ready data: stored figures exact, derived ones to 6 places."""
         holding = self.holding_time
         average_exit = self.average_exit
         return_pct = self.return_pct
@@ -143,21 +144,21 @@ class Trade:
             "opened_at": self.opened_at.isoformat(),
             "closed_at": None if self.closed_at is None else self.closed_at.isoformat(),
             "entry_count": len(self.entries),
-            "qty": str(self.entered_qty),
-            "average_entry": str(self.average_entry),
-            "average_exit": None if average_exit is None else str(average_exit),
-            "realized_pnl": str(self.realized_pnl),
-            "return_pct": None if return_pct is None else str(round(return_pct, 4)),
-            "fees": str(self.fees),
+            "qty": _plain(self.entered_qty),
+            "average_entry": _plain(self.average_entry, 6),
+            "average_exit": None if average_exit is None else _plain(average_exit, 6),
+            "realized_pnl": _plain(self.realized_pnl, 6),
+            "return_pct": None if return_pct is None else _plain(return_pct, 4),
+            "fees": _plain(self.fees, 6),
             "holding_days": None if holding is None else round(holding.total_seconds() / 86400, 4),
             "close_reason": self.close_reason,
             "entries": [
                 {
                     "time": e.time.isoformat(),
                     "kind": e.kind,
-                    "price": str(e.price),
-                    "qty": str(e.qty),
-                    "fees": str(e.fees),
+                    "price": _plain(e.price),
+                    "qty": _plain(e.qty),
+                    "fees": _plain(e.fees, 6),
                     "decision_id": e.decision_id,
                 }
                 for e in self.entries
@@ -165,14 +166,22 @@ class Trade:
             "exits": [
                 {
                     "time": x.time.isoformat(),
-                    "price": None if x.price is None else str(x.price),
-                    "qty": str(x.qty),
-                    "fees": str(x.fees),
+                    "price": None if x.price is None else _plain(x.price),
+                    "qty": _plain(x.qty),
+                    "fees": _plain(x.fees, 6),
                     "reason": x.reason,
                 }
                 for x in self.exits
             ],
         }
+
+
+def _plain(value: Decimal, places: int | None = None) -> str:
+    # Fixed-point text without exponent or trailing zeros: 0E-13 -> "0", 12.5000 -> "12.5".
+    if places is not None:
+        value = round(value, places)
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
 
 
 def read_trades(tx: LedgerTx) -> list[Trade]:
