@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from tradekit.broker.spec import BrokerSpec
     from tradekit.decision.context import ScalingContext
+    from tradekit.decision.plugin_reasons import PluginReason
     from tradekit.decision.verdict import BuyDecision, Check
     from tradekit.domain.market import Bar
     from tradekit.exits.intent import ExitIntent
@@ -138,6 +139,21 @@ def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
     :param register: Callback that records one ``BrokerSpec``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_reasons(register: Callable[[PluginReason], None]) -> None:
+    """Declare the plugin's own reason codes by calling ``register(PluginReason(...))`` for each.
+
+    A rule plugin skips or blocks buys with these codes rather than borrowing a built-in
+    ``ReasonCode``, so its decisions are stored, counted and explained as its own. A code's
+    namespace (``PluginReason.plugin``) must be the plugin's registered name (its entry-point
+    name); a code declared twice is an error at load.
+
+    :param register: Callback that records one ``PluginReason``.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -23,6 +23,7 @@ import pluggy
 from tradekit import hookspecs
 from tradekit.broker.spec import BrokerSpec
 from tradekit.decision.context import ScalingContext
+from tradekit.decision.plugin_reasons import PluginReason
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check
 from tradekit.domain.market import Bar
@@ -99,6 +100,7 @@ class Plugins:
         self._lock = threading.Lock()
         self._strategies: dict[str, type[Strategy]] | None = None
         self._brokers: dict[str, BrokerSpec] | None = None
+        self._reasons: dict[str, PluginReason] | None = None
 
         disabled = set(_split(env.get(DISABLED_ENV, "")))
         protected = disabled & set(BUILTIN_RULE_PLUGINS)
@@ -152,6 +154,7 @@ class Plugins:
             self._register(plugin, name, "registered")
             self._strategies = None
             self._brokers = None
+            self._reasons = None
 
     def unregister(self, name: str) -> None:
         if name in BUILTIN_RULE_PLUGINS:
@@ -161,6 +164,7 @@ class Plugins:
             self._loaded = [p for p in self._loaded if p.name != name]
             self._strategies = None
             self._brokers = None
+            self._reasons = None
 
     def hookimpl_plugin_names(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in registration order."""
@@ -306,6 +310,34 @@ class Plugins:
                 self._pm.hook.register_brokers(register=register)
                 self._brokers = found
             return dict(self._brokers)
+
+    def reasons(self) -> dict[str, PluginReason]:
+        """Every plugin's declared reason codes by their stored form (``plugin:code``).
+
+        Each plugin's ``register_reasons`` is called with a callback of its own, so a code is
+        refused unless its namespace is that plugin's name; a code declared twice is refused.
+        """
+        with self._lock:
+            if self._reasons is None:
+                found: dict[str, PluginReason] = {}
+                for impl in self._pm.hook.register_reasons.get_hookimpls():
+                    owner = str(impl.plugin_name)
+
+                    def register(reason: PluginReason, owner: str = owner) -> None:
+                        if not isinstance(reason, PluginReason):
+                            raise PluginLoadError(f"plugin {owner} registered {reason!r}, not a PluginReason")
+                        if reason.plugin != owner:
+                            raise PluginLoadError(
+                                f"plugin {owner} declared reason {reason}: its namespace must be the plugin's "
+                                f"name, {owner}:{reason.code}"
+                            )
+                        if reason in found:
+                            raise PluginLoadError(f"reason {reason} is declared twice")
+                        found[str(reason)] = reason
+
+                    impl.function(register=register)
+                self._reasons = found
+            return dict(self._reasons)
 
 
 def _qualname(cls: type) -> str:

@@ -31,6 +31,7 @@ from tradekit.cli.common import (
 from tradekit.cli.trades import trades
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.data import BarData, DataError, load_bar_data
+from tradekit.decision.plugin_reasons import PluginReason
 from tradekit.domain.positions import Position
 from tradekit.exits.intent import ExitState
 from tradekit.plugins import Plugins
@@ -470,7 +471,12 @@ def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, 
     if as_json:
         emit_json(stored.document())
         return
-    console.print(stored.decision().explain(), markup=False, soft_wrap=True)
+    decision = stored.decision()
+    console.print(decision.explain(), markup=False, soft_wrap=True)
+    declared = plugins().reasons() if any(isinstance(r, PluginReason) for r in decision.reasons) else {}
+    for reason in decision.reasons:
+        if reason in declared and declared[reason].description:
+            console.print(f"  {reason}: {declared[reason].description}", markup=False, soft_wrap=True)
 
 
 @cli.group(invoke_without_command=True)
@@ -668,6 +674,7 @@ def list_plugins(as_json: bool) -> None:
         "plugins": [{"name": p.name, "origin": p.origin} for p in manager.loaded],
         "strategies": sorted(manager.strategies()),
         "brokers": sorted(manager.brokers()),
+        "reasons": {code: reason.description for code, reason in sorted(manager.reasons().items())},
     }
     if as_json:
         emit_json(data)
@@ -676,3 +683,5 @@ def list_plugins(as_json: bool) -> None:
         console.print(f"{p['name']:<40} {p['origin']}")
     console.print(f"strategies: {', '.join(data['strategies'])}")
     console.print(f"brokers:    {', '.join(data['brokers'])}")
+    for code, description in data["reasons"].items():
+        console.print(f"reason:     {code}  {description}", markup=False)
