@@ -63,6 +63,12 @@ class TradingCalendar:
         i = int(np.searchsorted(self._open_ns, _nanos(after), side="right"))
         return self._session(self._at(i, after)).open
 
+    def opens_between(self, after: datetime, until: datetime) -> int:
+        """How many sessions opened in ``(after, until]``: a daily signal's age in sessions."""
+        first = int(np.searchsorted(self._open_ns, _nanos(after), side="right"))
+        last = int(np.searchsorted(self._open_ns, _nanos(until), side="right"))
+        return max(0, last - first)
+
     def session_of_open(self, opens: datetime) -> Session:
         """The session ``opens`` falls in, or the next one when it falls between sessions."""
         i = int(np.searchsorted(self._close_ns, _nanos(opens), side="left"))
@@ -145,6 +151,12 @@ def _quiet() -> Iterator[None]:
             "ignore", message=r"(Series|DatetimeIndex)\.values returning an ndarray that drops timezone"
         )
         yield
+
+
+@lru_cache(maxsize=8)
+def trading_calendar(name: str = "XNYS") -> TradingCalendar:
+    """The calendar of exchange ``name``, built once per process (it is immutable)."""
+    return TradingCalendar(name)
 
 
 @lru_cache(maxsize=8)
