@@ -28,6 +28,7 @@ from tradekit.cli.common import (
     plugins,
     setup_logging,
 )
+from tradekit.cli.config_init import config_init
 from tradekit.cli.trades import trades
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.data import BarData, DataError, load_bar_data
@@ -597,6 +598,9 @@ def reconcile(
 @cli.group()
 def config() -> None:
     """Configuration commands."""
+
+
+config.add_command(config_init)
 
 
 @config.command("check")
