@@ -15,8 +15,9 @@ from tradekit.config.template import MEANINGS, config_template
 
 def _dotted_fields() -> list[str]:
     keys = []
+    defaults = Settings()
     for field in attrs.fields(Settings):
-        section = field.default
+        section = getattr(defaults, field.name)
         if attrs.has(type(section)):
             keys += [f"{field.name}.{inner.name}" for inner in attrs.fields(type(section))]
         else:
