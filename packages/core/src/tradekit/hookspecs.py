@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import click
 
     from tradekit.broker.spec import BrokerSpec
+    from tradekit.data.fetch import DataSourceSpec
     from tradekit.decision.context import ScalingContext
     from tradekit.decision.plugin_reasons import PluginReason
     from tradekit.decision.verdict import BuyDecision, Check
@@ -139,6 +140,19 @@ def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
     :param register: Callback that records one ``BrokerSpec``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_data_sources(register: Callable[[DataSourceSpec], None]) -> None:
+    """Offer market-data sources to ``tradekit data fetch`` by calling ``register(DataSourceSpec(...))``.
+
+    The spec's factory receives the settings and the environment (credentials come from the
+    environment only) and returns a ``BarSource``. Names must be unique across all plugins.
+
+    :param register: Callback that records one ``DataSourceSpec``.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -22,6 +22,7 @@ import pluggy
 
 from tradekit import hookspecs
 from tradekit.broker.spec import BrokerSpec
+from tradekit.data.fetch import DataSourceSpec
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.plugin_reasons import PluginReason
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
@@ -310,6 +311,20 @@ class Plugins:
                 self._pm.hook.register_brokers(register=register)
                 self._brokers = found
             return dict(self._brokers)
+
+    def data_sources(self) -> dict[str, DataSourceSpec]:
+        """Every registered market-data source by name (duplicates are an error)."""
+        found: dict[str, DataSourceSpec] = {}
+
+        def register(spec: DataSourceSpec) -> None:
+            if not isinstance(spec, DataSourceSpec):
+                raise PluginLoadError(f"register_data_sources got {spec!r}, not a DataSourceSpec")
+            if spec.name in found:
+                raise PluginLoadError(f"two data sources are named {spec.name!r}")
+            found[spec.name] = spec
+
+        self._pm.hook.register_data_sources(register=register)
+        return found
 
     def reasons(self) -> dict[str, PluginReason]:
         """Every plugin's declared reason codes by their stored form (``plugin:code``).

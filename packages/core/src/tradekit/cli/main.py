@@ -29,6 +29,7 @@ from tradekit.cli.common import (
     setup_logging,
 )
 from tradekit.cli.config_init import config_init
+from tradekit.cli.data import data_group
 from tradekit.cli.trades import trades
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.data import BarData, DataError, load_bar_data
@@ -310,6 +311,7 @@ def _print_summary(paper: Any) -> None:
 # --- ledger views -----------------------------------------------------------------------------
 
 cli.add_command(trades)
+cli.add_command(data_group)
 
 
 def _ledger_url(settings: Settings, url: str | None) -> str:
