@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 import types
@@ -43,3 +44,12 @@ def test_the_python_examples_of_a_guide_run_in_order(guide: str, monkeypatch: py
     for number, block in enumerate(blocks, start=1):
         code = compile(block, f"docs/{guide} python block {number}", "exec")
         exec(code, module.__dict__)
+
+
+@pytest.mark.parametrize(
+    "module", ["tradekit", "tradekit.strategy", "tradekit.domain", "tradekit.decision", "tradekit.testing"]
+)
+def test_every_public_name_of_the_sdk_is_in_the_reference(module: str) -> None:
+    reference = (DOCS.parent / "strategies.md").read_text().split("## Reference: every public name", 1)[1]
+    missing = [name for name in importlib.import_module(module).__all__ if f"`{name}`" not in reference]
+    assert not missing, f"docs/strategies.md's reference lacks {module}'s {missing}"
