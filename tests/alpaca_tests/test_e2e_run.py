@@ -86,10 +86,9 @@ def env(emu: AlpacaEmulator, ledger_url: str) -> dict[str, str]:
         "APCA_API_SECRET_KEY": SECRET_KEY,
         "TRADEKIT_LOAD_PLUGINS": "alpaca,examples",
         "TRADEKIT_LEDGER__URL": ledger_url,
-        # The breakout bar is the latest completed session's, which on a Monday or after a
-        # holiday is days old; the default 24 h age limit would make the test depend on the
-        # day it runs.
-        "TRADEKIT_FRESHNESS__MAX_SIGNAL_AGE_HOURS": "168",
+        # The breakout bar is the latest completed session's, days old on a Monday or after a
+        # holiday: its age is counted in sessions (the default), so the day the test runs
+        # does not matter.
         "TRADEKIT_PLUGINS__ALPACA__BASE_URL": emu.base_url,
         "TRADEKIT_PLUGINS__ALPACA__DATA_URL": emu.data_url,
         "TRADEKIT_PLUGINS__ALPACA__STREAM_URL": emu.stream_url,

@@ -304,7 +304,7 @@ def _print_summary(paper: Any) -> None:
         console.print(f"report: {paper.report}")
     console.print(f"ledger: {paper.ledger_url}")
     console.print("next:", soft_wrap=True)
-    for command in ("decisions", "positions --status all", "intents list"):
+    for command in ("trades", "decisions", "positions --status all", "intents list"):
         console.print(f"  tradekit {command} --ledger {paper.ledger_url}", soft_wrap=True)
 
 
