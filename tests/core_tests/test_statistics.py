@@ -20,7 +20,7 @@ from tradekit.execution.paper_run import run_paper_replay
 from tradekit.ledger import Ledger
 from tradekit.ledger.records import EquityPoint
 from tradekit.plugins import Plugins
-from tradekit.reporting.statistics import compute_statistics, return_statistics, trade_statistics
+from tradekit.reporting.statistics import compute_statistics, return_statistics, symbol_curve, trade_statistics
 from tradekit.reporting.trades import Trade, TradeEntry, TradeExit, read_trades
 
 from .test_buffered_ledger import TrendAdder
@@ -103,6 +103,15 @@ def test_return_statistics_of_a_replay_match_empyrical_and_the_ledger_holds_one_
     )
     with Ledger.open(run.ledger_url) as ledger:
         assert compute_statistics(ledger, bars) == stats
+    # The symbols' contribution curves add up to the account's equity, to the cent and beyond.
+    base, closes = curve[0].equity, [p.time for p in curve]
+    contributions = [symbol_curve([t for t in trades if t.symbol == s], bars[s], closes, base) for s in sorted(bars)]
+    for i, point in enumerate(curve):
+        assert sum((c[i].equity - base for c in contributions), D(0)) == point.equity - base
+    for symbol, contribution in zip(sorted(bars), contributions, strict=True):
+        by_symbol = stats.by_symbol[symbol].returns
+        assert by_symbol is not None
+        assert by_symbol.total_return == pytest.approx(float(contribution[-1].equity / base - 1))
 
 
 def test_drawdown_duration_runs_from_the_peak_to_the_close_that_regains_it() -> None:

@@ -27,7 +27,7 @@ from bokeh.resources import Resources
 from tradekit.domain.market import Bar
 from tradekit.ledger.records import EquityPoint, StoredDecision
 from tradekit.reporting.statistics import RunStatistics, drawdown_series
-from tradekit.reporting.terminal import decision_rows, statistics_rows, symbol_rows
+from tradekit.reporting.terminal import SYMBOL_COLUMNS, decision_rows, statistics_rows, symbol_rows
 from tradekit.reporting.trades import Trade
 
 _MARKERS = {
@@ -77,11 +77,7 @@ def write_report(inputs: ReportInputs, path: Path) -> Path:
         script=script,
         div=div,
         statistics=_table(("statistic", "value"), statistics_rows(inputs.statistics), "statistics"),
-        symbols=_table(
-            ("symbol", "positions", "win rate", "P&L", "fees", "exposure", "buy & hold"),
-            symbol_rows(inputs.statistics),
-            "by-symbol",
-        ),
+        symbols=_table(SYMBOL_COLUMNS, symbol_rows(inputs.statistics), "by-symbol"),
         decisions=_table(("action", "reason", "count"), decision_rows(inputs.statistics), "decisions"),
         trades=_table(
             ("#", "symbol", "opened", "closed", "entries", "avg entry", "avg exit", "P&L", "return", "why it closed"),

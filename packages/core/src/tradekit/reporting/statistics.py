@@ -12,7 +12,9 @@ Return-series statistics come from the account's equity at each close (``tk_equi
   |max drawdown|``;
 - exposure: the share of closes at which any position was held (equity differs from cash).
 
-These follow empyrical's definitions, and ``tests/core_tests/test_statistics.py`` holds
+Per symbol, the same return figures are those of the symbol's contribution curve (the
+starting equity plus that symbol's P&L, marked at each close; ``symbol_curve``). These
+follow empyrical's definitions, and ``tests/core_tests/test_statistics.py`` holds
 them to empyrical-reloaded within 1e-9. Trade statistics come from the trade list
 (``tradekit.reporting.trades``): closed positions only, P&L after fees. Buy-and-hold is the
 equal-weighted return of holding every traded symbol from its first to its last close of
@@ -109,6 +111,7 @@ class RunStatistics:
             ],
             "by_symbol": {
                 symbol: {
+                    "returns": None if s.returns is None else _plain(attrs.asdict(s.returns)),
                     "trades": _trade_json(s.trades),
                     "exposure": s.exposure,
                     "buy_and_hold_return": s.buy_and_hold_return,
@@ -120,9 +123,12 @@ class RunStatistics:
 
 @attrs.frozen(kw_only=True)
 class SymbolStatistics:
+    """One symbol's figures; ``returns`` are those of its contribution curve (``symbol_curve``)."""
+
     trades: TradeStatistics
     exposure: float | None
     buy_and_hold_return: float | None
+    returns: ReturnStatistics | None = None
 
 
 def compute_statistics(ledger: Ledger, bars: Mapping[str, Sequence[Bar]] | None = None) -> RunStatistics:
@@ -143,14 +149,16 @@ def statistics_of(
     """A run's statistics from what the ledger holds (and the bars, for buy-and-hold)."""
     closes = [p.time for p in curve]
     symbols = sorted({t.symbol for t in trades} | set(bars or {}))
-    by_symbol = {
-        symbol: SymbolStatistics(
-            trades=trade_statistics([t for t in trades if t.symbol == symbol]),
-            exposure=_symbol_exposure([t for t in trades if t.symbol == symbol], closes),
-            buy_and_hold_return=buy_and_hold(bars[symbol]) if bars and symbol in bars else None,
+    by_symbol = {}
+    for symbol in symbols:
+        own = [t for t in trades if t.symbol == symbol]
+        series = bars.get(symbol) if bars else None
+        by_symbol[symbol] = SymbolStatistics(
+            trades=trade_statistics(own),
+            exposure=_symbol_exposure(own, closes),
+            buy_and_hold_return=buy_and_hold(series) if series else None,
+            returns=return_statistics(symbol_curve(own, series, closes, curve[0].equity)) if series and curve else None,
         )
-        for symbol in symbols
-    }
     held = [r for r in (s.buy_and_hold_return for s in by_symbol.values()) if r is not None]
     return RunStatistics(
         returns=return_statistics(curve),
@@ -159,6 +167,36 @@ def statistics_of(
         decisions_by_reason=dict(decisions),
         by_symbol=by_symbol,
     )
+
+
+def symbol_curve(
+    trades: Sequence[Trade], series: Sequence[Bar], closes: Sequence[datetime], base: Decimal
+) -> list[EquityPoint]:
+    """One symbol's contribution at each close: ``base`` plus the cash its trades moved (fees
+    included) plus what it held, marked at its last close (what the paper account marks).
+
+    The symbols' contributions add up to the account: at every close, the sum of
+    ``equity - base`` over the symbols is the account's equity minus its starting equity.
+    """
+    flows: list[tuple[datetime, Decimal, Decimal]] = []  # (time, shares in, cash in)
+    for trade in trades:
+        flows += [(e.time, e.qty, -e.notional - e.fees) for e in trade.entries]
+        flows += [(x.time, -x.qty, x.qty * x.price - x.fees if x.price is not None else ZERO) for x in trade.exits]
+    flows.sort(key=lambda f: f[0])
+    points = []
+    qty = cash = ZERO
+    price: Decimal | None = None
+    i = j = 0
+    for close in closes:
+        while i < len(flows) and flows[i][0] <= close:
+            qty, cash = qty + flows[i][1], cash + flows[i][2]
+            i += 1
+        while j < len(series) and series[j].time <= close:
+            price = series[j].close
+            j += 1
+        held = qty * price if price is not None and qty else ZERO
+        points.append(EquityPoint(time=close, equity=base + cash + held, cash=base + cash))
+    return points
 
 
 def daily_returns(equity: Sequence[Decimal]) -> npt.NDArray[np.float64]:

@@ -11,6 +11,20 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+SYMBOL_COLUMNS = (
+    "symbol",
+    "return",
+    "Sharpe",
+    "max drawdown",
+    "positions",
+    "win rate",
+    "P&L",
+    "fees",
+    "exposure",
+    "buy & hold",
+)
+
+
 def statistics_rows(stats: RunStatistics) -> list[tuple[str, str]]:
     """(what, value) for every run statistic, in the order a trader reads them."""
     rows: list[tuple[str, str]] = []
@@ -48,10 +62,14 @@ def statistics_rows(stats: RunStatistics) -> list[tuple[str, str]]:
 
 
 def symbol_rows(stats: RunStatistics) -> list[tuple[str, ...]]:
-    """Per symbol: positions, win rate, P&L, fees, exposure, buy-and-hold."""
+    """Per symbol: its contribution's return, Sharpe and max drawdown, positions, win rate,
+    P&L, fees, exposure, buy-and-hold."""
     return [
         (
             symbol,
+            percent(s.returns.total_return) if s.returns else "-",
+            _ratio(s.returns.sharpe) if s.returns else "-",
+            percent(s.returns.max_drawdown) if s.returns else "-",
             str(s.trades.positions),
             percent(s.trades.win_rate, 1).lstrip("+"),
             money(s.trades.realized_pnl),
@@ -72,7 +90,7 @@ def decision_rows(stats: RunStatistics) -> list[tuple[str, str, str]]:
 def symbol_table(stats: RunStatistics) -> Table:
     """The per-symbol statistics as a rich table."""
     table = Table(title="by symbol", header_style="bold")
-    for col in ("symbol", "positions", "win rate", "P&L", "fees", "exposure", "buy & hold"):
+    for col in SYMBOL_COLUMNS:
         table.add_column(col, justify="left" if col == "symbol" else "right")
     for row in symbol_rows(stats):
         table.add_row(*row)
