@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 
 from tradekit.reporting.statistics import RunStatistics, money, pct_text, percent
@@ -87,11 +88,18 @@ def decision_rows(stats: RunStatistics) -> list[tuple[str, str, str]]:
     return [(action.upper(), reason or "-", f"{count:,}") for (action, reason), count in ordered]
 
 
+# The terminal's per-symbol table leaves out fees and exposure (the JSON and the report have
+# them) so that it fits an 80-column terminal.
+_TERMINAL_SYMBOL_COLUMNS = ("symbol", "return", "Sharpe", "max drawdown", "positions", "win rate", "P&L", "buy & hold")
+
+
 def symbol_table(stats: RunStatistics) -> Table:
     """The per-symbol statistics as a rich table."""
-    table = Table(title="by symbol", header_style="bold")
-    for col in SYMBOL_COLUMNS:
-        table.add_column(col, justify="left" if col == "symbol" else "right")
+    table = Table(title="by symbol", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    keep = [SYMBOL_COLUMNS.index(col) for col in _TERMINAL_SYMBOL_COLUMNS]
+    for col in _TERMINAL_SYMBOL_COLUMNS:
+        header = {"max drawdown": "max DD", "positions": "trades", "buy & hold": "buy&hold"}.get(col, col)
+        table.add_column(header, justify="left" if col == "symbol" else "right", no_wrap=True)
     for row in symbol_rows(stats):
-        table.add_row(*row)
+        table.add_row(*(row[i] for i in keep))
     return table
