@@ -38,6 +38,7 @@ from tradekit.domain.positions import Position
 from tradekit.exits.intent import ExitState
 from tradekit.plugins import Plugins
 from tradekit.reporting.terminal import statistics_rows, symbol_table
+from tradekit.reporting.trades import plain_number
 from tradekit.serialization import unstructure
 from tradekit.strategy.base import Strategy
 from tradekit.strategy.policy import PriceStructure
@@ -371,7 +372,7 @@ def positions(status: str, ledger_url: str | None, config_path: Path | None, as_
                 "symbol": pos.symbol,
                 "strategy": pos.strategy,
                 "open": pos.is_open,
-                "qty": str(pos.qty),
+                "qty": plain_number(pos.qty),
                 "entry_count": pos.entry_count,
                 "average_price": str(round(pos.average_price, 6)),
                 "last_entry_price": str(pos.last_entry_price),

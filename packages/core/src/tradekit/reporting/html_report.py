@@ -121,8 +121,7 @@ def _price_figure(symbol: str, inputs: ReportInputs, x_range: Any) -> Any:
     if renderers:
         fig.add_tools(HoverTool(renderers=renderers, tooltips=_TOOLTIP))
     fig.legend.click_policy = "hide"
-    # Beside the plot, not over it: a legend on the data would hide markers from the pointer.
-    fig.add_layout(fig.legend[0], "right")
+    _legend_above(fig)
     fig.yaxis.axis_label = "price"
     return fig
 
@@ -174,6 +173,14 @@ def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]
     return found
 
 
+def _legend_above(fig: Any) -> None:
+    # Above the plot, not over it (a legend on the data hides markers from the pointer) nor
+    # beside it (legends of different widths would misalign the charts' shared time axis).
+    legend = fig.legend[0]
+    legend.orientation = "horizontal"
+    fig.add_layout(legend, "above")
+
+
 def _time_figure(title: str, height: int, name: str, **options: Any) -> Any:
     return figure(
         title=title,
@@ -193,7 +200,7 @@ def _equity_figures(curve: Sequence[EquityPoint], shared: Any) -> tuple[Any, Any
     equity.line(times, [float(p.equity) for p in curve], color="#2ca02c", line_width=2, legend_label="equity")
     equity.line(times, [float(p.cash) for p in curve], color="#999999", legend_label="cash")
     equity.yaxis.formatter = NumeralTickFormatter(format="0,0")
-    equity.add_layout(equity.legend[0], "right")
+    _legend_above(equity)
     drawdown = _time_figure("drawdown from the running peak", 180, "drawdown", x_range=equity.x_range)
     drawdown.varea(x=times, y1=drawdown_series(curve), y2=0.0, color="#d62728", alpha=0.4)
     drawdown.yaxis.formatter = NumeralTickFormatter(format="0.0%")

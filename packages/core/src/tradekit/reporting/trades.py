@@ -144,21 +144,21 @@ class Trade:
             "opened_at": self.opened_at.isoformat(),
             "closed_at": None if self.closed_at is None else self.closed_at.isoformat(),
             "entry_count": len(self.entries),
-            "qty": _plain(self.entered_qty),
-            "average_entry": _plain(self.average_entry, 6),
-            "average_exit": None if average_exit is None else _plain(average_exit, 6),
-            "realized_pnl": _plain(self.realized_pnl, 6),
-            "return_pct": None if return_pct is None else _plain(return_pct, 4),
-            "fees": _plain(self.fees, 6),
+            "qty": plain_number(self.entered_qty),
+            "average_entry": plain_number(self.average_entry, 6),
+            "average_exit": None if average_exit is None else plain_number(average_exit, 6),
+            "realized_pnl": plain_number(self.realized_pnl, 6),
+            "return_pct": None if return_pct is None else plain_number(return_pct, 4),
+            "fees": plain_number(self.fees, 6),
             "holding_days": None if holding is None else round(holding.total_seconds() / 86400, 4),
             "close_reason": self.close_reason,
             "entries": [
                 {
                     "time": e.time.isoformat(),
                     "kind": e.kind,
-                    "price": _plain(e.price),
-                    "qty": _plain(e.qty),
-                    "fees": _plain(e.fees, 6),
+                    "price": plain_number(e.price),
+                    "qty": plain_number(e.qty),
+                    "fees": plain_number(e.fees, 6),
                     "decision_id": e.decision_id,
                 }
                 for e in self.entries
@@ -166,9 +166,9 @@ class Trade:
             "exits": [
                 {
                     "time": x.time.isoformat(),
-                    "price": None if x.price is None else _plain(x.price),
-                    "qty": _plain(x.qty),
-                    "fees": _plain(x.fees, 6),
+                    "price": None if x.price is None else plain_number(x.price),
+                    "qty": plain_number(x.qty),
+                    "fees": plain_number(x.fees, 6),
                     "reason": x.reason,
                 }
                 for x in self.exits
@@ -176,8 +176,8 @@ class Trade:
         }
 
 
-def _plain(value: Decimal, places: int | None = None) -> str:
-    # Fixed-point text without exponent or trailing zeros: 0E-13 -> "0", 12.5000 -> "12.5".
+def plain_number(value: Decimal, places: int | None = None) -> str:
+    """Fixed-point text without exponent or trailing zeros: ``0E-13`` -> ``0``, ``12.5000`` -> ``12.5``."""
     if places is not None:
         value = round(value, places)
     text = format(value.normalize(), "f")
