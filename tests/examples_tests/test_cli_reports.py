@@ -115,6 +115,25 @@ def test_a_bad_paper_setting_stops_the_run_naming_the_key(
     assert named in result.output
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--cash", "abc", "'abc' is not a decimal number"),
+        ("--cash", "-5", "starting_cash must not be negative"),
+        ("--slippage", "NaN", "'NaN' is not a finite number"),
+        ("--commission", "1/lot", "commission '1/lot' is not understood"),
+    ],
+)
+def test_a_bad_cost_on_the_command_line_is_refused_naming_it(
+    runner: CliRunner, tmp_path: Path, option: str, value: str, named: str
+) -> None:
+    result = runner.invoke(cli, ["run", option, value, "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert named in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_bad_bar_file_stops_the_run_naming_the_line(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "KO.csv"
     bad.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-02,60,61,59,62,62,100\n")

@@ -31,6 +31,7 @@ from tradekit.cli.common import (
 from tradekit.cli.config_init import config_init
 from tradekit.cli.data import data_group
 from tradekit.cli.trades import trades
+from tradekit.cli.types import DECIMAL
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.data import BarData, DataError, load_bar_data
 from tradekit.decision.plugin_reasons import PluginReason
@@ -111,14 +112,14 @@ _DATA_HELP = (
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day to replay.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day to replay.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), multiple=True, help=_DATA_HELP)
-@click.option("--cash", type=Decimal, default=None, help="Paper: starting cash (default: [plugins.paper] or 100000).")
+@click.option("--cash", type=DECIMAL, default=None, help="Paper: starting cash (default: [plugins.paper] or 100000).")
 @click.option(
     "--commission",
     "commissions",
     multiple=True,
     help="Paper: AMOUNT per order, AMOUNT/share or PERCENT% of notional; repeat to combine.",
 )
-@click.option("--slippage", type=Decimal, default=None, help="Paper: slippage in basis points against each fill.")
+@click.option("--slippage", type=DECIMAL, default=None, help="Paper: slippage in basis points against each fill.")
 @click.option(
     "--out",
     "out_root",
