@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-# click made ParamType generic in 8.2; tradekit allows click 8.1, where it cannot be subscripted.
+# Recent click types ParamType by its value; older releases, which tradekit allows, cannot subscript it.
 if TYPE_CHECKING:
     _ParamType = click.ParamType[Decimal]
 else:
