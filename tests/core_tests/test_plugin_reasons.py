@@ -142,3 +142,29 @@ def test_a_scoped_rule_judges_only_its_strategies_and_symbols(strategy: str, sym
     else:
         assert check.detail == "no_friday_buys applies to strategies breakout and symbols KO only"
         assert decision.allows_order
+
+
+def test_explain_and_plugins_show_the_plugins_own_reason_with_its_description(
+    plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from click.testing import CliRunner
+
+    # The module, not the ``tradekit.cli.main`` function the package exports under that name.
+    main = importlib.import_module("tradekit.cli.main")
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    decision = evaluate_buy(make_context(now=FRIDAY), plugins=plugins)
+    with ledger.transaction() as tx:
+        tx.record_decision(decision)
+    ledger.close()
+    monkeypatch.setattr(main, "plugins", lambda: plugins)
+    runner = CliRunner(env={"TRADEKIT_CONFIG": ""})
+    explained = runner.invoke(
+        main.cli, ["explain", decision.decision_id, "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}"]
+    )
+    assert explained.exit_code == 0, explained.output
+    assert "reasons       house_rules:no_friday_buys" in explained.output
+    assert "house_rules:no_friday_buys: no new positions are opened on a Friday" in explained.output
+    listed = runner.invoke(main.cli, ["plugins", "--json"])
+    assert '"house_rules:no_friday_buys": "no new positions are opened on a Friday"' in listed.output
