@@ -19,7 +19,7 @@ nox.options.sessions = ["tests", "typecheck", "lint"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
-CORE = "./packages/core[postgres]"
+CORE = "./packages/core[postgres,parquet]"
 EXAMPLES = "./packages/strategies-examples"
 ALPACA = "./packages/broker-alpaca"
 CCXT = "./packages/venue-ccxt"
@@ -38,11 +38,28 @@ def _install_group(session: nox.Session, group: str) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Install Debian's Chromium for the report tests (as root; nothing is downloaded by Playwright)."""
+    if CHROMIUM.exists():
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists():
+        session.warn(f"{CHROMIUM} is missing and cannot be installed here: the browser tests skip (CI fails)")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-q", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-q", "chromium", external=True, env=env)
+
+
 @nox.session
 @nox.parametrize("dist", list(DISTRIBUTIONS))
 def tests(session: nox.Session, dist: str) -> None:
     """Test one distribution in its own virtualenv (built from its wheel, not the tree)."""
     packages, folder = DISTRIBUTIONS[dist]
+    if dist == "core":
+        _ensure_chromium(session)
     _install_group(session, "test")
     # --force-reinstall of our own packages only: a reused venv must test the current tree.
     session.install("--force-reinstall", "--no-deps", *[p.split("[")[0] for p in packages])

@@ -21,6 +21,7 @@ from ccxt_tests.pair_world import (
 from ccxt_tests.venues import ETH
 from tradekit.decision.context import MarketSnapshot
 from tradekit.decision.engine import evaluate_buy
+from tradekit.decision.plugin_reasons import Reason
 from tradekit.decision.reasons import BuyAction, CheckOutcome, ReasonCode
 from tradekit.decision.verdict import BuyDecision
 from tradekit.ledger.store import Ledger
@@ -79,7 +80,7 @@ def decide(features: dict[str, Decimal], *, entries: int = 0, drop: tuple[str, .
     return evaluate_buy(attrs.evolve(context, market=market), plugins=pair_plugins())
 
 
-def check(decision: BuyDecision, rule: str) -> tuple[CheckOutcome, ReasonCode | None, str]:
+def check(decision: BuyDecision, rule: str) -> tuple[CheckOutcome, Reason | None, str]:
     (found,) = [c for c in decision.checks if c.rule == rule]
     return found.outcome, found.reason, found.detail
 

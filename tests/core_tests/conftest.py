@@ -63,3 +63,26 @@ def ledger_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[L
 @pytest.fixture
 def ledger(ledger_factory: LedgerFactory) -> Ledger:
     return ledger_factory()
+
+
+CHROMIUM = Path(os.environ.get("TRADEKIT_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def require_chromium() -> None:
+    """Skip without the system's Chromium on a developer machine; fail under CI, where nox installs it."""
+    if CHROMIUM.exists():
+        return
+    why = f"no Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; nox -s tests installs it as root)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI=true but {why}")
+    pytest.skip(why)

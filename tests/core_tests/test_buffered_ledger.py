@@ -129,6 +129,8 @@ def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(tm
     assert purposes == {"entry", "scale_in", "exit"}
     assert len(committing["tk_fills"]) > len(committing["tk_order_intents"])
     assert {row[5] for row in committing["tk_decisions"]} >= {"enter_new", "scale_in", "skip"}
+    # One equity row per replayed close.
+    assert len(committing["tk_equity"]) == runs["committing"].result.days
     for table, rows in committing.items():
         assert buffered[table] == rows, f"{table} differs between the buffered and the committing replay"
     assert runs["buffered"].summary == runs["committing"].summary

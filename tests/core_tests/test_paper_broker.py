@@ -1014,6 +1014,7 @@ def test_books_always_balance_and_a_cash_account_never_overdraws_or_goes_short(
             slippage_bps=D(7),
             commission_per_order=D("0.5"),
             commission_per_share=D("0.01"),
+            commission_pct=D("0.1"),
         )
     )
     price = D(100)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tradekit import StrategyScalingPolicy, evaluate_buy
 from tradekit.decision import BuyDecision
 from tradekit.decision.context import OrderCounters
+from tradekit.decision.plugin_reasons import PluginReason, Reason
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.trace import TraceError, decision_from_trace, decode_trace, encode_trace
 from tradekit.decision.verdict import Check
@@ -81,13 +82,13 @@ def test_format_1_traces_stay_readable(decision: BuyDecision) -> None:
             st.sampled_from(list(RulePhase)),
             st.sampled_from(list(CheckOutcome)),
             st.text(max_size=30),
-            st.sampled_from([None, *ReasonCode]),
+            st.sampled_from([None, *ReasonCode, PluginReason("house_rules", "no_friday_buys")]),
         ),
         max_size=8,
     )
 )
 def test_any_checks_survive_the_compact_format(
-    checks: list[tuple[str, RulePhase, CheckOutcome, str, ReasonCode | None]],
+    checks: list[tuple[str, RulePhase, CheckOutcome, str, Reason | None]],
 ) -> None:
     built = tuple(
         Check(
@@ -101,7 +102,9 @@ def test_any_checks_survive_the_compact_format(
     )
     decision = _decisions()[0]
     decision = BuyDecision(**{**{f: getattr(decision, f) for f in unstructure(decision)}, "checks": built})
-    assert decision_from_trace(encode_trace(decision)).checks == built
+    read = decision_from_trace(encode_trace(decision)).checks
+    assert read == built
+    assert [type(c.reason) for c in read] == [type(c.reason) for c in built]
 
 
 @pytest.mark.parametrize(

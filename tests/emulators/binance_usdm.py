@@ -22,6 +22,7 @@ Use :func:`make_ccxt_client` to get a ccxt client wired to a running emulator.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -37,6 +38,7 @@ from ccxt.async_support.binanceusdm import binanceusdm as AsyncBinanceUsdm
 from ccxt.base.exchange import Exchange
 from ccxt.binanceusdm import binanceusdm as SyncBinanceUsdm
 
+from emulators._klines import DAILY, DAY_MS, KlineBook
 from emulators._perp_book import (
     ZERO,
     Income,
@@ -216,6 +218,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
             Route("GET", "/fapi/v1/ticker/24hr", self._ticker_24hr, signed=False),
             Route("GET", "/fapi/v1/premiumIndex", self._premium_index, signed=False),
             Route("GET", "/fapi/v1/fundingRate", self._funding_rate_history, signed=False),
+            Route("GET", "/fapi/v1/klines", self._klines, signed=False),
             Route("GET", "/fapi/v1/leverageBracket", self._leverage_bracket, signed=True),
             Route("GET", "/fapi/v2/account", lambda r: self._account(r, v2=True), signed=True),
             Route("GET", "/fapi/v3/account", lambda r: self._account(r, v2=False), signed=True),
@@ -546,6 +549,40 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
                 }
             )
         return result
+
+    @functools.cached_property
+    def klines(self) -> KlineBook:
+        """The daily candles ``/fapi/v1/klines`` serves; load them with ``klines.load``."""
+        return KlineBook()
+
+    def _klines(self, request: ParsedRequest) -> list[list[Any]]:
+        spec = self._spec(request.params)
+        if require(request.params, "interval", _missing) not in DAILY:
+            raise VenueError(-1120, "Invalid interval.")
+        limit = min(self._int_param(request.params, "limit") or 500, 1500)
+        candles = self.klines.select(
+            spec.venue_symbol,
+            self._int_param(request.params, "startTime"),
+            self._int_param(request.params, "endTime"),
+            limit,
+        )
+        return [
+            [
+                c.open_ms,
+                fmt_plain(c.open),
+                fmt_plain(c.high),
+                fmt_plain(c.low),
+                fmt_plain(c.close),
+                fmt_plain(c.volume),
+                c.open_ms + DAY_MS - 1,
+                fmt_plain(c.volume * c.close),
+                0,
+                "0",
+                "0",
+                "0",
+            ]
+            for c in candles
+        ]
 
     # ---- account ------------------------------------------------------------------------
 

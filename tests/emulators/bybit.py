@@ -24,6 +24,7 @@ Use :func:`make_ccxt_client` to get a ccxt client wired to a running emulator.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -38,6 +39,7 @@ from ccxt.async_support.bybit import bybit as AsyncBybit
 from ccxt.base.exchange import Exchange
 from ccxt.bybit import bybit as SyncBybit
 
+from emulators._klines import DAILY, KlineBook
 from emulators._perp_book import (
     ZERO,
     CloseReason,
@@ -229,6 +231,7 @@ class BybitEmulator(PerpVenueEmulator):
             Route("GET", "/v5/market/orderbook", self._orderbook, signed=False),
             Route("GET", "/v5/market/tickers", self._tickers, signed=False),
             Route("GET", "/v5/market/funding/history", self._funding_history, signed=False),
+            Route("GET", "/v5/market/kline", self._klines, signed=False),
             Route("GET", "/v5/asset/coin/query-info", self._coin_info, signed=True),
             Route("GET", "/v5/user/query-api", self._api_key_info, signed=True),
             Route("GET", "/v5/account/info", self._account_info, signed=True),
@@ -593,6 +596,38 @@ class BybitEmulator(PerpVenueEmulator):
             for r in records
         ]
         return {"category": "linear", "list": rows}
+
+    @functools.cached_property
+    def klines(self) -> KlineBook:
+        """The daily candles ``/v5/market/kline`` serves; load them with ``klines.load``."""
+        return KlineBook()
+
+    def _klines(self, request: ParsedRequest) -> dict[str, Any]:
+        params = request.params
+        self._category(params)
+        spec = self._spec(params)
+        if require(params, "interval", _param_error) not in DAILY:
+            raise VenueError(10001, "params error: interval invalid", status=200)
+        candles = self.klines.select(
+            spec.venue_symbol,
+            self._int_param(params, "start"),
+            self._int_param(params, "end"),
+            self._limit(params, 200, 1000),
+        )
+        # Bybit lists the newest candle first.
+        rows = [
+            [
+                str(c.open_ms),
+                fmt_plain(c.open),
+                fmt_plain(c.high),
+                fmt_plain(c.low),
+                fmt_plain(c.close),
+                fmt_plain(c.volume),
+                fmt_plain(c.volume * c.close),
+            ]
+            for c in reversed(candles)
+        ]
+        return {"category": "linear", "symbol": spec.venue_symbol, "list": rows}
 
     # ---- account ------------------------------------------------------------------------
 

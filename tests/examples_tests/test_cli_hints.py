@@ -38,7 +38,7 @@ def test_the_commands_run_suggests_work_as_printed(small_data: Path, tmp_path: P
 
     suggested = hints(result.output, "next:")
 
-    assert [shlex.split(c)[1] for c in suggested] == ["decisions", "positions", "intents"]
+    assert [shlex.split(c)[1] for c in suggested] == ["trades", "decisions", "positions", "intents"]
     for command in suggested:
         run_as_printed(runner, command)
 

@@ -32,7 +32,7 @@ import logging
 import threading
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -56,6 +56,7 @@ from tradekit.domain.positions import BrokerPosition
 from tradekit.domain.values import utcnow
 from tradekit_broker_alpaca import _alpaca as alpaca
 from tradekit_broker_alpaca._http import AlpacaFailure, bound_client, failure_from
+from tradekit_broker_alpaca.bars import bars_from_response, daily_bars_request
 from tradekit_broker_alpaca.config import AlpacaConfig, AlpacaCredentials
 from tradekit_broker_alpaca.events import (
     OrderEventTracker,
@@ -69,7 +70,6 @@ from tradekit_broker_alpaca.providers import (
     TradingSession,
     account_from_alpaca,
     asset_from_alpaca,
-    bar_from_alpaca,
     clock_from_alpaca,
     cumulative_qty_of_activity,
     fill_from_alpaca_activity,
@@ -354,28 +354,12 @@ class AlpacaBroker:
 
     def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
         """Return each symbol's daily bars closing within ``start``..``end``, oldest first."""
-        for name, value in (("start", start), ("end", end)):
-            if value.tzinfo is None or value.utcoffset() is None:
-                raise ValueError(f"daily_bars {name} must be timezone-aware, got {value.isoformat()}")
         wanted = list(dict.fromkeys(symbols))
+        request = daily_bars_request(self._config, wanted, start, end)
         if not wanted:
             return {}
-        request = alpaca.StockBarsRequest(
-            symbol_or_symbols=wanted,
-            timeframe=alpaca.TimeFrame(1, alpaca.TimeFrameUnit.Day),
-            # A daily bar is stamped at its session's start and tradekit keeps its close:
-            # ask from a day early, then keep the bars that close in the window.
-            start=start.astimezone(UTC) - timedelta(days=1),
-            end=end.astimezone(UTC),
-            adjustment=alpaca.Adjustment(self._config.bar_adjustment.value),
-            feed=alpaca.DataFeed(self._config.bar_feed.value),
-        )
         raw = _mapping(self._read("daily bars", lambda: self._data.get_stock_bars(request)), "Alpaca bars")
-        result: dict[str, list[Bar]] = {}
-        for symbol in wanted:
-            series = [bar_from_alpaca(symbol, _mapping(b, f"Alpaca bar of {symbol}")) for b in raw.get(symbol) or []]
-            result[symbol] = sorted((b for b in series if start <= b.time <= end), key=lambda b: b.time)
-        return result
+        return bars_from_response(raw, wanted, start, end)
 
     def latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
         """Return the last trade price of each symbol Alpaca has one for (from the configured feed)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tradekit.broker.spec import BrokerSpec
 from tradekit.config.plugin_settings import PluginSettings
 from tradekit.config.settings import Settings
+from tradekit.data.fetch import DataSourceSpec
 from tradekit.hookspecs import hookimpl
 from tradekit_broker_alpaca.config import (
     PLUGIN_TABLE,
@@ -24,6 +25,7 @@ from tradekit_broker_alpaca.config import (
 )
 
 if TYPE_CHECKING:
+    from tradekit_broker_alpaca.bars import AlpacaBars
     from tradekit_broker_alpaca.execution import AlpacaBroker
 
 
@@ -39,6 +41,26 @@ def make_alpaca_broker(settings: Settings, env: Mapping[str, str]) -> AlpacaBrok
     from tradekit_broker_alpaca.execution import AlpacaBroker
 
     return AlpacaBroker(config, credentials)
+
+
+def make_alpaca_bars(settings: Settings, env: Mapping[str, str]) -> AlpacaBars:
+    """Build the ``alpaca`` data source: the market-data client only, keys from ``env``."""
+    config = load_alpaca_config(settings)
+    credentials = AlpacaCredentials.from_env(env)
+    from tradekit_broker_alpaca.bars import AlpacaBars
+
+    return AlpacaBars(config, credentials)
+
+
+@hookimpl
+def register_data_sources(register: Callable[[DataSourceSpec], None]) -> None:
+    register(
+        DataSourceSpec(
+            name="alpaca",
+            description="Alpaca market data (daily bars, IEX feed unless [plugins.alpaca] bar_feed says otherwise)",
+            factory=make_alpaca_bars,
+        )
+    )
 
 
 @hookimpl

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
     from tradekit.broker.spec import BrokerSpec
     from tradekit.config.plugin_settings import PluginSettings
+    from tradekit.data.fetch import DataSourceSpec
     from tradekit.decision.context import ScalingContext
+    from tradekit.decision.plugin_reasons import PluginReason
     from tradekit.decision.verdict import BuyDecision, Check
     from tradekit.domain.market import Bar
     from tradekit.exits.intent import ExitIntent
@@ -152,6 +154,34 @@ def register_settings(register: Callable[[PluginSettings], None]) -> None:
     Table names must be unique across all plugins; a duplicate is an error at load.
 
     :param register: Callback that records one ``PluginSettings``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def register_data_sources(register: Callable[[DataSourceSpec], None]) -> None:
+    """Offer market-data sources to ``tradekit data fetch`` by calling ``register(DataSourceSpec(...))``.
+
+    The spec's factory receives the settings and the environment (credentials come from the
+    environment only) and returns a ``BarSource``. Names must be unique across all plugins.
+
+    :param register: Callback that records one ``DataSourceSpec``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def register_reasons(register: Callable[[PluginReason], None]) -> None:
+    """Declare the plugin's own reason codes by calling ``register(PluginReason(...))`` for each.
+
+    A rule plugin skips or blocks buys with these codes rather than borrowing a built-in
+    ``ReasonCode``, so its decisions are stored, counted and explained as its own. A code's
+    namespace (``PluginReason.plugin``) must be the plugin's registered name (its entry-point
+    name); a code declared twice is an error at load.
+
+    :param register: Callback that records one ``PluginReason``.
 
     .. versionadded:: 0.2
     """

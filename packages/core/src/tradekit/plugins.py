@@ -23,7 +23,9 @@ import pluggy
 from tradekit import hookspecs
 from tradekit.broker.spec import BrokerSpec
 from tradekit.config.plugin_settings import PluginSettings
+from tradekit.data.fetch import DataSourceSpec
 from tradekit.decision.context import ScalingContext
+from tradekit.decision.plugin_reasons import PluginReason
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check
 from tradekit.domain.market import Bar
@@ -103,6 +105,7 @@ class Plugins:
         self._strategies: dict[str, type[Strategy]] | None = None
         self._brokers: dict[str, BrokerSpec] | None = None
         self._settings_tables: dict[str, PluginSettings] | None = None
+        self._reasons: dict[str, PluginReason] | None = None
 
         disabled = set(_split(env.get(DISABLED_ENV, "")))
         protected = disabled & set(BUILTIN_RULE_PLUGINS)
@@ -157,6 +160,7 @@ class Plugins:
             self._strategies = None
             self._brokers = None
             self._settings_tables = None
+            self._reasons = None
 
     def unregister(self, name: str) -> None:
         if name in BUILTIN_RULE_PLUGINS:
@@ -167,6 +171,7 @@ class Plugins:
             self._strategies = None
             self._brokers = None
             self._settings_tables = None
+            self._reasons = None
 
     def hookimpl_plugin_names(self, hook: str) -> list[str]:
         """Names of the plugins implementing ``hook``, in registration order."""
@@ -333,6 +338,40 @@ class Plugins:
 
         getattr(self._pm.hook, hook)(register=register)
         return found
+
+    def data_sources(self) -> dict[str, DataSourceSpec]:
+        """Every registered market-data source by name (duplicates are an error)."""
+        return self._records(
+            "register_data_sources", DataSourceSpec, lambda spec: spec.name, "two data sources are named {!r}"
+        )
+
+    def reasons(self) -> dict[str, PluginReason]:
+        """Every plugin's declared reason codes by their stored form (``plugin:code``).
+
+        Each plugin's ``register_reasons`` is called with a callback of its own, so a code is
+        refused unless its namespace is that plugin's name; a code declared twice is refused.
+        """
+        with self._lock:
+            if self._reasons is None:
+                found: dict[str, PluginReason] = {}
+                for impl in self._pm.hook.register_reasons.get_hookimpls():
+                    owner = str(impl.plugin_name)
+
+                    def register(reason: PluginReason, owner: str = owner) -> None:
+                        if not isinstance(reason, PluginReason):
+                            raise PluginLoadError(f"plugin {owner} registered {reason!r}, not a PluginReason")
+                        if reason.plugin != owner:
+                            raise PluginLoadError(
+                                f"plugin {owner} declared reason {reason}: its namespace must be the plugin's "
+                                f"name, {owner}:{reason.code}"
+                            )
+                        if reason in found:
+                            raise PluginLoadError(f"reason {reason} is declared twice")
+                        found[str(reason)] = reason
+
+                    impl.function(register=register)
+                self._reasons = found
+            return dict(self._reasons)
 
 
 def _qualname(cls: type) -> str:

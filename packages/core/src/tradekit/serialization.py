@@ -147,10 +147,22 @@ def converter() -> cattrs.Converter:
     conv.register_unstructure_hook(timedelta, lambda td: td.total_seconds())
     # Every buy decision persists ~27 checks: they get a hand-written hook producing exactly
     # what the generated one does (a test compares the two), at a fraction of its cost.
+    from tradekit.decision.plugin_reasons import Reason, parse_reason
     from tradekit.decision.verdict import Check
 
     conv.register_unstructure_hook(Check, unstructure_check)
+    # A check's reason is a built-in ReasonCode or a plugin's own "plugin:code".
+    conv.register_structure_hook_func(
+        lambda t: t in (Reason, Reason | None),
+        lambda value, _t: None if value is None else parse_reason(_reason_text(value)),
+    )
     return conv
+
+
+def _reason_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a reason code string, got {type(value).__name__} {value!r}")
+    return value
 
 
 def unstructure_check(check: Any) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from tradekit.broker.protocol import Broker
 from tradekit.broker.spec import BrokerFactory, BrokerSpec
 from tradekit.config.plugin_settings import PluginSettings
 from tradekit.config.settings import Settings
+from tradekit.data.fetch import DataSourceSpec
+from tradekit.data.source import BarSource
 from tradekit.hookspecs import hookimpl
 from tradekit_venue_ccxt.config import (
     PLUGIN_KEY,
@@ -32,7 +34,15 @@ if TYPE_CHECKING:
 
     from tradekit_venue_ccxt.execution import AsyncCcxtVenue
 
-__all__ = ["evaluate_buy", "register_brokers", "register_commands", "register_settings", "venue_factory"]
+__all__ = [
+    "bars_factory",
+    "evaluate_buy",
+    "register_brokers",
+    "register_commands",
+    "register_data_sources",
+    "register_settings",
+    "venue_factory",
+]
 
 
 def venue_factory(venue: str) -> BrokerFactory:
@@ -73,6 +83,29 @@ def register_brokers(register: Callable[[BrokerSpec], None]) -> None:
                 factory=venue_factory(venue),
                 live_capable=True,
                 options={"venue": venue, "async_factory": async_venue_factory(venue)},
+            )
+        )
+
+
+def bars_factory(venue: str) -> Callable[[Settings, Mapping[str, str]], BarSource]:
+    """The ``ccxt-<venue>`` data source: public candles, ``[plugins.ccxt.venues.<venue>]`` for the client."""
+
+    def factory(settings: Settings, env: Mapping[str, str]) -> BarSource:
+        from tradekit_venue_ccxt.bars import CcxtBars
+
+        return CcxtBars.connect(load_ccxt_settings(settings).venue(venue))
+
+    return factory
+
+
+@hookimpl
+def register_data_sources(register: Callable[[DataSourceSpec], None]) -> None:
+    for venue in SUPPORTED_VENUES:
+        register(
+            DataSourceSpec(
+                name=f"ccxt-{venue}",
+                description=f"{venue} daily candles through ccxt (fetch_ohlcv, public data)",
+                factory=bars_factory(venue),
             )
         )
 

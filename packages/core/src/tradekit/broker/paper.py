@@ -90,6 +90,12 @@ def _slippage(_inst: object, attribute: attrs.Attribute[Decimal], value: Decimal
         raise InvalidValueError(f"{attribute.name} must be below 10000 bps (100 %), got {value}")
 
 
+def _commission_pct(_inst: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
+    non_negative(_inst, attribute, value)
+    if value >= 100:
+        raise InvalidValueError(f"{attribute.name} must be below 100 (percent of the notional), got {value}")
+
+
 def _at_least_one(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidValueError(f"{attribute.name} must be an integer of at least 1, got {value!r}")
@@ -114,6 +120,8 @@ class PaperBrokerConfig:
     price_increment: Decimal = attrs.field(default=Decimal("0.0001"), validator=positive)
     commission_per_order: Decimal = attrs.field(default=ZERO, validator=non_negative)
     commission_per_share: Decimal = attrs.field(default=ZERO, validator=non_negative)
+    # Percent of each fill's notional (0.1 is 0.1 %), on top of the per-order and per-share parts.
+    commission_pct: Decimal = attrs.field(default=ZERO, validator=_commission_pct)
     fill_slices: int = attrs.field(default=1, validator=_at_least_one)
     slice_timing: SliceTiming = SliceTiming.AT_ONCE
     fractional_trading: bool = True
@@ -949,7 +957,7 @@ class PaperBroker:
         free = self._book.cash - self._reserved_for_buys(excluding=working)
         if not working.fills:
             free -= config.commission_per_order
-        per_share = price + config.commission_per_share
+        per_share = price * (1 + config.commission_pct / 100) + config.commission_per_share
         if qty * per_share <= free:
             return qty
         if free <= 0:
@@ -960,7 +968,11 @@ class PaperBroker:
     def _apply_fill(self, working: _WorkingOrder, qty: Decimal, price: Decimal, at: datetime) -> None:
         config = self._config
         request = working.request
-        commission = qty * config.commission_per_share + (config.commission_per_order if not working.fills else ZERO)
+        commission = (
+            qty * config.commission_per_share
+            + qty * price * config.commission_pct / 100
+            + (config.commission_per_order if not working.fills else ZERO)
+        )
         if request.side is Side.BUY:
             self._book.cash -= qty * price + commission
             position_after = self._move_position(request.symbol, qty, price, at)
@@ -1080,7 +1092,7 @@ class PaperBroker:
         else:
             qty = _qty(request) - filled_qty
             notional = qty * reserve_price
-        commission = qty * self._config.commission_per_share
+        commission = qty * self._config.commission_per_share + notional * self._config.commission_pct / 100
         if first_execution:
             commission += self._config.commission_per_order
         return notional + commission

@@ -1,14 +1,19 @@
 """The built-in ``paper`` broker, registered through the same hook a broker plugin uses.
 
-Configure it in the ``[plugins.paper]`` table: every ``PaperBrokerConfig`` field (money as
-quoted decimals, e.g. ``starting_cash = "25000"``; symbol sets as lists or as one
-comma-separated string) plus ``state_file``, the JSON file that lets the paper account
-survive a restart (``TRADEKIT_PLUGINS__PAPER__STATE_FILE`` sets it from the environment).
+Configure it in the ``[plugins.paper]`` table, structured into ``PaperSettings``: the
+account and its costs (``starting_cash``, ``commission_per_order``, ``commission_per_share``,
+``commission_pct`` of the notional, ``slippage_bps``; money as quoted decimals, e.g.
+``starting_cash = "25000"``), how orders fill (every other ``PaperBrokerConfig`` field;
+symbol sets as lists or one comma-separated string) and ``state_file``, the JSON file that
+lets the paper account survive a restart (``TRADEKIT_PLUGINS__PAPER__STATE_FILE`` sets it
+from the environment). An unknown key, a negative cash or commission, or a float where
+money belongs is an error naming the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
@@ -21,29 +26,91 @@ from tradekit.config.settings import Settings, SettingsError
 from tradekit.hookspecs import hookimpl
 from tradekit.serialization import StructureError, structure
 
-STATE_FILE_KEY = "state_file"
 # Symbol sets may come from the environment as one comma-separated string.
 _SYMBOL_SET_KEYS = ("non_fractionable_symbols", "tradable_symbols")
 
 
-def _state_file(_inst: object, _attr: object, value: str | None) -> None:
-    if value is not None and not value.strip():
-        raise SettingsError(f"plugins.paper.{STATE_FILE_KEY} must be a file path, got {value!r}")
+def _state_file(_inst: object, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise SettingsError(f"plugins.paper.{attribute.name} must be a file path, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
 class PaperSettings(PaperBrokerConfig):
-    """The ``[plugins.paper]`` table: the paper account's ``PaperBrokerConfig`` plus its state file."""
+    """The ``[plugins.paper]`` table: the paper account, its costs, and its state file.
+
+    Every ``PaperBrokerConfig`` field (validated there: cash and commissions not negative,
+    slippage below 10000 bps, commission_pct below 100), plus ``state_file``.
+    """
 
     state_file: str | None = attrs.field(default=None, validator=_state_file)
 
+    def broker_config(self) -> PaperBrokerConfig:
+        """The paper broker's configuration (everything but the state file)."""
+        fields = attrs.asdict(self, recurse=False)
+        del fields["state_file"]
+        return PaperBrokerConfig(**fields)
+
+    def with_costs(
+        self,
+        *,
+        cash: Decimal | None = None,
+        commissions: Iterable[str] = (),
+        slippage_bps: Decimal | None = None,
+    ) -> PaperSettings:
+        """These settings with the command line's cash, commissions and slippage applied.
+
+        Each commission is ``AMOUNT`` (per order), ``AMOUNT/share`` or ``PERCENT%`` of the
+        notional; a part not given keeps its configured value.
+        """
+        changes: dict[str, Any] = {}
+        if cash is not None:
+            changes["starting_cash"] = cash
+        for text in commissions:
+            changes.update(parse_commission(text))
+        if slippage_bps is not None:
+            changes["slippage_bps"] = slippage_bps
+        try:
+            return attrs.evolve(self, **changes)
+        except ValueError as exc:
+            raise SettingsError(f"paper broker costs: {exc}") from None
+
+
+def parse_commission(text: str) -> dict[str, Decimal]:
+    """``"1"`` -> per order, ``"0.005/share"`` -> per share, ``"0.1%"`` -> percent of notional."""
+    raw = text.strip().lower().replace(" ", "")
+    field, amount = "commission_per_order", raw
+    if raw.endswith("%"):
+        field, amount = "commission_pct", raw[:-1]
+    elif raw.endswith("/share"):
+        field, amount = "commission_per_share", raw[: -len("/share")]
+    elif raw.endswith("/order"):
+        amount = raw[: -len("/order")]
+    try:
+        value = Decimal(amount.lstrip("$"))
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise SettingsError(
+            f"commission {text!r} is not understood: give AMOUNT per order (1.00), AMOUNT/share (0.005/share) "
+            "or PERCENT% of the notional (0.1%), each zero or more"
+        )
+    return {field: value}
+
+
+def load_paper_settings(settings: Settings) -> PaperSettings:
+    """The ``[plugins.paper]`` settings of ``settings``."""
+    return read_paper_settings(settings.plugins.get(PAPER_BROKER_NAME, {}))
+
 
 def read_paper_settings(raw: Mapping[str, Any]) -> PaperSettings:
-    """Structure a ``[plugins.paper]`` table, naming every bad key (checked at load, read at build)."""
+    """Structure a ``[plugins.paper]`` table; raise ``SettingsError`` listing every bad key
+    (checked when the configuration loads, read again when the broker is built)."""
     table: dict[str, Any] = dict(raw)
-    state_file = table.get(STATE_FILE_KEY)
+    state_file = table.get("state_file")
     if state_file is not None and not isinstance(state_file, str):
-        raise SettingsError(f"plugins.paper.{STATE_FILE_KEY} must be a file path, got {state_file!r}")
+        # Checked before structuring, which would turn a number into a path silently.
+        raise SettingsError(f"plugins.paper.state_file must be a file path, got {state_file!r}")
     for key in _SYMBOL_SET_KEYS:
         if isinstance(table.get(key), str):
             table[key] = [symbol.strip() for symbol in table[key].split(",") if symbol.strip()]
@@ -55,12 +122,24 @@ def read_paper_settings(raw: Mapping[str, Any]) -> PaperSettings:
         ) from exc
 
 
+def describe_costs(config: PaperBrokerConfig) -> str:
+    """The account and its costs in one line, as the run header and the report show them."""
+    parts = []
+    if config.commission_per_order:
+        parts.append(f"{config.commission_per_order:,.2f} per order")
+    if config.commission_per_share:
+        parts.append(f"{config.commission_per_share} per share")
+    if config.commission_pct:
+        parts.append(f"{config.commission_pct}% of notional")
+    commission = " + ".join(parts) if parts else "none"
+    slippage = f"{config.slippage_bps} bps" if config.slippage_bps else "none"
+    return f"starting cash {config.starting_cash:,.2f} {config.currency}, commission {commission}, slippage {slippage}"
+
+
 def make_paper_broker(settings: Settings, env: Mapping[str, str]) -> Broker:
     """Build the paper broker from ``[plugins.paper]``; it needs no credentials."""
-    paper = read_paper_settings(settings.plugins.get(PAPER_BROKER_NAME, {}))
-    # The broker is configured with the account's fields only; the state file is where it keeps them.
-    account = attrs.asdict(paper, recurse=False, filter=lambda field, _value: field.name != STATE_FILE_KEY)
-    return PaperBroker(PaperBrokerConfig(**account), state_path=paper.state_file)
+    paper = load_paper_settings(settings)
+    return PaperBroker(paper.broker_config(), state_path=paper.state_file)
 
 
 @hookimpl

@@ -7,9 +7,11 @@ calendars) are imported by the commands that use them, so ``tradekit --version``
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +34,15 @@ from tradekit.cli.common import (
     redact_output,
     setup_logging,
 )
+from tradekit.cli.config_init import config_init
+from tradekit.cli.data import data_group
+from tradekit.cli.trades import trades
+from tradekit.cli.types import DECIMAL
 
 if TYPE_CHECKING:
+    from tradekit.broker.paper import PaperBrokerConfig
     from tradekit.config.settings import Settings
-    from tradekit.domain.market import Bar
+    from tradekit.data import BarData
     from tradekit.domain.positions import Position
     from tradekit.plugins import Plugins
     from tradekit.strategy.base import Strategy
@@ -114,14 +121,12 @@ def _pick_strategy(manager: Plugins, name: str | None) -> type[Strategy]:
     return available[wanted]
 
 
-def _bars(
-    data: Path | None, symbols: tuple[str, ...], start: datetime | None, end: datetime | None
-) -> dict[str, list[Bar]]:
-    from tradekit.data import BarDataError, load_daily_bars
+def _bars(data: tuple[Path, ...], symbols: tuple[str, ...], start: datetime | None, end: datetime | None) -> BarData:
+    from tradekit.data import BarData, DataError, load_bar_data
 
     try:
-        bars = load_daily_bars(symbols or None, path=data)
-    except BarDataError as exc:
+        loaded = load_bar_data(symbols or None, data)
+    except DataError as exc:
         raise click.ClickException(str(exc)) from None
     trimmed = {
         s: [
@@ -129,12 +134,19 @@ def _bars(
             for b in series
             if (start is None or b.time >= start) and (end is None or b.time <= end + timedelta(days=1))
         ]
-        for s, series in bars.items()
+        for s, series in loaded.bars.items()
     }
     trimmed = {s: series for s, series in trimmed.items() if series}
     if not trimmed:
         raise click.ClickException("no bars in the chosen period")
-    return trimmed
+    return BarData(bars=trimmed, source=loaded.source)
+
+
+_DATA_HELP = (
+    "Daily bars: a file or a directory; repeat for several. tradekit CSV (symbol,date,open,high,low,close,volume), "
+    "Yahoo-style CSV (Date,Open,High,Low,Close,Adj Close,Volume; one file per symbol, named after it) or "
+    "Parquet (default: the shipped bars)."
+)
 
 
 @cli.command()
@@ -144,12 +156,15 @@ def _bars(
 @click.option("--symbols", default="", help="Comma-separated symbols (default: all shipped, or [symbols]).")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day to replay.")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day to replay.")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), multiple=True, help=_DATA_HELP)
+@click.option("--cash", type=DECIMAL, default=None, help="Paper: starting cash (default: [plugins.paper] or 100000).")
 @click.option(
-    "--data",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="CSV(.gz) of daily bars: symbol,date,open,high,low,close,volume (default: shipped bars).",
+    "--commission",
+    "commissions",
+    multiple=True,
+    help="Paper: AMOUNT per order, AMOUNT/share or PERCENT% of notional; repeat to combine.",
 )
+@click.option("--slippage", type=DECIMAL, default=None, help="Paper: slippage in basis points against each fill.")
 @click.option(
     "--out",
     "out_root",
@@ -177,7 +192,10 @@ def run(
     symbols: str,
     start: datetime | None,
     end: datetime | None,
-    data: Path | None,
+    data: tuple[Path, ...],
+    cash: Decimal | None,
+    commissions: tuple[str, ...],
+    slippage: Decimal | None,
     out_root: Path,
     no_chart: bool,
     once: bool,
@@ -207,7 +225,18 @@ def run(
         return
     if live:
         raise click.ClickException("--live needs a live broker (e.g. --broker alpaca); the paper broker is simulated")
-    _run_paper(loaded.settings, manager, strategy, chosen, start, end, data, out_root, no_chart, as_json)
+    from tradekit.broker.paper_plugin import load_paper_settings
+    from tradekit.config.settings import SettingsError
+
+    try:
+        paper = load_paper_settings(loaded.settings).with_costs(
+            cash=cash, commissions=commissions, slippage_bps=slippage
+        )
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    _run_paper(
+        loaded.settings, manager, strategy, chosen, start, end, data, out_root, no_chart, as_json, paper.broker_config()
+    )
 
 
 def _as_utc(day: datetime | None) -> datetime | None:
@@ -221,26 +250,42 @@ def _run_paper(
     symbols: tuple[str, ...],
     start: datetime | None,
     end: datetime | None,
-    data: Path | None,
+    data: tuple[Path, ...],
     out_root: Path,
     no_chart: bool,
     as_json: bool,
+    broker_config: PaperBrokerConfig,
 ) -> None:
+    from tradekit.broker.paper_plugin import describe_costs
     from tradekit.execution.paper_run import run_paper_replay
+    from tradekit.serialization import unstructure
 
-    bars = _bars(data, symbols, _as_utc(start), _as_utc(end))
+    loaded = _bars(data, symbols, _as_utc(start), _as_utc(end))
+    bars, costs = loaded.bars, describe_costs(broker_config)
+    notes = [("data", loaded.source), ("costs", costs)]
     total = sum(len(b) for b in bars.values())
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out_root / f"{strategy.name}-{stamp}"
+    replay = functools.partial(
+        run_paper_replay,
+        strategy=strategy,
+        settings=settings,
+        plugins=manager,
+        bars=bars,
+        out_dir=out_dir,
+        chart=not no_chart,
+        broker_config=broker_config,
+        notes=notes,
+    )
     if as_json:
-        paper = run_paper_replay(
-            strategy=strategy, settings=settings, plugins=manager, bars=bars, out_dir=out_dir, chart=not no_chart
-        )
+        paper = replay()
     else:
         console.print(
             f"[bold]tradekit run[/] strategy [cyan]{strategy.name}[/] on the paper broker: "
-            f"{total:,} daily bars of {', '.join(sorted(bars))} (public-domain Quandl WIKI sample)"
+            f"{total:,} daily bars of {', '.join(sorted(bars))} ({loaded.source})",
+            soft_wrap=True,
         )
+        console.print(f"costs: {costs}", soft_wrap=True)
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -250,15 +295,7 @@ def _run_paper(
             transient=False,
         ) as progress:
             task = progress.add_task("replaying bars", total=total)
-            paper = run_paper_replay(
-                strategy=strategy,
-                settings=settings,
-                plugins=manager,
-                bars=bars,
-                out_dir=out_dir,
-                chart=not no_chart,
-                progress=lambda n: progress.advance(task, n),
-            )
+            paper = replay(progress=lambda n: progress.advance(task, n))
     latest = out_root / "latest"
     if latest.is_symlink() or not latest.exists():
         latest.unlink(missing_ok=True)
@@ -270,6 +307,10 @@ def _run_paper(
                 "bars": paper.result.bars,
                 "ledger": paper.ledger_url,
                 "chart": str(paper.chart) if paper.chart else None,
+                "report": str(paper.report) if paper.report else None,
+                "data_source": loaded.source,
+                "costs": unstructure(broker_config),
+                "statistics": paper.statistics.as_json(),
                 "signals": dict(paper.result.tally.signals),
                 "exits_planned": paper.result.tally.exits_planned,
                 "exits_expired": paper.result.tally.exits_expired,
@@ -282,6 +323,8 @@ def _run_paper(
 
 
 def _print_summary(paper: Any) -> None:
+    from tradekit.reporting.terminal import statistics_rows, symbol_table
+
     s, r = paper.summary, paper.result
     tally = r.tally
     table = Table(title=f"run summary: {r.strategy}", show_header=True, header_style="bold")
@@ -304,7 +347,10 @@ def _print_summary(paper: Any) -> None:
     table.add_row("final equity", f"{s.final_equity:,.2f}")
     table.add_row("P&L", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")
     table.add_row("realized P&L", f"{s.realized_pnl:+,.2f}")
+    for what, value in statistics_rows(paper.statistics):
+        table.add_row(what, value)
     console.print(table)
+    console.print(symbol_table(paper.statistics))
     reasons = Table(title="buy decisions by action and reason", header_style="bold")
     reasons.add_column("action")
     reasons.add_column("reason")
@@ -314,13 +360,18 @@ def _print_summary(paper: Any) -> None:
     console.print(reasons)
     if paper.chart:
         console.print(f"chart:  {paper.chart}")
+    if paper.report:
+        console.print(f"report: {paper.report}")
     console.print(f"ledger: {paper.ledger_url}")
     console.print("next:", soft_wrap=True)
-    for command in (["decisions"], ["positions", "--status", "all"], ["intents", "list"]):
+    for command in (["trades"], ["decisions"], ["positions", "--status", "all"], ["intents", "list"]):
         console.print(f"  {command_line(*command, '--ledger', paper.ledger_url)}", soft_wrap=True, markup=False)
 
 
 # --- ledger views -----------------------------------------------------------------------------
+
+cli.add_command(trades)
+cli.add_command(data_group)
 
 
 def _ledger_url(settings: Settings, url: str | None) -> str:
@@ -370,6 +421,8 @@ def next_trigger(position: Position, strategy: type[Strategy] | None, settings: 
 @json_option
 def positions(status: str, ledger_url: str | None, config_path: Path | None, as_json: bool) -> None:
     """List positions with their entries, average price and next scale-in trigger."""
+    from tradekit.reporting.trades import plain_number
+
     manager = plugins()
     settings = load(config_path, manager=manager).settings
     strategies = manager.strategies()
@@ -383,7 +436,7 @@ def positions(status: str, ledger_url: str | None, config_path: Path | None, as_
                 "symbol": pos.symbol,
                 "strategy": pos.strategy,
                 "open": pos.is_open,
-                "qty": str(pos.qty),
+                "qty": plain_number(pos.qty),
                 "entry_count": pos.entry_count,
                 "average_price": str(round(pos.average_price, 6)),
                 "last_entry_price": str(pos.last_entry_price),
@@ -489,7 +542,14 @@ def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, 
     if as_json:
         emit_json(stored.document())
         return
-    console.print(stored.decision().explain(), markup=False, soft_wrap=True)
+    from tradekit.decision.plugin_reasons import PluginReason
+
+    decision = stored.decision()
+    console.print(decision.explain(), markup=False, soft_wrap=True)
+    declared = plugins().reasons() if any(isinstance(r, PluginReason) for r in decision.reasons) else {}
+    for reason in decision.reasons:
+        if reason in declared and declared[reason].description:
+            console.print(f"  {reason}: {declared[reason].description}", markup=False, soft_wrap=True)
 
 
 def _intents_options(fn: Any) -> Any:
@@ -665,6 +725,9 @@ def config() -> None:
     """Configuration commands."""
 
 
+config.add_command(config_init)
+
+
 @config.command("check")
 @config_option
 @click.option("--toml", "as_toml", is_flag=True, help="Print the effective settings as TOML (a valid config file).")
@@ -753,7 +816,7 @@ def ledger_init(ledger_url: str | None, config_path: Path | None) -> None:
 @click.option(
     "--as-of", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Scan as of this day (default: last bar)."
 )
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--data", type=click.Path(exists=True, path_type=Path), multiple=True, help=_DATA_HELP)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -765,7 +828,7 @@ def ledger_init(ledger_url: str | None, config_path: Path | None) -> None:
 def scan(
     top_n: int | None,
     as_of: datetime | None,
-    data: Path | None,
+    data: tuple[Path, ...],
     output: Path | None,
     config_path: Path | None,
     as_json: bool,
@@ -776,7 +839,7 @@ def scan(
 
     manager = plugins()
     settings = load(config_path, manager=manager).settings
-    bars = _bars(data, settings.symbols, None, None)
+    bars = _bars(data, settings.symbols, None, None).bars
     moment = as_of.replace(tzinfo=UTC) + timedelta(days=1) if as_of else None
     path = output or Path(settings.scanner.candidates_file)
     result = run_scan(manager, bars, settings, path, top_n=top_n, as_of=moment)
@@ -801,6 +864,7 @@ def list_plugins(as_json: bool) -> None:
         "plugins": [{"name": p.name, "origin": p.origin} for p in manager.loaded],
         "strategies": sorted(manager.strategies()),
         "brokers": sorted(manager.brokers()),
+        "reasons": {code: reason.description for code, reason in sorted(manager.reasons().items())},
     }
     if as_json:
         emit_json(data)
@@ -809,3 +873,5 @@ def list_plugins(as_json: bool) -> None:
         console.print(f"{p['name']:<40} {p['origin']}")
     console.print(f"strategies: {', '.join(data['strategies'])}")
     console.print(f"brokers:    {', '.join(data['brokers'])}")
+    for code, description in data["reasons"].items():
+        console.print(f"reason:     {code}  {description}", markup=False)

@@ -175,10 +175,27 @@ class AllocationSettings:
         return None
 
 
+class SignalAgeUnit(StrEnum):
+    """What a signal's age is measured in."""
+
+    SESSIONS = "sessions"
+    """Trading sessions of the exchange calendar: right for daily strategies (the default)."""
+    HOURS = "hours"
+    """Wall-clock hours: for markets that never close, or signals that must act within hours."""
+
+
 @attrs.frozen(kw_only=True)
 class FreshnessSettings:
-    """How old a signal may be and how far the price may have moved since (seed: scanner)."""
+    """How old a signal may be and how far the price may have moved since (seed: scanner).
 
+    By default a signal's age is the number of trading sessions (``[exits] calendar``) that
+    opened since it was made: with ``max_signal_age_sessions = 1`` a signal from Friday's
+    close is acted on at Monday's open (Tuesday's after a Monday holiday) and is stale from
+    the session after. ``signal_age_unit = "hours"`` uses ``max_signal_age_hours`` instead.
+    """
+
+    signal_age_unit: SignalAgeUnit = SignalAgeUnit.SESSIONS
+    max_signal_age_sessions: int = attrs.field(default=1, validator=[_at_least(1), _at_most(366, "sessions")])
     max_signal_age_hours: Decimal = attrs.field(
         default=Decimal(24), validator=[_non_negative, _at_most(_YEAR_HOURS, "hours (a year)")]
     )

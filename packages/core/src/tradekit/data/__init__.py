@@ -1,82 +1,58 @@
-"""Real daily bars shipped with tradekit (public domain; see PROVENANCE.md)."""
+"""Daily bars: the real ones shipped with tradekit (public domain; see PROVENANCE.md) or a
+trader's own files (``tradekit.data.bar_files``)."""
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
-from collections.abc import Iterable
-from datetime import date, datetime, time
-from decimal import Decimal
+from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
+from tradekit.data.bar_files import BarData, DataError, load_bar_files, parse_csv, session_close
 from tradekit.domain.market import Bar
-from tradekit.domain.values import to_utc
 
 SHIPPED_FILE = "daily_bars.csv.gz"
-_NEW_YORK = ZoneInfo("America/New_York")
-_SESSION_CLOSE = time(16, 0)
+SHIPPED_SOURCE = "public-domain Quandl WIKI sample"
 
+# The name this error had before bar files of every layout were accepted.
+BarDataError = DataError
 
-class BarDataError(ValueError):
-    """A bar file that cannot be read; the message names the file, line and field."""
-
-
-def session_close(day: date) -> datetime:
-    """The UTC time of the 16:00 New York close on ``day``."""
-    return to_utc(datetime.combine(day, _SESSION_CLOSE, tzinfo=_NEW_YORK))
+__all__ = [
+    "SHIPPED_FILE",
+    "SHIPPED_SOURCE",
+    "BarData",
+    "BarDataError",
+    "DataError",
+    "load_bar_data",
+    "load_daily_bars",
+    "session_close",
+    "shipped_symbols",
+]
 
 
 def shipped_symbols() -> tuple[str, ...]:
     return ("AAPL", "GOOG", "IBM", "MSFT")
 
 
-def load_daily_bars(symbols: Iterable[str] | None = None, path: Path | None = None) -> dict[str, list[Bar]]:
-    """Read daily bars (the shipped file by default), oldest first, per symbol.
+def load_bar_data(symbols: Iterable[str] | None = None, paths: Sequence[Path] = ()) -> BarData:
+    """Read daily bars and say where they came from: the shipped file, or ``paths``.
 
-    The CSV has the columns ``symbol,date,open,high,low,close,volume``; gzip is detected
-    by the ``.gz`` suffix.
+    See ``tradekit.data.bar_files`` for the layouts accepted; every row is validated and a bad
+    one raises ``DataError`` naming the file, the line and the value.
     """
-    wanted = None if symbols is None else set(symbols)
-    if path is None:
-        raw = files("tradekit.data").joinpath(SHIPPED_FILE).read_bytes()
-        name = SHIPPED_FILE
-        text = gzip.decompress(raw).decode()
-    else:
-        name = str(path)
-        try:
-            text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise BarDataError(f"cannot read bars from {name}: {exc}") from exc
+    if paths:
+        return load_bar_files(list(paths), symbols)
+    wanted = None if symbols is None else {s.upper() for s in symbols}
+    text = gzip.decompress(files("tradekit.data").joinpath(SHIPPED_FILE).read_bytes()).decode()
     bars: dict[str, list[Bar]] = {}
-    reader = csv.DictReader(io.StringIO(text))
-    expected = {"symbol", "date", "open", "high", "low", "close", "volume"}
-    if reader.fieldnames is None or not expected <= set(reader.fieldnames):
-        raise BarDataError(f"{name}: expected columns {sorted(expected)}, got {reader.fieldnames}")
-    for line, rec in enumerate(reader, start=2):
-        symbol = rec["symbol"]
-        if wanted is not None and symbol not in wanted:
-            continue
-        try:
-            bar = Bar(
-                symbol=symbol,
-                time=session_close(date.fromisoformat(rec["date"])),
-                open=Decimal(rec["open"]),
-                high=Decimal(rec["high"]),
-                low=Decimal(rec["low"]),
-                close=Decimal(rec["close"]),
-                volume=Decimal(rec["volume"]),
-            )
-        except (ValueError, ArithmeticError) as exc:
-            raise BarDataError(f"{name} line {line}: {exc}") from exc
-        series = bars.setdefault(symbol, [])
-        if series and series[-1].time >= bar.time:
-            raise BarDataError(f"{name} line {line}: {symbol} bars are not in increasing date order")
-        series.append(bar)
-    if wanted is not None:
-        missing = wanted - set(bars)
-        if missing:
-            raise BarDataError(f"{name} has no bars for {sorted(missing)}")
-    return bars
+    for bar in parse_csv(text, SHIPPED_FILE):
+        if wanted is None or bar.symbol in wanted:
+            bars.setdefault(bar.symbol, []).append(bar)
+    if wanted is not None and wanted - set(bars):
+        raise DataError(f"the shipped bars hold no {sorted(wanted - set(bars))}; they hold {list(shipped_symbols())}")
+    return BarData(bars=bars, source=SHIPPED_SOURCE)
+
+
+def load_daily_bars(symbols: Iterable[str] | None = None, path: Path | None = None) -> dict[str, list[Bar]]:
+    """Read daily bars (the shipped file by default, else ``path``), oldest first, per symbol."""
+    return load_bar_data(symbols, [path] if path is not None else []).bars

@@ -9,6 +9,7 @@ from tradekit.decision.context import (
     TierState,
 )
 from tradekit.decision.engine import evaluate_buy
+from tradekit.decision.plugin_reasons import PluginReason, Reason, scoped
 from tradekit.decision.reasons import BuyAction, CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check, block, fold, not_applicable, passed, skip
 
@@ -21,6 +22,8 @@ __all__ = [
     "MarketSnapshot",
     "OrderCounters",
     "PendingOrder",
+    "PluginReason",
+    "Reason",
     "ReasonCode",
     "RulePhase",
     "ScalingContext",
@@ -30,5 +33,6 @@ __all__ = [
     "fold",
     "not_applicable",
     "passed",
+    "scoped",
     "skip",
 ]

@@ -10,7 +10,7 @@ from functools import cached_property
 import attrs
 
 from tradekit.broker.protocol import AssetInfo
-from tradekit.config.settings import Settings
+from tradekit.config.settings import Settings, SignalAgeUnit
 from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.orders import OrderStatus
 from tradekit.domain.positions import BrokerPosition, Position
@@ -42,6 +42,10 @@ class AccountLimits:
     max_position_pct_of_account: Decimal = Decimal(25)
     min_order_notional: Decimal = Decimal(10)
     max_signal_age: timedelta = timedelta(hours=24)
+    # Set: a signal's age is counted in sessions of ``calendar`` (daily strategies), and
+    # max_signal_age is not used; None: its age is wall-clock time.
+    max_signal_age_sessions: int | None = None
+    calendar: str = "XNYS"
     max_gap_pct: Decimal = Decimal(2)
     daily_order_limit: int = 10
     order_cooldown: timedelta = timedelta(minutes=1440)
@@ -61,6 +65,12 @@ class AccountLimits:
             max_position_pct_of_account=settings.allocation.max_position_pct_of_account,
             min_order_notional=settings.allocation.min_order_notional,
             max_signal_age=settings.freshness.max_signal_age,
+            max_signal_age_sessions=(
+                settings.freshness.max_signal_age_sessions
+                if settings.freshness.signal_age_unit is SignalAgeUnit.SESSIONS
+                else None
+            ),
+            calendar=settings.exits.calendar,
             max_gap_pct=settings.freshness.max_gap_pct,
             daily_order_limit=settings.orders.daily_order_limit,
             order_cooldown=settings.orders.order_cooldown,

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import attrs
 
+from tradekit.decision.plugin_reasons import PluginReason, Reason
 from tradekit.decision.reasons import BuyAction, CheckOutcome, ReasonCode, RulePhase
 from tradekit.domain.values import to_utc, utc
 
@@ -24,11 +25,16 @@ class Check:
     phase: RulePhase
     outcome: CheckOutcome
     detail: str
-    reason: ReasonCode | None = None
+    reason: Reason | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.reason is None and self.outcome in _STOPPING:
             raise ValueError(f"check {self.rule}: a {self.outcome} needs a reason code")
+        if self.reason is not None and not isinstance(self.reason, (ReasonCode, PluginReason)):
+            raise ValueError(
+                f"check {self.rule}: reason {self.reason!r} must be a ReasonCode or the plugin's own "
+                "PluginReason (declared through register_reasons)"
+            )
 
     @property
     def stops_buy(self) -> bool:
@@ -43,11 +49,11 @@ def not_applicable(rule: str, phase: RulePhase, detail: str) -> Check:
     return Check(rule=rule, phase=phase, outcome=CheckOutcome.NOT_APPLICABLE, detail=detail)
 
 
-def skip(rule: str, phase: RulePhase, reason: ReasonCode, detail: str) -> Check:
+def skip(rule: str, phase: RulePhase, reason: Reason, detail: str) -> Check:
     return Check(rule=rule, phase=phase, outcome=CheckOutcome.SKIP, reason=reason, detail=detail)
 
 
-def block(rule: str, phase: RulePhase, reason: ReasonCode, detail: str) -> Check:
+def block(rule: str, phase: RulePhase, reason: Reason, detail: str) -> Check:
     return Check(rule=rule, phase=phase, outcome=CheckOutcome.BLOCK, reason=reason, detail=detail)
 
 
@@ -92,10 +98,10 @@ class BuyDecision:
     evaluated_at: datetime = attrs.field(converter=to_utc, validator=utc)
 
     @functools.cached_property
-    def reasons(self) -> tuple[ReasonCode, ...]:
+    def reasons(self) -> tuple[Reason, ...]:
         """Reason codes of the checks that stopped the buy (BLOCKs first)."""
-        blocking: list[ReasonCode] = []
-        skipping: list[ReasonCode] = []
+        blocking: list[Reason] = []
+        skipping: list[Reason] = []
         for c in self.checks:
             if c.reason is not None:
                 if c.outcome is CheckOutcome.BLOCK:

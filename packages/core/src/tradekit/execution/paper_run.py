@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from tradekit.execution.session import Focus, startup
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
+from tradekit.reporting.outputs import write_run_outputs
+from tradekit.reporting.statistics import RunStatistics
 from tradekit.reporting.summary import RunSummary, summarize
 from tradekit.strategy.base import Strategy
 
@@ -29,6 +31,8 @@ class PaperRun:
     ledger_url: str
     out_dir: Path
     chart: Path | None
+    statistics: RunStatistics
+    report: Path | None = None
 
 
 def run_paper_replay(
@@ -43,12 +47,15 @@ def run_paper_replay(
     chart: bool = True,
     durable: bool = False,
     buffered: bool = True,
+    notes: Sequence[tuple[str, str]] = (),
 ) -> PaperRun:
     """Replay ``strategy`` over ``bars`` on a fresh paper account and ledger in ``out_dir``.
 
     ``buffered`` (the default) keeps the ledger's state in memory and writes its rows in
     batches (``tradekit.ledger.buffered``); ``buffered=False`` commits every step the way a
-    live run does. Both leave the same rows in the ledger file.
+    live run does. Both leave the same rows in the ledger file. ``chart`` writes
+    ``chart.png`` and ``report.html``; ``notes`` are (label, text) lines the report shows
+    under its title (where the data came from, the costs).
     """
     if not bars:
         raise ValueError("no bars to replay")
@@ -77,11 +84,15 @@ def run_paper_replay(
         )
         result = runner.run(progress)
         summary = summarize(ledger, starting_equity=result.starting_equity, final_equity=result.final_equity)
-        chart_path = None
-        if chart:
-            from tradekit.reporting.chart import render_chart
-
-            with ledger.reading() as tx:
-                fills = tx.fills_with_purpose()
-            chart_path = render_chart(bars, fills, out_dir / "chart.png", title=f"tradekit paper run: {strategy.name}")
-    return PaperRun(result=result, summary=summary, ledger_url=ledger_url, out_dir=out_dir, chart=chart_path)
+        outputs = write_run_outputs(
+            ledger, bars, out_dir, title=f"tradekit paper run: {strategy.name}", notes=notes, pictures=chart
+        )
+    return PaperRun(
+        result=result,
+        summary=summary,
+        ledger_url=ledger_url,
+        out_dir=out_dir,
+        chart=outputs.chart,
+        statistics=outputs.statistics,
+        report=outputs.report,
+    )

@@ -28,6 +28,7 @@ from decimal import Decimal
 
 import attrs
 
+from tradekit.broker.errors import BrokerError
 from tradekit.config.settings import ScannerSettings
 from tradekit.decision.reasons import BuyAction
 from tradekit.domain.market import Bar
@@ -108,6 +109,7 @@ class SessionDriver:
         # Each symbol's completed bars as of the last close the driver saw (a replay's view of
         # its series, or what the live feed returned): the market snapshot reads them.
         self.histories: dict[str, Sequence[Bar]] = {}
+        self._equity_session: datetime | None = None
 
     # --- the open ----------------------------------------------------------------------------
 
@@ -162,6 +164,20 @@ class SessionDriver:
 
     # --- after the close -------------------------------------------------------------------------
 
+    def _record_equity(self, now: datetime) -> None:
+        """Record the account's equity once per session, at its close phase: the curve run
+        statistics and the guard read."""
+        session = self.pipeline.calendar.last_close(now)
+        if session is not None and session == self._equity_session:
+            return
+        try:
+            account = self.pipeline.broker.get_account()
+        except BrokerError as exc:
+            log.warning("equity not recorded for this session: the account could not be read: %s", exc)
+            return
+        self.pipeline.ledger.record_equity(account)
+        self._equity_session = session
+
     def close_session(self, bars: Mapping[str, Sequence[Bar]]) -> CloseReport:
         """Run the strategy on each symbol's bar of the session that has just closed.
 
@@ -206,4 +222,5 @@ class SessionDriver:
             with ledger.transaction() as tx:
                 added = sum(tx.queue_buy(signal, kind.name, now) for signal in queued)
         tally.exits_planned += planned
+        self._record_equity(now)
         return CloseReport(signals=signals, queued=added, exits_planned=planned, focus=focus, strategy_errors=errors)

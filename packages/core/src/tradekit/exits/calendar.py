@@ -68,6 +68,12 @@ class TradingCalendar:
         i = int(np.searchsorted(self._open_ns, _nanos(at), side="right")) - 1
         return None if i < 0 else _from_nanos(int(self._open_ns[i]))
 
+    def opens_between(self, after: datetime, until: datetime) -> int:
+        """How many sessions opened in ``(after, until]``: a daily signal's age in sessions."""
+        first = int(np.searchsorted(self._open_ns, _nanos(after), side="right"))
+        last = int(np.searchsorted(self._open_ns, _nanos(until), side="right"))
+        return max(0, last - first)
+
     def session_of_open(self, opens: datetime) -> Session:
         """The session ``opens`` falls in, or the next one when it falls between sessions."""
         i = int(np.searchsorted(self._close_ns, _nanos(opens), side="left"))
@@ -150,6 +156,12 @@ def _quiet() -> Iterator[None]:
             "ignore", message=r"(Series|DatetimeIndex)\.values returning an ndarray that drops timezone"
         )
         yield
+
+
+@lru_cache(maxsize=8)
+def trading_calendar(name: str = "XNYS") -> TradingCalendar:
+    """The calendar of exchange ``name``, built once per process (it is immutable)."""
+    return TradingCalendar(name)
 
 
 @lru_cache(maxsize=8)

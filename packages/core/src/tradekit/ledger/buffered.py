@@ -41,6 +41,7 @@ from tradekit.exits.intent import ExitIntent, ExitState
 from tradekit.ledger import schema as t
 from tradekit.ledger.errors import DuplicateIntentError, InvalidExitTransition, LedgerError
 from tradekit.ledger.records import (
+    EquityPoint,
     ExitTransition,
     FillResult,
     IntentPurpose,
@@ -49,6 +50,7 @@ from tradekit.ledger.records import (
     OrderCounts,
     OrderEventRecord,
     OrderIntent,
+    PositionEventRecord,
     StoredDecision,
     UnappliedFill,
 )
@@ -62,6 +64,7 @@ from tradekit.ledger.store import (
     advance_exit,
     check_exit_transition,
     decision_row,
+    equity_row,
     exit_intent_row,
     exit_transition_row,
     fill_position_event,
@@ -97,6 +100,7 @@ _APPEND_ORDER = (
     t.queued_buy_settlements,
     t.unapplied_fills,
     t.unapplied_fill_settlements,
+    t.equity,
 )
 
 
@@ -640,6 +644,17 @@ class _MemoryTx(LedgerTx):
 
     def position_history(self) -> list[Position]:
         return self._ledger._sql(lambda tx: tx.position_history())
+
+    def position_events(self) -> list[PositionEventRecord]:
+        return self._ledger._sql(lambda tx: tx.position_events())
+
+    # --- equity ------------------------------------------------------------------------------------
+
+    def record_equity(self, point: EquityPoint) -> None:
+        self._ledger._append(t.equity, equity_row(point))
+
+    def equity_curve(self) -> list[EquityPoint]:
+        return self._ledger._sql(lambda tx: tx.equity_curve())
 
     # --- decisions ---------------------------------------------------------------------------------
 

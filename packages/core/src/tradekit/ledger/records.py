@@ -199,6 +199,32 @@ class StoredDecision:
 
 
 @attrs.frozen(kw_only=True)
+class EquityPoint:
+    """The account's equity and cash at one moment (a replay records one at each close)."""
+
+    time: datetime = attrs.field(converter=to_utc, validator=utc)
+    equity: Decimal
+    cash: Decimal
+
+
+@attrs.frozen(kw_only=True)
+class PositionEventRecord:
+    """One stored change of exposure, as reports read it (``lifecycle`` numbers a symbol's
+    positions from 1: a position runs from its first entry to flat)."""
+
+    symbol: str
+    lifecycle: int
+    kind: str  # entry, backfill, reduction, external_close
+    qty: Decimal
+    price: Decimal | None
+    time: datetime = attrs.field(converter=to_utc, validator=utc)
+    strategy: str | None = None
+    client_order_id: str | None = None
+    execution_id: str | None = None
+    reason: str = ""
+
+
+@attrs.frozen(kw_only=True)
 class OrderCounts:
     """Ledger-derived counters for one symbol on one trading day."""
 

@@ -298,3 +298,15 @@ unapplied_fill_settlements = sa.Table(
     sa.Column("resolution", sa.Text, nullable=False),
     sa.Column("time", UtcText, nullable=False),
 )
+
+# The account's equity and cash over time (a replay records one row at each close; a live
+# run records the same): what run statistics measure returns, volatility and drawdown on.
+equity = sa.Table(
+    "tk_equity",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", UtcText, nullable=False),
+    sa.Column("equity", DecimalText, nullable=False),
+    sa.Column("cash", DecimalText, nullable=False),
+    sa.Index("ix_tk_equity_time", "time"),
+)

@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from tradekit.decision.trace import encode_trace
 from tradekit.decision.verdict import BuyDecision
+from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.orders import Fill, OrderType, TimeInForce
 from tradekit.domain.positions import EntryOrigin, Position, PositionEntry, PositionReduction
 from tradekit.domain.signals import Side, Signal, Urgency
@@ -60,6 +61,7 @@ from tradekit.ledger.errors import (
     LedgerWriteError,
 )
 from tradekit.ledger.records import (
+    EquityPoint,
     ExitTransition,
     FillResult,
     IntentPurpose,
@@ -68,6 +70,7 @@ from tradekit.ledger.records import (
     OrderCounts,
     OrderEventRecord,
     OrderIntent,
+    PositionEventRecord,
     StoredDecision,
     UnappliedFill,
 )
@@ -316,6 +319,11 @@ class Ledger:
     def record_fill(self, fill: Fill) -> FillResult:
         with self.transaction(lock_symbol=fill.symbol) as tx:
             return tx.record_fill(fill)
+
+    def record_equity(self, account: AccountSnapshot) -> None:
+        """Append the account's equity and cash as of its snapshot time."""
+        with self.transaction() as tx:
+            tx.record_equity(EquityPoint(time=account.as_of, equity=account.equity, cash=account.cash))
 
 
 class LedgerTx:
@@ -689,6 +697,38 @@ class LedgerTx:
         for row in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
             grouped[(row.symbol, row.lifecycle)].append(row)
         return [fold_position(symbol, events) for (symbol, _), events in grouped.items()]
+
+    def position_events(self) -> list[PositionEventRecord]:
+        """Every stored change of exposure, oldest first (what trade lists are built from)."""
+        pe = t.position_events
+        return [
+            PositionEventRecord(
+                symbol=r.symbol,
+                lifecycle=r.lifecycle,
+                kind=r.kind,
+                qty=r.qty,
+                price=r.price,
+                time=r.time,
+                strategy=r.strategy,
+                client_order_id=r.client_order_id,
+                execution_id=r.execution_id,
+                reason=r.reason,
+            )
+            for r in self._conn.execute(sa.select(pe).order_by(pe.c.id))
+        ]
+
+    # --- equity -------------------------------------------------------------------------------
+
+    def record_equity(self, point: EquityPoint) -> None:
+        self._conn.execute(t.equity.insert().values(**equity_row(point)))
+
+    def equity_curve(self) -> list[EquityPoint]:
+        """The recorded equity and cash, oldest first."""
+        e = t.equity
+        return [
+            EquityPoint(time=r.time, equity=r.equity, cash=r.cash)
+            for r in self._conn.execute(sa.select(e).order_by(e.c.time, e.c.id))
+        ]
 
     # --- decisions ----------------------------------------------------------------------------
 
@@ -1207,6 +1247,10 @@ def fill_position_event(fill: Fill, intent: OrderIntent) -> tuple[PositionKind, 
         fields.update(strategy=intent.strategy, confidence=intent.confidence)
         return "entry", fields
     return "reduction", fields
+
+
+def equity_row(point: EquityPoint) -> dict[str, Any]:
+    return {"time": point.time, "equity": point.equity, "cash": point.cash}
 
 
 def decision_row(decision: BuyDecision) -> dict[str, Any]:

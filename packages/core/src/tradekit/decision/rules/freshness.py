@@ -28,6 +28,26 @@ def signal_age(ctx: ScalingContext) -> Check:
             ReasonCode.STALE_SIGNAL,
             f"signal is stamped {-age} in the future; the clock or the source is wrong",
         )
+    sessions = ctx.limits.max_signal_age_sessions
+    if sessions is not None:
+        # Imported here: the calendar (pandas, exchange-calendars) is only needed once a
+        # signal is judged, not by every command that loads the rules.
+        from tradekit.exits.calendar import trading_calendar
+
+        opened = trading_calendar(ctx.limits.calendar).opens_between(ctx.signal.generated_at, ctx.now)
+        if opened > sessions:
+            return skip(
+                "signal_age",
+                PHASE,
+                ReasonCode.STALE_SIGNAL,
+                f"{opened} {ctx.limits.calendar} sessions opened since the signal ({age} ago); "
+                f"it may be acted on in the first {_sessions(sessions)} only",
+            )
+        return passed(
+            "signal_age",
+            PHASE,
+            f"signal is {max(age, timedelta(0))} old: {_sessions(opened)} opened since, {sessions} allowed",
+        )
     if age > ctx.limits.max_signal_age:
         return skip(
             "signal_age",
@@ -36,6 +56,10 @@ def signal_age(ctx: ScalingContext) -> Check:
             f"signal is {age} old, more than the {ctx.limits.max_signal_age} allowed",
         )
     return passed("signal_age", PHASE, f"signal is {max(age, timedelta(0))} old")
+
+
+def _sessions(count: int) -> str:
+    return f"{count} session{'' if count == 1 else 's'}"
 
 
 def market_price(ctx: ScalingContext) -> Check:

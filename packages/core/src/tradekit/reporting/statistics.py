@@ -1,0 +1,353 @@
+"""Run statistics, computed from the ledger: the figures a trader judges a strategy by.
+
+Return-series statistics come from the account's equity at each close (``tk_equity``):
+
+- daily return ``r_t = E_t / E_{t-1} - 1``; a year is 252 trading days;
+- total return ``E_last / E_first - 1``; CAGR ``(E_last / E_first) ** (252 / n) - 1`` for
+  ``n`` daily returns;
+- volatility ``std(r, ddof=1) * sqrt(252)``; Sharpe ``mean(r) / std(r, ddof=1) * sqrt(252)``
+  (risk-free rate 0); Sortino ``mean(r) * 252 / (sqrt(mean(min(r, 0) ** 2)) * sqrt(252))``;
+- max drawdown ``min(E / running max(E) - 1)``; its duration: the longest time from a peak
+  to the close that regains it (or to the last close, still under water); Calmar ``CAGR /
+  |max drawdown|``;
+- exposure: the share of closes at which any position was held (equity differs from cash).
+
+Per symbol, the same return figures are those of the symbol's contribution curve (the
+starting equity plus that symbol's P&L, marked at each close; ``symbol_curve``). These
+follow empyrical's definitions, and ``tests/core_tests/test_statistics.py`` holds
+them to empyrical-reloaded within 1e-9. Trade statistics come from the trade list
+(``tradekit.reporting.trades``): closed positions only, P&L after fees. Buy-and-hold is the
+equal-weighted return of holding every traded symbol from its first to its last close of
+the run. What only tradekit can say: entries per position, the P&L of add-ons against first
+entries, and the buy decisions by action and reason.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from tradekit.domain.market import Bar
+from tradekit.domain.values import ZERO
+from tradekit.ledger.records import EquityPoint
+from tradekit.ledger.store import Ledger
+from tradekit.reporting.trades import Trade, read_trades
+
+TRADING_DAYS_PER_YEAR = 252
+
+
+@attrs.frozen(kw_only=True)
+class ReturnStatistics:
+    """Statistics of the account's daily equity series (floats: ratios, not money)."""
+
+    start: str
+    end: str
+    closes: int
+    total_return: float
+    cagr: float
+    volatility: float
+    sharpe: float | None
+    sortino: float | None
+    calmar: float | None
+    max_drawdown: float
+    max_drawdown_days: int
+    max_drawdown_closes: int
+    exposure: float
+
+
+@attrs.frozen(kw_only=True)
+class TradeStatistics:
+    """Statistics of the positions (trades) of a run or of one symbol."""
+
+    positions: int
+    closed: int
+    open: int
+    win_rate: float | None
+    profit_factor: float | None
+    expectancy: Decimal | None
+    average_pnl: Decimal | None
+    best_pnl: Decimal | None
+    worst_pnl: Decimal | None
+    average_return_pct: Decimal | None
+    best_return_pct: Decimal | None
+    worst_return_pct: Decimal | None
+    average_holding_days: float | None
+    realized_pnl: Decimal
+    fees: Decimal
+    entries_per_position: float | None
+    positions_by_entry_count: dict[int, int]
+    first_entry_pnl: Decimal
+    add_on_pnl: Decimal
+    add_ons: int
+
+
+@attrs.frozen(kw_only=True)
+class RunStatistics:
+    """Everything a run is judged by: per run, and per symbol."""
+
+    returns: ReturnStatistics | None
+    trades: TradeStatistics
+    buy_and_hold_return: float | None
+    decisions_by_reason: dict[tuple[str, str], int]
+    by_symbol: dict[str, SymbolStatistics]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "returns": None if self.returns is None else _plain(attrs.asdict(self.returns)),
+            "trades": _trade_json(self.trades),
+            "buy_and_hold_return": self.buy_and_hold_return,
+            "decisions_by_reason": [
+                {"action": action, "reason": reason, "count": count}
+                for (action, reason), count in sorted(self.decisions_by_reason.items())
+            ],
+            "by_symbol": {
+                symbol: {
+                    "returns": None if s.returns is None else _plain(attrs.asdict(s.returns)),
+                    "trades": _trade_json(s.trades),
+                    "exposure": s.exposure,
+                    "buy_and_hold_return": s.buy_and_hold_return,
+                }
+                for symbol, s in sorted(self.by_symbol.items())
+            },
+        }
+
+
+@attrs.frozen(kw_only=True)
+class SymbolStatistics:
+    """One symbol's figures; ``returns`` are those of its contribution curve (``symbol_curve``)."""
+
+    trades: TradeStatistics
+    exposure: float | None
+    buy_and_hold_return: float | None
+    returns: ReturnStatistics | None = None
+
+
+def compute_statistics(ledger: Ledger, bars: Mapping[str, Sequence[Bar]] | None = None) -> RunStatistics:
+    """Read the ledger and compute a run's statistics; ``bars`` adds the buy-and-hold return."""
+    with ledger.reading() as tx:
+        curve = tx.equity_curve()
+        trades = read_trades(tx)
+        decisions = tx.decision_counts()
+    return statistics_of(curve, trades, decisions, bars)
+
+
+def statistics_of(
+    curve: Sequence[EquityPoint],
+    trades: Sequence[Trade],
+    decisions: Mapping[tuple[str, str], int],
+    bars: Mapping[str, Sequence[Bar]] | None = None,
+) -> RunStatistics:
+    """A run's statistics from what the ledger holds (and the bars, for buy-and-hold)."""
+    closes = [p.time for p in curve]
+    symbols = sorted({t.symbol for t in trades} | set(bars or {}))
+    by_symbol = {}
+    for symbol in symbols:
+        own = [t for t in trades if t.symbol == symbol]
+        series = bars.get(symbol) if bars else None
+        by_symbol[symbol] = SymbolStatistics(
+            trades=trade_statistics(own),
+            exposure=_symbol_exposure(own, closes),
+            buy_and_hold_return=buy_and_hold(series) if series else None,
+            returns=return_statistics(symbol_curve(own, series, closes, curve[0].equity)) if series and curve else None,
+        )
+    held = [r for r in (s.buy_and_hold_return for s in by_symbol.values()) if r is not None]
+    return RunStatistics(
+        returns=return_statistics(curve),
+        trades=trade_statistics(trades),
+        buy_and_hold_return=float(np.mean(held)) if held else None,
+        decisions_by_reason=dict(decisions),
+        by_symbol=by_symbol,
+    )
+
+
+def symbol_curve(
+    trades: Sequence[Trade], series: Sequence[Bar], closes: Sequence[datetime], base: Decimal
+) -> list[EquityPoint]:
+    """One symbol's contribution at each close: ``base`` plus the cash its trades moved (fees
+    included) plus what it held, marked at its last close (what the paper account marks).
+
+    The symbols' contributions add up to the account: at every close, the sum of
+    ``equity - base`` over the symbols is the account's equity minus its starting equity.
+    """
+    flows: list[tuple[datetime, Decimal, Decimal]] = []  # (time, shares in, cash in)
+    for trade in trades:
+        flows += [(e.time, e.qty, -e.notional - e.fees) for e in trade.entries]
+        flows += [(x.time, -x.qty, x.qty * x.price - x.fees if x.price is not None else ZERO) for x in trade.exits]
+    flows.sort(key=lambda f: f[0])
+    points = []
+    qty = cash = ZERO
+    price: Decimal | None = None
+    i = j = 0
+    for close in closes:
+        while i < len(flows) and flows[i][0] <= close:
+            qty, cash = qty + flows[i][1], cash + flows[i][2]
+            i += 1
+        while j < len(series) and series[j].time <= close:
+            price = series[j].close
+            j += 1
+        held = qty * price if price is not None and qty else ZERO
+        points.append(EquityPoint(time=close, equity=base + cash + held, cash=base + cash))
+    return points
+
+
+def daily_returns(equity: Sequence[Decimal]) -> npt.NDArray[np.float64]:
+    """``E_t / E_{t-1} - 1`` for each close after the first."""
+    values = np.array([float(e) for e in equity], dtype=np.float64)
+    if len(values) < 2:
+        return np.array([], dtype=np.float64)
+    returns: npt.NDArray[np.float64] = values[1:] / values[:-1] - 1.0
+    return returns
+
+
+def return_statistics(curve: Sequence[EquityPoint]) -> ReturnStatistics | None:
+    """The equity series' statistics; None with fewer than two closes."""
+    if len(curve) < 2 or curve[0].equity <= 0:
+        return None
+    equity = np.array([float(p.equity) for p in curve], dtype=np.float64)
+    returns = daily_returns([p.equity for p in curve])
+    periods = len(returns)
+    growth = equity[-1] / equity[0]
+    cagr = growth ** (TRADING_DAYS_PER_YEAR / periods) - 1.0 if growth > 0 else -1.0
+    std = float(np.std(returns, ddof=1)) if periods > 1 else 0.0
+    mean = float(np.mean(returns))
+    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2))) * math.sqrt(TRADING_DAYS_PER_YEAR)
+    drawdowns = equity / np.maximum.accumulate(equity) - 1.0
+    max_drawdown = float(drawdowns.min())
+    trough_closes, days = _longest_drawdown(curve, drawdowns)
+    exposed = sum(1 for p in curve if p.equity != p.cash)
+    return ReturnStatistics(
+        start=curve[0].time.date().isoformat(),
+        end=curve[-1].time.date().isoformat(),
+        closes=len(curve),
+        total_return=float(growth - 1.0),
+        cagr=float(cagr),
+        volatility=std * math.sqrt(TRADING_DAYS_PER_YEAR),
+        sharpe=mean / std * math.sqrt(TRADING_DAYS_PER_YEAR) if std > 0 else None,
+        sortino=mean * TRADING_DAYS_PER_YEAR / downside if downside > 0 else None,
+        calmar=float(cagr) / abs(max_drawdown) if max_drawdown < 0 else None,
+        max_drawdown=max_drawdown,
+        max_drawdown_days=days,
+        max_drawdown_closes=trough_closes,
+        exposure=exposed / len(curve),
+    )
+
+
+def drawdown_series(curve: Sequence[EquityPoint]) -> list[float]:
+    """Each close's drawdown from the running peak (0 at a new high, -0.1 ten percent below)."""
+    if not curve:
+        return []
+    equity = np.array([float(p.equity) for p in curve], dtype=np.float64)
+    return [float(d) for d in equity / np.maximum.accumulate(equity) - 1.0]
+
+
+def _longest_drawdown(curve: Sequence[EquityPoint], drawdowns: npt.NDArray[np.float64]) -> tuple[int, int]:
+    # (closes, calendar days) of the longest spell below a peak, peak to recovery.
+    best = (0, 0)
+    start: int | None = None
+    for i, dd in enumerate([*drawdowns.tolist(), 0.0]):
+        under = dd < 0 and i < len(curve)
+        if under and start is None:
+            start = i - 1
+        elif not under and start is not None:
+            end = min(i, len(curve) - 1)
+            days = (curve[end].time - curve[start].time).days
+            if days > best[1]:
+                best = (end - start, days)
+            start = None
+    return best
+
+
+def trade_statistics(trades: Sequence[Trade]) -> TradeStatistics:
+    """Win rate, profit factor, expectancy and the rest, over the closed trades."""
+    closed = [t for t in trades if not t.is_open]
+    pnls = [t.realized_pnl for t in closed]
+    returns = [r for r in (t.return_pct for t in closed) if r is not None]
+    wins = [p for p in pnls if p > 0]
+    losses = [p for p in pnls if p < 0]
+    gross_loss = -sum(losses, ZERO)
+    holding = [h for h in (t.holding_time for t in closed) if h is not None]
+    first_entry_pnl = ZERO
+    add_on_pnl = ZERO
+    for trade in closed:
+        for entry, pnl in zip(trade.entries, trade.entry_pnl(), strict=True):
+            if entry.kind == "add-on":
+                add_on_pnl += pnl
+            else:
+                first_entry_pnl += pnl
+    return TradeStatistics(
+        positions=len(trades),
+        closed=len(closed),
+        open=len(trades) - len(closed),
+        win_rate=len(wins) / len(closed) if closed else None,
+        profit_factor=float(sum(wins, ZERO) / gross_loss) if gross_loss > 0 else None,
+        expectancy=sum(pnls, ZERO) / len(pnls) if pnls else None,
+        average_pnl=sum(pnls, ZERO) / len(pnls) if pnls else None,
+        best_pnl=max(pnls) if pnls else None,
+        worst_pnl=min(pnls) if pnls else None,
+        average_return_pct=sum(returns, ZERO) / len(returns) if returns else None,
+        best_return_pct=max(returns) if returns else None,
+        worst_return_pct=min(returns) if returns else None,
+        average_holding_days=(sum(holding, timedelta(0)) / len(holding)).total_seconds() / 86400 if holding else None,
+        realized_pnl=sum((t.realized_pnl for t in trades), ZERO),
+        fees=sum((t.fees for t in trades), ZERO),
+        entries_per_position=sum(len(t.entries) for t in trades) / len(trades) if trades else None,
+        positions_by_entry_count=dict(sorted(Counter(len(t.entries) for t in trades).items())),
+        first_entry_pnl=first_entry_pnl,
+        add_on_pnl=add_on_pnl,
+        add_ons=sum(1 for t in trades for e in t.entries if e.kind == "add-on"),
+    )
+
+
+def buy_and_hold(series: Sequence[Bar]) -> float | None:
+    """The return of buying at the first close and holding to the last."""
+    if len(series) < 2:
+        return None
+    return float(series[-1].close / series[0].close - 1)
+
+
+def _symbol_exposure(trades: Sequence[Trade], closes: Sequence[datetime]) -> float | None:
+    # The share of closes at which one of ``trades`` was open (closes are in time order).
+    if not closes:
+        return None
+    held = [False] * len(closes)
+    for trade in trades:
+        first = bisect.bisect_left(closes, trade.opened_at)
+        last = len(closes) if trade.closed_at is None else bisect.bisect_left(closes, trade.closed_at)
+        held[first:last] = [True] * max(0, last - first)
+    return sum(held) / len(closes)
+
+
+def _trade_json(stats: TradeStatistics) -> dict[str, Any]:
+    data = _plain(attrs.asdict(stats))
+    data["positions_by_entry_count"] = {str(k): v for k, v in stats.positions_by_entry_count.items()}
+    return data
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    # Money stays exact (as a string); ratios are JSON numbers.
+    return {key: str(round(value, 6)) if isinstance(value, Decimal) else value for key, value in data.items()}
+
+
+def percent(value: float | Decimal | None, digits: int = 2) -> str:
+    """A ratio (0.1234) as text (12.34%); a dash when unknown."""
+    if value is None:
+        return "-"
+    return f"{float(value) * 100:+.{digits}f}%"
+
+
+def money(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:+,.2f}"
+
+
+def pct_text(value: Decimal | None) -> str:
+    """A figure already in percent (12.34) as text."""
+    return "-" if value is None else f"{value:+.2f}%"

@@ -1,0 +1,105 @@
+"""Run statistics as rows of text: the run summary's table, the report's tables."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+
+from tradekit.reporting.statistics import RunStatistics, money, pct_text, percent
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+SYMBOL_COLUMNS = (
+    "symbol",
+    "return",
+    "Sharpe",
+    "max drawdown",
+    "positions",
+    "win rate",
+    "P&L",
+    "fees",
+    "exposure",
+    "buy & hold",
+)
+
+
+def statistics_rows(stats: RunStatistics) -> list[tuple[str, str]]:
+    """(what, value) for every run statistic, in the order a trader reads them."""
+    rows: list[tuple[str, str]] = []
+    r = stats.returns
+    if r is not None:
+        rows += [
+            ("period", f"{r.start} to {r.end} ({r.closes:,} closes)"),
+            ("total return", percent(r.total_return)),
+            ("CAGR", percent(r.cagr)),
+            ("volatility (annual)", percent(r.volatility).lstrip("+")),
+            ("Sharpe", _ratio(r.sharpe)),
+            ("Sortino", _ratio(r.sortino)),
+            ("Calmar", _ratio(r.calmar)),
+            ("max drawdown", f"{percent(r.max_drawdown)} (longest {r.max_drawdown_days:,} days under a peak)"),
+            ("exposure time", percent(r.exposure, 1).lstrip("+")),
+        ]
+    t = stats.trades
+    rows += [
+        ("buy & hold (same symbols)", percent(stats.buy_and_hold_return)),
+        ("positions (closed / open)", f"{t.positions} ({t.closed} / {t.open})"),
+        ("win rate", percent(t.win_rate, 1).lstrip("+")),
+        ("profit factor", _ratio(t.profit_factor)),
+        ("expectancy per position", money(t.expectancy)),
+        ("average / best / worst position", f"{money(t.average_pnl)} / {money(t.best_pnl)} / {money(t.worst_pnl)}"),
+        (
+            "average / best / worst return",
+            f"{pct_text(t.average_return_pct)} / {pct_text(t.best_return_pct)} / {pct_text(t.worst_return_pct)}",
+        ),
+        ("average holding time", "-" if t.average_holding_days is None else f"{t.average_holding_days:.1f} days"),
+        ("fees paid", f"{t.fees:,.2f}"),
+        ("entries per position", _ratio(t.entries_per_position)),
+        ("P&L of first entries / add-ons", f"{money(t.first_entry_pnl)} / {money(t.add_on_pnl)} ({t.add_ons} add-ons)"),
+    ]
+    return rows
+
+
+def symbol_rows(stats: RunStatistics) -> list[tuple[str, ...]]:
+    """Per symbol: its contribution's return, Sharpe and max drawdown, positions, win rate,
+    P&L, fees, exposure, buy-and-hold."""
+    return [
+        (
+            symbol,
+            percent(s.returns.total_return) if s.returns else "-",
+            _ratio(s.returns.sharpe) if s.returns else "-",
+            percent(s.returns.max_drawdown) if s.returns else "-",
+            str(s.trades.positions),
+            percent(s.trades.win_rate, 1).lstrip("+"),
+            money(s.trades.realized_pnl),
+            f"{s.trades.fees:,.2f}",
+            percent(s.exposure, 1).lstrip("+"),
+            percent(s.buy_and_hold_return),
+        )
+        for symbol, s in sorted(stats.by_symbol.items())
+    ]
+
+
+def decision_rows(stats: RunStatistics) -> list[tuple[str, str, str]]:
+    """(action, reason, count), by action then most frequent reason first."""
+    ordered = sorted(stats.decisions_by_reason.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))
+    return [(action.upper(), reason or "-", f"{count:,}") for (action, reason), count in ordered]
+
+
+# The terminal's per-symbol table leaves out fees and exposure (the JSON and the report have
+# them) so that it fits an 80-column terminal.
+_TERMINAL_SYMBOL_COLUMNS = ("symbol", "return", "Sharpe", "max drawdown", "positions", "win rate", "P&L", "buy & hold")
+
+
+def symbol_table(stats: RunStatistics) -> Table:
+    """The per-symbol statistics as a rich table."""
+    table = Table(title="by symbol", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    keep = [SYMBOL_COLUMNS.index(col) for col in _TERMINAL_SYMBOL_COLUMNS]
+    for col in _TERMINAL_SYMBOL_COLUMNS:
+        header = {"max drawdown": "max DD", "positions": "trades", "buy & hold": "buy&hold"}.get(col, col)
+        table.add_column(header, justify="left" if col == "symbol" else "right", no_wrap=True)
+    for row in symbol_rows(stats):
+        table.add_row(*(row[i] for i in keep))
+    return table

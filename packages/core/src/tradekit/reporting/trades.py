@@ -1,0 +1,267 @@
+"""The trade list: one row per position, read back from the ledger.
+
+A position (a "trade") runs from its first entry to flat. Each carries its entries (time,
+price, quantity, fees, the decision that allowed it, whether it was the first entry or an
+add-on), its exits (time, price, quantity, fees, why), the notional-weighted average entry,
+the realized P&L and return, and how long it was held. Fills of one order are one entry or
+one exit, priced notional-weighted, as the ledger folds positions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from tradekit.domain.values import HUNDRED, ZERO
+from tradekit.ledger.records import IntentPurpose, OrderIntent, PositionEventRecord
+from tradekit.ledger.store import LedgerTx
+
+
+@attrs.frozen(kw_only=True)
+class TradeEntry:
+    """One buy order that added to the position."""
+
+    time: datetime
+    price: Decimal
+    qty: Decimal
+    fees: Decimal
+    kind: str  # "entry", "add-on" or "backfill"
+    decision_id: str | None
+    client_order_id: str | None
+
+    @property
+    def notional(self) -> Decimal:
+        return self.price * self.qty
+
+
+@attrs.frozen(kw_only=True)
+class TradeExit:
+    """One sell order (or an external close) that reduced the position."""
+
+    time: datetime
+    price: Decimal | None
+    qty: Decimal
+    fees: Decimal
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class Trade:
+    """One position from its first entry to flat (or still open)."""
+
+    symbol: str
+    strategy: str | None
+    number: int
+    entries: tuple[TradeEntry, ...]
+    exits: tuple[TradeExit, ...]
+
+    @property
+    def entered_qty(self) -> Decimal:
+        return sum((e.qty for e in self.entries), ZERO)
+
+    @property
+    def exited_qty(self) -> Decimal:
+        return sum((x.qty for x in self.exits), ZERO)
+
+    @property
+    def is_open(self) -> bool:
+        return self.exited_qty < self.entered_qty
+
+    @property
+    def average_entry(self) -> Decimal:
+        """Notional-weighted average entry price."""
+        return sum((e.notional for e in self.entries), ZERO) / self.entered_qty
+
+    @property
+    def average_exit(self) -> Decimal | None:
+        priced = [x for x in self.exits if x.price is not None]
+        qty = sum((x.qty for x in priced), ZERO)
+        if not qty:
+            return None
+        return sum((x.qty * x.price for x in priced if x.price is not None), ZERO) / qty
+
+    @property
+    def fees(self) -> Decimal:
+        return sum((e.fees for e in self.entries), ZERO) + sum((x.fees for x in self.exits), ZERO)
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        """Exits against the average entry, less exit fees and the exited share of entry fees."""
+        gross = sum(
+            (x.qty * (x.price - self.average_entry) for x in self.exits if x.price is not None),
+            ZERO,
+        )
+        entry_fees = sum((e.fees for e in self.entries), ZERO) * self.exited_qty / self.entered_qty
+        return gross - sum((x.fees for x in self.exits), ZERO) - entry_fees
+
+    @property
+    def return_pct(self) -> Decimal | None:
+        """Realized P&L as a percentage of what the exited quantity cost."""
+        cost = self.average_entry * self.exited_qty
+        return None if cost <= 0 else self.realized_pnl * HUNDRED / cost
+
+    @property
+    def opened_at(self) -> datetime:
+        return self.entries[0].time
+
+    @property
+    def closed_at(self) -> datetime | None:
+        return None if self.is_open or not self.exits else self.exits[-1].time
+
+    @property
+    def holding_time(self) -> timedelta | None:
+        closed = self.closed_at
+        return None if closed is None else closed - self.opened_at
+
+    @property
+    def close_reason(self) -> str:
+        return "" if self.is_open or not self.exits else self.exits[-1].reason
+
+    def entry_pnl(self) -> list[Decimal]:
+        """Each entry's share of a closed trade's P&L: its quantity sold at the average exit,
+        less its own fees and its share of the exit fees."""
+        exit_price = self.average_exit
+        if self.is_open or exit_price is None:
+            return []
+        exit_fees = sum((x.fees for x in self.exits), ZERO)
+        return [e.qty * (exit_price - e.price) - e.fees - exit_fees * e.qty / self.entered_qty for e in self.entries]
+
+    def as_json(self) -> dict[str, Any]:
+        """The trade as JSON-ready data: stored figures exact, derived ones to 6 places."""
+        holding = self.holding_time
+        average_exit = self.average_exit
+        return_pct = self.return_pct
+        return {
+            "symbol": self.symbol,
+            "strategy": self.strategy,
+            "number": self.number,
+            "open": self.is_open,
+            "opened_at": self.opened_at.isoformat(),
+            "closed_at": None if self.closed_at is None else self.closed_at.isoformat(),
+            "entry_count": len(self.entries),
+            "qty": plain_number(self.entered_qty),
+            "average_entry": plain_number(self.average_entry, 6),
+            "average_exit": None if average_exit is None else plain_number(average_exit, 6),
+            "realized_pnl": plain_number(self.realized_pnl, 6),
+            "return_pct": None if return_pct is None else plain_number(return_pct, 4),
+            "fees": plain_number(self.fees, 6),
+            "holding_days": None if holding is None else round(holding.total_seconds() / 86400, 4),
+            "close_reason": self.close_reason,
+            "entries": [
+                {
+                    "time": e.time.isoformat(),
+                    "kind": e.kind,
+                    "price": plain_number(e.price),
+                    "qty": plain_number(e.qty),
+                    "fees": plain_number(e.fees, 6),
+                    "decision_id": e.decision_id,
+                }
+                for e in self.entries
+            ],
+            "exits": [
+                {
+                    "time": x.time.isoformat(),
+                    "price": None if x.price is None else plain_number(x.price),
+                    "qty": plain_number(x.qty),
+                    "fees": plain_number(x.fees, 6),
+                    "reason": x.reason,
+                }
+                for x in self.exits
+            ],
+        }
+
+
+def plain_number(value: Decimal, places: int | None = None) -> str:
+    """Fixed-point text without exponent or trailing zeros: ``0E-13`` -> ``0``, ``12.5000`` -> ``12.5``."""
+    if places is not None:
+        value = round(value, places)
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def read_trades(tx: LedgerTx) -> list[Trade]:
+    """Every position in the ledger as a trade, in the order they opened."""
+    fees = {fill.execution_id: fill.commission for fill, _purpose in tx.fills_with_purpose()}
+    intents = {i.client_order_id: i for i in tx.order_intents()}
+    exit_reasons = {x.intent_id: x.reason for x in tx.exit_intents()}
+    lives: dict[tuple[str, int], list[PositionEventRecord]] = defaultdict(list)
+    for event in tx.position_events():
+        lives[(event.symbol, event.lifecycle)].append(event)
+    trades = [_trade(symbol, number, events, fees, intents, exit_reasons) for (symbol, number), events in lives.items()]
+    return sorted(trades, key=lambda trade: (trade.opened_at, trade.symbol))
+
+
+def _trade(
+    symbol: str,
+    number: int,
+    events: Sequence[PositionEventRecord],
+    fees: dict[str, Decimal],
+    intents: dict[str, OrderIntent],
+    exit_reasons: dict[str, str],
+) -> Trade:
+    entries: list[TradeEntry] = []
+    exits: list[TradeExit] = []
+    strategy = next((e.strategy for e in events if e.strategy), None)
+    for group in _by_order(events):
+        first = group[0]
+        qty = sum((e.qty for e in group), ZERO)
+        paid = sum((fees.get(e.execution_id or "", ZERO) for e in group), ZERO)
+        intent = intents.get(first.client_order_id or "")
+        if first.kind in ("entry", "backfill"):
+            kind = "backfill" if first.kind == "backfill" else "add-on" if entries else "entry"
+            if intent is not None and intent.purpose is IntentPurpose.SCALE_IN:
+                kind = "add-on"
+            entries.append(
+                TradeEntry(
+                    time=first.time,
+                    price=_weighted_price(group),
+                    qty=qty,
+                    fees=paid,
+                    kind=kind,
+                    decision_id=intent.decision_id if intent is not None else None,
+                    client_order_id=first.client_order_id,
+                )
+            )
+        else:
+            reason = first.reason
+            if intent is not None and intent.exit_intent_id is not None:
+                reason = exit_reasons.get(intent.exit_intent_id, reason)
+            elif first.kind == "external_close":
+                reason = f"closed outside tradekit: {first.reason}" if first.reason else "closed outside tradekit"
+            priced = all(e.price is not None for e in group)
+            exits.append(
+                TradeExit(
+                    time=first.time,
+                    price=_weighted_price(group) if priced else None,
+                    qty=qty,
+                    fees=paid,
+                    reason=reason,
+                )
+            )
+    return Trade(symbol=symbol, strategy=strategy, number=number, entries=tuple(entries), exits=tuple(exits))
+
+
+def _by_order(events: Iterable[PositionEventRecord]) -> list[list[PositionEventRecord]]:
+    # Fills of one order make one entry or exit; events without an order stand alone.
+    groups: list[list[PositionEventRecord]] = []
+    index: dict[tuple[str, str], int] = {}
+    for event in events:
+        side = "in" if event.kind in ("entry", "backfill") else "out"
+        key = (side, event.client_order_id) if event.client_order_id else None
+        if key is not None and key in index:
+            groups[index[key]].append(event)
+            continue
+        if key is not None:
+            index[key] = len(groups)
+        groups.append([event])
+    return groups
+
+
+def _weighted_price(group: Sequence[PositionEventRecord]) -> Decimal:
+    qty = sum((e.qty for e in group), ZERO)
+    return sum((e.qty * (e.price or ZERO) for e in group), ZERO) / qty
