@@ -132,6 +132,11 @@ def converter() -> cattrs.Converter:
     from tradekit.decision.verdict import Check
 
     conv.register_unstructure_hook(Check, unstructure_check)
+    # A trading-state scope travels as it is written: "account", "strategy:NAME", "symbol:SYM".
+    from tradekit.guard.state import Scope
+
+    conv.register_unstructure_hook(Scope, str)
+    conv.register_structure_hook(Scope, lambda value, _type: Scope.parse(value))
     return conv
 
 

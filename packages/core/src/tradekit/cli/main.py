@@ -24,11 +24,13 @@ from tradekit.cli.common import (
     plugins,
     setup_logging,
 )
+from tradekit.cli.guard import register_guard_commands
 from tradekit.config.settings import Settings
 from tradekit.data import BarDataError, load_daily_bars
 from tradekit.domain.market import Bar
 from tradekit.domain.positions import Position
 from tradekit.exits.intent import ExitState
+from tradekit.guard.audit import blocking_transition
 from tradekit.plugins import Plugins
 from tradekit.serialization import unstructure
 from tradekit.strategy.base import Strategy
@@ -246,6 +248,7 @@ def _print_summary(paper: Any) -> None:
     )
     table.add_row("round trips / still open", f"{s.round_trips} / {s.open_positions}")
     table.add_row("exits planned / expired unexecuted", f"{r.exits_planned} / {r.exits_expired}")
+    table.add_row("buys blocked by the trading-state guard", str(s.guard_blocked_buys))
     table.add_row("starting equity", f"{s.starting_equity:,.2f}")
     table.add_row("final equity", f"{s.final_equity:,.2f}")
     table.add_row("P&L", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")
@@ -424,12 +427,15 @@ def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, 
     settings = load(config_path).settings
     with open_ledger(_ledger_url(settings, ledger_url)) as ledger, ledger.reading() as tx:
         stored = tx.decision(decision_id)
+        cause = blocking_transition(tx, stored) if stored is not None else None  # trading-state guard
     if stored is None:
         raise click.ClickException(f"no decision {decision_id} in the ledger")
     if as_json:
-        emit_json(stored.document())
+        emit_json({**stored.document(), "trading_state_transition": unstructure(cause)})
         return
     console.print(stored.decision().explain(), markup=False, soft_wrap=True)
+    if cause is not None:
+        console.print(f"  blocked by the trading-state transition: {cause.one_line()}", markup=False, soft_wrap=True)
 
 
 @cli.group(invoke_without_command=True)
@@ -635,3 +641,7 @@ def list_plugins(as_json: bool) -> None:
         console.print(f"{p['name']:<40} {p['origin']}")
     console.print(f"strategies: {', '.join(data['strategies'])}")
     console.print(f"brokers:    {', '.join(data['brokers'])}")
+
+
+# The trading-state guard's commands (halt, reduce-only, resume, state) live in their own module.
+register_guard_commands(cli)

@@ -36,6 +36,7 @@ from tradekit.decision.context import MarketSnapshot
 from tradekit.domain.market import Bar
 from tradekit.domain.signals import Side, Signal
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
+from tradekit.guard.control import TradingGuard
 from tradekit.reconcile.reconciler import Reconciler
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.strategy.base import Strategy, StrategyView
@@ -80,6 +81,8 @@ class LiveTrader:
         self._session_seen: set[str] = set()
         self._session_complete = False
         self._bars: dict[str, list[Bar]] = {}
+        # Trading-state guard (issue #13): its automatic triggers run once per cycle.
+        self.guard = TradingGuard.of(pipeline)
 
     @property
     def broker(self) -> Broker:
@@ -98,6 +101,7 @@ class LiveTrader:
             report.note = f"broker unavailable, cycle skipped: {exc}"
             log.warning(report.note)
             return report
+        self.guard.observe_broker(now=now, broker=self.broker)  # trading-state guard (issue #13)
         prices = self.current_prices()
         report.exits = len(self.pipeline.execute_due_exits(prices))
         session_close = self.pipeline.calendar.last_close(now)

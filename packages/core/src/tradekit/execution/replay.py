@@ -36,6 +36,7 @@ from tradekit.domain.values import ZERO
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits.calendar import Session, TradingCalendar
 from tradekit.exits.intent import ExitState
+from tradekit.guard.control import TradingGuard
 from tradekit.strategy.base import Strategy, StrategyView
 from tradekit.strategy.history import FloatColumn, History
 
@@ -88,6 +89,8 @@ class ReplayRunner:
         self.calendar = calendar
         self.clock = clock
         self._scan = scan
+        # Trading-state guard (issue #13): its automatic triggers run at each close.
+        self.guard = TradingGuard.of(pipeline)
         self._times = {s: [b.time for b in series] for s, series in self.bars.items()}
         for symbol, times in self._times.items():
             for before, after in itertools.pairwise(times):
@@ -156,6 +159,7 @@ class ReplayRunner:
             self.clock.now = closes_at
             self.broker.set_prices({symbol: self.bars[symbol][i].close for symbol, i in todays}, closes_at)
             dirty |= self.pipeline.apply_events() > 0
+            self.guard.observe_broker(now=closes_at, broker=self.broker)  # trading-state guard (issue #13)
             if dirty:
                 positions = self.pipeline.ledger.open_positions()
                 dirty = False
