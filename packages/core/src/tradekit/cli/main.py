@@ -248,7 +248,7 @@ def _print_summary(paper: Any) -> None:
     )
     table.add_row("round trips / still open", f"{s.round_trips} / {s.open_positions}")
     table.add_row("exits planned / expired unexecuted", f"{r.exits_planned} / {r.exits_expired}")
-    table.add_row("buys blocked by the trading-state guard", str(s.guard_blocked_buys))
+    table.add_row("buys blocked by the guard", str(s.guard_blocked_buys))
     table.add_row("starting equity", f"{s.starting_equity:,.2f}")
     table.add_row("final equity", f"{s.final_equity:,.2f}")
     table.add_row("P&L", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")

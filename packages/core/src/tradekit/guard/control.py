@@ -283,8 +283,10 @@ class TradingGuard:
             for name, mark in marks.changed.items():
                 tx.record_trading_state_mark(name, mark)
         for transition in made:
-            # What a trigger did is news to whoever reads the trader's log; an operator knows.
-            level = logging.INFO if transition.actor.startswith("user:") else logging.WARNING
+            # A halt a trigger placed is news to whoever reads the trader's log; a cooldown
+            # coming and going is routine, and an operator knows what they did.
+            automatic_halt = transition.to_state is TradingState.HALTED and not transition.actor.startswith("user:")
+            level = logging.WARNING if automatic_halt else logging.INFO
             log.log(level, "trading state: %s", transition.one_line())
             if self.plugins is not None:
                 self.plugins.on_trading_state(transition)
