@@ -25,6 +25,7 @@ from tradekit.guard.state import (
     TradingStates,
     Transition,
     Trigger,
+    fold_transitions,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "TradingStates",
     "Transition",
     "Trigger",
+    "fold_transitions",
 ]
