@@ -23,7 +23,7 @@ TUESDAY_CLOSE = datetime(2024, 3, 5, 21, 0, tzinfo=UTC)
 WEDNESDAY_OPEN = datetime(2024, 3, 6, 14, 30, tzinfo=UTC)
 
 
-def make_guard(ledger: Ledger, plugins: Plugins | None = None, **settings: object) -> TradingGuard:
+def make_guard(ledger: Ledger, *, plugins: Plugins | None = None, **settings: object) -> TradingGuard:
     return TradingGuard(
         ledger=ledger,
         settings=GuardSettings(**settings),  # type: ignore[arg-type]

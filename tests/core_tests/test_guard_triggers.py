@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tradekit import hookimpl
 from tradekit.config import GuardSettings, ReconciliationSettings, SettingsError, load_settings
 from tradekit.guard import ACCOUNT, Scope, TradingState, Transition, Trigger
-from tradekit.guard.control import ResumeRefused
+from tradekit.guard.control import GuardError, ResumeRefused, TradingGuard
 from tradekit.ledger import Ledger
+from tradekit.ledger import schema as t
 from tradekit.plugins import Plugins
 from tradekit.reconcile import Reconciler
 
@@ -316,7 +319,7 @@ class Broken:
 def test_every_transition_reaches_the_hook_even_past_a_plugin_that_raises(ledger: Ledger) -> None:
     recorder = Recorder()
     plugins = Plugins(load_entrypoints=False, env={}, extra=[("recorder", recorder), ("broken", Broken())])
-    guard = make_guard(ledger, plugins, halt_on_account_blocked=True)
+    guard = make_guard(ledger, plugins=plugins, halt_on_account_blocked=True)
     made = guard.halt(KO, reason="manual", actor="user:ops", at=MONDAY_OPEN)
     made += guard.observe(now=MONDAY_OPEN, account=account(1, account_blocked=True))
     made += guard.resume(ACCOUNT, reason="ok", actor="user:ops", at=MONDAY_CLOSE)
@@ -344,3 +347,44 @@ def test_guard_settings_are_validated_with_the_key_named() -> None:
         load_settings(env={"TRADEKIT_GUARD__DAILY_LOSS_LIMIT": "-5"})
     with pytest.raises(SettingsError, match="max_drawdown_typo"):
         load_settings(env={"TRADEKIT_GUARD__MAX_DRAWDOWN_TYPO": "5"})
+
+
+def test_a_version_2_ledger_gains_the_guard_tables_when_opened(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Ledger.open(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for table in ("tk_trading_state_transitions", "tk_trading_state_holds", "tk_trading_state_marks"):
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        conn.exec_driver_sql("UPDATE tk_meta SET value = '2' WHERE key = 'schema_version'")
+    engine.dispose()
+    with Ledger.open(url) as ledger:
+        make_guard(ledger).halt(KO, reason="after the upgrade", actor="user:ops", at=MONDAY_OPEN)
+        with ledger.reading() as tx:
+            version = tx._conn.exec_driver_sql("SELECT value FROM tk_meta WHERE key = 'schema_version'").scalar()
+            assert [h.scope for h in tx.trading_states().holds] == [KO]
+    assert version == "3"
+
+
+@pytest.mark.parametrize(
+    "settings", [GuardSettings(), GuardSettings(max_drawdown_pct=Decimal(1))], ids=["idle", "triggers on"]
+)
+def test_an_unreadable_state_stops_no_driver_and_is_left_for_a_human(ledger: Ledger, settings: GuardSettings) -> None:
+    with ledger.transaction() as tx:
+        tx._conn.execute(
+            sa.insert(t.trading_state_holds).values(
+                scope="desk:7",  # no such scope in this tradekit
+                trigger="manual",
+                state="halted",
+                since=MONDAY_OPEN,
+                reason="?",
+                actor="user:x",
+                needs_resume=True,
+                allow_exits=False,
+            )
+        )
+    guard = TradingGuard(ledger=ledger, settings=settings)
+    assert guard.observe(now=MONDAY_CLOSE, account=account(100_000)) == []
+    assert guard.states().unreadable is not None
+    with pytest.raises(GuardError, match="cannot be read"):
+        guard.resume(ACCOUNT, reason="try", actor="user:ops", at=MONDAY_CLOSE)

@@ -230,7 +230,8 @@ class TradingGuard:
         settings = self.settings
         if not triggers.any_enabled(settings):
             with self.ledger.reading() as tx:
-                idle = all(h.trigger is Trigger.MANUAL for h in tx.trading_states().holds)
+                states = read_trading_states(tx)
+            idle = states.unreadable is None and all(h.trigger is Trigger.MANUAL for h in states.holds)
             if idle:
                 return []
 
