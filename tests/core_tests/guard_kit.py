@@ -12,6 +12,7 @@ from tradekit.domain import AccountSnapshot, Fill, Side
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.guard.control import TradingGuard
 from tradekit.ledger import Ledger
+from tradekit.ledger import schema as t
 from tradekit.ledger.records import IntentPurpose, OrderIntent
 from tradekit.plugins import Plugins
 
@@ -44,6 +45,23 @@ def account(
         account_blocked=account_blocked,
         trading_blocked=trading_blocked,
     )
+
+
+def store_unreadable_hold(ledger: Ledger, *, scope: str = "account", state: str = "halted") -> None:
+    """Write a hold row this tradekit cannot read (as a newer tradekit, or a hand, could)."""
+    with ledger.transaction() as tx:
+        tx._conn.execute(
+            t.trading_state_holds.insert().values(
+                scope=scope,
+                trigger="manual",
+                state=state,
+                since=MONDAY_OPEN,
+                reason="?",
+                actor="user:x",
+                needs_resume=True,
+                allow_exits=False,
+            )
+        )
 
 
 def stream(connected: bool, heard: datetime | None, failure: str | None = None) -> StreamHeartbeat:

@@ -20,10 +20,9 @@ from tradekit.exits import ExitState
 from tradekit.guard import ACCOUNT, Scope, TradingState, Trigger
 from tradekit.guard.control import TradingGuard
 from tradekit.ledger import Ledger, LedgerOrderStatus
-from tradekit.ledger import schema as t
 
 from .conftest import LedgerFactory
-from .guard_kit import account
+from .guard_kit import account, store_unreadable_hold
 from .test_pipeline import OPEN, CountingBroker, Pyramid, Single, Trading, hold, make_trading
 
 # The committing and the buffered pipeline, as test_pipeline runs them.
@@ -230,20 +229,7 @@ def test_a_state_that_cannot_be_read_is_reduce_only_never_active(ledger: Ledger,
     trading = make_trading(tmp_path, ledger=ledger)
     trading.reconcile()
     hold(trading)
-    with ledger.transaction() as tx:
-        # A row written by a newer tradekit (or by hand) that this one cannot read.
-        tx._conn.execute(
-            t.trading_state_holds.insert().values(
-                scope="account",
-                trigger="manual",
-                state="paused",
-                since=OPEN,
-                reason="?",
-                actor="user:x",
-                needs_resume=True,
-                allow_exits=False,
-            )
-        )
+    store_unreadable_hold(ledger, state="paused")
     blocked = trading.pipeline.process_buy(trading.signal("PFE", price="28"), Single, trading.market("PFE"))
     assert blocked.decision is not None
     assert blocked.decision.reasons == (ReasonCode.REDUCE_ONLY,)

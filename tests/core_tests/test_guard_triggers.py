@@ -15,7 +15,6 @@ from tradekit.config import GuardSettings, ReconciliationSettings, SettingsError
 from tradekit.guard import ACCOUNT, Scope, TradingState, Transition, Trigger
 from tradekit.guard.control import GuardError, ResumeRefused, TradingGuard
 from tradekit.ledger import Ledger
-from tradekit.ledger import schema as t
 from tradekit.plugins import Plugins
 from tradekit.reconcile import Reconciler
 
@@ -30,6 +29,7 @@ from .guard_kit import (
     account,
     make_guard,
     round_trip,
+    store_unreadable_hold,
     stream,
 )
 
@@ -370,19 +370,7 @@ def test_a_version_2_ledger_gains_the_guard_tables_when_opened(tmp_path: Path) -
     "settings", [GuardSettings(), GuardSettings(max_drawdown_pct=Decimal(1))], ids=["idle", "triggers on"]
 )
 def test_an_unreadable_state_stops_no_driver_and_is_left_for_a_human(ledger: Ledger, settings: GuardSettings) -> None:
-    with ledger.transaction() as tx:
-        tx._conn.execute(
-            sa.insert(t.trading_state_holds).values(
-                scope="desk:7",  # no such scope in this tradekit
-                trigger="manual",
-                state="halted",
-                since=MONDAY_OPEN,
-                reason="?",
-                actor="user:x",
-                needs_resume=True,
-                allow_exits=False,
-            )
-        )
+    store_unreadable_hold(ledger, scope="desk:7")  # no such scope in this tradekit
     guard = TradingGuard(ledger=ledger, settings=settings)
     assert guard.observe(now=MONDAY_CLOSE, account=account(100_000)) == []
     assert guard.states().unreadable is not None
