@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -29,12 +29,11 @@ from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker, StreamHealth, StreamHeartbeat
 from tradekit.config.settings import GuardSettings
 from tradekit.domain.account import AccountSnapshot
-from tradekit.domain.signals import Side
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.guard import triggers
 from tradekit.guard.records import Mark
 from tradekit.guard.state import ClosedTrade, Hold, Scope, TradingState, TradingStates, Transition, Trigger
-from tradekit.ledger.records import OrderIntent
+from tradekit.ledger.records import IntentPurpose, OrderIntent
 from tradekit.ledger.store import Ledger, LedgerTx
 
 if TYPE_CHECKING:
@@ -87,13 +86,23 @@ def read_trading_states(tx: LedgerTx) -> TradingStates:
         return TradingStates(unreadable=str(exc))
 
 
-def refusal_for(states: TradingStates, intent: OrderIntent, at: datetime) -> Refusal | None:
-    """Why ``states`` keep ``intent`` from leaving at ``at``, or None when it may."""
-    if intent.side is Side.BUY:
-        standing = states.standing(strategy=intent.strategy, symbol=intent.symbol, at=at)
-        return None if standing.hold is None else Refusal(standing.hold)
-    blocker = states.exit_blocker(strategy=intent.strategy, symbol=intent.symbol, at=at)
-    return None if blocker is None else Refusal(blocker)
+def refusal_for(
+    states: TradingStates, intent: OrderIntent, at: datetime, *, also: Sequence[str] = ()
+) -> Refusal | None:
+    """Why ``states`` keep ``intent`` from leaving at ``at``, or None when it may.
+
+    An entry or an add-on (whatever its side: a pair's short leg opens exposure too) needs
+    ACTIVE; an exit goes unless a HALTED hold without allowed exits applies. ``also``: more
+    symbol scopes the order falls in (a pair leg: the pair's key besides its instrument).
+    """
+    for symbol in (intent.symbol, *also):
+        if intent.purpose is not IntentPurpose.EXIT:
+            hold = states.standing(strategy=intent.strategy, symbol=symbol, at=at).hold
+        else:
+            hold = states.exit_blocker(strategy=intent.strategy, symbol=symbol, at=at)
+        if hold is not None:
+            return Refusal(hold)
+    return None
 
 
 class TradingGuard:
@@ -135,9 +144,10 @@ class TradingGuard:
         return read_trading_states(tx)
 
     @contextlib.contextmanager
-    def sending(self, intent: OrderIntent, at: datetime) -> Iterator[Refusal | None]:
+    def sending(self, intent: OrderIntent, at: datetime, *, also: Sequence[str] = ()) -> Iterator[Refusal | None]:
+        """Hold the account's send lock while the order leaves; yield why it may not (or None)."""
         with self.ledger.sending() as tx:
-            yield refusal_for(read_trading_states(tx), intent, at)
+            yield refusal_for(read_trading_states(tx), intent, at, also=also)
 
     def states(self) -> TradingStates:
         """The holds standing now (a fresh read)."""

@@ -66,7 +66,7 @@ class Scope:
         if kind == ScopeKind.STRATEGY and name:
             return cls(ScopeKind.STRATEGY, name)
         if kind == ScopeKind.SYMBOL and name:
-            return cls(ScopeKind.SYMBOL, name.upper())
+            return cls.symbol(name)
         raise ScopeError(f"scope {text!r} is not one of: account, strategy:NAME, symbol:SYM")
 
     @classmethod
@@ -75,7 +75,8 @@ class Scope:
 
     @classmethod
     def symbol(cls, name: str) -> Scope:
-        return cls(ScopeKind.SYMBOL, name)
+        # Symbols are matched case-insensitively: "ko" on the command line is KO.
+        return cls(ScopeKind.SYMBOL, name.upper())
 
     def __str__(self) -> str:
         return self.kind.value if self.kind is ScopeKind.ACCOUNT else f"{self.kind.value}:{self.name}"
