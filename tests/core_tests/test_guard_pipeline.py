@@ -20,6 +20,7 @@ from tradekit.exits import ExitState
 from tradekit.guard import ACCOUNT, Scope, TradingState, Trigger
 from tradekit.guard.control import TradingGuard
 from tradekit.ledger import Ledger, LedgerOrderStatus
+from tradekit.plugins import PluginLoadError, Plugins
 
 from .conftest import LedgerFactory
 from .guard_kit import account, store_unreadable_hold
@@ -257,3 +258,10 @@ def test_every_scope_blocks_the_buys_it_covers(trading: Trading, scope: str) -> 
     assert outcome.decision is not None
     assert outcome.decision.reasons == (ReasonCode.TRADING_HALTED,)
     assert buys(trading) == []
+
+
+def test_the_guard_rule_cannot_be_switched_off_or_removed() -> None:
+    with pytest.raises(PluginLoadError, match="cannot be switched off"):
+        Plugins(load_entrypoints=False, env={"TRADEKIT_DISABLED_PLUGINS": "tradekit.guard.rule"})
+    with pytest.raises(PluginLoadError, match="cannot be removed"):
+        Plugins(load_entrypoints=False, env={}).unregister("tradekit.guard.rule")
