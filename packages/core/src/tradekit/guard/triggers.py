@@ -9,7 +9,7 @@ that need a human resume are never released here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -354,7 +354,3 @@ def any_enabled(settings: GuardSettings) -> bool:
         or settings.reduce_only_on_unreconciled
         or settings.stream_stale_after_seconds is not None
     )
-
-
-def latest_close(trades: Sequence[ClosedTrade]) -> datetime | None:
-    return trades[-1].closed_at if trades else None
