@@ -28,11 +28,14 @@ from tradekit.decision.rules import (
     safety,
 )
 from tradekit.decision.verdict import fold, order_checks
+from tradekit.guard import Hold, Scope, TradingState, TradingStates, Trigger
+from tradekit.guard import rule as trading_state
 from tradekit.plugins import Plugins
-from tradekit.testing import make_context, make_position
+from tradekit.testing import DEFAULT_NOW, make_context, make_position
 
 ALL_RULES = (
     *preflight.RULES,
+    *trading_state.RULES,
     *freshness.RULES,
     *safety.RULES,
     *direction.RULES,
@@ -61,6 +64,23 @@ def plain_evaluate(ctx: ScalingContext) -> BuyDecision:
     )
 
 
+# A realistic guard state: a cooldown on another symbol, a reduce-only on this one.
+_HELD = TradingStates(
+    [
+        Hold(
+            scope=Scope.symbol(symbol),
+            trigger=trigger,
+            state=TradingState.REDUCE_ONLY,
+            since=DEFAULT_NOW - timedelta(hours=1),
+            reason="bench",
+            actor="trigger:bench",
+            until=DEFAULT_NOW + timedelta(hours=1),
+        )
+        for symbol, trigger in (("PFE", Trigger.EXIT_COOLDOWN), ("KO", Trigger.UNRECONCILED))
+    ]
+)
+
+
 def contexts() -> list[ScalingContext]:
     policy = StrategyScalingPolicy(allow_scaling=True, max_entries=4, min_bars_between_entries=2)
     pos = make_position(
@@ -74,6 +94,7 @@ def contexts() -> list[ScalingContext]:
         make_context(policy=policy, position=pos, bars_since_last_entry=3),  # scale in
         make_context(policy=policy, position=pos, counters=OrderCounters(orders_today=3), confidence=3),  # skip
         make_context(unreconciled={"KO"}, broker_checked=False),  # block
+        make_context(trading_states=_HELD),  # block: the trading-state guard holds the symbol
     ]
 
 
@@ -81,7 +102,8 @@ def measure(fn: Callable[[ScalingContext], BuyDecision], ctxs: list[ScalingConte
     # A fresh copy per call: cached properties must not make later calls look free.
     samples: list[int] = []
     for i in range(n):
-        ctx = attrs.evolve(ctxs[i % len(ctxs)])
+        base = ctxs[i % len(ctxs)]
+        ctx = attrs.evolve(base, trading_states=attrs.evolve(base.trading_states))
         start = time.perf_counter_ns()
         fn(ctx)
         samples.append(time.perf_counter_ns() - start)
@@ -108,7 +130,10 @@ def main() -> None:
     for ctx in ctxs:
         a, b = evaluate_buy(ctx, plugins=plugins), plain_evaluate(ctx)
         assert (a.action, a.checks) == (b.action, b.checks), "plugin path and plain path disagree"
-    print(f"evaluate_buy with {len(ALL_RULES)} built-in rules, {args.n:,} decisions per path, 4 context shapes")
+    print(
+        f"evaluate_buy with {len(ALL_RULES)} built-in rules (the trading-state guard's included), "
+        f"{args.n:,} decisions per path, {len(ctxs)} context shapes"
+    )
     plain = report("plain functions (baseline)", measure(plain_evaluate, ctxs, args.n))
     plug = report(
         "pluggy (evaluate_buy hook)",

@@ -40,7 +40,9 @@ def test_every_setting_appears_with_its_meaning() -> None:
         name = key.rsplit(".", 1)[-1]
         assert MEANINGS[key] in text, f"{key} has no comment in the template"
         if key not in ("plugins", "allocation.tiers"):
-            assert re.search(rf"^{re.escape(name)} = ", text, flags=re.MULTILINE), f"{key} has no line"
+            # A setting that is off by default (None) is shown commented out, ready to be given a value.
+            line = rf"^(# )?{re.escape(name)} = " if _default(key) is None else rf"^{re.escape(name)} = "
+            assert re.search(line, text, flags=re.MULTILINE), f"{key} has no line"
     assert set(MEANINGS) == set(_dotted_fields())
 
 
@@ -70,3 +72,9 @@ def test_the_commented_paper_table_is_valid_paper_settings_at_their_defaults(tmp
     path.write_text("\n".join(line.removeprefix("# ") for line in table.splitlines()))
     paper = load_paper_settings(load_settings(path, env={}).settings)
     assert paper == PaperSettings(state_file="paper.json")
+
+
+def _default(key: str) -> object:
+    section, _, name = key.partition(".")
+    value: object = getattr(Settings(), section)
+    return getattr(value, name) if name else value

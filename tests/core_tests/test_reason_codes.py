@@ -18,16 +18,39 @@ from tradekit import (
 )
 from tradekit.decision import AccountLimits, OrderCounters, PendingOrder, ScalingContext, TierState
 from tradekit.domain import OrderStatus, Side
+from tradekit.guard import ACCOUNT, Hold, Scope, TradingState, TradingStates, Trigger
 from tradekit.plugins import Plugins
 from tradekit.testing import DEFAULT_NOW, make_context, make_position
 
 SCALING = StrategyScalingPolicy(allow_scaling=True, max_entries=4)
 POS = make_position()
 
+
+def _held(scope: Scope, state: TradingState) -> TradingStates:
+    return TradingStates(
+        [
+            Hold(
+                scope=scope,
+                trigger=Trigger.MANUAL,
+                state=state,
+                since=DEFAULT_NOW - timedelta(hours=1),
+                reason="operator",
+                actor="user:test",
+                needs_resume=True,
+            )
+        ]
+    )
+
+
 # reason -> (expected action, make_context keyword arguments)
 SITUATIONS: dict[ReasonCode, tuple[BuyAction, dict[str, Any]]] = {
     ReasonCode.UNRECONCILED_BROKER_POSITION: (BuyAction.BLOCK, {"unreconciled": {"KO"}}),
     ReasonCode.TRADING_BLOCKED: (BuyAction.BLOCK, {"trading_blocked": True}),
+    ReasonCode.TRADING_HALTED: (BuyAction.BLOCK, {"trading_states": _held(ACCOUNT, TradingState.HALTED)}),
+    ReasonCode.REDUCE_ONLY: (
+        BuyAction.BLOCK,
+        {"policy": SCALING, "position": POS, "trading_states": _held(Scope.symbol("KO"), TradingState.REDUCE_ONLY)},
+    ),
     ReasonCode.STALE_SIGNAL: (BuyAction.SKIP, {"signal_age": timedelta(hours=25)}),
     ReasonCode.OVERNIGHT_GAP: (
         BuyAction.SKIP,

@@ -48,7 +48,7 @@ from tradekit.broker.errors import (
     FractionalNotSupported,
     OrderRejected,
 )
-from tradekit.broker.protocol import AssetInfo, MarketClock, OrderEvent
+from tradekit.broker.protocol import AssetInfo, MarketClock, OrderEvent, StreamHeartbeat
 from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.market import Bar
 from tradekit.domain.orders import Fill, Order, OrderRequest, OrderType, TimeInForce
@@ -134,8 +134,9 @@ class AlpacaBroker:
     """An Alpaca account (paper unless configured otherwise) as a tradekit ``Broker``.
 
     It is also a ``BarSource`` (``daily_bars``) and a ``PriceSource`` (``latest_prices``) for
-    tradekit's live runner, and offers ``get_calendar``, ``stream_status`` and
-    ``position_mismatches`` beyond the protocol.
+    tradekit's live runner and a ``StreamHealth`` (``stream_heartbeat``) for its trading-state
+    guard, and offers ``get_calendar``, ``stream_status`` and ``position_mismatches`` beyond
+    the protocol.
 
     Build it with ``tradekit_broker_alpaca.plugin.make_alpaca_broker`` (what ``tradekit run
     --broker alpaca`` does), or directly from a config and credentials. It starts the
@@ -381,6 +382,17 @@ class AlpacaBroker:
     def stream_status(self) -> StreamStatus | None:
         """Return what the ``trade_updates`` stream has done, or None when it is switched off."""
         return self._stream.status() if self._stream is not None else None
+
+    def stream_heartbeat(self) -> StreamHeartbeat | None:
+        """Return the stream's health for tradekit's guard (``StreamHealth``), or None without a stream."""
+        status = self.stream_status()
+        if status is None:
+            return None
+        return StreamHeartbeat(
+            connected=status.connected and status.running,
+            last_heard_at=status.last_heard_at,
+            failure=status.failure,
+        )
 
     @property
     def position_mismatches(self) -> tuple[PositionMismatch, ...]:

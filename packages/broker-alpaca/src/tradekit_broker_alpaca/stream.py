@@ -28,11 +28,13 @@ import inspect
 import logging
 import queue
 import threading
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from tradekit.domain.values import utcnow
 from tradekit_broker_alpaca._alpaca import TradingStream
 from tradekit_broker_alpaca.config import AlpacaConfig, AlpacaCredentials
 
@@ -91,6 +93,10 @@ class StreamStatus:
     updates_received: int
     failure: str | None
     """Why the stream gave up for good, or None while it is (trying to be) connected."""
+    last_heard_at: datetime | None = None
+    """The last moment the stream was known alive: its last update, its last login, the
+    moment it lost its connection, or its start. While connected, its keepalive (a ping
+    every 10 s, 20 s to answer) vouches for it."""
 
 
 class _Counters:
@@ -101,6 +107,7 @@ class _Counters:
         self.updates_received = 0
         self.refused_logins = 0
         self.failure: str | None = None
+        self.last_heard_at: datetime = utcnow()
 
 
 class _BoundedTradingStream(TradingStream):
@@ -183,9 +190,12 @@ class _BoundedTradingStream(TradingStream):
         with self._counters.lock:
             self._counters.connected = True
             self._counters.connections += 1
+            self._counters.last_heard_at = utcnow()
 
     async def close(self) -> None:
         with self._counters.lock:
+            if self._counters.connected:
+                self._counters.last_heard_at = utcnow()
             self._counters.connected = False
         await super().close()
 
@@ -214,6 +224,7 @@ class TradeUpdateStream:
             return
         with self._counters.lock:
             self._counters.updates_received += 1
+            self._counters.last_heard_at = utcnow()
         self._updates.put(data)
 
     def _run(self) -> None:
@@ -226,6 +237,8 @@ class TradeUpdateStream:
             log.exception("trade_updates stream crashed")
         finally:
             with self._counters.lock:
+                if self._counters.connected:
+                    self._counters.last_heard_at = utcnow()
                 self._counters.connected = False
 
     def start(self) -> None:
@@ -249,6 +262,7 @@ class TradeUpdateStream:
                 connections=self._counters.connections,
                 updates_received=self._counters.updates_received,
                 failure=self._counters.failure,
+                last_heard_at=self._counters.last_heard_at,
             )
 
     def stop(self) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tradekit.decision.verdict import BuyDecision, Check
     from tradekit.domain.market import Bar
     from tradekit.exits.intent import ExitIntent
+    from tradekit.guard.state import Transition
     from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
     from tradekit.scanner import Candidate
     from tradekit.sizing.result import SizingResult
@@ -100,6 +101,23 @@ def on_exit_intent(intent: ExitIntent) -> ExitIntent | None:
     :return: An adjusted intent, or None to leave it unchanged.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def on_trading_state(transition: Transition) -> None:
+    """See every change of the trading-state guard (a halt, a reduce-only, a resume, a
+    cooldown that ended), after it is committed to the ledger.
+
+    Called in the process that made the change: the trader for automatic triggers, the
+    command line for ``tradekit halt / reduce-only / resume``. Every implementation is
+    called, each on its own: one that raises is logged and the others are still called; the
+    transition stands either way. Do not block here for long: the trader waits.
+
+    :param transition: The change: its scope, trigger, the hold's state before and after,
+        why, by whom (``user:NAME`` or ``trigger:NAME``), and until when.
+
+    .. versionadded:: 0.2
     """
 
 

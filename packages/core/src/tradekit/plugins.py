@@ -30,6 +30,7 @@ from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check
 from tradekit.domain.market import Bar
 from tradekit.exits.intent import ExitIntent
+from tradekit.guard.state import Transition
 from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
 from tradekit.sizing.result import SizingResult
 from tradekit.strategy.base import Strategy
@@ -46,6 +47,7 @@ ALLOWLIST_ENV = "TRADEKIT_LOAD_PLUGINS"
 # The built-in buy rules: safety the user may not switch off by configuration.
 BUILTIN_RULE_PLUGINS: tuple[str, ...] = (
     "tradekit.decision.rules.preflight",
+    "tradekit.guard.rule",
     "tradekit.decision.rules.freshness",
     "tradekit.decision.rules.safety",
     "tradekit.decision.rules.direction",
@@ -274,6 +276,23 @@ class Plugins:
             name = codes.get(tb.tb_frame.f_code, name)
             tb = tb.tb_next
         return name
+
+    def on_trading_state(self, transition: Transition) -> None:
+        """Tell every plugin about a trading-state transition, each on its own.
+
+        A plugin that raises is logged naming it and the others are still told: a broken
+        notifier must neither hide a halt from the rest nor undo it (the transition is
+        committed before anyone hears of it).
+        """
+        arguments = {"transition": transition}
+        for impl in reversed(self._pm.hook.on_trading_state.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue  # a notification has nothing to wrap
+            try:
+                impl.function(**{name: arguments[name] for name in impl.argnames})
+            except Exception as exc:
+                error = HookError("on_trading_state", impl.plugin_name, exc)
+                log.error("trading-state transition %s not announced: %s", transition.one_line(), error, exc_info=exc)
 
     def scan_candidates(self, bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: int) -> list[Candidate]:
         result: list[Candidate] | None = self._pm.hook.scan_candidates(bars=bars, as_of=as_of, top_n=top_n)

@@ -156,6 +156,11 @@ def converter() -> cattrs.Converter:
         lambda t: t in (Reason, Reason | None),
         lambda value, _t: None if value is None else parse_reason(_reason_text(value)),
     )
+    # A trading-state scope travels as it is written: "account", "strategy:NAME", "symbol:SYM".
+    from tradekit.guard.state import Scope
+
+    conv.register_unstructure_hook(Scope, str)
+    conv.register_structure_hook(Scope, lambda value, _type: Scope.parse(value))
     return conv
 
 

@@ -23,7 +23,15 @@ from tradekit.broker.paper import (
     SliceTiming,
     weekday_session_clock,
 )
-from tradekit.broker.protocol import AssetInfo, Broker, MarketClock, OrderEvent, OrderEventKind
+from tradekit.broker.protocol import (
+    AssetInfo,
+    Broker,
+    MarketClock,
+    OrderEvent,
+    OrderEventKind,
+    StreamHealth,
+    StreamHeartbeat,
+)
 from tradekit.broker.spec import BrokerFactory, BrokerSpec
 
 __all__ = [
@@ -52,5 +60,7 @@ __all__ = [
     "ReceivedOrder",
     "SessionClock",
     "SliceTiming",
+    "StreamHealth",
+    "StreamHeartbeat",
     "weekday_session_clock",
 ]

@@ -18,7 +18,7 @@ import attrs
 from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.orders import Fill, Order, OrderRequest
 from tradekit.domain.positions import BrokerPosition
-from tradekit.domain.values import ZERO, non_negative, positive, to_utc, utc
+from tradekit.domain.values import ZERO, non_negative, optional_to_utc, optional_utc, positive, to_utc, utc
 
 
 @attrs.frozen(kw_only=True)
@@ -120,4 +120,31 @@ class Broker(Protocol):
 
     def close(self) -> None:
         """Release connections and background threads."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class StreamHeartbeat:
+    """How a broker's trade-update stream is doing, for the trading-state guard.
+
+    ``last_heard_at``: the last moment the stream was known alive — its last update, its
+    last login, or the moment it lost its connection (while connected, its own keepalive
+    vouches for it). ``failure``: why it stopped for good, if it did.
+    """
+
+    connected: bool
+    last_heard_at: datetime | None = attrs.field(default=None, converter=optional_to_utc, validator=optional_utc)
+    failure: str | None = None
+
+
+@runtime_checkable
+class StreamHealth(Protocol):
+    """Optional: a broker whose order events come from a stream says how that stream is doing.
+
+    The guard's ``stream_stale_after_seconds`` trigger puts the account in REDUCE_ONLY while
+    the stream is down for longer than that (no fill it reports could be missed knowingly).
+    """
+
+    def stream_heartbeat(self) -> StreamHeartbeat | None:
+        """Return the stream's health, or None when this broker runs without a stream."""
         ...

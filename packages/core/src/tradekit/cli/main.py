@@ -36,6 +36,7 @@ from tradekit.cli.common import (
 )
 from tradekit.cli.config_init import config_init
 from tradekit.cli.data import data_group
+from tradekit.cli.guard import register_guard_commands
 from tradekit.cli.trades import trades
 from tradekit.cli.types import DECIMAL
 
@@ -343,6 +344,7 @@ def _print_summary(paper: Any) -> None:
         "exits planned / rolled to a later window / expired unexecuted",
         f"{tally.exits_planned} / {tally.exits_rolled} / {tally.exits_expired}",
     )
+    table.add_row("buys blocked by the guard", str(s.guard_blocked_buys))
     table.add_row("starting equity", f"{s.starting_equity:,.2f}")
     table.add_row("final equity", f"{s.final_equity:,.2f}")
     table.add_row("P&L", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")
@@ -534,18 +536,24 @@ def decisions(
 @json_option
 def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, as_json: bool) -> None:
     """Show the full trace of one decision: every check, in the order it was judged."""
+    from tradekit.guard.audit import blocking_transition
+    from tradekit.serialization import unstructure
+
     settings = load(config_path).settings
     with open_ledger(_ledger_url(settings, ledger_url), create=False) as ledger, ledger.reading() as tx:
         stored = tx.decision(decision_id)
+        cause = blocking_transition(tx, stored) if stored is not None else None  # trading-state guard
     if stored is None:
         raise click.ClickException(f"no decision {decision_id} in the ledger")
     if as_json:
-        emit_json(stored.document())
+        emit_json({**stored.document(), "trading_state_transition": unstructure(cause)})
         return
     from tradekit.decision.plugin_reasons import PluginReason
 
     decision = stored.decision()
     console.print(decision.explain(), markup=False, soft_wrap=True)
+    if cause is not None:
+        console.print(f"  blocked by the trading-state transition: {cause.one_line()}", markup=False, soft_wrap=True)
     declared = plugins().reasons() if any(isinstance(r, PluginReason) for r in decision.reasons) else {}
     for reason in decision.reasons:
         if reason in declared and declared[reason].description:
@@ -875,3 +883,7 @@ def list_plugins(as_json: bool) -> None:
     console.print(f"brokers:    {', '.join(data['brokers'])}")
     for code, description in data["reasons"].items():
         console.print(f"reason:     {code}  {description}", markup=False)
+
+
+# The trading-state guard's commands (halt, reduce-only, resume, state) live in their own module.
+register_guard_commands(cli)

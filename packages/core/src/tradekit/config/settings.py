@@ -280,6 +280,48 @@ class ScannerSettings:
     baseline_symbols: tuple[str, ...] = attrs.field(default=("SPY", "QQQ"), converter=str_tuple)
 
 
+def _optional_pct(_inst: Any, attribute: attrs.Attribute[Any], value: Decimal | None) -> None:
+    if value is not None:
+        _pct(_inst, attribute, value)
+
+
+def _optional_positive(_inst: Any, attribute: attrs.Attribute[Any], value: Decimal | int | None) -> None:
+    if value is not None and value <= 0:
+        raise SettingsError(f"{attribute.name} must be greater than zero (or left out to switch it off), got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class GuardSettings:
+    """The trading-state guard's automatic triggers (``tradekit.guard``); each is off unless set.
+
+    The states and the manual commands (``tradekit halt``, ``reduce-only``, ``resume``) need
+    no setting. A trigger that needs a human ``resume`` says so in the guide.
+    """
+
+    # HALTED once equity (unrealised P&L and fees included) is this far below its high.
+    max_drawdown_pct: Decimal | None = attrs.field(default=None, validator=_optional_pct)
+    # HALTED until the next session (and a resume) once the session lost this much.
+    daily_loss_limit_pct: Decimal | None = attrs.field(default=None, validator=_optional_pct)
+    daily_loss_limit: Decimal | None = attrs.field(default=None, validator=_optional_positive)
+    # REDUCE_ONLY for a cooldown after this many losing exits in a row.
+    losing_streak_exits: int | None = attrs.field(default=None, validator=_optional_positive)
+    losing_streak_cooldown_minutes: int = attrs.field(default=1440, validator=_at_least(1))
+    # REDUCE_ONLY for the symbol this long after any exit of it.
+    exit_cooldown_minutes: int | None = attrs.field(default=None, validator=_optional_positive)
+    # REDUCE_ONLY for a symbol reconciliation could not reconcile.
+    reduce_only_on_unreconciled: bool = False
+    # REDUCE_ONLY for the account when the trade-update stream was last heard this long ago.
+    stream_stale_after_seconds: int | None = attrs.field(default=None, validator=_optional_positive)
+    # HALTED while the broker reports the account (or its trading) blocked.
+    halt_on_account_blocked: bool = False
+    # Let exits out while HALTED (every halt; `tradekit halt --allow-exits` does it for one).
+    allow_exits_when_halted: bool = False
+
+    @property
+    def losing_streak_cooldown(self) -> timedelta:
+        return timedelta(minutes=self.losing_streak_cooldown_minutes)
+
+
 @attrs.frozen(kw_only=True)
 class LedgerSettings:
     """Where the ledger lives: a SQLite file (default) or a PostgreSQL URL."""
@@ -305,6 +347,7 @@ class Settings:
     reconciliation: ReconciliationSettings = ReconciliationSettings()
     exits: ExitSettings = ExitSettings()
     scanner: ScannerSettings = ScannerSettings()
+    guard: GuardSettings = GuardSettings()
     ledger: LedgerSettings = LedgerSettings()
     safety: SafetySettings = SafetySettings()
     symbols: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)

@@ -62,6 +62,18 @@ MEANINGS: Mapping[str, str] = {
     "scanner.candidates_file": "Where tradekit scan writes its candidates.",
     "scanner.top_n": "How many candidates the scanner keeps.",
     "scanner.baseline_symbols": "Symbols always kept as candidates.",
+    "guard.max_drawdown_pct": 'HALT (until a resume) once equity is this % below its high, e.g. "10".',
+    "guard.daily_loss_limit_pct": "HALT until the next session (and a resume) once the session lost this % of "
+    "its starting equity.",
+    "guard.daily_loss_limit": "The same daily loss limit in money (account currency).",
+    "guard.losing_streak_exits": "REDUCE_ONLY for a cooldown after this many losing exits in a row.",
+    "guard.losing_streak_cooldown_minutes": "How long the losing-streak REDUCE_ONLY lasts.",
+    "guard.exit_cooldown_minutes": "REDUCE_ONLY for a symbol this long after any exit of it.",
+    "guard.reduce_only_on_unreconciled": "REDUCE_ONLY for a symbol reconciliation could not reconcile.",
+    "guard.stream_stale_after_seconds": "REDUCE_ONLY for the account when the trade-update stream was last heard "
+    "this long ago.",
+    "guard.halt_on_account_blocked": "HALT while the broker reports the account (or its trading) blocked.",
+    "guard.allow_exits_when_halted": "Let exits out while HALTED (tradekit halt --allow-exits does it for one halt).",
     "ledger.url": "The ledger: sqlite:///path.db (one trading process) or postgresql+psycopg://... (several).",
     "safety.acknowledge": "Keys whose unsafe values you knowingly accept, e.g. "
     '["allocation.max_allocation_per_symbol_pct"].',
@@ -104,6 +116,9 @@ def _meaning(key: str) -> str:
 
 
 def _line(key: str, name: str, value: Any) -> list[str]:
+    if value is None:
+        # Off by default (TOML has no null): shown commented out, to be given a value to turn it on.
+        return [f"# {_meaning(key)} Off unless set.", f"# {name} = ..."]
     return [f"# {_meaning(key)}", f"{name} = {_toml(value)}"]
 
 

@@ -26,6 +26,7 @@ from tradekit.domain.values import (
     to_utc,
     utc,
 )
+from tradekit.guard.state import ALL_ACTIVE, TradingStates
 from tradekit.strategy.policy import StrategyScalingPolicy
 
 
@@ -130,6 +131,7 @@ class ScalingContext:
     ``position`` is the ledger's open position in the symbol (None when flat);
     ``broker_position`` is what the broker reports, and ``broker_checked`` says whether the
     broker was asked at all (it is not, by design, for a symbol that preflight blocks).
+    ``trading_states`` is the trading-state guard's holds as the ledger had them.
     """
 
     signal: Signal
@@ -148,6 +150,7 @@ class ScalingContext:
     tier: TierState | None = None
     exit_pending: bool = False
     asset: AssetInfo | None = None
+    trading_states: TradingStates = ALL_ACTIVE
 
     @property
     def symbol(self) -> str:

@@ -42,6 +42,9 @@ class ReasonCode(StrEnum):
     # preflight
     UNRECONCILED_BROKER_POSITION = "unreconciled_broker_position"
     TRADING_BLOCKED = "trading_blocked"
+    # the trading-state guard (tradekit.guard): the account, strategy or symbol is restricted
+    TRADING_HALTED = "trading_halted"
+    REDUCE_ONLY = "reduce_only"
     # freshness
     STALE_SIGNAL = "stale_signal"
     OVERNIGHT_GAP = "overnight_gap"

@@ -48,6 +48,7 @@ from tradekit.domain.values import ZERO
 from tradekit.execution.limits import apply_limits, whole_share_refusal
 from tradekit.exits.calendar import ExecutionWindow, TradingCalendar
 from tradekit.exits.intent import ExitIntent, ExitState
+from tradekit.guard.control import OrderGate, TradingGuard
 from tradekit.ledger.errors import DuplicateIntentError
 from tradekit.ledger.records import FillResult, IntentPurpose, IntentState, LedgerOrderStatus, OrderIntent
 from tradekit.ledger.store import Ledger, LedgerTx
@@ -141,7 +142,8 @@ class OrderPipeline:
     """Turns signals into orders against one broker and one ledger.
 
     ``clock`` gives "now" (a replay passes the simulated time). Hooks for tests may observe
-    each step through ``on_step`` (called with a step name after it is durable).
+    each step through ``on_step`` (called with a step name after it is durable). ``guard``
+    is the trading-state guard's gate (default: a ``TradingGuard`` on this ledger).
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class OrderPipeline:
         calendar: TradingCalendar,
         clock: Callable[[], datetime],
         on_step: Callable[[str], None] | None = None,
+        guard: OrderGate | None = None,
     ) -> None:
         self.ledger = ledger
         self.broker = broker
@@ -163,6 +166,12 @@ class OrderPipeline:
         self.clock = clock
         self.limits = AccountLimits.from_settings(settings)
         self._on_step = on_step or (lambda step: None)
+        # Trading-state guard (issue #13): decisions read its state, every send re-checks it.
+        self.guard: OrderGate = (
+            guard
+            if guard is not None
+            else TradingGuard(ledger=ledger, settings=settings.guard, calendar=calendar, plugins=plugins)
+        )
         self._assets: dict[str, AssetInfo] = {}
         # A fill the ledger could not apply, or an unresolved order settled: the positions of
         # their symbols are re-derived from the broker (reconcile_if_due).
@@ -307,6 +316,7 @@ class OrderPipeline:
             tier=self._tier(symbol, truth, market),
             exit_pending=tx.exit_pending(symbol),
             asset=asset,
+            trading_states=self.guard.trading_states(tx),  # trading-state guard (issue #13)
         )
 
     def _tier(self, symbol: str, truth: BrokerTruth | None, market: MarketSnapshot) -> TierState | None:
@@ -330,9 +340,22 @@ class OrderPipeline:
 
     # --- sending ---------------------------------------------------------------------------------
 
+    def _send(self, intent: OrderIntent) -> Order | None:
+        """Send inside the guard's account lock; None when the guard refused (recorded as not sent).
+
+        Trading-state guard (issue #13): a halt that committed after the decision still stops
+        the order here, and no halt commits while an order it would stop is on its way.
+        """
+        with self.guard.sending(intent, self.clock()) as refusal:
+            if refusal is None:
+                return self.broker.submit_order(intent.to_request())
+        self._record_status(intent, LedgerOrderStatus.NOT_SENT, detail=f"not sent: {refusal}")
+        log.warning("order %s for %s not sent: %s", intent.client_order_id, intent.symbol, refusal)
+        return None
+
     def _submit(self, intent: OrderIntent, *, fallback: _Basis | None = None) -> Order | None:
         try:
-            order = self.broker.submit_order(intent.to_request())
+            order = self._send(intent)  # trading-state guard (issue #13)
         except FractionalNotSupported as exc:
             self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"fractional refused: {exc}")
             if fallback is None:
@@ -347,6 +370,8 @@ class OrderPipeline:
             self._record_status(intent, LedgerOrderStatus.AMBIGUOUS, detail=f"{type(exc).__name__}: {exc}")
             self._on_step("ambiguous")
             return self.resolve(intent, final=False)
+        if order is None:
+            return None  # the trading-state guard refused it (issue #13)
         self._on_step("sent")
         self._record_order(intent, order)
         return order
@@ -401,13 +426,15 @@ class OrderPipeline:
                 detail=f"whole-share fallback for {intent.client_order_id} ({why}): {qty} -> {whole}",
             )
         try:
-            order = self.broker.submit_order(replacement.to_request())
+            order = self._send(replacement)  # trading-state guard (issue #13)
         except OrderRejected as exc:
             self._record_status(replacement, LedgerOrderStatus.REJECTED, detail=f"whole-share fallback rejected: {exc}")
             return None
         except BrokerError as exc:
             self._record_status(replacement, LedgerOrderStatus.AMBIGUOUS, detail=f"{type(exc).__name__}: {exc}")
             return self.resolve(replacement, final=False)
+        if order is None:
+            return None  # the trading-state guard refused it (issue #13)
         self._record_order(replacement, order)
         return order
 
@@ -660,6 +687,11 @@ class OrderPipeline:
                 done = ExitState.EXECUTED if sold > 0 else ExitState.CANCELLED
                 closed = tx.transition_exit(intent.intent_id, done, now, note="position already flat")
                 return ExitOutcome(closed, note=closed.note)
+            # Trading-state guard (issue #13): while HALTED the exit stays planned and waits.
+            states = self.guard.trading_states(tx)
+            blocker = states.exit_blocker(strategy=intent.strategy, symbol=intent.symbol, at=now)
+            if blocker is not None:
+                return ExitOutcome(current, note=f"exit waits: {blocker.describe()}")
             order_type = OrderType.MARKET if market else planned.order_type
             order_intent = OrderIntent(
                 intent_key=prefix if not attempts else f"{prefix}|{len(attempts) + 1}",

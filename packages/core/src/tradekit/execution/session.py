@@ -36,6 +36,7 @@ from tradekit.domain.signals import Side, Signal
 from tradekit.execution.market import market_snapshot
 from tradekit.execution.pipeline import BuyOutcome, ExitOutcome, OrderPipeline
 from tradekit.exits.intent import ExitState
+from tradekit.guard.control import TradingGuard
 from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.strategy.base import Strategy, StrategyView
@@ -110,6 +111,8 @@ class SessionDriver:
         # its series, or what the live feed returned): the market snapshot reads them.
         self.histories: dict[str, Sequence[Bar]] = {}
         self._equity_session: datetime | None = None
+        # The trading-state guard: its automatic triggers run at every step (issue #13).
+        self.guard = TradingGuard.of(pipeline)
 
     # --- the open ----------------------------------------------------------------------------
 
@@ -154,6 +157,7 @@ class SessionDriver:
         pipeline = self.pipeline
         pipeline.settle_pending()
         pipeline.reconcile_if_due()
+        self.observe()
         outcomes = pipeline.execute_due_exits(dict(prices))
         for outcome in outcomes:
             if outcome.intent is not None and outcome.intent.state is ExitState.EXPIRED:
@@ -161,6 +165,11 @@ class SessionDriver:
             if outcome.rolled:
                 self.tally.exits_rolled += 1
         return outcomes
+
+    def observe(self) -> None:
+        """Let the trading-state guard's automatic triggers look at the account now (drawdown,
+        daily loss, losing streak, unreconciled symbols, a stale stream, a blocked account)."""
+        self.guard.observe_broker(now=self.pipeline.clock(), broker=self.pipeline.broker)
 
     # --- after the close -------------------------------------------------------------------------
 
@@ -188,6 +197,7 @@ class SessionDriver:
         of the others.
         """
         now = self.pipeline.clock()
+        self.observe()
         self.histories.update(bars)
         focus = None
         if self.focus is not None:

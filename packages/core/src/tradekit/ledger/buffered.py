@@ -38,6 +38,8 @@ from tradekit.domain.signals import Side, Signal
 from tradekit.domain.values import ZERO
 from tradekit.exits.calendar import ExecutionWindow
 from tradekit.exits.intent import ExitIntent, ExitState
+from tradekit.guard.records import Mark, closed_trade, hold_row, mark_row, transition_row
+from tradekit.guard.state import ClosedTrade, Hold, Scope, TradingStates, Transition, Trigger
 from tradekit.ledger import schema as t
 from tradekit.ledger.errors import DuplicateIntentError, InvalidExitTransition, LedgerError
 from tradekit.ledger.records import (
@@ -101,6 +103,7 @@ _APPEND_ORDER = (
     t.unapplied_fills,
     t.unapplied_fill_settlements,
     t.equity,
+    t.trading_state_transitions,
 )
 
 
@@ -173,6 +176,14 @@ class _State:
         self.dirty_intent_heads: set[str] = set()
         self.dirty_position_heads: set[str] = set()
         self.dirty_exit_heads: set[str] = set()
+        # The trading-state guard: its holds, its marks, and what it reads of closed positions.
+        self.holds: dict[tuple[Scope, Trigger], Hold] = {}
+        self.trading_states: TradingStates | None = TradingStates()
+        self.marks: dict[str, Mark] = {}
+        self.commission: dict[str, Decimal] = {}
+        self.closed_trades: list[ClosedTrade] = []
+        self.dirty_holds: set[tuple[Scope, Trigger]] = set()
+        self.dirty_marks: set[str] = set()
 
 
 class BufferedLedger(Ledger):
@@ -204,7 +215,7 @@ class BufferedLedger(Ledger):
     # --- transactions ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, *, lock_symbol: str | None = None) -> Iterator[LedgerTx]:
+    def transaction(self, *, lock_symbol: str | None = None, lock_account: bool = False) -> Iterator[LedgerTx]:
         if self._undo is not None:
             raise LedgerError("buffered ledger transactions do not nest")
         self._undo = []
@@ -222,6 +233,10 @@ class BufferedLedger(Ledger):
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[LedgerTx]:
+        yield _MemoryTx(self)
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[LedgerTx]:
         yield _MemoryTx(self)
 
     def unreconciled_symbols(self) -> frozenset[str]:
@@ -254,7 +269,11 @@ class BufferedLedger(Ledger):
         """Write every pending row (and the heads they changed) in one transaction."""
         state = self._state
         if state.pending_count == 0 and not (
-            state.dirty_intent_heads or state.dirty_position_heads or state.dirty_exit_heads
+            state.dirty_intent_heads
+            or state.dirty_position_heads
+            or state.dirty_exit_heads
+            or state.dirty_holds
+            or state.dirty_marks
         ):
             return 0
         written = state.pending_count
@@ -276,6 +295,8 @@ class BufferedLedger(Ledger):
         state.dirty_intent_heads.clear()
         state.dirty_position_heads.clear()
         state.dirty_exit_heads.clear()
+        state.dirty_holds.clear()
+        state.dirty_marks.clear()
         return written
 
     def _write_heads(self, conn: sa.Connection) -> None:
@@ -310,6 +331,24 @@ class BufferedLedger(Ledger):
                 for i in ids
             ],
         )
+        holds = t.trading_state_holds
+        dirty = sorted(state.dirty_holds)
+        if dirty:
+            conn.execute(
+                holds.delete().where(holds.c.scope == sa.bindparam("s"), holds.c.trigger == sa.bindparam("g")),
+                [{"s": str(scope), "g": trigger.value} for scope, trigger in dirty],
+            )
+            standing = [hold_row(state.holds[key]) for key in dirty if key in state.holds]
+            if standing:
+                conn.execute(holds.insert(), standing)
+        names = sorted(state.dirty_marks)
+        _replace(
+            conn,
+            t.trading_state_marks,
+            t.trading_state_marks.c.name,
+            names,
+            [mark_row(n, state.marks[n]) for n in names],
+        )
 
     def close(self) -> None:
         try:
@@ -325,6 +364,10 @@ class BufferedLedger(Ledger):
         self.flush()
         with super().reading() as tx:
             return read(tx)
+
+
+def _closing_order(trade: ClosedTrade) -> tuple[datetime, str]:
+    return (trade.closed_at, trade.symbol)
 
 
 def _intent_head_row(head: _Head) -> dict[str, Any]:
@@ -502,8 +545,10 @@ class _MemoryTx(LedgerTx):
         if fill.execution_id in s.execution_ids:
             return FillResult.DUPLICATE
         coid, before = fill.client_order_id, s.filled.get(fill.client_order_id)
+        commission_before = s.commission.get(coid)
         s.execution_ids.add(fill.execution_id)
         s.filled[coid] = (before or ZERO) + fill.qty
+        s.commission[coid] = (commission_before or ZERO) + fill.commission
         self._ledger._append(t.fills, fill_row(fill))
 
         def undo() -> None:
@@ -512,6 +557,10 @@ class _MemoryTx(LedgerTx):
                 s.filled.pop(coid, None)
             else:
                 s.filled[coid] = before
+            if commission_before is None:
+                s.commission.pop(coid, None)
+            else:
+                s.commission[coid] = commission_before
 
         self._ledger._journal(undo)
         head = s.heads.get(coid)
@@ -596,6 +645,14 @@ class _MemoryTx(LedgerTx):
         head.is_open = head.qty > 0
         head.folded = None
         s.dirty_position_heads.add(symbol)
+        closed = None
+        if was_open and not head.is_open:
+            fees = sum(
+                (s.commission.get(c, ZERO) for c in dict.fromkeys(e.client_order_id for e in head.events) if c), ZERO
+            )
+            closed = closed_trade(symbol, head.events, fees)
+            if closed is not None:
+                bisect.insort(s.closed_trades, closed, key=_closing_order)
         self._ledger._append(
             t.position_events,
             {
@@ -620,6 +677,8 @@ class _MemoryTx(LedgerTx):
                 s.positions[symbol] = saved
             if not was_dirty:
                 s.dirty_position_heads.discard(symbol)
+            if closed is not None:
+                s.closed_trades.remove(closed)
 
         self._ledger._journal(undo)
 
@@ -844,3 +903,65 @@ class _MemoryTx(LedgerTx):
 
     def exit_pending(self, symbol: str) -> bool:
         return bool(self._s.exits_in_flight.get(symbol))
+
+    # --- the trading-state guard -------------------------------------------------------------------
+
+    def trading_states(self) -> TradingStates:
+        s = self._s
+        if s.trading_states is None:
+            s.trading_states = TradingStates(s.holds[key] for key in sorted(s.holds))
+        return s.trading_states
+
+    def record_trading_state(self, transition: Transition) -> None:
+        s = self._s
+        key = (transition.scope, transition.trigger)
+        before, was_dirty = s.holds.get(key), key in s.dirty_holds
+        self._ledger._append(t.trading_state_transitions, transition_row(transition))
+        hold = transition.hold()
+        if hold is None:
+            s.holds.pop(key, None)
+        else:
+            s.holds[key] = hold
+        s.dirty_holds.add(key)
+        s.trading_states = None
+
+        def undo() -> None:
+            if before is None:
+                s.holds.pop(key, None)
+            else:
+                s.holds[key] = before
+            if not was_dirty:
+                s.dirty_holds.discard(key)
+            s.trading_states = None
+
+        self._ledger._journal(undo)
+
+    def trading_state_transitions(self, *, until: datetime | None = None, limit: int | None = None) -> list[Transition]:
+        return self._ledger._sql(lambda tx: tx.trading_state_transitions(until=until, limit=limit))
+
+    def trading_state_marks(self) -> dict[str, Mark]:
+        return dict(self._s.marks)
+
+    def record_trading_state_mark(self, name: str, mark: Mark) -> None:
+        s = self._s
+        before, was_dirty = s.marks.get(name), name in s.dirty_marks
+        s.marks[name] = mark
+        s.dirty_marks.add(name)
+
+        def undo() -> None:
+            if before is None:
+                s.marks.pop(name, None)
+            else:
+                s.marks[name] = before
+            if not was_dirty:
+                s.dirty_marks.discard(name)
+
+        self._ledger._journal(undo)
+
+    def closed_trades(self, *, since: datetime | None = None) -> list[ClosedTrade]:
+        trades = self._s.closed_trades
+        start = 0 if since is None else bisect.bisect_right(trades, since, key=lambda trade: trade.closed_at)
+        return trades[start:]
+
+    def guard_blocked_buys(self) -> int:
+        return self._ledger._sql(lambda tx: tx.guard_blocked_buys())

@@ -31,6 +31,7 @@ class LedgerOrderStatus(StrEnum):
     SUBMITTING = "submitting"  # written just before the request leaves
     AMBIGUOUS = "ambiguous"  # the request may or may not have reached the broker
     NOT_FOUND = "not_found"  # looked up after an ambiguous outcome: the broker has no such order
+    NOT_SENT = "not_sent"  # the trading-state guard refused it at the last moment: never sent
     NEW = "new"
     ACCEPTED = "accepted"
     PARTIALLY_FILLED = "partially_filled"
@@ -51,6 +52,7 @@ class LedgerOrderStatus(StrEnum):
 _TERMINAL = frozenset(
     {
         LedgerOrderStatus.NOT_FOUND,
+        LedgerOrderStatus.NOT_SENT,
         LedgerOrderStatus.FILLED,
         LedgerOrderStatus.CANCELED,
         LedgerOrderStatus.REJECTED,

@@ -310,3 +310,50 @@ equity = sa.Table(
     sa.Column("cash", DecimalText, nullable=False),
     sa.Index("ix_tk_equity_time", "time"),
 )
+
+# --- the trading-state guard (tradekit.guard) -------------------------------------------------
+
+# Every change of a hold (one trigger's, or the operator's, restriction of one scope), appended.
+trading_state_transitions = sa.Table(
+    "tk_trading_state_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", UtcText, nullable=False),
+    sa.Column("scope", sa.String(160), nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(160), nullable=False),
+    sa.Column("until", UtcText),
+    sa.Column("needs_resume", sa.Boolean, nullable=False),
+    sa.Column("allow_exits", sa.Boolean, nullable=False),
+    sa.Index("ix_tk_trading_state_transitions_time", "time"),
+)
+
+# The holds standing now, one per scope and trigger: the head the transitions leave, kept in
+# the same transaction, so reading the state never scans the history.
+trading_state_holds = sa.Table(
+    "tk_trading_state_holds",
+    metadata,
+    sa.Column("scope", sa.String(160), primary_key=True),
+    sa.Column("trigger", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("since", UtcText, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(160), nullable=False),
+    sa.Column("until", UtcText),
+    sa.Column("needs_resume", sa.Boolean, nullable=False),
+    sa.Column("allow_exits", sa.Boolean, nullable=False),
+)
+
+# What the automatic triggers remember between observations (the equity high, the session's
+# starting equity, how far closed trades were counted, the losing streak), so a restart
+# resumes them.
+trading_state_marks = sa.Table(
+    "tk_trading_state_marks",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", DecimalText),
+    sa.Column("time", UtcText),
+)

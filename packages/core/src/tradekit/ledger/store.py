@@ -15,6 +15,9 @@ Concurrency:
   takes a transaction-scoped advisory lock on the symbol, so two processes evaluating a buy
   for the same symbol run one after the other and the second sees the first one's intent.
   Unique constraints on intent keys and client order ids back that up at the row level.
+  The trading-state guard adds an account-level advisory lock: a change of the guard's
+  state takes it exclusively (``transaction(lock_account=True)``) and every order is sent
+  holding it shared (``sending()``), so once a halt commits no process sends another order.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from tradekit.decision.reasons import ReasonCode
 from tradekit.decision.trace import encode_trace
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.account import AccountSnapshot
@@ -48,6 +52,16 @@ from tradekit.domain.signals import Side, Signal, Urgency
 from tradekit.domain.values import ZERO
 from tradekit.exits.calendar import ExecutionWindow
 from tradekit.exits.intent import EXIT_TRANSITIONS, ExitIntent, ExitState
+from tradekit.guard.records import (
+    Mark,
+    closed_trade,
+    hold_from_row,
+    hold_row,
+    mark_row,
+    transition_from_row,
+    transition_row,
+)
+from tradekit.guard.state import ClosedTrade, TradingStates, Transition
 from tradekit.ledger import schema as t
 from tradekit.ledger.errors import (
     DuplicateIntentError,
@@ -268,11 +282,13 @@ class Ledger:
     # --- transactions ------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, *, lock_symbol: str | None = None) -> Iterator[LedgerTx]:
+    def transaction(self, *, lock_symbol: str | None = None, lock_account: bool = False) -> Iterator[LedgerTx]:
         """A write transaction: everything inside commits together or not at all.
 
         With ``lock_symbol`` on PostgreSQL, no other process can hold a transaction on the
         same symbol at the same time (SQLite write transactions are already exclusive).
+        ``lock_account`` (PostgreSQL) takes the account's trading lock exclusively: it waits
+        for the orders being sent (``sending()``), and no order is sent until it commits.
         """
         try:
             with self._engine.connect() as conn:
@@ -280,6 +296,8 @@ class Ledger:
                 with conn.begin():
                     if lock_symbol is not None and self.backend == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(lock_symbol)})
+                    if lock_account and self.backend == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._account_key})
                     tx = LedgerTx(conn)
                     yield tx
                 if tx.blocks_changed:
@@ -295,6 +313,30 @@ class Ledger:
                 yield LedgerTx(conn)
         except exc.DBAPIError as e:
             raise self._translate(e) from None
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[LedgerTx]:
+        """A read transaction to send an order in: read the guard's state, send, leave.
+
+        On PostgreSQL it holds the account's trading lock shared until it ends, so a change
+        of the guard's state (which takes it exclusively) waits for the sends in flight, and a
+        send that starts after a halt committed reads the halt. On SQLite (one trader per
+        file) it is a read snapshot taken when the order is about to leave.
+        """
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                if self.backend == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": self._account_key})
+                yield LedgerTx(conn)
+        except exc.DBAPIError as e:
+            raise self._translate(e) from None
+
+    @property
+    def _account_key(self) -> int:
+        # One account per ledger: the lock is the ledger's (its schema's, on a shared server).
+        return int.from_bytes(
+            hashlib.sha256(f"tradekit-account:{self.schema or ''}".encode()).digest()[:8], "big", signed=True
+        )
 
     # --- one-shot conveniences -----------------------------------------------------------
 
@@ -958,6 +1000,87 @@ class LedgerTx:
             sa.lambda_stmt(lambda: sa.select(h.c.intent_id).where(h.c.symbol == symbol, h.c.state.in_(_EXIT_IN_FLIGHT)))
         ).first()
         return found is not None
+
+    # --- the trading-state guard (tradekit.guard) ----------------------------------------------
+
+    def trading_states(self) -> TradingStates:
+        """The guard's holds standing now; a row this tradekit cannot read raises ``ValueError``."""
+        rows = self._conn.execute(sa.select(t.trading_state_holds))
+        return TradingStates(hold_from_row(r._mapping) for r in rows)
+
+    def record_trading_state(self, transition: Transition) -> None:
+        """Append a transition and leave its hold (or none) as the head of its scope and trigger."""
+        h = t.trading_state_holds
+        self._conn.execute(t.trading_state_transitions.insert().values(**transition_row(transition)))
+        self._conn.execute(
+            h.delete().where(h.c.scope == str(transition.scope), h.c.trigger == transition.trigger.value)
+        )
+        hold = transition.hold()
+        if hold is not None:
+            self._conn.execute(h.insert().values(**hold_row(hold)))
+
+    def trading_state_transitions(self, *, until: datetime | None = None, limit: int | None = None) -> list[Transition]:
+        """Transitions, oldest first: all of them up to ``until``, or the latest ``limit``."""
+        tr = t.trading_state_transitions
+        query = sa.select(tr).order_by(tr.c.id.desc())
+        if until is not None:
+            query = query.where(tr.c.time <= until)
+        if limit is not None:
+            query = query.limit(limit)
+        return [transition_from_row(r._mapping) for r in reversed(list(self._conn.execute(query)))]
+
+    def trading_state_marks(self) -> dict[str, Mark]:
+        rows = self._conn.execute(sa.select(t.trading_state_marks))
+        return {r.name: Mark(r.value, r.time) for r in rows}
+
+    def record_trading_state_mark(self, name: str, mark: Mark) -> None:
+        m = t.trading_state_marks
+        self._conn.execute(m.delete().where(m.c.name == name))
+        self._conn.execute(m.insert().values(**mark_row(name, mark)))
+
+    def closed_trades(self, *, since: datetime | None = None) -> list[ClosedTrade]:
+        """Positions that went flat after ``since`` (all when None), in the order they closed."""
+        pe, f = t.position_events, t.fills
+        touched = sa.select(pe.c.symbol, pe.c.lifecycle).where(pe.c.kind.in_(_REDUCING))
+        if since is not None:
+            touched = touched.where(pe.c.time > since)
+        keys = [(r.symbol, r.lifecycle) for r in self._conn.execute(touched.distinct())]
+        if not keys:
+            return []
+        rows = self._conn.execute(
+            sa.select(
+                pe.c.symbol, pe.c.lifecycle, pe.c.kind, pe.c.qty, pe.c.price, pe.c.time, pe.c.strategy, f.c.commission
+            )
+            .select_from(pe.outerjoin(f, f.c.execution_id == pe.c.execution_id))
+            .where(sa.tuple_(pe.c.symbol, pe.c.lifecycle).in_(keys))
+            .order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)
+        )
+        grouped: dict[tuple[str, int], list[Any]] = defaultdict(list)
+        for row in rows:
+            grouped[(row.symbol, row.lifecycle)].append(row)
+        trades = []
+        for (symbol, _), events in grouped.items():
+            fees = sum((e.commission for e in events if e.commission is not None), ZERO)
+            trade = closed_trade(symbol, events, fees)
+            if trade is not None and (since is None or trade.closed_at > since):
+                trades.append(trade)
+        return sorted(trades, key=lambda trade: (trade.closed_at, trade.symbol))
+
+    def guard_blocked_buys(self) -> int:
+        """Buys the guard stopped: decisions it blocked, and buy orders it kept from leaving."""
+        d = t.decisions
+        guard_codes = {ReasonCode.TRADING_HALTED.value, ReasonCode.REDUCE_ONLY.value}
+        candidates = self._conn.execute(
+            sa.select(d.c.reasons).where(sa.or_(*(d.c.reasons.contains(code) for code in guard_codes)))
+        )
+        blocked = sum(1 for row in candidates if guard_codes & set(row.reasons.split(",")))
+        i, e = t.order_intents, t.order_events
+        not_sent = self._conn.execute(
+            sa.select(sa.func.count(sa.distinct(e.c.client_order_id)))
+            .select_from(e.join(i, i.c.client_order_id == e.c.client_order_id))
+            .where(e.c.status == LedgerOrderStatus.NOT_SENT.value, i.c.side == Side.BUY.value)
+        ).scalar_one()
+        return blocked + int(not_sent)
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ class RunSummary:
     starting_equity: Decimal
     final_equity: Decimal
     fills: int
+    # Buys the trading-state guard stopped: BLOCKed decisions and orders it kept from leaving.
+    guard_blocked_buys: int = 0
 
     @property
     def pnl(self) -> Decimal:
@@ -40,6 +42,7 @@ class RunSummary:
             "round_trips": self.round_trips,
             "open_positions": self.open_positions,
             "fills": self.fills,
+            "guard_blocked_buys": self.guard_blocked_buys,
             "realized_pnl": str(self.realized_pnl),
             "starting_equity": str(self.starting_equity),
             "final_equity": str(self.final_equity),
@@ -53,6 +56,7 @@ def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal
         fills = tx.fills_with_purpose()
         orders = tx.intent_counts()
         decisions = tx.decision_counts()
+        guard_blocked = tx.guard_blocked_buys()
     by_entries: Counter[int] = Counter(p.entry_count for p in history)
     realized = ZERO
     cost: dict[str, tuple[Decimal, Decimal]] = {}
@@ -75,4 +79,5 @@ def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal
         starting_equity=starting_equity,
         final_equity=final_equity,
         fills=len(fills),
+        guard_blocked_buys=guard_blocked,
     )

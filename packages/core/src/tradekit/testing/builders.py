@@ -17,6 +17,7 @@ from tradekit.decision.context import (
 from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.positions import BrokerPosition, EntryOrigin, Position, PositionEntry
 from tradekit.domain.signals import Side, Signal
+from tradekit.guard.state import ALL_ACTIVE, TradingStates
 from tradekit.strategy.policy import DEFAULT_SCALING_POLICY, StrategyScalingPolicy
 
 DEFAULT_NOW = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
@@ -65,6 +66,7 @@ def make_context(
     volatility_pct: Decimal | None = None,
     bars_since_last_entry: int | None = None,
     trading_blocked: bool = False,
+    trading_states: TradingStates = ALL_ACTIVE,
 ) -> ScalingContext:
     """Build a ScalingContext. By default the broker agrees with ``position``."""
     if broker_qty is _UNSET:
@@ -110,4 +112,5 @@ def make_context(
         counters=counters if counters is not None else OrderCounters(),
         tier=tier,
         exit_pending=exit_pending,
+        trading_states=trading_states,
     )

@@ -36,7 +36,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import attrs
 
-from tradekit.broker.errors import AmbiguousSubmission, BrokerError, OrderRejected
+from tradekit.broker.errors import BrokerError, OrderRejected
 from tradekit.decision.context import (
     AccountLimits,
     MarketSnapshot,
@@ -52,6 +52,7 @@ from tradekit.domain.orders import Order, OrderRequest, OrderStatus
 from tradekit.domain.positions import BrokerPosition, Position, PositionEntry
 from tradekit.domain.signals import Side, Signal
 from tradekit.domain.values import ZERO
+from tradekit.guard.control import TradingGuard, read_trading_states
 from tradekit.ledger.records import IntentPurpose, LedgerOrderStatus, OrderIntent, client_order_id_for
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
@@ -197,6 +198,8 @@ class PairTrader:
         self._poll_attempts = max(1, order_poll_attempts)
         self._poll_interval_s = order_poll_interval_s
         self._sleep = sleep
+        # tradekit's trading-state guard: decisions see its holds, every leg order asks it again.
+        self._guard = TradingGuard(ledger=ledger, plugins=plugins)
 
     @property
     def config(self) -> PairTradingConfig:
@@ -360,15 +363,27 @@ class PairTrader:
                 detail=f"{venue_name} {leg.value} leg {purpose.value} of pair {header.pair_id}",
             )
         request = OrderRequest(client_order_id=order.client_order_id, symbol=header.symbol, side=side, qty=qty)
-        try:
-            placed = venue.submit_order(request, reduce_only=order.reduce_only)
-        except OrderRejected as exc:
-            self._record_status(order, LedgerOrderStatus.REJECTED, now, detail=str(exc))
-            return LegOutcome(order=order, status=LedgerOrderStatus.REJECTED, filled=ZERO, detail=str(exc))
-        except (AmbiguousSubmission, BrokerError) as exc:
+        placed: Order | None = None
+        failure: BrokerError | None = None
+        # The trading-state guard is asked under the account's send lock, as the core pipeline
+        # does, for the instrument and for the pair (the symbol its decisions are made on).
+        with self._guard.sending(intent, now, also=(header.key,)) as refusal:
+            if refusal is None:
+                try:
+                    placed = venue.submit_order(request, reduce_only=order.reduce_only)
+                except BrokerError as exc:
+                    failure = exc
+        if refusal is not None:
+            detail = f"not sent: {refusal}"
+            self._record_status(order, LedgerOrderStatus.NOT_SENT, now, detail=detail)
+            return LegOutcome(order=order, status=LedgerOrderStatus.NOT_SENT, filled=ZERO, detail=detail)
+        if isinstance(failure, OrderRejected):
+            self._record_status(order, LedgerOrderStatus.REJECTED, now, detail=str(failure))
+            return LegOutcome(order=order, status=LedgerOrderStatus.REJECTED, filled=ZERO, detail=str(failure))
+        if failure is not None:
             # It may exist: record that, then look it up — never send it again.
-            self._record_status(order, LedgerOrderStatus.AMBIGUOUS, now, detail=str(exc))
-            return self._settle(order, None, now, may_be_absent=False, note=str(exc))
+            self._record_status(order, LedgerOrderStatus.AMBIGUOUS, now, detail=str(failure))
+            return self._settle(order, None, now, may_be_absent=False, note=str(failure))
         return self._settle(order, placed, now, may_be_absent=False)
 
     def _record_status(
@@ -1061,6 +1076,7 @@ class PairTrader:
             )
         with self._ledger.reading() as tx:
             counts = tx.order_counts(signal.symbol, day_start=now.replace(hour=0, minute=0, second=0, microsecond=0))
+            trading_states = read_trading_states(tx)
         age = max(now - signal.generated_at, timedelta(0))
         features: dict[str, Decimal] = {
             f.SPREAD: plan.spread,
@@ -1112,6 +1128,7 @@ class PairTrader:
                 acted_on_symbol_today=counts.acted_on_symbol_today,
             ),
             exit_pending=pair is not None and pair.status is PairStatus.CLOSING,
+            trading_states=trading_states,
         )
 
     def _decide(self, plan: PairPlan, now: datetime) -> BuyDecision:

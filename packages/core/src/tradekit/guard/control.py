@@ -1,0 +1,304 @@
+"""``TradingGuard``: the trading-state guard's one entry point for drivers, the CLI and the pipeline.
+
+- The order pipeline asks it (as an ``OrderGate``) for the state a decision sees, and for
+  leave to send each order: ``sending`` holds the ledger's account lock shared while the
+  order leaves, so a halt that commits first stops it, and a halt never commits while an
+  order it would have stopped is on its way.
+- A driver calls ``observe`` once per cycle (live) or per close (replay), or
+  ``observe_broker`` to let it read the account and the stream itself; the automatic
+  triggers run there.
+- The command line's ``halt``, ``reduce-only`` and ``resume`` call the methods of the same
+  names.
+
+Every change is written in one transaction holding the account lock exclusively, then
+announced through the ``on_trading_state`` hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from tradekit.broker.errors import BrokerError
+from tradekit.broker.protocol import Broker, StreamHealth, StreamHeartbeat
+from tradekit.config.settings import GuardSettings
+from tradekit.domain.account import AccountSnapshot
+from tradekit.exits.calendar import TradingCalendar
+from tradekit.guard import triggers
+from tradekit.guard.records import Mark
+from tradekit.guard.state import ClosedTrade, Hold, Scope, TradingState, TradingStates, Transition, Trigger
+from tradekit.ledger.records import IntentPurpose, OrderIntent
+from tradekit.ledger.store import Ledger, LedgerTx
+
+if TYPE_CHECKING:
+    from tradekit.execution.pipeline import OrderPipeline
+    from tradekit.plugins import Plugins
+
+log = logging.getLogger(__name__)
+
+# A change of the state: from the holds and marks as they stand, in the transaction, to
+# the transitions to record (marks it changes are written too).
+Change = Callable[[TradingStates, "triggers.Marks", LedgerTx], list[Transition]]
+
+
+class GuardError(RuntimeError):
+    """A change of the trading state that cannot be made; the message says why and what to do."""
+
+
+class ResumeRefused(GuardError):
+    """A resume asked for before a hold allows it (a daily-loss halt before the next session)."""
+
+
+@attrs.frozen
+class Refusal:
+    """Why the guard will not let an order leave: the hold that stops it."""
+
+    hold: Hold
+
+    def __str__(self) -> str:
+        return self.hold.describe()
+
+
+class OrderGate(Protocol):
+    """What the order pipeline asks the guard (``OrderPipeline(guard=...)``)."""
+
+    def trading_states(self, tx: LedgerTx) -> TradingStates:
+        """The holds a decision made in ``tx`` sees (never raises: unreadable is REDUCE_ONLY)."""
+        ...
+
+    def sending(self, intent: OrderIntent, at: datetime) -> AbstractContextManager[Refusal | None]:
+        """Hold the account's send lock while the order leaves; yield why it may not (or None)."""
+        ...
+
+
+def read_trading_states(tx: LedgerTx) -> TradingStates:
+    """The holds in ``tx``; a state that cannot be read is reported as such (REDUCE_ONLY)."""
+    try:
+        return tx.trading_states()
+    except ValueError as exc:
+        log.error("the trading state in the ledger cannot be read, trading is REDUCE_ONLY: %s", exc)
+        return TradingStates(unreadable=str(exc))
+
+
+def refusal_for(
+    states: TradingStates, intent: OrderIntent, at: datetime, *, also: Sequence[str] = ()
+) -> Refusal | None:
+    """Why ``states`` keep ``intent`` from leaving at ``at``, or None when it may.
+
+    An entry or an add-on (whatever its side: a pair's short leg opens exposure too) needs
+    ACTIVE; an exit goes unless a HALTED hold without allowed exits applies. ``also``: more
+    symbol scopes the order falls in (a pair leg: the pair's key besides its instrument).
+    """
+    for symbol in (intent.symbol, *also):
+        if intent.purpose is not IntentPurpose.EXIT:
+            hold = states.standing(strategy=intent.strategy, symbol=symbol, at=at).hold
+        else:
+            hold = states.exit_blocker(strategy=intent.strategy, symbol=symbol, at=at)
+        if hold is not None:
+            return Refusal(hold)
+    return None
+
+
+class TradingGuard:
+    """The trading-state guard of one ledger (one account).
+
+    ``settings`` are the automatic triggers (all off by default); ``calendar`` dates the
+    daily loss limit's sessions; ``plugins`` hear every transition (``on_trading_state``).
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        settings: GuardSettings | None = None,
+        calendar: TradingCalendar | None = None,
+        plugins: Plugins | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.settings = settings or GuardSettings()
+        self.calendar = calendar or TradingCalendar()
+        self.plugins = plugins
+
+    @classmethod
+    def of(cls, pipeline: OrderPipeline) -> TradingGuard:
+        """The pipeline's guard when it is one, else one built from the pipeline's parts."""
+        gate = pipeline.guard
+        if isinstance(gate, TradingGuard):
+            return gate
+        return cls(
+            ledger=pipeline.ledger,
+            settings=pipeline.settings.guard,
+            calendar=pipeline.calendar,
+            plugins=pipeline.plugins,
+        )
+
+    # --- the order gate ------------------------------------------------------------------------
+
+    def trading_states(self, tx: LedgerTx) -> TradingStates:
+        return read_trading_states(tx)
+
+    @contextlib.contextmanager
+    def sending(self, intent: OrderIntent, at: datetime, *, also: Sequence[str] = ()) -> Iterator[Refusal | None]:
+        """Hold the account's send lock while the order leaves; yield why it may not (or None)."""
+        with self.ledger.sending() as tx:
+            yield refusal_for(read_trading_states(tx), intent, at, also=also)
+
+    def states(self) -> TradingStates:
+        """The holds standing now (a fresh read)."""
+        with self.ledger.reading() as tx:
+            return read_trading_states(tx)
+
+    # --- manual control ------------------------------------------------------------------------
+
+    def halt(
+        self, scope: Scope, *, reason: str, actor: str, at: datetime, allow_exits: bool = False
+    ) -> list[Transition]:
+        """HALT ``scope`` by hand: nothing but cancels (exits too, with ``allow_exits``)."""
+        exits = allow_exits or self.settings.allow_exits_when_halted
+        return self._set_manual(scope, TradingState.HALTED, reason=reason, actor=actor, at=at, allow_exits=exits)
+
+    def reduce_only(self, scope: Scope, *, reason: str, actor: str, at: datetime) -> list[Transition]:
+        """Put ``scope`` in REDUCE_ONLY by hand: exits only, no new position and no add-on."""
+        return self._set_manual(scope, TradingState.REDUCE_ONLY, reason=reason, actor=actor, at=at)
+
+    def _set_manual(
+        self, scope: Scope, state: TradingState, *, reason: str, actor: str, at: datetime, allow_exits: bool = False
+    ) -> list[Transition]:
+        def change(states: TradingStates, marks: triggers.Marks, tx: LedgerTx) -> list[Transition]:
+            held = states.hold(scope, Trigger.MANUAL)
+            return [
+                Transition(
+                    time=at,
+                    scope=scope,
+                    trigger=Trigger.MANUAL,
+                    from_state=held.state if held is not None else TradingState.ACTIVE,
+                    to_state=state,
+                    reason=reason,
+                    actor=actor,
+                    needs_resume=True,
+                    allow_exits=allow_exits,
+                )
+            ]
+
+        return self._change(change)
+
+    def resume(self, scope: Scope, *, reason: str, actor: str, at: datetime, force: bool = False) -> list[Transition]:
+        """Lift every hold on ``scope`` (manual and triggered alike); return what was lifted.
+
+        A daily-loss halt is not lifted before the next session opens unless ``force``. A
+        trigger whose condition still holds places its hold again at the next observation.
+        Lifting a drawdown halt restarts the equity high from the next observation; lifting
+        a daily-loss halt restarts the session's loss from there.
+        """
+
+        def change(states: TradingStates, marks: triggers.Marks, tx: LedgerTx) -> list[Transition]:
+            if states.unreadable is not None:
+                raise GuardError(
+                    f"the trading state in the ledger cannot be read ({states.unreadable}); "
+                    "restore the ledger or remove the unreadable rows of tk_trading_state_holds"
+                )
+            held = states.on_scope(scope)
+            early = [h for h in held if h.needs_resume and h.until is not None and at < h.until]
+            if early and not force:
+                hold = early[0]
+                assert hold.until is not None
+                raise ResumeRefused(
+                    f"{hold.describe()}; it may be resumed from {hold.until.isoformat()} (or now with --force)"
+                )
+            for hold in held:
+                if hold.trigger is Trigger.MAX_DRAWDOWN:
+                    marks.set(triggers.EQUITY_HIGH, Mark(None, at))
+                elif hold.trigger is Trigger.DAILY_LOSS:
+                    marks.set(triggers.SESSION_START, Mark(None, at))
+            return [hold.release(at, reason=reason, actor=actor) for hold in held]
+
+        return self._change(change)
+
+    # --- automatic triggers ----------------------------------------------------------------------
+
+    def observe(
+        self,
+        *,
+        now: datetime,
+        account: AccountSnapshot | None = None,
+        stream: StreamHeartbeat | None = None,
+    ) -> list[Transition]:
+        """Run the automatic triggers on what is observed now; return the transitions made.
+
+        ``account``: the broker's account snapshot (equity includes unrealised P&L and fees),
+        for the drawdown, daily-loss and blocked-account triggers (None: not readable now,
+        those triggers wait). ``stream``: the trade-update stream's health (None: the
+        broker has no stream). Closed trades and unreconciled symbols are read from the
+        ledger. Call it once per cycle (live) or per close (replay), before buys are judged.
+        """
+        settings = self.settings
+        if not triggers.any_enabled(settings):
+            with self.ledger.reading() as tx:
+                states = read_trading_states(tx)
+            idle = states.unreadable is None and all(h.trigger is Trigger.MANUAL for h in states.holds)
+            if idle:
+                return []
+
+        def change(states: TradingStates, marks: triggers.Marks, tx: LedgerTx) -> list[Transition]:
+            if states.unreadable is not None:
+                log.error("automatic triggers skipped: %s", states.unreadable)
+                return []
+            closed: tuple[ClosedTrade, ...] = ()
+            if triggers.uses_closed_trades(settings):
+                closed = tuple(tx.closed_trades(since=marks.time(triggers.TRADES_COUNTED)))
+                if closed:
+                    marks.set(triggers.TRADES_COUNTED, Mark(None, closed[-1].closed_at))
+            unreconciled = tx.unreconciled_symbols() if settings.reduce_only_on_unreconciled else frozenset()
+            seen = triggers.Observation(
+                now=now, account=account, stream=stream, unreconciled=unreconciled, closed=closed
+            )
+            return triggers.plan(
+                states,
+                triggers.demands(settings, marks, seen, self.calendar),
+                conditions=triggers.evaluated_conditions(settings, seen),
+                now=now,
+                allow_exits_when_halted=settings.allow_exits_when_halted,
+            )
+
+        return self._change(change)
+
+    def observe_broker(self, *, now: datetime, broker: Broker) -> list[Transition]:
+        """``observe`` with the account and the stream read from ``broker`` (only when needed).
+
+        A broker that cannot be read leaves the account triggers waiting for the next call.
+        """
+        account = None
+        if triggers.uses_account(self.settings):
+            try:
+                account = broker.get_account()
+            except BrokerError as exc:
+                log.warning("account unreadable, the guard's account triggers wait: %s", exc)
+        stream = broker.stream_heartbeat() if isinstance(broker, StreamHealth) else None
+        return self.observe(now=now, account=account, stream=stream)
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def _change(self, change: Change) -> list[Transition]:
+        with self.ledger.transaction(lock_account=True) as tx:
+            states = read_trading_states(tx)
+            marks = triggers.Marks(tx.trading_state_marks())
+            made = change(states, marks, tx)
+            for transition in made:
+                tx.record_trading_state(transition)
+            for name, mark in marks.changed.items():
+                tx.record_trading_state_mark(name, mark)
+        for transition in made:
+            # A halt a trigger placed is news to whoever reads the trader's log; a cooldown
+            # coming and going is routine, and an operator knows what they did.
+            automatic_halt = transition.to_state is TradingState.HALTED and not transition.actor.startswith("user:")
+            level = logging.WARNING if automatic_halt else logging.INFO
+            log.log(level, "trading state: %s", transition.one_line())
+            if self.plugins is not None:
+                self.plugins.on_trading_state(transition)
+        return made
