@@ -421,9 +421,13 @@ class PaperBroker:
         *,
         state_path: Path | str | None = None,
         session_clock: SessionClock = weekday_session_clock,
+        autosave: bool = True,
     ) -> None:
         self._config = config if config is not None else PaperBrokerConfig()
         self._state_path = Path(state_path) if state_path is not None else None
+        # False: the state file is read at construction and written only by save_state() (a
+        # replay saves it at its checkpoints, together with the ledger's rows).
+        self._autosave = autosave
         self._session_clock = session_clock
         self._lock = threading.RLock()
         self.faults = FaultInjector(self._lock)
@@ -1200,10 +1204,18 @@ class PaperBroker:
         except StructureError as exc:
             raise PaperStateError(str(exc)) from exc
 
+    def save_state(self, path: Path) -> None:
+        """Write the whole book to ``path`` atomically (fsynced, then renamed into place)."""
+        with self._lock:
+            self._write(path)
+
     def _save(self) -> None:
         path = self._state_path
-        if path is None:
+        if path is None or not self._autosave:
             return
+        self._write(path)
+
+    def _write(self, path: Path) -> None:
         payload = json.dumps(unstructure(self._book), sort_keys=True, separators=(",", ":"))
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with temporary.open("w", encoding="utf-8") as handle:

@@ -117,6 +117,7 @@ def run_live(
     once: bool,
     as_json: bool,
     interval_seconds: float = 60.0,
+    ledger_url: str | None = None,
 ) -> None:
     focus, candidates = None, None
     if settings.scanner.enabled:
@@ -149,7 +150,7 @@ def run_live(
         for symbol, error in report.strategy_errors.items():
             console.print(f"  strategy error on {symbol}: {error}", markup=False)
 
-    with connect(manager, settings, broker_name, live=live, ledger_url=None) as session:
+    with connect(manager, settings, broker_name, live=live, ledger_url=ledger_url) as session:
         trader = LiveTrader(session.pipeline, strategy, symbols, focus=focus, candidates_file=candidates)
         try:
             reports = asyncio.run(

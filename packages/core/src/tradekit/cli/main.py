@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -175,6 +176,22 @@ _DATA_HELP = (
     help="Where paper runs write their ledger and chart.",
 )
 @click.option("--no-chart", is_flag=True, help="Skip the chart.")
+@click.option(
+    "--ledger",
+    "ledger_url",
+    default=None,
+    help="The ledger (URL or SQLite path). Paper: a resumable run there (a killed run continues, a finished "
+    "one is not run again; charts beside it). Live: the account's ledger. Default: the config's [ledger] url "
+    "when set, else (paper) a new tradekit-run/ directory.",
+)
+@click.option(
+    "--checkpoint-every",
+    "checkpoint_seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Paper runs with --ledger: seconds between checkpoints (what a kill may cost to replay).",
+)
 @click.option("--once", is_flag=True, help="Live brokers: run one cycle and exit.")
 @click.option(
     "--interval",
@@ -199,6 +216,8 @@ def run(
     slippage: Decimal | None,
     out_root: Path,
     no_chart: bool,
+    ledger_url: str | None,
+    checkpoint_seconds: float,
     once: bool,
     interval: float,
     config_path: Path | None,
@@ -222,6 +241,7 @@ def run(
             once=once,
             as_json=as_json,
             interval_seconds=interval,
+            ledger_url=ledger_url,
         )
         return
     if live:
@@ -235,9 +255,56 @@ def run(
         )
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    ledger_path = _paper_ledger(ledger_url, loaded.settings)
     _run_paper(
-        loaded.settings, manager, strategy, chosen, start, end, data, out_root, no_chart, as_json, paper.broker_config()
+        loaded.settings,
+        manager,
+        strategy,
+        _bars(data, chosen, _as_utc(start), _as_utc(end)),
+        _PaperOutput(out_root, ledger_path, checkpoint_seconds, pictures=not no_chart, as_json=as_json),
+        paper.broker_config(),
     )
+
+
+@attrs.frozen
+class _PaperOutput:
+    """Where a paper run goes: a new directory under ``root``, or a resumable ledger."""
+
+    root: Path
+    ledger: Path | None
+    checkpoint_seconds: float
+    pictures: bool
+    as_json: bool
+
+
+def _paper_ledger(ledger_url: str | None, settings: Settings) -> Path | None:
+    """The resumable paper run's ledger file: --ledger, else the config's [ledger] url when it
+    was set (the default one is for live trading), else none (a new run directory)."""
+    from tradekit.config.settings import LedgerSettings
+    from tradekit.ledger.store import ledger_url as parse_ledger_url
+
+    url = ledger_url or (settings.ledger.url if settings.ledger.url != LedgerSettings().url else None)
+    if url is None:
+        return None
+    parsed = parse_ledger_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        raise click.ClickException(
+            f"a paper run's ledger is a SQLite file (its paper account is kept beside it), not {url!r}"
+        )
+    path = Path(parsed.database)
+    if not path.parent.is_dir():
+        raise click.ClickException(f"ledger directory {path.parent} does not exist")
+    return path
+
+
+def _new_run_dir(root: Path, name: str) -> Path:
+    """A directory for a new run, named by strategy and time; two runs in one second get two."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    candidate, n = root / f"{name}-{stamp}", 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{name}-{stamp}-{n}"
+    return candidate
 
 
 def _as_utc(day: datetime | None) -> datetime | None:
@@ -248,25 +315,19 @@ def _run_paper(
     settings: Settings,
     manager: Plugins,
     strategy: type[Strategy],
-    symbols: tuple[str, ...],
-    start: datetime | None,
-    end: datetime | None,
-    data: tuple[Path, ...],
-    out_root: Path,
-    no_chart: bool,
-    as_json: bool,
+    loaded: BarData,
+    output: _PaperOutput,
     broker_config: PaperBrokerConfig,
 ) -> None:
     from tradekit.broker.paper_plugin import describe_costs
     from tradekit.execution.paper_run import run_paper_replay
+    from tradekit.ledger import LedgerError
     from tradekit.serialization import unstructure
 
-    loaded = _bars(data, symbols, _as_utc(start), _as_utc(end))
     bars, costs = loaded.bars, describe_costs(broker_config)
     notes = [("data", loaded.source), ("costs", costs)]
     total = sum(len(b) for b in bars.values())
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out_dir = out_root / f"{strategy.name}-{stamp}"
+    out_dir = output.ledger.parent if output.ledger is not None else _new_run_dir(output.root, strategy.name)
     replay = functools.partial(
         run_paper_replay,
         strategy=strategy,
@@ -274,37 +335,44 @@ def _run_paper(
         plugins=manager,
         bars=bars,
         out_dir=out_dir,
-        chart=not no_chart,
+        chart=output.pictures,
         broker_config=broker_config,
         notes=notes,
+        ledger_path=output.ledger,
+        checkpoint_seconds=output.checkpoint_seconds,
     )
-    if as_json:
-        paper = replay()
-    else:
-        console.print(
-            f"[bold]tradekit run[/] strategy [cyan]{strategy.name}[/] on the paper broker: "
-            f"{total:,} daily bars of {', '.join(sorted(bars))} ({loaded.source})",
-            soft_wrap=True,
-        )
-        console.print(f"costs: {costs}", soft_wrap=True)
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            task = progress.add_task("replaying bars", total=total)
-            paper = replay(progress=lambda n: progress.advance(task, n))
-    latest = out_root / "latest"
-    if latest.is_symlink() or not latest.exists():
-        latest.unlink(missing_ok=True)
-        latest.symlink_to(out_dir.name)
-    if as_json:
+    try:
+        if output.as_json:
+            paper = replay()
+        else:
+            console.print(
+                f"[bold]tradekit run[/] strategy [cyan]{strategy.name}[/] on the paper broker: "
+                f"{total:,} daily bars of {', '.join(sorted(bars))} ({loaded.source})",
+                soft_wrap=True,
+            )
+            console.print(f"costs: {costs}", soft_wrap=True)
+            with Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ) as progress:
+                task = progress.add_task("replaying bars", total=total)
+                paper = replay(progress=lambda n: progress.advance(task, n))
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output.ledger is None:
+        latest = output.root / "latest"
+        if latest.is_symlink() or not latest.exists():
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(out_dir.name)
+    if output.as_json:
         emit_json(
             {
                 "strategy": strategy.name,
+                "started": paper.started,
                 "bars": paper.result.bars,
                 "ledger": paper.ledger_url,
                 "chart": str(paper.chart) if paper.chart else None,
@@ -320,6 +388,12 @@ def _run_paper(
             }
         )
         return
+    if paper.started != "new":
+        console.print(
+            "this run continued from its last checkpoint"
+            if paper.started == "resumed"
+            else "this run had already finished: its results, unchanged"
+        )
     _print_summary(paper)
 
 
@@ -493,8 +567,12 @@ def decisions(
     """List recent buy decisions (newest first)."""
     settings = load(config_path).settings
     where = _ledger_url(settings, ledger_url)
+    from tradekit.ledger.records import describe_outcome
+    from tradekit.serialization import unstructure
+
     with open_ledger(where, create=False) as ledger, ledger.reading() as tx:
         found = tx.decisions(symbol=symbol, action=action, limit=limit)
+        outcomes = tx.decision_outcomes([d.decision_id for d in found])
     if as_json:
         emit_json(
             [
@@ -506,6 +584,7 @@ def decisions(
                     "reasons": list(d.reasons),
                     "evaluated_at": d.evaluated_at.isoformat(),
                     "summary": d.summary,
+                    "orders": [unstructure(o) for o in outcomes.get(d.decision_id, [])],
                 }
                 for d in found
             ]
@@ -513,7 +592,7 @@ def decisions(
         return
     table = Table(title="buy decisions", header_style="bold")
     table.add_column("id", no_wrap=True)
-    for col in ("time", "symbol", "action", "reasons"):
+    for col in ("time", "symbol", "action", "reasons", "what became of it"):
         table.add_column(col)
     for d in found:
         table.add_row(
@@ -522,6 +601,7 @@ def decisions(
             d.symbol,
             d.action.upper(),
             ", ".join(d.reasons) or "-",
+            describe_outcome(outcomes.get(d.decision_id, [])) or "-",
         )
     console.print(table)
     if found:
@@ -543,10 +623,17 @@ def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, 
     with open_ledger(_ledger_url(settings, ledger_url), create=False) as ledger, ledger.reading() as tx:
         stored = tx.decision(decision_id)
         cause = blocking_transition(tx, stored) if stored is not None else None  # trading-state guard
+        orders = tx.decision_outcomes([decision_id]).get(decision_id, [])
     if stored is None:
         raise click.ClickException(f"no decision {decision_id} in the ledger")
     if as_json:
-        emit_json({**stored.document(), "trading_state_transition": unstructure(cause)})
+        emit_json(
+            {
+                **stored.document(),
+                "trading_state_transition": unstructure(cause),
+                "orders": [unstructure(o) for o in orders],
+            }
+        )
         return
     from tradekit.decision.plugin_reasons import PluginReason
 
@@ -554,6 +641,12 @@ def explain(decision_id: str, ledger_url: str | None, config_path: Path | None, 
     console.print(decision.explain(), markup=False, soft_wrap=True)
     if cause is not None:
         console.print(f"  blocked by the trading-state transition: {cause.one_line()}", markup=False, soft_wrap=True)
+    if stored.action in ("enter_new", "scale_in"):
+        console.print("what became of it:", markup=False)
+        for order in orders or ():
+            console.print(f"  {order.describe()}", markup=False, soft_wrap=True)
+        if not orders:
+            console.print("  no order was recorded for it", markup=False)
     declared = plugins().reasons() if any(isinstance(r, PluginReason) for r in decision.reasons) else {}
     for reason in decision.reasons:
         if reason in declared and declared[reason].description:

@@ -17,10 +17,12 @@ paper broker are the same code a live run uses, driven by the same driver.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -48,6 +50,50 @@ class ReplayResult:
     days: int = 0
     starting_equity: Decimal = ZERO
     final_equity: Decimal = ZERO
+
+
+@attrs.frozen(kw_only=True)
+class ReplayProgress:
+    """How far a replay got: its last session (by its bars' time) and what it had counted.
+
+    A checkpointed replay stores it with each checkpoint; ``ReplayRunner.run(after=...)``
+    continues from it.
+    """
+
+    last_session: datetime
+    bars: int
+    days: int
+    starting_equity: Decimal
+    tally: SessionTally
+
+    @classmethod
+    def of(cls, result: ReplayResult, last_session: datetime) -> ReplayProgress:
+        return cls(
+            last_session=last_session,
+            bars=result.bars,
+            days=result.days,
+            starting_equity=result.starting_equity,
+            tally=result.tally,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "last_session": self.last_session.isoformat(),
+            "bars": self.bars,
+            "days": self.days,
+            "starting_equity": str(self.starting_equity),
+            "tally": self.tally.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReplayProgress:
+        return cls(
+            last_session=datetime.fromisoformat(data["last_session"]),
+            bars=data["bars"],
+            days=data["days"],
+            starting_equity=Decimal(data["starting_equity"]),
+            tally=SessionTally.from_json(data["tally"]),
+        )
 
 
 class ReplayRunner:
@@ -81,8 +127,19 @@ class ReplayRunner:
         # Indicator columns, computed once per series (see tradekit.strategy.history).
         self._columns: dict[str, dict[Hashable, Sequence[object]]] = {s: {} for s in self.bars}
 
-    def run(self, progress: Callable[[int], None] | None = None) -> ReplayResult:
-        """Replay every session; ``progress`` is told how many bars each session consumed."""
+    def run(
+        self,
+        progress: Callable[[int], None] | None = None,
+        *,
+        after: ReplayProgress | None = None,
+        on_session_end: Callable[[ReplayResult, datetime], None] | None = None,
+    ) -> ReplayResult:
+        """Replay every session; ``progress`` is told how many bars each session consumed.
+
+        ``after``: continue a replay that stopped after that session (its ledger and paper
+        account restored to that point). ``on_session_end`` is called after each session (a
+        checkpointed replay saves its progress there).
+        """
         driver, pipeline, clock, broker = self.driver, self.pipeline, self.clock, self.broker
         exits = pipeline.settings.exits
         result = ReplayResult(strategy=driver.strategy_cls.name, symbols=tuple(sorted(self.bars)), tally=driver.tally)
@@ -91,6 +148,16 @@ class ReplayRunner:
         # Each symbol's next bar: a day's bars are found by advancing these, not by an index
         # of every (day, symbol) pair (a million tuples on a million bars).
         cursor = dict.fromkeys(self.bars, 0)
+        if after is not None:
+            cursor = {s: bisect.bisect_right(times, after.last_session) for s, times in self._times.items()}
+            driver.resume_after(
+                after.last_session,
+                after.tally,
+                {s: History(self.bars[s], n, self._columns[s]) for s, n in cursor.items() if n > 0},
+            )
+            result.tally, result.bars, result.days = driver.tally, after.bars, after.days
+            result.starting_equity = after.starting_equity
+            days = days[bisect.bisect_right(days, after.last_session) :]
         sessions = self._sessions(days)
         for day in days:
             todays = []
@@ -127,6 +194,8 @@ class ReplayRunner:
             )
             result.bars += len(todays)
             result.days += 1
+            if on_session_end is not None:
+                on_session_end(result, day)
             if progress is not None:
                 progress(len(todays))
         pipeline.apply_events()

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -81,6 +82,34 @@ class SessionTally:
     strategy_errors: int = 0
     candidates_by_close: dict[datetime, frozenset[str]] = attrs.field(factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The tally as JSON (a checkpointed replay keeps it with its checkpoint)."""
+        return {
+            "signals": dict(self.signals),
+            "decisions": [[action, reason, count] for (action, reason), count in self.decisions.items()],
+            "exits_planned": self.exits_planned,
+            "exits_expired": self.exits_expired,
+            "exits_rolled": self.exits_rolled,
+            "buys_not_in_focus": self.buys_not_in_focus,
+            "strategy_errors": self.strategy_errors,
+            "candidates_by_close": [[t.isoformat(), sorted(found)] for t, found in self.candidates_by_close.items()],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SessionTally:
+        return cls(
+            signals=Counter(data["signals"]),
+            decisions=Counter({(action, reason): count for action, reason, count in data["decisions"]}),
+            exits_planned=data["exits_planned"],
+            exits_expired=data["exits_expired"],
+            exits_rolled=data["exits_rolled"],
+            buys_not_in_focus=data["buys_not_in_focus"],
+            strategy_errors=data["strategy_errors"],
+            candidates_by_close={
+                datetime.fromisoformat(t): frozenset(found) for t, found in data["candidates_by_close"]
+            },
+        )
+
 
 @attrs.frozen
 class OpenReport:
@@ -113,6 +142,13 @@ class SessionDriver:
         self._equity_session: datetime | None = None
         # The trading-state guard: its automatic triggers run at every step (issue #13).
         self.guard = TradingGuard.of(pipeline)
+
+    def resume_after(self, last_close: datetime, tally: SessionTally, histories: Mapping[str, Sequence[Bar]]) -> None:
+        """Continue a replay stopped after the close at ``last_close``: what it had counted,
+        the completed bars it had seen, and the session whose equity it had recorded."""
+        self.tally = tally
+        self.histories = dict(histories)
+        self._equity_session = self.pipeline.calendar.last_close(last_close)
 
     # --- the open ----------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from tradekit.ledger.records import (
     OrderCounts,
     OrderEventRecord,
     OrderIntent,
+    OrderOutcome,
     PositionEventRecord,
     StoredDecision,
     UnappliedFill,
@@ -63,6 +64,7 @@ from tradekit.ledger.store import (
     Ledger,
     LedgerTx,
     PositionKind,
+    _intent_from_row,
     advance_exit,
     check_exit_transition,
     decision_row,
@@ -78,6 +80,7 @@ from tradekit.ledger.store import (
     order_event_row,
     queued_buy_row,
     settlement_row,
+    signal_from_text,
     unapplicable,
     unapplied_row,
 )
@@ -165,6 +168,7 @@ class _State:
         self.exits_in_flight: dict[str, set[str]] = defaultdict(set)
         self.unreconciled: frozenset[str] = frozenset()
         self.unapplied: dict[str, UnappliedFill] = {}  # by execution id, unsettled ones
+        self.unapplied_fills: dict[str, Fill] = {}  # their fills, for reconciliation to re-derive
         # Queued buys still waiting, per strategy (in queue order), and every id ever queued
         # or settled (a duplicate is refused as the SQL ledger refuses it).
         self.queued: dict[str, dict[str, Signal]] = defaultdict(dict)
@@ -199,14 +203,22 @@ class BufferedLedger(Ledger):
         super().__init__(engine, lock_file=lock_file, schema=schema)
         self._state = _State()
         self._undo: list[Callable[[], None]] | None = None
+        # Set (before _prepare) to load an existing file's state instead of refusing it: a
+        # replay continuing from its last checkpoint.
+        self._resume = False
+        # Off while a checkpointed replay runs: rows are written only at its checkpoints, so the
+        # file always holds a whole checkpoint (see checkpoint()).
+        self.auto_flush = True
 
     def _prepare(self, path: Path | None) -> None:
         super()._prepare(path)
-        # Memory starts empty, so the file must too: existing records are not loaded.
         with super().reading() as tx:
             counts = tx.intent_counts()
             positions = tx.open_positions()
             reconciled = tx.last_reconciliation() is not None
+            if self._resume:
+                self._state = _load_state(tx)
+                return
         if counts or positions or reconciled:
             raise LedgerError(
                 f"a buffered ledger starts empty, and {self.url} already holds records: replay into a new ledger file"
@@ -228,7 +240,7 @@ class BufferedLedger(Ledger):
             raise
         finally:
             self._undo = None
-        if self._state.pending_count >= FLUSH_EVERY:
+        if self.auto_flush and self._state.pending_count >= FLUSH_EVERY:
             self.flush()
 
     @contextlib.contextmanager
@@ -265,15 +277,24 @@ class BufferedLedger(Ledger):
 
     # --- writing --------------------------------------------------------------------------------
 
-    def flush(self) -> int:
+    def checkpoint(self, write: Callable[[sa.Connection], None]) -> int:
+        """Write every pending row and, in the same transaction, what ``write`` writes (a
+        replay's checkpoint record): the file then holds exactly one more whole checkpoint."""
+        return self.flush(also=write)
+
+    def flush(self, *, also: Callable[[sa.Connection], None] | None = None) -> int:
         """Write every pending row (and the heads they changed) in one transaction."""
         state = self._state
-        if state.pending_count == 0 and not (
-            state.dirty_intent_heads
-            or state.dirty_position_heads
-            or state.dirty_exit_heads
-            or state.dirty_holds
-            or state.dirty_marks
+        if (
+            also is None
+            and state.pending_count == 0
+            and not (
+                state.dirty_intent_heads
+                or state.dirty_position_heads
+                or state.dirty_exit_heads
+                or state.dirty_holds
+                or state.dirty_marks
+            )
         ):
             return 0
         written = state.pending_count
@@ -286,6 +307,8 @@ class BufferedLedger(Ledger):
                         if rows:
                             conn.execute(table.insert(), rows)
                     self._write_heads(conn)
+                    if also is not None:
+                        also(conn)
         except exc.DBAPIError as e:
             # The rows stay pending (and memory stays as it was): a later flush retries.
             raise self._translate(e) from None
@@ -352,12 +375,17 @@ class BufferedLedger(Ledger):
 
     def close(self) -> None:
         try:
-            if self._undo is None:
+            # A checkpointed replay that stops between two checkpoints keeps the file at the
+            # last one (what follows is replayed when it continues).
+            if self._undo is None and self.auto_flush:
                 self.flush()
         finally:
             super().close()
 
     def _sql(self, read: Callable[[LedgerTx], R]) -> R:
+        if not self.auto_flush:
+            # A flush between two checkpoints would leave the file holding half of one.
+            raise LedgerError("report listings are read after a checkpointed replay, not while it runs")
         if self._undo is not None:
             # Flushing now would write rows a later failure in this transaction rolls back.
             raise LedgerError("report listings are read outside a write transaction on a buffered ledger")
@@ -448,6 +476,9 @@ class _MemoryTx(LedgerTx):
     def intents_with_status(self, status: LedgerOrderStatus, *, since: datetime) -> list[OrderIntent]:
         heads = sorted((h for h in self._s.heads.values() if h.status is status), key=lambda h: h.seq)
         return [h.intent for h in heads if h.intent.created_at >= since]
+
+    def decision_outcomes(self, decision_ids: Sequence[str]) -> dict[str, list[OrderOutcome]]:
+        return self._ledger._sql(lambda tx: tx.decision_outcomes(decision_ids))
 
     def order_events(self, client_order_id: str) -> list[OrderEventRecord]:
         return self._ledger._sql(lambda tx: tx.order_events(client_order_id))
@@ -579,11 +610,13 @@ class _MemoryTx(LedgerTx):
         s = self._s
         row = unapplied_row(fill, why)
         s.unapplied[fill.execution_id] = UnappliedFill(**row)
+        s.unapplied_fills[fill.execution_id] = fill
         self._ledger._append(t.unapplied_fills, row)
         self.blocks_changed = True
 
         def undo() -> None:
             s.unapplied.pop(fill.execution_id, None)
+            s.unapplied_fills.pop(fill.execution_id, None)
 
         self._ledger._journal(undo)
 
@@ -595,7 +628,8 @@ class _MemoryTx(LedgerTx):
         self._append_position_event(fill.symbol, kind, **fields)
 
     def fill(self, execution_id: str) -> Fill | None:
-        return self._ledger._sql(lambda tx: tx.fill(execution_id))
+        kept = self._s.unapplied_fills.get(execution_id)
+        return kept if kept is not None else self._ledger._sql(lambda tx: tx.fill(execution_id))
 
     def unapplied_fills(self, symbol: str | None = None) -> list[UnappliedFill]:
         return [u for u in self._s.unapplied.values() if symbol is None or u.symbol == symbol]
@@ -965,3 +999,89 @@ class _MemoryTx(LedgerTx):
 
     def guard_blocked_buys(self) -> int:
         return self._ledger._sql(lambda tx: tx.guard_blocked_buys())
+
+
+def _load_state(tx: LedgerTx) -> _State:
+    """The memory of a buffered ledger whose file already holds a replay up to a checkpoint:
+    what each ``_MemoryTx`` read would have answered had the replay never stopped."""
+    s = _State()
+    conn = tx._conn
+    i, h = t.order_intents, t.intent_heads
+    for seq, row in enumerate(
+        conn.execute(
+            sa.select(i, h.c.status, h.c.broker_order_id, h.c.terminal)
+            .join(h, h.c.client_order_id == i.c.client_order_id)
+            .order_by(i.c.id)
+        )
+    ):
+        intent = _intent_from_row(row._mapping)
+        status = LedgerOrderStatus(row.status) if row.status else None
+        coid, symbol = intent.client_order_id, intent.symbol
+        s.heads[coid] = _Head(
+            seq=seq, intent=intent, status=status, broker_order_id=row.broker_order_id, terminal=bool(row.terminal)
+        )
+        s.coid_by_key[intent.intent_key] = coid
+        s.keys.append(intent.intent_key)
+        if not row.terminal:
+            s.open_by_symbol[symbol][coid] = None
+        s.created.append(intent.created_at)
+        if intent.side is Side.BUY:
+            s.buys_created[symbol].append(intent.created_at)
+        if symbol not in s.last_created or intent.created_at > s.last_created[symbol]:
+            s.last_created[symbol] = intent.created_at
+    s.keys.sort()
+    s.created.sort()
+    for times in s.buys_created.values():
+        times.sort()
+    for row in conn.execute(
+        sa.select(t.fills.c.execution_id, t.fills.c.client_order_id, t.fills.c.qty, t.fills.c.commission)
+    ):
+        s.execution_ids.add(row.execution_id)
+        s.filled[row.client_order_id] += row.qty
+        s.commission[row.client_order_id] = s.commission.get(row.client_order_id, ZERO) + row.commission
+    pe = t.position_events
+    for head in conn.execute(sa.select(t.position_heads)):
+        events = [
+            _PositionEvent(e.kind, e.time, e.price, e.qty, e.strategy, e.confidence, e.client_order_id, e.reason)
+            for e in conn.execute(
+                sa.select(pe).where(pe.c.symbol == head.symbol, pe.c.lifecycle == head.lifecycle).order_by(pe.c.id)
+            )
+        ]
+        qty = sum((-e.qty if e.kind in _REDUCING else e.qty for e in events), ZERO)
+        s.positions[head.symbol] = _Lifecycle(
+            lifecycle=int(head.lifecycle), is_open=bool(head.is_open), qty=qty, events=events
+        )
+    for planned in tx.exit_intents():
+        s.exits[planned.intent_id] = _Exit(seq_key=(planned.decided_at, planned.intent_id), intent=planned)
+        if planned.state.value in _EXIT_IN_FLIGHT:
+            s.exits_in_flight[planned.symbol].add(planned.intent_id)
+    latest = tx.last_reconciliation()
+    if latest is not None:
+        r, f = t.reconciliations, t.reconcile_findings
+        s.reconciliation_ids = int(conn.execute(sa.select(sa.func.max(r.c.id))).scalar_one())
+        s.unreconciled = frozenset(
+            row.symbol
+            for row in conn.execute(
+                sa.select(f.c.symbol).where(
+                    f.c.reconciliation_id == s.reconciliation_ids, f.c.action.in_(_BLOCKING_FINDINGS)
+                )
+            )
+        )
+    for unapplied in tx.unapplied_fills():
+        s.unapplied[unapplied.execution_id] = unapplied
+        fill = tx.fill(unapplied.execution_id)
+        if fill is not None:
+            s.unapplied_fills[unapplied.execution_id] = fill
+    q, st = t.queued_buys, t.queued_buy_settlements
+    settled = {row.signal_id for row in conn.execute(sa.select(st.c.signal_id))}
+    s.settled_ids = set(settled)
+    for seq, row in enumerate(conn.execute(sa.select(q.c.signal_id, q.c.strategy, q.c.signal).order_by(q.c.id))):
+        s.queued_ids[row.signal_id] = seq
+        if row.signal_id not in settled:
+            s.queued[row.strategy][row.signal_id] = signal_from_text(row.signal)
+    states = tx.trading_states()
+    s.holds = {(hold.scope, hold.trigger): hold for hold in states.holds}
+    s.trading_states = None
+    s.marks = tx.trading_state_marks()
+    s.closed_trades = sorted(tx.closed_trades(), key=_closing_order)
+    return s

@@ -357,3 +357,18 @@ trading_state_marks = sa.Table(
     sa.Column("value", DecimalText),
     sa.Column("time", UtcText),
 )
+
+# A paper replay run into this ledger (tradekit run --ledger): what it replays (its identity),
+# how far it got (its last checkpoint, written with the rows it covers), and whether it ended.
+# A killed run continues from here; a finished one is not run again.
+replay_runs = sa.Table(
+    "tk_replay_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("identity", sa.Text, nullable=False),
+    sa.Column("checkpoint", sa.Integer, nullable=False),
+    sa.Column("last_session", UtcText),
+    sa.Column("progress", sa.Text, nullable=False),
+    sa.Column("finished", sa.Boolean, nullable=False),
+)

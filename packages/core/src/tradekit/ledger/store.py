@@ -84,6 +84,7 @@ from tradekit.ledger.records import (
     OrderCounts,
     OrderEventRecord,
     OrderIntent,
+    OrderOutcome,
     PositionEventRecord,
     StoredDecision,
     UnappliedFill,
@@ -153,6 +154,7 @@ class Ledger:
         durable: bool = True,
         buffered: bool = False,
         create: bool = True,
+        resume: bool = False,
     ) -> Ledger:
         """Open (creating or migrating if needed) the ledger at ``url``.
 
@@ -164,6 +166,9 @@ class Ledger:
         fsync at each commit; live trading always uses durable commits. ``buffered=True`` (an
         empty SQLite ledger opened for trading, for replays only) serves reads from memory and
         writes rows in batches: see ``tradekit.ledger.buffered``.
+
+        ``resume=True`` (with ``buffered``) loads a replay's ledger file that already holds
+        records into memory, so the replay continues from its last checkpoint.
 
         ``create=False`` (the read-only commands) refuses a ledger that does not exist yet —
         a missing file, or a database without tradekit's tables — instead of creating an
@@ -199,6 +204,11 @@ class Ledger:
         ledger = kind(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
         ledger._create = create
         ledger._location = parsed
+        if buffered:
+            from tradekit.ledger.buffered import BufferedLedger
+
+            assert isinstance(ledger, BufferedLedger)
+            ledger._resume = resume
         try:
             ledger._prepare(path)
         except BaseException:
@@ -362,6 +372,17 @@ class Ledger:
         with self.transaction(lock_symbol=fill.symbol) as tx:
             return tx.record_fill(fill)
 
+    def replay_run(self) -> dict[str, Any] | None:
+        """The paper replay recorded in this ledger (``tradekit.execution.paper_run``), if any:
+        its identity, its last checkpoint and whether it finished, as stored."""
+        r = t.replay_runs
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(sa.select(r).order_by(r.c.id.desc()).limit(1)).first()
+        except exc.DBAPIError as e:
+            raise self._translate(e) from None
+        return None if row is None else dict(row._mapping)
+
     def record_equity(self, account: AccountSnapshot) -> None:
         """Append the account's equity and cash as of its snapshot time."""
         with self.transaction() as tx:
@@ -459,6 +480,49 @@ class LedgerTx:
         self._conn.execute(
             t.intent_heads.update().where(t.intent_heads.c.client_order_id == client_order_id).values(**values)
         )
+
+    def decision_outcomes(self, decision_ids: Sequence[str]) -> dict[str, list[OrderOutcome]]:
+        """The orders each decision made, with how each ended (a decision that made none is
+        absent): sent with its client order id and filled, refused, not sent and why, or
+        replaced by a whole-share fallback."""
+        if not decision_ids:
+            return {}
+        i, h, e, f = t.order_intents, t.intent_heads, t.order_events, t.fills
+        found: dict[str, list[OrderOutcome]] = defaultdict(list)
+        rows = list(
+            self._conn.execute(
+                sa.select(i.c.decision_id, i.c.client_order_id, i.c.qty, i.c.notional, i.c.replaces, h.c.status)
+                .join(h, h.c.client_order_id == i.c.client_order_id)
+                .where(i.c.decision_id.in_(list(decision_ids)))
+                .order_by(i.c.id)
+            )
+        )
+        coids = [r.client_order_id for r in rows]
+        filled: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        details: dict[str, str] = {}
+        if coids:
+            for row in self._conn.execute(
+                sa.select(f.c.client_order_id, f.c.qty).where(f.c.client_order_id.in_(coids))
+            ):
+                filled[row.client_order_id] += row.qty
+            for row in self._conn.execute(
+                sa.select(e.c.client_order_id, e.c.detail).where(e.c.client_order_id.in_(coids)).order_by(e.c.id)
+            ):
+                if row.detail:
+                    details[row.client_order_id] = row.detail
+        for r in rows:
+            found[r.decision_id].append(
+                OrderOutcome(
+                    client_order_id=r.client_order_id,
+                    qty=r.qty,
+                    notional=r.notional,
+                    status=LedgerOrderStatus(r.status) if r.status else None,
+                    filled_qty=filled[r.client_order_id],
+                    detail=details.get(r.client_order_id, ""),
+                    replaces=r.replaces,
+                )
+            )
+        return dict(found)
 
     def order_events(self, client_order_id: str) -> list[OrderEventRecord]:
         """Every status recorded for one order, oldest first."""
