@@ -8,14 +8,17 @@ after all, an exit whose request was lost or refused, a window that closed unexe
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tradekit.broker.errors import BrokerUnavailable
 from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig
+from tradekit.cli import cli
 from tradekit.config import AllocationSettings, ExitSettings, MissedWindow, Settings
 from tradekit.domain import Order, OrderType, Side, TimeInForce
 from tradekit.execution.session import startup
@@ -324,3 +327,31 @@ def test_a_planned_exit_is_never_left_without_a_record_of_why(tmp_path: Path, fa
         ExitState.PLANNED,
         ExitState.EXPIRED,
     ]
+
+
+def test_decisions_and_explain_say_what_became_of_an_approved_buy(tmp_path: Path) -> None:
+    # One buy filled; one refused as fractional whose whole-share fallback was sent and filled.
+    config = PaperBrokerConfig(non_fractionable_symbols=frozenset())
+    t = make_trading(tmp_path, config=config)
+    t.reconcile()
+    filled = t.pipeline.process_buy(t.signal(), Single, t.market())
+    t.broker.faults.arm(Fault.FRACTIONAL_REFUSED)
+    fallback = t.pipeline.process_buy(t.signal("PFE", price="28"), Single, t.market("PFE"))
+    t.ledger.close()
+    assert filled.decision is not None
+    assert fallback.decision is not None
+    assert fallback.intent is not None
+    runner = CliRunner(env={"TRADEKIT_LOAD_PLUGINS": "", "TRADEKIT_CONFIG": ""})
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+
+    listed = json.loads(runner.invoke(cli, ["decisions", "--ledger", url, "--json"]).output)
+    explained = runner.invoke(cli, ["explain", fallback.decision.decision_id, "--ledger", url])
+
+    orders = {d["symbol"]: d["orders"] for d in listed}
+    assert [(o["status"], o["filled_qty"]) for o in orders["KO"]] == [("filled", "33.333333333")]
+    refused, whole = orders["PFE"]
+    assert (refused["client_order_id"], refused["status"]) == (fallback.intent.client_order_id, "rejected")
+    assert "fractional refused" in refused["detail"]
+    assert (whole["replaces"], whole["status"], whole["filled_qty"]) == (refused["client_order_id"], "filled", "71")
+    assert "what became of it:" in explained.output
+    assert "whole-share fallback tk-" in explained.output

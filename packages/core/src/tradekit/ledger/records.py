@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -143,6 +144,36 @@ class OrderEventRecord:
     broker_order_id: str | None = None
     filled_qty: Decimal | None = None
     filled_avg_price: Decimal | None = None
+
+
+@attrs.frozen(kw_only=True)
+class OrderOutcome:
+    """What became of one order an approved decision made: sent or not, and how it ended."""
+
+    client_order_id: str
+    qty: Decimal | None
+    notional: Decimal | None
+    status: LedgerOrderStatus | None
+    filled_qty: Decimal
+    detail: str  # the last recorded reason (a refusal, why it was not sent)
+    replaces: str | None = None  # a whole-share fallback names the order it replaced
+
+    def describe(self) -> str:
+        asked = self.qty if self.qty is not None else f"${self.notional}"
+        status = self.status.value if self.status is not None else "not recorded"
+        text = f"{self.client_order_id} ({asked}): {status}"
+        if self.filled_qty:
+            text += f", filled {self.filled_qty}"
+        if self.detail and self.status is not LedgerOrderStatus.FILLED:
+            text += f" — {self.detail}"
+        if self.replaces:
+            text = f"whole-share fallback {text}"
+        return text
+
+
+def describe_outcome(orders: Sequence[OrderOutcome]) -> str:
+    """One line: the orders a decision made and how each ended ("" when it made none)."""
+    return "; ".join(o.describe() for o in orders)
 
 
 @attrs.frozen(kw_only=True)

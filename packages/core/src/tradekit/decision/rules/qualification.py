@@ -7,6 +7,7 @@ from decimal import Decimal
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import ReasonCode, RulePhase
 from tradekit.decision.rules import Rule
+from tradekit.decision.rules.waiting import waited
 from tradekit.decision.verdict import Check, not_applicable, passed, skip
 from tradekit.hookspecs import hookimpl
 from tradekit.strategy.policy import PriceStructure
@@ -26,8 +27,8 @@ def entry_cooldown(ctx: ScalingContext) -> Check:
     if not ctx.is_scale_in or ctx.position is None:
         return _NA_ENTRY_COOLDOWN
     wait = max(ctx.policy.min_time_between_entries, ctx.limits.min_time_between_entries)
-    elapsed = ctx.now - ctx.position.last_entry_time
-    if elapsed < wait:
+    over, elapsed = waited(ctx, ctx.position.last_entry_time, wait)
+    if not over:
         return skip(
             "entry_cooldown",
             PHASE,

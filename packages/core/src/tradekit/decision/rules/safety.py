@@ -8,6 +8,7 @@ from decimal import Decimal
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import ReasonCode, RulePhase
 from tradekit.decision.rules import Rule
+from tradekit.decision.rules.waiting import waited
 from tradekit.decision.verdict import Check, block, not_applicable, passed, skip
 from tradekit.domain.values import ZERO
 from tradekit.hookspecs import hookimpl
@@ -172,8 +173,8 @@ def order_cooldown(ctx: ScalingContext) -> Check:
     last = ctx.counters.last_order_at
     if last is None:
         return passed("order_cooldown", PHASE, f"no earlier order for {ctx.symbol}")
-    elapsed = ctx.now - last
-    if elapsed < ctx.limits.order_cooldown:
+    over, elapsed = waited(ctx, last, ctx.limits.order_cooldown)
+    if not over:
         return skip(
             "order_cooldown",
             PHASE,

@@ -1,0 +1,30 @@
+"""How long since something happened, as the cooldown rules measure it.
+
+A daily strategy acts at one moment of each session (the exit window's start), and a live
+trader's cycles reach that moment a few seconds earlier or later each day. A cooldown of
+whole days measured on the clock would then pass one day and fail the next by seconds,
+where its backtest (at the same moment every day) always passes. So while signal ages are
+counted in sessions (``freshness.signal_age_unit = "sessions"``, the default), a cooldown of
+N whole days is over once N sessions of the exchange calendar have opened since; any other
+cooldown is measured on the clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from tradekit.decision.context import ScalingContext
+
+_DAY = timedelta(days=1)
+
+
+def waited(ctx: ScalingContext, since: datetime, wait: timedelta) -> tuple[bool, str]:
+    """Whether ``wait`` has passed since ``since`` at the decision's moment, and how much has."""
+    elapsed = ctx.now - since
+    if ctx.limits.max_signal_age_sessions is None or wait <= timedelta(0) or wait % _DAY:
+        return elapsed >= wait, f"{elapsed}"
+    # Imported here: the calendar (pandas, exchange-calendars) is needed only once judged.
+    from tradekit.exits.calendar import trading_calendar
+
+    sessions = trading_calendar(ctx.limits.calendar).opens_between(since, ctx.now)
+    return sessions >= wait // _DAY, f"{elapsed} ({sessions} session{'' if sessions == 1 else 's'} opened since)"
