@@ -16,8 +16,8 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from chaos.alpaca_campaign import Backend, run_alpaca
-from chaos.runs import RunResult
+from chaos.alpaca_campaign import run_alpaca
+from chaos.runs import Backend, RunResult
 from chaos.world import RUN_SESSIONS
 
 

@@ -162,6 +162,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
     default_reject: ClassVar[tuple[int, str]] = (-2019, "Margin is insufficient.")
     # The endpoints a seeded fault plan draws for, by call kind.
     call_kinds: ClassVar[Mapping[str, str]] = {
+        "GET /fapi/v1/time": "clock",
         "POST /fapi/v1/order": "submit_order",
         "DELETE /fapi/v1/order": "cancel_order",
         "DELETE /fapi/v1/allOpenOrders": "cancel_order",

@@ -183,6 +183,7 @@ class BybitEmulator(PerpVenueEmulator):
     default_reject: ClassVar[tuple[int, str]] = (110007, "ab not enough for new order")
     # The endpoints a seeded fault plan draws for, by call kind.
     call_kinds: ClassVar[Mapping[str, str]] = {
+        "GET /v5/market/time": "clock",
         "POST /v5/order/create": "submit_order",
         "POST /v5/order/cancel": "cancel_order",
         "GET /v5/order/realtime": "order_lookup",
