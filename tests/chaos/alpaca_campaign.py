@@ -22,6 +22,9 @@ from typing import Any
 
 from chaos.ledger_view import LedgerView, read_ledger
 from chaos.runs import (
+    HTTP_RATES,
+    LOOKUP_RATES,
+    ORDER_HTTP_RATES,
     Backend,
     KillSwitch,
     KillTrigger,
@@ -54,41 +57,20 @@ CLEAN_MOMENTS = (
 )
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "not_found"})
 
-_HTTP = {
-    Fault.ERROR_BEFORE: 0.02,
-    Fault.ERROR_AFTER: 0.02,
-    Fault.LATE_BEFORE: 0.01,
-    Fault.LATE_AFTER: 0.01,
-    Fault.DROP_BEFORE: 0.01,
-    Fault.DROP_AFTER: 0.01,
-    Fault.LOST_RESPONSE: 0.01,
-}
-_ORDERS = {
-    Fault.ERROR_BEFORE: 0.04,
-    Fault.ERROR_AFTER: 0.05,
-    Fault.LATE_BEFORE: 0.04,
-    Fault.LATE_AFTER: 0.05,
-    Fault.DROP_BEFORE: 0.03,
-    Fault.DROP_AFTER: 0.05,
-    Fault.LOST_RESPONSE: 0.04,
-    Fault.LATE_FILL: 0.08,
-    Fault.PARTIAL_FILL: 0.08,
-}
-_LOOKUPS = {fault: rate * 3 for fault, rate in _HTTP.items()}
-# Faults per call kind: order submissions and the lookups that settle them are hit hardest.
+_ORDERS = {**ORDER_HTTP_RATES, Fault.LATE_FILL: 0.08, Fault.PARTIAL_FILL: 0.08}
 RATES: dict[str, dict[Fault, float]] = {
     "submit_order": _ORDERS,
-    "cancel_order": _LOOKUPS,
-    "order_by_client_id": _LOOKUPS,
-    "order_by_id": _LOOKUPS,
-    "list_orders": _LOOKUPS,
-    "fills": _LOOKUPS,
-    "positions": _HTTP,
-    "account": _HTTP,
-    "clock": _HTTP,
-    "bars": _HTTP,
-    "latest_trades": _HTTP,
-    "assets": _HTTP,
+    "cancel_order": LOOKUP_RATES,
+    "order_by_client_id": LOOKUP_RATES,
+    "order_by_id": LOOKUP_RATES,
+    "list_orders": LOOKUP_RATES,
+    "fills": LOOKUP_RATES,
+    "positions": HTTP_RATES,
+    "account": HTTP_RATES,
+    "clock": HTTP_RATES,
+    "bars": HTTP_RATES,
+    "latest_trades": HTTP_RATES,
+    "assets": HTTP_RATES,
     "trade_update": {
         Fault.DUPLICATE_UPDATE: 0.08,
         Fault.REORDERED_UPDATE: 0.08,

@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 import sqlalchemy as sa
 
+from emulators._fault_plan import Fault
 from emulators._http_faults import CallEvent
 
 # A process that does not read the clock (or answer) for this long is stuck: the run stops.
@@ -26,6 +27,28 @@ MAX_CRASHES = 6
 INTERRUPT_TIMEOUT_S = 30.0
 
 M = TypeVar("M")
+
+# HTTP faults per call, by what the call does: order submissions and the lookups that settle
+# them are hit hardest.
+HTTP_RATES: dict[Fault, float] = {
+    Fault.ERROR_BEFORE: 0.02,
+    Fault.ERROR_AFTER: 0.02,
+    Fault.LATE_BEFORE: 0.01,
+    Fault.LATE_AFTER: 0.01,
+    Fault.DROP_BEFORE: 0.01,
+    Fault.DROP_AFTER: 0.01,
+    Fault.LOST_RESPONSE: 0.01,
+}
+ORDER_HTTP_RATES: dict[Fault, float] = {
+    Fault.ERROR_BEFORE: 0.04,
+    Fault.ERROR_AFTER: 0.05,
+    Fault.LATE_BEFORE: 0.04,
+    Fault.LATE_AFTER: 0.05,
+    Fault.DROP_BEFORE: 0.03,
+    Fault.DROP_AFTER: 0.05,
+    Fault.LOST_RESPONSE: 0.04,
+}
+LOOKUP_RATES: dict[Fault, float] = {fault: rate * 3 for fault, rate in HTTP_RATES.items()}
 
 
 @dataclass(frozen=True)
@@ -225,7 +248,8 @@ class KillSwitch:
     fired: list[str] = field(default_factory=list)
     armed: bool = True
     _counts: dict[str, int] = field(default_factory=dict)
-    _after: dict[tuple[str, int], KillTrigger] = field(default_factory=dict)
+    # Keyed by call kind, number and path: two venues' n-th calls of a kind are two calls.
+    _after: dict[tuple[str, int, str], KillTrigger] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on_call(self, event: CallEvent, side: str | None) -> bool:
@@ -234,7 +258,7 @@ class KillSwitch:
             if not self.armed:
                 return False
             if event.phase == "after":
-                trigger = self._after.pop((event.kind, event.n), None)
+                trigger = self._after.pop((event.kind, event.n, event.path), None)
                 if trigger is not None:
                     self._fire(trigger, event)
                 return False
@@ -249,7 +273,7 @@ class KillSwitch:
                         if trigger.phase == "before":
                             hit = trigger
                         else:
-                            self._after[(event.kind, event.n)] = trigger
+                            self._after[(event.kind, event.n, event.path)] = trigger
             if hit is not None:
                 self._fire(hit, event)
                 return True

@@ -730,8 +730,8 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
         end = self._int_param(params, "endTime")
         limit = min(self._int_param(params, "limit") or 100, 1000)
         if start is None and end is None:
-            # Without a time range Binance answers the last seven days.
-            start = request.received_ms - _SEVEN_DAYS_MS
+            # Without a time range Binance answers the last seven days of its own clock.
+            start = self.engine.now_ms() - _SEVEN_DAYS_MS
         rows = [
             income
             for income in self.engine.incomes()

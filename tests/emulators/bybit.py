@@ -830,8 +830,8 @@ class BybitEmulator(PerpVenueEmulator):
         end = self._int_param(params, "endTime")
         limit = self._limit(params, 50, 100)
         if start is None and end is None:
-            # Without a time range Bybit answers the last seven days.
-            start = request.received_ms - _SEVEN_DAYS_MS
+            # Without a time range Bybit answers the last seven days of its own clock.
+            start = self.engine.now_ms() - _SEVEN_DAYS_MS
         rows: list[tuple[int, dict[str, Any]]] = []
         if exec_type in (None, "Trade"):
             for fill in self.engine.fills(spec.symbol if spec else None):
