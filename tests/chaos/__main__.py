@@ -52,6 +52,8 @@ def _print_result(seed: int, result: RunResult) -> None:
         f"{len(result.kills)} kills; replay: {result.replay}",
         flush=True,
     )
+    if result.course:
+        print(f"    course: {result.course}")
     for kill in result.kills:
         print(f"    kill: {kill}")
     for violation in result.violations:

@@ -221,7 +221,8 @@ def run_pairs(
         ledger = read_ledger(reader_url(ledger_url), schema)
         store = read_pair_store(reader_url(ledger_url), schema)
         violations += check_invariants(emulators, ledger, store)
-        narrative.add("course: " + describe_course(store))
+        course = describe_course(store)
+        narrative.add("course: " + course)
         faults = [f"{name} {line}" for name, emu in emulators.items() for line in emu.fault_plan.schedule()]
     finally:
         for emu in emulators.values():
@@ -237,6 +238,7 @@ def run_pairs(
         exits=list(trader.exits),
         replay=replay_command(seed, backend.name),
         narrative_path=narrative.path,
+        course=course,
     )
 
 
@@ -249,10 +251,14 @@ def _kill_plan(seed: int, moment_count: int, calm: bool, chosen: list[KillTrigge
     return draw_kills(seed, buys=9, sells=9, requests=12 * moment_count)
 
 
+def _short(pair_id: str) -> str:
+    return "pair " + pair_id.rsplit("#", 1)[-1]
+
+
 def describe_course(store: PairStoreView) -> str:
     """One line saying what each pair did: its entries and how it ended."""
     return "; ".join(
-        f"{pair.pair_id.rsplit('|', 1)[-1]}: {len(pair.opened)} entries, "
+        f"{_short(pair.pair_id)}: {len(pair.opened)} entries, "
         f"{pair.closed_reason or (f'closing ({pair.exit_reason})' if pair.exit_reason else 'open')}"
         for pair in store.pairs
     )
@@ -326,7 +332,7 @@ def _resolved(emulators: dict[str, PerpVenueEmulator], ledger: LedgerView, store
     intents = {i.client_order_id: i for i in ledger.intents}
     venue_orders = {(name, o.client_order_id): o for name, emu in emulators.items() for o in emu.orders()}
     for leg in store.leg_orders:
-        label = f"{leg.pair_id.rsplit('|', 1)[-1]} entry {leg.entry_no} {leg.leg} {leg.purpose} {leg.client_order_id}"
+        label = f"{_short(leg.pair_id)} entry {leg.entry_no} {leg.leg} {leg.purpose} {leg.client_order_id}"
         intent = intents.get(leg.client_order_id)
         order = venue_orders.get((leg.venue, leg.client_order_id))
         seen = order.status.value if order is not None else "no order"

@@ -89,6 +89,7 @@ class RunResult:
     exits: list[ProcessExit]
     replay: str
     narrative_path: Path
+    course: str = ""  # what the trader did, in a line (entries, exits)
 
 
 class Narrative:
