@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from chaos.alpaca_campaign import Backend, run_alpaca
-from chaos.runs import KillTrigger
+from chaos.alpaca_campaign import run_alpaca
+from chaos.runs import Backend, KillTrigger
 
 SEED = 19
 

@@ -43,6 +43,21 @@ def test_orders_and_fills_are_stamped_with_simulated_time(
     assert venue.fetch_by_client_id(client, "sim-1", BTC)["timestamp"] == expected
 
 
+def test_fills_and_funding_made_on_simulated_time_are_listed_without_a_time_range(
+    client: Any, emulator: PerpVenueEmulator
+) -> None:
+    # A venue answers the last seven days of its own clock, not of the machine's.
+    emulator.set_time(SIMULATED)
+    _buy(client, "sim-2")
+    emulator.set_funding_rate(BTC, "0.0001")
+    emulator.apply_funding(BTC)
+
+    (trade,) = client.fetch_my_trades(BTC)
+    (payment,) = client.fetch_funding_history(BTC)
+    expected = int(SIMULATED.timestamp() * 1000)
+    assert (trade["timestamp"], payment["timestamp"]) == (expected, expected)
+
+
 def test_simulated_time_never_moves_backwards(emulator: PerpVenueEmulator) -> None:
     emulator.set_time(SIMULATED)
 

@@ -18,7 +18,7 @@ import pytest
 
 from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, pair_config
 from ccxt_tests.venues import ETH, sync_venue
-from tradekit.broker.errors import OrderRejected
+from tradekit.broker.errors import BrokerUnavailable, OrderRejected
 from tradekit.decision.reasons import BuyAction, ReasonCode
 from tradekit.domain.orders import Order, OrderRequest
 from tradekit.domain.signals import Side
@@ -404,6 +404,66 @@ def test_restart_after_a_leg_was_planned_but_before_its_intent_records_it_as_nev
     assert world.long_emu.orders_with_client_id(planned.client_order_id) == []
     held = pair.entries[0].qty
     assert world.venue_qty() == (held, -held)
+
+
+class UnansweredLookups:
+    """A venue whose fill reads and order lookups fail (the venue does not answer) while armed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.failing_fills = 0
+        self.failing_lookups = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def venue_fills(self, client_order_id: str, symbol: str | None = None) -> Any:
+        if self.failing_fills:
+            self.failing_fills -= 1
+            raise BrokerUnavailable(f"fills of {client_order_id}: 502 Bad Gateway")
+        return self.inner.venue_fills(client_order_id, symbol)
+
+    def find_order(self, client_order_id: str, symbol: str | None = None) -> Any:
+        if self.failing_lookups:
+            self.failing_lookups -= 1
+            raise BrokerUnavailable(f"order {client_order_id}: request timed out")
+        return self.inner.find_order(client_order_id, symbol)
+
+
+def test_a_filled_leg_whose_lookups_all_fail_is_never_recorded_as_not_found(
+    make_world: Callable[..., PairWorld],
+) -> None:
+    world = make_world()
+    long = UnansweredLookups(sync_venue(world.long_emu, LONG_VENUE, timeout_ms=1000))
+    world.crash()
+    world.connect({LONG_VENUE: long, SHORT_VENUE: sync_venue(world.short_emu, SHORT_VENUE, timeout_ms=1000)})
+    points = staircase().points
+    long.failing_fills = 1  # the long leg fills, but its fills cannot be read: not settled yet
+    world.step(points[0])
+    assert world.only_pair().in_progress == (1,)
+
+    long.failing_lookups = 5  # every lookup of the next cycle's recovery fails
+    world.step(points[1], signal=False)
+
+    pair = world.only_pair()
+    (long_order,) = pair.orders_of(1, Leg.LONG)
+    assert world.ledger is not None
+    with world.ledger.reading() as tx:
+        state = tx.intent_state(long_order.client_order_id)
+    assert state is not None
+    assert state.status is not LedgerOrderStatus.NOT_FOUND
+    assert pair.in_progress == (1,)
+
+    world.step(points[2], signal=False)  # the venue answers again: the fill is recorded
+    pair = world.only_pair()
+    with world.ledger.reading() as tx:
+        state = tx.intent_state(long_order.client_order_id)
+    assert state is not None
+    assert state.status is LedgerOrderStatus.FILLED
+    # The short leg was never sent while the long one was unsettled: the long is unwound.
+    assert pair.in_progress == ()
+    assert [(n.leg, n.entry_no) for n in events_of(world, PairEventKind.LEG_UNWOUND)] == [(Leg.LONG, 1)]
+    assert world.venue_qty() == (pair.long.held, -pair.short.held) == (ZERO, ZERO)
 
 
 def test_rejected_short_leg_is_unwound_and_recorded(make_world: Callable[..., PairWorld]) -> None:

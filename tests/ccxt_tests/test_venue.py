@@ -328,6 +328,13 @@ def test_funding_rate_is_a_decimal_with_the_next_settlement(venue: Any, emulator
     assert int(rate.next_funding_at.timestamp() * 1000) == 1_900_000_800_000
 
 
+def test_server_time_is_the_venues_clock_not_this_machines(venue: Any, emulator: PerpVenueEmulator) -> None:
+    simulated = datetime(2024, 3, 4, 14, 30, 15, 250000, tzinfo=UTC)
+    emulator.set_time(simulated)
+
+    assert venue.server_time() == simulated
+
+
 def test_unreachable_venue_is_unavailable_not_flat(emulator: PerpVenueEmulator, venue_name: str) -> None:
     venue = sync_venue(emulator, venue_name)
     emulator.stop()

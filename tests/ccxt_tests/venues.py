@@ -132,6 +132,9 @@ class BlockingAsyncVenue:
     def get_asset(self, symbol: str) -> AssetInfo:
         return self._run(self.inner.get_asset(symbol))
 
+    def server_time(self) -> datetime:
+        return self._run(self.inner.server_time())
+
     def submit_order(self, request: OrderRequest, *, reduce_only: bool = False) -> Order:
         return self._run(self.inner.submit_order(request, reduce_only=reduce_only))
 

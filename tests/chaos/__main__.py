@@ -16,8 +16,9 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from chaos.alpaca_campaign import Backend, run_alpaca
-from chaos.runs import RunResult
+from chaos.alpaca_campaign import run_alpaca
+from chaos.pairs_campaign import run_pairs
+from chaos.runs import Backend, RunResult
 from chaos.world import RUN_SESSIONS
 
 
@@ -26,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="first run's seed (default: random)")
     parser.add_argument("--runs", type=int, default=1, help="how many runs (seeds seed, seed+1, ...)")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--venue", choices=("alpaca",), default="alpaca")
+    parser.add_argument(
+        "--venue", choices=("alpaca", "pairs"), default="alpaca", help="Alpaca stocks, or perp pairs on Binance/Bybit"
+    )
     parser.add_argument("--sessions", type=int, default=RUN_SESSIONS, help="sessions per Alpaca run")
     parser.add_argument("--calm", action="store_true", help="no faults and no kills (the trader's own course)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep each run's files here")
@@ -36,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_one(args: argparse.Namespace, seed: int, workdir: Path) -> RunResult:
-    return run_alpaca(seed, workdir, Backend(args.backend, args.pg_url), args.sessions, calm=args.calm)
+    backend = Backend(args.backend, args.pg_url)
+    if args.venue == "pairs":
+        return run_pairs(seed, workdir, backend, calm=args.calm)
+    return run_alpaca(seed, workdir, backend, args.sessions, calm=args.calm)
 
 
 def _print_result(seed: int, result: RunResult) -> None:
@@ -46,6 +52,8 @@ def _print_result(seed: int, result: RunResult) -> None:
         f"{len(result.kills)} kills; replay: {result.replay}",
         flush=True,
     )
+    if result.course:
+        print(f"    course: {result.course}")
     for kill in result.kills:
         print(f"    kill: {kill}")
     for violation in result.violations:

@@ -11,32 +11,34 @@ then the faults stop, a clean trader runs a last session, and ``tradekit reconci
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from chaos.ledger_view import LedgerView, read_ledger
 from chaos.runs import (
-    MAX_CRASHES,
-    STALL_SECONDS,
+    HTTP_RATES,
+    LOOKUP_RATES,
+    ORDER_HTTP_RATES,
+    Backend,
     KillSwitch,
     KillTrigger,
     Narrative,
-    ProcessExit,
     RunResult,
+    Timeline,
     Violation,
     Worker,
+    base_env,
     draw_kills,
+    exit_violations,
+    reader_url,
+    stop,
+    supervise,
 )
 from chaos.world import SYMBOLS, Moment, bars_for, moments, run_sessions
 from emulators._http_faults import CallEvent
@@ -55,41 +57,20 @@ CLEAN_MOMENTS = (
 )
 TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "not_found"})
 
-_HTTP = {
-    Fault.ERROR_BEFORE: 0.02,
-    Fault.ERROR_AFTER: 0.02,
-    Fault.LATE_BEFORE: 0.01,
-    Fault.LATE_AFTER: 0.01,
-    Fault.DROP_BEFORE: 0.01,
-    Fault.DROP_AFTER: 0.01,
-    Fault.LOST_RESPONSE: 0.01,
-}
-_ORDERS = {
-    Fault.ERROR_BEFORE: 0.04,
-    Fault.ERROR_AFTER: 0.05,
-    Fault.LATE_BEFORE: 0.04,
-    Fault.LATE_AFTER: 0.05,
-    Fault.DROP_BEFORE: 0.03,
-    Fault.DROP_AFTER: 0.05,
-    Fault.LOST_RESPONSE: 0.04,
-    Fault.LATE_FILL: 0.08,
-    Fault.PARTIAL_FILL: 0.08,
-}
-_LOOKUPS = {fault: rate * 3 for fault, rate in _HTTP.items()}
-# Faults per call kind: order submissions and the lookups that settle them are hit hardest.
+_ORDERS = {**ORDER_HTTP_RATES, Fault.LATE_FILL: 0.08, Fault.PARTIAL_FILL: 0.08}
 RATES: dict[str, dict[Fault, float]] = {
     "submit_order": _ORDERS,
-    "cancel_order": _LOOKUPS,
-    "order_by_client_id": _LOOKUPS,
-    "order_by_id": _LOOKUPS,
-    "list_orders": _LOOKUPS,
-    "fills": _LOOKUPS,
-    "positions": _HTTP,
-    "account": _HTTP,
-    "clock": _HTTP,
-    "bars": _HTTP,
-    "latest_trades": _HTTP,
-    "assets": _HTTP,
+    "cancel_order": LOOKUP_RATES,
+    "order_by_client_id": LOOKUP_RATES,
+    "order_by_id": LOOKUP_RATES,
+    "list_orders": LOOKUP_RATES,
+    "fills": LOOKUP_RATES,
+    "positions": HTTP_RATES,
+    "account": HTTP_RATES,
+    "clock": HTTP_RATES,
+    "bars": HTTP_RATES,
+    "latest_trades": HTTP_RATES,
+    "assets": HTTP_RATES,
     "trade_update": {
         Fault.DUPLICATE_UPDATE: 0.08,
         Fault.REORDERED_UPDATE: 0.08,
@@ -97,14 +78,6 @@ RATES: dict[str, dict[Fault, float]] = {
         Fault.STREAM_DROP: 0.04,
     },
 }
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Where the run's ledger lives: a SQLite file, or a schema of a PostgreSQL database."""
-
-    name: str  # "sqlite" or "postgres"
-    pg_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def tradekit_command() -> str:
@@ -116,34 +89,6 @@ def tradekit_command() -> str:
     return found
 
 
-class Timeline:
-    """Moves the emulator's clock to the next moment each time the trader reads the clock."""
-
-    def __init__(self, emu: AlpacaEmulator, narrative: Narrative) -> None:
-        self._emu = emu
-        self._narrative = narrative
-        self._lock = threading.Lock()
-        self._pending: list[Moment] = []
-        self.done = threading.Event()
-        self.last_tick = time.monotonic()
-
-    def load(self, moments: list[Moment]) -> None:
-        with self._lock:
-            self._pending = list(moments)
-            self.done.clear()
-            self.last_tick = time.monotonic()
-
-    def tick(self) -> None:
-        with self._lock:
-            self.last_tick = time.monotonic()
-            if not self._pending:
-                self.done.set()
-                return
-            moment = self._pending.pop(0)
-        self._emu.set_time(moment.at)
-        self._narrative.add(f"MOMENT {moment.label} {moment.at.isoformat()}")
-
-
 def _side(event: CallEvent) -> str | None:
     body: Any = event.body
     return str(body.get("side")) if isinstance(body, dict) and body.get("side") else None
@@ -151,10 +96,8 @@ def _side(event: CallEvent) -> str | None:
 
 def worker_env(emu: AlpacaEmulator, ledger_url: str) -> dict[str, str]:
     """Return the environment of a ``tradekit`` process pointed at the emulator and the ledger."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")}
     return {
-        **keep,
-        "PYTHONUNBUFFERED": "1",
+        **base_env(),
         "APCA_API_KEY_ID": KEY_ID,
         "APCA_API_SECRET_KEY": SECRET_KEY,
         "TRADEKIT_LOAD_PLUGINS": "alpaca,examples",
@@ -197,8 +140,8 @@ def run_alpaca(
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     narrative = Narrative(workdir / "narrative.log")
-    schema = f"chaos_{seed}" if backend.name == "postgres" else None
-    ledger_url = _prepare_ledger(workdir, backend, schema)
+    schema = backend.schema(seed, "chaos")
+    ledger_url = backend.prepare(workdir, schema)
     calendar = Sessions.nyse()
     violations: list[Violation] = []
     emu = AlpacaEmulator(KEY_ID, SECRET_KEY)
@@ -220,7 +163,12 @@ def run_alpaca(
             frozenset({"submit_order"}),
         )
         narrative.add("kill plan: " + ("; ".join(t.describe() for t in kills.triggers) or "none"))
-        timeline = Timeline(emu, narrative)
+
+        def enter(moment: Moment) -> str:
+            emu.set_time(moment.at)
+            return f"{moment.label} {moment.at.isoformat()}"
+
+        timeline = Timeline(enter, narrative)
 
         def hook(event: CallEvent) -> bool:
             if event.phase == "before":
@@ -235,19 +183,19 @@ def run_alpaca(
         # The first clock read (the startup's) and the first cycle's both see the first moment.
         timeline.load([run_moments[0], *run_moments])
         trader.start()
-        violations += _supervise(trader, timeline, narrative)
+        violations += supervise(trader, timeline, narrative)
 
         # The clean finish: no more faults or kills, a trader run through one more session.
         plan.stop()
         kills.disarm()
         narrative.add("FAULTS STOP")
-        _stop(trader)
+        stop(trader)
         last = run_sessions(calendar, sessions + 1)[-1]
         timeline.load([Moment(label, last.open + offset) for label, offset in CLEAN_MOMENTS])
         trader.start()
         if not violations:
-            violations += _supervise(trader, timeline, narrative)
-        _stop(trader)
+            violations += supervise(trader, timeline, narrative)
+        stop(trader)
         reconcile = Worker(
             "reconcile", [tradekit, "reconcile", "--broker", "alpaca", "--json"], env, workdir, narrative
         )
@@ -255,12 +203,11 @@ def run_alpaca(
         emu.remove_call_hook(hook)
 
         exits = trader.exits + reconcile.exits
-        violations += _exit_violations(exits)
-        view = read_ledger(_reader_url(ledger_url), schema)
+        violations += exit_violations(exits)
+        view = read_ledger(reader_url(ledger_url), schema)
         violations += check_invariants(emu, view)
     narrative.flush()
-    if schema is not None:
-        _drop_schema(backend.pg_url, schema)
+    backend.drop(schema)
     return RunResult(
         seed=seed,
         seconds=time.monotonic() - started,
@@ -279,66 +226,6 @@ def _kill_plan(seed: int, moment_count: int, calm: bool, chosen: list[KillTrigge
     if calm:
         return []
     return draw_kills(seed, buys=2 * len(SYMBOLS), sells=len(SYMBOLS), requests=4 * moment_count)
-
-
-def _supervise(trader: Worker, timeline: Timeline, narrative: Narrative) -> list[Violation]:
-    """Keep the trader running (restarting it after each exit) until the timeline is done."""
-    crashes = 0
-    while not timeline.done.wait(0.05):
-        ended = trader.reap()
-        if ended is not None:
-            if not ended.killed:
-                crashes += 1
-            if crashes >= MAX_CRASHES:
-                return [Violation("no_crash_loop", f"the trader died {crashes} times on its own; last: {ended}")]
-            trader.start()
-        elif time.monotonic() - timeline.last_tick > STALL_SECONDS:
-            tail = "\n    ".join(narrative.tail(15))
-            return [Violation("no_stall", f"no clock read for {STALL_SECONDS:.0f} s; last lines:\n    {tail}")]
-    return []
-
-
-def _stop(trader: Worker) -> None:
-    if trader.interrupt() is None:
-        trader.reap()
-
-
-def _prepare_ledger(workdir: Path, backend: Backend, schema: str | None) -> str:
-    if schema is None:
-        return f"sqlite:///{workdir / 'ledger.db'}"
-    engine = sa.create_engine(backend.pg_url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    finally:
-        engine.dispose()
-    return f"{backend.pg_url}?options=-csearch_path%3D{schema}"
-
-
-def _reader_url(ledger_url: str) -> str:
-    return ledger_url.split("?", 1)[0]
-
-
-def _drop_schema(pg_url: str, schema: str) -> None:
-    engine = sa.create_engine(pg_url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        engine.dispose()
-
-
-def _exit_violations(exits: list[ProcessExit]) -> list[Violation]:
-    return [
-        Violation(
-            "clean_exit",
-            f"{e.command.split()[1]} exited rc={e.returncode} killed={e.killed} traceback={e.traceback} "
-            f"(stderr: {e.stderr_path})",
-        )
-        for e in exits
-        if not e.clean()
-    ]
 
 
 def check_invariants(emu: AlpacaEmulator, view: LedgerView) -> list[Violation]:

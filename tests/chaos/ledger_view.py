@@ -3,7 +3,9 @@ campaign's invariants: not through tradekit's own ``Ledger`` API, which is under
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -37,30 +39,37 @@ class LedgerView:
     intents: list[IntentRow]
 
 
-def read_ledger(url: str, schema: str | None = None) -> LedgerView:
-    """Read the ledger at ``url`` (with ``schema`` as the PostgreSQL search path)."""
+@contextlib.contextmanager
+def connect(url: str, schema: str | None = None) -> Iterator[sa.Connection]:
+    """A connection to the database at ``url`` (with ``schema`` as the PostgreSQL search path)."""
     connect_args: dict[str, object] = {}
     if schema is not None:
         connect_args["options"] = f"-csearch_path={schema}"
     engine = sa.create_engine(url, connect_args=connect_args)
     try:
         with engine.connect() as conn:
-            events = conn.execute(
-                sa.text(
-                    "SELECT e.symbol, e.lifecycle, e.kind, e.qty, h.lifecycle AS current, h.is_open "
-                    "FROM tk_position_events e JOIN tk_position_heads h ON e.symbol = h.symbol ORDER BY e.id"
-                )
-            ).all()
-            intents = conn.execute(
-                sa.text(
-                    "SELECT i.client_order_id, i.symbol, i.side, i.purpose, i.decision_id, i.exit_intent_id, "
-                    "h.status, h.broker_order_id, h.terminal "
-                    "FROM tk_order_intents i LEFT JOIN tk_intent_heads h ON h.client_order_id = i.client_order_id "
-                    "ORDER BY i.id"
-                )
-            ).all()
+            yield conn
     finally:
         engine.dispose()
+
+
+def read_ledger(url: str, schema: str | None = None) -> LedgerView:
+    """Read the ledger at ``url`` (with ``schema`` as the PostgreSQL search path)."""
+    with connect(url, schema) as conn:
+        events = conn.execute(
+            sa.text(
+                "SELECT e.symbol, e.lifecycle, e.kind, e.qty, h.lifecycle AS current, h.is_open "
+                "FROM tk_position_events e JOIN tk_position_heads h ON e.symbol = h.symbol ORDER BY e.id"
+            )
+        ).all()
+        intents = conn.execute(
+            sa.text(
+                "SELECT i.client_order_id, i.symbol, i.side, i.purpose, i.decision_id, i.exit_intent_id, "
+                "h.status, h.broker_order_id, h.terminal "
+                "FROM tk_order_intents i LEFT JOIN tk_intent_heads h ON h.client_order_id = i.client_order_id "
+                "ORDER BY i.id"
+            )
+        ).all()
     open_qty: dict[str, Decimal] = defaultdict(lambda: ZERO)
     entries: dict[tuple[str, int], int] = defaultdict(int)
     for row in events:

@@ -1,5 +1,6 @@
-"""What both campaigns share: the worker process they kill and restart, the kill plan drawn
-from a run's seed, the run's narrative, and how violations and results are reported."""
+"""What both campaigns share: the worker process they kill and restart, the timeline its clock
+reads move along, the kill plan drawn from a run's seed, the run's narrative, where its ledger
+lives, and how violations and results are reported."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
+import sqlalchemy as sa
+
+from emulators._fault_plan import Fault
 from emulators._http_faults import CallEvent
 
 # A process that does not read the clock (or answer) for this long is stuck: the run stops.
@@ -20,6 +25,30 @@ STALL_SECONDS = 60.0
 # A process that dies on its own this often in one run is in a crash loop: the run stops.
 MAX_CRASHES = 6
 INTERRUPT_TIMEOUT_S = 30.0
+
+M = TypeVar("M")
+
+# HTTP faults per call, by what the call does: order submissions and the lookups that settle
+# them are hit hardest.
+HTTP_RATES: dict[Fault, float] = {
+    Fault.ERROR_BEFORE: 0.02,
+    Fault.ERROR_AFTER: 0.02,
+    Fault.LATE_BEFORE: 0.01,
+    Fault.LATE_AFTER: 0.01,
+    Fault.DROP_BEFORE: 0.01,
+    Fault.DROP_AFTER: 0.01,
+    Fault.LOST_RESPONSE: 0.01,
+}
+ORDER_HTTP_RATES: dict[Fault, float] = {
+    Fault.ERROR_BEFORE: 0.04,
+    Fault.ERROR_AFTER: 0.05,
+    Fault.LATE_BEFORE: 0.04,
+    Fault.LATE_AFTER: 0.05,
+    Fault.DROP_BEFORE: 0.03,
+    Fault.DROP_AFTER: 0.05,
+    Fault.LOST_RESPONSE: 0.04,
+}
+LOOKUP_RATES: dict[Fault, float] = {fault: rate * 3 for fault, rate in HTTP_RATES.items()}
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,7 @@ class Violation:
 class ProcessExit:
     """How one worker process ended."""
 
+    label: str
     command: str
     returncode: int
     killed: bool  # by the campaign's SIGKILL
@@ -59,6 +89,7 @@ class RunResult:
     exits: list[ProcessExit]
     replay: str
     narrative_path: Path
+    course: str = ""  # what the trader did, in a line (entries, exits)
 
 
 class Narrative:
@@ -153,6 +184,7 @@ class Worker:
             assert self._stderr is not None
             stderr = self._stderr.read_text(errors="replace")
             ended = ProcessExit(
+                label=self.label,
                 command=self.command,
                 returncode=int(process.returncode),
                 killed=self._killed,
@@ -217,7 +249,8 @@ class KillSwitch:
     fired: list[str] = field(default_factory=list)
     armed: bool = True
     _counts: dict[str, int] = field(default_factory=dict)
-    _after: dict[tuple[str, int], KillTrigger] = field(default_factory=dict)
+    # Keyed by call kind, number and path: two venues' n-th calls of a kind are two calls.
+    _after: dict[tuple[str, int, str], KillTrigger] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on_call(self, event: CallEvent, side: str | None) -> bool:
@@ -226,7 +259,7 @@ class KillSwitch:
             if not self.armed:
                 return False
             if event.phase == "after":
-                trigger = self._after.pop((event.kind, event.n), None)
+                trigger = self._after.pop((event.kind, event.n, event.path), None)
                 if trigger is not None:
                     self._fire(trigger, event)
                 return False
@@ -241,7 +274,7 @@ class KillSwitch:
                         if trigger.phase == "before":
                             hit = trigger
                         else:
-                            self._after[(event.kind, event.n)] = trigger
+                            self._after[(event.kind, event.n, event.path)] = trigger
             if hit is not None:
                 self._fire(hit, event)
                 return True
@@ -256,3 +289,120 @@ class KillSwitch:
     def disarm(self) -> None:
         with self._lock:
             self.armed = False
+
+
+def base_env() -> dict[str, str]:
+    """The environment every worker starts from: this one's basics, nothing of tradekit's."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")}
+    return {**keep, "PYTHONUNBUFFERED": "1"}
+
+
+class Timeline(Generic[M]):
+    """Moves the world to the run's next moment each time the worker reads the clock.
+
+    ``enter`` puts the emulators at a moment (their simulated time, and whatever else the
+    moment holds) and returns how the narrative names it. Once every moment was entered, the
+    next clock read sets ``done``.
+    """
+
+    def __init__(self, enter: Callable[[M], str], narrative: Narrative) -> None:
+        self._enter = enter
+        self._narrative = narrative
+        self._lock = threading.Lock()
+        self._pending: list[M] = []
+        self.done = threading.Event()
+        self.last_tick = time.monotonic()
+
+    def load(self, moments: Sequence[M]) -> None:
+        with self._lock:
+            self._pending = list(moments)
+            self.done.clear()
+            self.last_tick = time.monotonic()
+
+    def tick(self) -> None:
+        with self._lock:
+            self.last_tick = time.monotonic()
+            if not self._pending:
+                self.done.set()
+                return
+            moment = self._pending.pop(0)
+            # Entered under the lock: two clock reads at once never enter moments out of order.
+            label = self._enter(moment)
+        self._narrative.add(f"MOMENT {label}")
+
+
+def supervise(worker: Worker, timeline: Timeline[M], narrative: Narrative) -> list[Violation]:
+    """Keep the worker running (restarting it after each exit) until the timeline is done."""
+    crashes = 0
+    while not timeline.done.wait(0.05):
+        ended = worker.reap()
+        if ended is not None:
+            if not ended.killed:
+                crashes += 1
+            if crashes >= MAX_CRASHES:
+                why = f"the {worker.label} died {crashes} times on its own; last: {ended}"
+                return [Violation("no_crash_loop", why)]
+            worker.start()
+        elif time.monotonic() - timeline.last_tick > STALL_SECONDS:
+            tail = "\n    ".join(narrative.tail(15))
+            return [Violation("no_stall", f"no clock read for {STALL_SECONDS:.0f} s; last lines:\n    {tail}")]
+    return []
+
+
+def stop(worker: Worker) -> None:
+    """Stop the worker as a user would, or record its exit if it already ended."""
+    if worker.interrupt() is None:
+        worker.reap()
+
+
+def exit_violations(exits: Sequence[ProcessExit]) -> list[Violation]:
+    """Every process exit that was neither 0 nor the campaign's kill, or printed a traceback."""
+    return [
+        Violation(
+            "clean_exit",
+            f"{e.label} exited rc={e.returncode} killed={e.killed} traceback={e.traceback} (stderr: {e.stderr_path})",
+        )
+        for e in exits
+        if not e.clean()
+    ]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a run's ledger lives: a SQLite file, or a schema of a PostgreSQL database."""
+
+    name: str  # "sqlite" or "postgres"
+    pg_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+    def schema(self, seed: int, prefix: str) -> str | None:
+        """The run's own PostgreSQL schema (None on SQLite)."""
+        return f"{prefix}_{seed}" if self.name == "postgres" else None
+
+    def prepare(self, workdir: Path, schema: str | None) -> str:
+        """Return the URL the run's processes open its ledger at (a fresh schema on PostgreSQL)."""
+        if schema is None:
+            return f"sqlite:///{workdir / 'ledger.db'}"
+        engine = sa.create_engine(self.pg_url)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        finally:
+            engine.dispose()
+        return f"{self.pg_url}?options=-csearch_path%3D{schema}"
+
+    def drop(self, schema: str | None) -> None:
+        """Drop the run's PostgreSQL schema once it was checked."""
+        if schema is None:
+            return
+        engine = sa.create_engine(self.pg_url)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            engine.dispose()
+
+
+def reader_url(ledger_url: str) -> str:
+    """The ledger URL without its search-path option (the campaign's direct reads set their own)."""
+    return ledger_url.split("?", 1)[0]

@@ -1314,7 +1314,7 @@ class PerpVenueEmulator:
     create_order_endpoint: ClassVar[str]
     default_reject: ClassVar[tuple[int, str]]
     # "METHOD /path" -> the call kind a seeded fault plan draws for (see use_fault_plan);
-    # a venue lists its order, lookup, position and balance endpoints here.
+    # a venue lists its clock, order, lookup, position and balance endpoints here.
     call_kinds: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, engine: PerpEngine, *, api_key: str, api_secret: str) -> None:

@@ -164,6 +164,7 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
     default_reject: ClassVar[tuple[int, str]] = (-2019, "Margin is insufficient.")
     # The endpoints a seeded fault plan draws for, by call kind.
     call_kinds: ClassVar[Mapping[str, str]] = {
+        "GET /fapi/v1/time": "clock",
         "POST /fapi/v1/order": "submit_order",
         "DELETE /fapi/v1/order": "cancel_order",
         "DELETE /fapi/v1/allOpenOrders": "cancel_order",
@@ -766,8 +767,8 @@ class BinanceUsdmEmulator(PerpVenueEmulator):
         end = self._int_param(params, "endTime")
         limit = min(self._int_param(params, "limit") or 100, 1000)
         if start is None and end is None:
-            # Without a time range Binance answers the last seven days.
-            start = request.received_ms - _SEVEN_DAYS_MS
+            # Without a time range Binance answers the last seven days of its own clock.
+            start = self.engine.now_ms() - _SEVEN_DAYS_MS
         rows = [
             income
             for income in self.engine.incomes()

@@ -185,6 +185,7 @@ class BybitEmulator(PerpVenueEmulator):
     default_reject: ClassVar[tuple[int, str]] = (110007, "ab not enough for new order")
     # The endpoints a seeded fault plan draws for, by call kind.
     call_kinds: ClassVar[Mapping[str, str]] = {
+        "GET /v5/market/time": "clock",
         "POST /v5/order/create": "submit_order",
         "POST /v5/order/cancel": "cancel_order",
         "GET /v5/order/realtime": "order_lookup",
@@ -864,8 +865,8 @@ class BybitEmulator(PerpVenueEmulator):
         end = self._int_param(params, "endTime")
         limit = self._limit(params, 50, 100)
         if start is None and end is None:
-            # Without a time range Bybit answers the last seven days.
-            start = request.received_ms - _SEVEN_DAYS_MS
+            # Without a time range Bybit answers the last seven days of its own clock.
+            start = self.engine.now_ms() - _SEVEN_DAYS_MS
         rows: list[tuple[int, dict[str, Any]]] = []
         if exec_type in (None, "Trade"):
             for fill in self.engine.fills(spec.symbol if spec else None):

@@ -49,6 +49,7 @@ from tradekit_venue_ccxt.providers import (
     PerpMarket,
     VenueBalance,
     VenueFill,
+    ms_to_utc,
     order_from_ccxt,
     position_from_ccxt,
     utc_to_ms,
@@ -308,6 +309,11 @@ class CcxtVenue(_VenueAccount):
 
     def get_clock(self) -> MarketClock:
         return _clock(self._clock())
+
+    def server_time(self) -> datetime:
+        """The venue's own clock (its server time), not this machine's."""
+        raw = self._call("server time", self._client.fetch_time)
+        return ms_to_utc(raw, field="serverTime", what=f"{self.venue} server time")
 
     # --- orders ----------------------------------------------------------------------------
 
@@ -581,6 +587,10 @@ class AsyncCcxtVenue(_VenueAccount):
 
     async def get_clock(self) -> MarketClock:
         return _clock(self._clock())
+
+    async def server_time(self) -> datetime:
+        raw = await self._call("server time", self._client.fetch_time)
+        return ms_to_utc(raw, field="serverTime", what=f"{self.venue} server time")
 
     async def submit_order(self, request: OrderRequest, *, reduce_only: bool = False) -> Order:
         cid = request.client_order_id

@@ -415,9 +415,14 @@ class PairTrader:
         may_be_absent: bool,
         note: str = "",
     ) -> LegOutcome:
-        """Follow a leg order to a final state and record its fills (looked up by client id)."""
+        """Follow a leg order to a final state and record its fills (looked up by client id).
+
+        Only a lookup the venue answered can say an order is absent: one that failed says
+        nothing, and the order stays unsettled until a lookup answers.
+        """
         venue = self._venue(order.venue)
         current = placed
+        absent = False
         for attempt in range(self._poll_attempts):
             if current is not None and current.status.is_terminal:
                 break
@@ -428,10 +433,11 @@ class PairTrader:
             except BrokerError as exc:
                 note = str(exc)
                 continue
-            if current is None and may_be_absent:
+            absent = current is None
+            if absent and may_be_absent:
                 break
         if current is None:
-            if may_be_absent:
+            if may_be_absent and absent:
                 detail = f"not found at {order.venue} by client id: it was never placed"
                 self._record_status(order, LedgerOrderStatus.NOT_FOUND, now, detail=detail)
                 return LegOutcome(order=order, status=LedgerOrderStatus.NOT_FOUND, filled=ZERO, detail=detail)
