@@ -166,7 +166,7 @@ def _fill(intent: OrderIntent, execution: str, qty: str = "10", side: Side = Sid
 
 def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    with Ledger.open(url, for_trading=True, buffered=True) as ledger:
+    with BufferedLedger.open(url, for_trading=True) as ledger:
         assert isinstance(ledger, BufferedLedger)
         first = _intent("a|1")
         with ledger.transaction() as tx:
@@ -208,7 +208,7 @@ def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path:
 def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> None:
     ledgers = [
         Ledger.open(f"sqlite:///{tmp_path / 'a.db'}", for_trading=True),
-        Ledger.open(f"sqlite:///{tmp_path / 'b.db'}", for_trading=True, buffered=True),
+        BufferedLedger.open(f"sqlite:///{tmp_path / 'b.db'}", for_trading=True),
     ]
     decision = evaluate_buy(make_context(), plugins=Plugins(load_entrypoints=False, env={}))
     answers = []
@@ -251,11 +251,11 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
 def test_a_buffered_ledger_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with pytest.raises(LedgerError, match="opened for trading"):
-        Ledger.open(url, buffered=True)
+        BufferedLedger.open(url)
     with Ledger.open(url, for_trading=True) as ledger, ledger.transaction() as tx:
         tx.record_intent(_intent("old|1"))
     with pytest.raises(LedgerError, match="starts empty"):
-        Ledger.open(url, for_trading=True, buffered=True)
+        BufferedLedger.open(url, for_trading=True)
 
 
 def test_a_replay_refuses_bars_out_of_time_order(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_a_replay_refuses_bars_out_of_time_order(tmp_path: Path) -> None:
 
 
 def test_report_listings_inside_a_write_transaction_are_refused(tmp_path: Path) -> None:
-    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", for_trading=True, buffered=True) as ledger:
+    with BufferedLedger.open(f"sqlite:///{tmp_path / 'ledger.db'}", for_trading=True) as ledger:
         # The listing is refused after a write in the same transaction, which then rolls back.
         with pytest.raises(LedgerError, match="outside a write transaction"), ledger.transaction() as tx:  # noqa: PT012
             tx.record_intent(_intent("k|1"))

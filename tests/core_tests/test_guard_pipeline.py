@@ -33,7 +33,7 @@ KO = Scope.symbol("KO")
 
 
 def guard_of(trading: Trading) -> TradingGuard:
-    return TradingGuard.of(trading.pipeline)
+    return trading.pipeline.trading_guard()
 
 
 def sells(trading: Trading) -> list[OrderRequest]:

@@ -141,7 +141,7 @@ class GuardMachine(RuleBasedStateMachine):
             calendar=TradingCalendar(),
             clock=lambda: self.now,
         )
-        self.guard = TradingGuard.of(self.pipeline)
+        self.guard = self.pipeline.trading_guard()
         self.pipeline.recover()
 
     def teardown(self) -> None:

@@ -20,6 +20,7 @@ from tradekit.execution.pipeline import OrderPipeline
 from tradekit.exits import ExitIntent, ExitState
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger import Ledger, LedgerOrderStatus
+from tradekit.ledger.buffered import BufferedLedger
 from tradekit.plugins import Plugins
 from tradekit.reconcile import Reconciler
 
@@ -145,7 +146,9 @@ def trading(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Trading]
     # Every pipeline behaviour holds on the committing ledger live trading uses and on the
     # buffered one replays use.
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    t = make_trading(tmp_path, ledger=Ledger.open(url, for_trading=True, buffered=request.param == "buffered"))
+    t = make_trading(
+        tmp_path, ledger=(BufferedLedger if request.param == "buffered" else Ledger).open(url, for_trading=True)
+    )
     t.reconcile()
     yield t
     t.ledger.close()

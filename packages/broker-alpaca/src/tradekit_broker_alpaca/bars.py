@@ -12,9 +12,9 @@ from typing import Any
 
 import requests
 
+import tradekit_broker_alpaca._alpaca as alpaca
 from tradekit.data import DataError
 from tradekit.domain.market import Bar
-from tradekit_broker_alpaca import _alpaca as alpaca
 from tradekit_broker_alpaca._http import bound_client, failure_from
 from tradekit_broker_alpaca.config import AlpacaConfig, AlpacaCredentials
 from tradekit_broker_alpaca.providers import bar_from_alpaca

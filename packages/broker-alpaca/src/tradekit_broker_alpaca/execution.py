@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import requests
 
+import tradekit_broker_alpaca._alpaca as alpaca
 from tradekit.broker.errors import (
     AmbiguousSubmission,
     BrokerDataError,
@@ -54,7 +55,6 @@ from tradekit.domain.market import Bar
 from tradekit.domain.orders import Fill, Order, OrderRequest, OrderType, TimeInForce
 from tradekit.domain.positions import BrokerPosition
 from tradekit.domain.values import utcnow
-from tradekit_broker_alpaca import _alpaca as alpaca
 from tradekit_broker_alpaca._http import AlpacaFailure, bound_client, failure_from
 from tradekit_broker_alpaca.bars import bars_from_response, daily_bars_request
 from tradekit_broker_alpaca.config import AlpacaConfig, AlpacaCredentials

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tradekit.exits.intent import ExitIntent
     from tradekit.guard.state import Transition
     from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
-    from tradekit.scanner import Candidate
+    from tradekit.scanner.models import Candidate
     from tradekit.sizing.result import SizingResult
     from tradekit.strategy.base import Strategy
 

@@ -36,7 +36,7 @@ from tradekit.sizing.result import SizingResult
 from tradekit.strategy.base import Strategy
 
 if TYPE_CHECKING:
-    from tradekit.scanner import Candidate
+    from tradekit.scanner.models import Candidate
 
 R = TypeVar("R")
 
@@ -58,7 +58,7 @@ BUILTIN_RULE_PLUGINS: tuple[str, ...] = (
 BUILTIN_PLUGINS: tuple[str, ...] = (
     *BUILTIN_RULE_PLUGINS,
     "tradekit.sizing.builtin",
-    "tradekit.scanner",
+    "tradekit.scanner.ranking",
     "tradekit.broker.paper_plugin",
 )
 

@@ -25,7 +25,7 @@ from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileReport
-from tradekit.scanner import read_candidates
+from tradekit.scanner.files import read_candidates
 from tradekit.strategy.base import Strategy
 
 

@@ -935,7 +935,7 @@ def scan(
     as_json: bool,
 ) -> None:
     """Rank symbols and write the candidates file (top N plus baseline symbols)."""
-    from tradekit.scanner import run_scan
+    from tradekit.scanner.scan import run_scan
     from tradekit.serialization import unstructure
 
     manager = plugins()

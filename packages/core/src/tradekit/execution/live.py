@@ -42,7 +42,7 @@ from tradekit.execution.clock import BrokerClock
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
 from tradekit.execution.session import Focus, SessionDriver, startup
 from tradekit.reconcile.report import ReconcileReport
-from tradekit.scanner import read_candidates
+from tradekit.scanner.files import read_candidates
 from tradekit.strategy.base import Strategy
 
 log = logging.getLogger(__name__)

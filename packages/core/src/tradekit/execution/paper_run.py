@@ -107,7 +107,8 @@ def run_paper_replay(
         raise FileExistsError(f"{ledger_path} exists: a replay starts from an empty ledger; choose another --out")
     ledger_url = f"sqlite:///{ledger_path}"
     broker = PaperBroker(config)
-    with Ledger.open(ledger_url, for_trading=True, durable=durable, buffered=buffered) as ledger:
+    kind = BufferedLedger if buffered else Ledger
+    with kind.open(ledger_url, for_trading=True, durable=durable) as ledger:
         runner = _runner(strategy, settings, plugins, bars, ledger, broker)
         startup(runner.pipeline)
         result = runner.run(progress)
@@ -290,9 +291,7 @@ def _resumable(
     identity = replay_identity(strategy, settings, bars, config)
     ledger_url = f"sqlite:///{ledger_path}"
     exists = ledger_path.exists() and ledger_path.stat().st_size > 0
-    ledger = Ledger.open(ledger_url, for_trading=True, durable=True, buffered=True, resume=exists)
-    with ledger:
-        assert isinstance(ledger, BufferedLedger)
+    with BufferedLedger.open(ledger_url, for_trading=True, durable=True, resume=exists) as ledger:
         record = _read_run(ledger)
         if exists and record is None:
             raise ReplayMismatch(

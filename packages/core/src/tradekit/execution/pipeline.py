@@ -182,6 +182,15 @@ class OrderPipeline:
         # only writer; otherwise the ledger is always asked.
         self._exits_may_be_planned = True
 
+    def trading_guard(self) -> TradingGuard:
+        """The trading-state guard this pipeline's orders pass through (issue #13): its own
+        gate when that is one, else one on the same ledger, settings and calendar."""
+        if isinstance(self.guard, TradingGuard):
+            return self.guard
+        return TradingGuard(
+            ledger=self.ledger, settings=self.settings.guard, calendar=self.calendar, plugins=self.plugins
+        )
+
     # --- buys --------------------------------------------------------------------------------
 
     def process_buy(

@@ -37,7 +37,6 @@ from tradekit.domain.signals import Side, Signal
 from tradekit.execution.market import market_snapshot
 from tradekit.execution.pipeline import BuyOutcome, ExitOutcome, OrderPipeline
 from tradekit.exits.intent import ExitState
-from tradekit.guard.control import TradingGuard
 from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.strategy.base import Strategy, StrategyView
@@ -141,7 +140,7 @@ class SessionDriver:
         self.histories: dict[str, Sequence[Bar]] = {}
         self._equity_session: datetime | None = None
         # The trading-state guard: its automatic triggers run at every step (issue #13).
-        self.guard = TradingGuard.of(pipeline)
+        self.guard = pipeline.trading_guard()
 
     def resume_after(self, last_close: datetime, tally: SessionTally, histories: Mapping[str, Sequence[Bar]]) -> None:
         """Continue a replay stopped after the close at ``last_close``: what it had counted,

@@ -37,7 +37,6 @@ from tradekit.ledger.records import IntentPurpose, OrderIntent
 from tradekit.ledger.store import Ledger, LedgerTx
 
 if TYPE_CHECKING:
-    from tradekit.execution.pipeline import OrderPipeline
     from tradekit.plugins import Plugins
 
 log = logging.getLogger(__name__)
@@ -124,19 +123,6 @@ class TradingGuard:
         self.settings = settings or GuardSettings()
         self.calendar = calendar or TradingCalendar()
         self.plugins = plugins
-
-    @classmethod
-    def of(cls, pipeline: OrderPipeline) -> TradingGuard:
-        """The pipeline's guard when it is one, else one built from the pipeline's parts."""
-        gate = pipeline.guard
-        if isinstance(gate, TradingGuard):
-            return gate
-        return cls(
-            ledger=pipeline.ledger,
-            settings=pipeline.settings.guard,
-            calendar=pipeline.calendar,
-            plugins=pipeline.plugins,
-        )
 
     # --- the order gate ------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ state lives in the same process. Nothing outside can change either, so every rea
 pipeline makes (positions, pending intents, counters, planned exits) can be answered from
 memory, and the rows can be written in batches instead of one commit per step — which is
 what "replay may batch commits" allows. Live trading never uses this: it commits every
-intent before the order is sent (``Ledger.open(..., buffered=False)``, the default).
+intent before the order is sent (``Ledger.open``).
 
 The rows written are the ones ``LedgerTx`` writes, built by the same helpers, so a replay's
 ledger file reads exactly like a live one (``tests/core_tests/test_buffered_ledger.py`` runs
@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
+import tradekit.ledger.schema as t
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.orders import Fill
 from tradekit.domain.positions import Position
@@ -40,7 +41,6 @@ from tradekit.exits.calendar import ExecutionWindow
 from tradekit.exits.intent import ExitIntent, ExitState
 from tradekit.guard.records import Mark, closed_trade, hold_row, mark_row, transition_row
 from tradekit.guard.state import ClosedTrade, Hold, Scope, TradingStates, Transition, Trigger
-from tradekit.ledger import schema as t
 from tradekit.ledger.errors import DuplicateIntentError, InvalidExitTransition, LedgerError
 from tradekit.ledger.records import (
     EquityPoint,
@@ -193,24 +193,26 @@ class _State:
 class BufferedLedger(Ledger):
     """An exclusive SQLite ledger whose state is served from memory and written in batches.
 
-    Open with ``Ledger.open(url, for_trading=True, buffered=True)`` on an empty SQLite
+    Open with ``BufferedLedger.open(url, for_trading=True)`` on an empty SQLite
     ledger. ``flush()`` writes pending rows in one transaction; ``close()`` flushes. Used
     from one thread (a replay's). A failed flush keeps the rows pending and raises; rows a
     crash leaves unflushed are lost with the replay, which is rerun into a new ledger.
     """
 
-    def __init__(self, engine: Engine, *, lock_file: IO[str] | None, schema: str | None) -> None:
+    def __init__(self, engine: Engine, *, lock_file: IO[str] | None, schema: str | None, resume: bool = False) -> None:
         super().__init__(engine, lock_file=lock_file, schema=schema)
         self._state = _State()
         self._undo: list[Callable[[], None]] | None = None
-        # Set (before _prepare) to load an existing file's state instead of refusing it: a
-        # replay continuing from its last checkpoint.
-        self._resume = False
+        # Load an existing file's state instead of refusing it: a replay continuing from its
+        # last checkpoint.
+        self._resume = resume
         # Off while a checkpointed replay runs: rows are written only at its checkpoints, so the
         # file always holds a whole checkpoint (see checkpoint()).
         self.auto_flush = True
 
     def _prepare(self, path: Path | None) -> None:
+        if self._lock_file is None:
+            raise LedgerError("a buffered ledger needs a SQLite ledger file opened for trading (one writer)")
         super()._prepare(path)
         with super().reading() as tx:
             counts = tx.intent_counts()

@@ -35,13 +35,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Self
 
 import attrs
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+import tradekit.ledger.schema as t
 from tradekit.decision.reasons import ReasonCode
 from tradekit.decision.trace import encode_trace
 from tradekit.decision.verdict import BuyDecision
@@ -62,7 +63,6 @@ from tradekit.guard.records import (
     transition_row,
 )
 from tradekit.guard.state import ClosedTrade, TradingStates, Transition
-from tradekit.ledger import schema as t
 from tradekit.ledger.errors import (
     DuplicateIntentError,
     InvalidExitTransition,
@@ -152,10 +152,9 @@ class Ledger:
         for_trading: bool = False,
         schema: str | None = None,
         durable: bool = True,
-        buffered: bool = False,
         create: bool = True,
-        resume: bool = False,
-    ) -> Ledger:
+        **options: Any,
+    ) -> Self:
         """Open (creating or migrating if needed) the ledger at ``url``.
 
         ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/ledger.db`` or
@@ -163,12 +162,10 @@ class Ledger:
         (``tradekit-run/latest/ledger.db``) is a SQLite ledger. ``schema`` (PostgreSQL only)
         keeps the ledger's tables in their own schema. ``for_trading`` takes the SQLite trader
         lock. ``durable=False`` (SQLite only, for replays that can simply be rerun) skips the
-        fsync at each commit; live trading always uses durable commits. ``buffered=True`` (an
-        empty SQLite ledger opened for trading, for replays only) serves reads from memory and
-        writes rows in batches: see ``tradekit.ledger.buffered``.
-
-        ``resume=True`` (with ``buffered``) loads a replay's ledger file that already holds
-        records into memory, so the replay continues from its last checkpoint.
+        fsync at each commit; live trading always uses durable commits. ``options`` go to the
+        ledger class: ``BufferedLedger.open(url, for_trading=True)`` (replays only) serves reads
+        from memory and writes rows in batches, ``resume=True`` loading a file that already
+        holds a replay (see ``tradekit.ledger.buffered``).
 
         ``create=False`` (the read-only commands) refuses a ledger that does not exist yet —
         a missing file, or a database without tradekit's tables — instead of creating an
@@ -193,22 +190,9 @@ class Ledger:
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
             engine = _postgres_engine(parsed, schema)
-        kind = cls
-        if buffered:
-            from tradekit.ledger.buffered import BufferedLedger
-
-            if lock_file is None:
-                engine.dispose()
-                raise LedgerError("a buffered ledger needs a SQLite ledger file opened for trading (one writer)")
-            kind = BufferedLedger
-        ledger = kind(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None)
+        ledger = cls(engine, lock_file=lock_file, schema=schema if backend == "postgresql" else None, **options)
         ledger._create = create
         ledger._location = parsed
-        if buffered:
-            from tradekit.ledger.buffered import BufferedLedger
-
-            assert isinstance(ledger, BufferedLedger)
-            ledger._resume = resume
         try:
             ledger._prepare(path)
         except BaseException:
@@ -260,7 +244,7 @@ class Ledger:
             self._lock_file.close()
             self._lock_file = None
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+import tradekit_venue_ccxt.pairs.features as f
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import ReasonCode, RulePhase
 from tradekit.decision.verdict import Check, block, not_applicable, passed, skip
 from tradekit.hookspecs import hookimpl
-from tradekit_venue_ccxt.pairs import features as f
 from tradekit_venue_ccxt.pairs.spread import fmt_bps, next_trigger
 
 RULE_FRESHNESS = "ccxt_pair_signal_freshness"

@@ -36,6 +36,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import attrs
 
+import tradekit_venue_ccxt.pairs.features as f
 from tradekit.broker.errors import BrokerError, OrderRejected
 from tradekit.decision.context import (
     AccountLimits,
@@ -56,7 +57,6 @@ from tradekit.guard.control import TradingGuard, read_trading_states
 from tradekit.ledger.records import IntentPurpose, LedgerOrderStatus, OrderIntent, client_order_id_for
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
-from tradekit_venue_ccxt.pairs import features as f
 from tradekit_venue_ccxt.pairs.config import LegFailurePolicy, PairTradingConfig
 from tradekit_venue_ccxt.pairs.models import (
     CloseResult,
