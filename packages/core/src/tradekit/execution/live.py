@@ -41,6 +41,7 @@ from tradekit.domain.market import Bar
 from tradekit.execution.clock import BrokerClock
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
 from tradekit.execution.session import Focus, SessionDriver, startup
+from tradekit.health.heartbeat import record_heartbeat
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.scanner import read_candidates
 from tradekit.strategy.base import Strategy
@@ -107,6 +108,11 @@ class LiveTrader:
         return startup(self.pipeline)
 
     def cycle(self) -> CycleReport:
+        report = self._cycle()
+        record_heartbeat(self, report)  # what `tradekit serve` judges this trader's health by
+        return report
+
+    def _cycle(self) -> CycleReport:
         report = CycleReport()
         try:
             market = self._read_clock()
