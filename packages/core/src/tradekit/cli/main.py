@@ -37,6 +37,7 @@ from tradekit.cli.common import (
 from tradekit.cli.config_init import config_init
 from tradekit.cli.data import data_group
 from tradekit.cli.guard import register_guard_commands
+from tradekit.cli.serve import serve
 from tradekit.cli.trades import trades
 from tradekit.cli.types import DECIMAL
 
@@ -374,6 +375,7 @@ def _print_summary(paper: Any) -> None:
 
 cli.add_command(trades)
 cli.add_command(data_group)
+cli.add_command(serve)
 
 
 def _ledger_url(settings: Settings, url: str | None) -> str:
