@@ -9,14 +9,15 @@ leaves its heartbeat.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import attrs
 
-from tradekit import Strategy, StrategyScalingPolicy, StrategyView
+from tradekit import Strategy, StrategyScalingPolicy, StrategyView, hookimpl
 from tradekit.broker.protocol import MarketClock
 from tradekit.config import Settings
 from tradekit.domain import Side, Signal
@@ -59,6 +60,16 @@ class AddEachClose(Strategy):
         ]
 
 
+@hookimpl
+def register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    register(AddEachClose)
+
+
+def world_plugins() -> Plugins:
+    """The built-ins and this world's strategy (so a page can read its scaling policy)."""
+    return Plugins(load_entrypoints=False, env={}, extra=[("serve_world", sys.modules[__name__])])
+
+
 @attrs.frozen
 class World:
     url: str
@@ -75,7 +86,7 @@ def at(trading: Trading, now: datetime, *, is_open: bool) -> None:
 def build_world(tmp_path: Path, *, plugins: Plugins | None = None, settings: Settings | None = None) -> World:
     """Trade the story of the module's docstring into a ledger at ``tmp_path``; the trader stays open."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    manager = plugins or Plugins(load_entrypoints=False, env={})
+    manager = plugins or world_plugins()
     broker = BarsBroker(CLOSES)
     broker.seed_position("MSFT", Decimal(5), Decimal(400), opened_at=MONDAY_CLOSE - DAY)
     trading = make_trading(
