@@ -165,7 +165,9 @@ def test_a_notification_url_is_a_secret_in_config_check(receiver_url: str) -> No
 
 def test_a_bad_notification_url_is_named_by_position_and_scheme_only() -> None:
     with pytest.raises(SettingsError) as raised:
-        load_settings(None, env={"TRADEKIT_NOTIFICATIONS__URLS": "json://127.0.0.1/ok-hook-0123,nosuch://t0ps3cretvalue/x"})
+        load_settings(
+            None, env={"TRADEKIT_NOTIFICATIONS__URLS": "json://127.0.0.1/ok-hook-0123,nosuch://t0ps3cretvalue/x"}
+        )
     message = str(raised.value)
     assert "notifications.urls[1]" in message
     assert "nosuch://<redacted>" in message

@@ -186,18 +186,18 @@ def test_a_remote_bind_is_refused_without_allow_remote_and_a_token() -> None:
     with pytest.raises(ServeRefused, match="without a token"):
         check_bind("192.0.2.7", allow_remote=True, token=None, extra_hosts=())
     with pytest.raises(ServeRefused, match="--allowed-host"):
-        check_bind("0.0.0.0", allow_remote=True, token=TOKEN, extra_hosts=())  # noqa: S104
+        check_bind("0.0.0.0", allow_remote=True, token=TOKEN, extra_hosts=())
     check_bind("192.0.2.7", allow_remote=True, token=TOKEN, extra_hosts=())
     check_bind("127.0.0.1", allow_remote=False, token=None, extra_hosts=())
 
 
 def test_the_server_refuses_to_listen_remotely_before_binding(world: World) -> None:
     with pytest.raises(ServeRefused):
-        StatusServer(object(), host="0.0.0.0", port=0)  # type: ignore[arg-type]  # noqa: S104
+        StatusServer(object(), host="0.0.0.0", port=0)  # type: ignore[arg-type]
 
 
 def test_the_command_refuses_a_remote_bind_without_a_token(world: World) -> None:
-    result = CliRunner().invoke(cli, ["serve", "--ledger", world.url, "--host", "0.0.0.0"])  # noqa: S104
+    result = CliRunner().invoke(cli, ["serve", "--ledger", world.url, "--host", "0.0.0.0"])
     assert result.exit_code == 1
     assert "only loopback" in result.output
 

@@ -287,7 +287,9 @@ class Plugins:
         notifier must neither hide a halt from the rest nor undo it (the transition is
         committed before anyone hears of it).
         """
-        self._announce("on_trading_state", {"transition": transition}, f"trading-state transition {transition.one_line()}")
+        self._announce(
+            "on_trading_state", {"transition": transition}, f"trading-state transition {transition.one_line()}"
+        )
 
     def on_fill(self, fill: Fill, intent: OrderIntent) -> None:
         """Tell every plugin about a fill of one of tradekit's orders, each on its own (as

@@ -62,7 +62,8 @@ def serve(
     """Serve a read-only status page and JSON API of the ledger (never places or changes anything)."""
     from tradekit.ledger import ledger_url as parse_ledger_url
     from tradekit.serve.app import create_app
-    from tradekit.serve.security import ServeRefused, allowed_hosts as host_allowlist, check_bind, read_token
+    from tradekit.serve.security import ServeRefused, check_bind, read_token
+    from tradekit.serve.security import allowed_hosts as host_allowlist
     from tradekit.serve.server import StatusServer
 
     manager = plugins()
@@ -93,9 +94,9 @@ def serve(
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         shown = f"[{host}]" if ":" in host else host
+        auth = "a bearer token is required" if token else "no token"
         console.print(
-            f"tradekit serve: http://{shown}:{server.port}/ (read-only; {'a bearer token is required' if token else 'no token'}) "
-            f"over {ledger.url}; Ctrl-C stops it",
+            f"tradekit serve: http://{shown}:{server.port}/ (read-only; {auth}) over {ledger.url}; Ctrl-C stops it",
             markup=False,
             soft_wrap=True,
         )

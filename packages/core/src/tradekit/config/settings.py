@@ -8,6 +8,7 @@ refused at load unless acknowledged in ``[safety] acknowledge`` (see ``tradekit.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -360,6 +361,10 @@ def _notification_urls(_inst: Any, attribute: attrs.Attribute[Any], value: tuple
             raise SettingsError(f"notifications.{attribute.name}[{index}] {problem}")
 
 
+def _events(items: Iterable[NotificationEvent]) -> tuple[NotificationEvent, ...]:
+    return tuple(items)
+
+
 @attrs.frozen(kw_only=True)
 class NotificationSettings:
     """Messages on fills, exits, guard transitions, reconciliation findings and errors
@@ -367,7 +372,7 @@ class NotificationSettings:
 
     # Apprise URLs (tgram://..., slack://..., mailto://..., json://host/path): secrets.
     urls: tuple[str, ...] = attrs.field(default=(), converter=str_tuple, validator=_notification_urls)
-    events: tuple[NotificationEvent, ...] = attrs.field(default=tuple(NotificationEvent), converter=tuple)
+    events: tuple[NotificationEvent, ...] = attrs.field(default=tuple(NotificationEvent), converter=_events)
     error_level: ErrorLevel = ErrorLevel.ERROR
     # The same error (logger and message) is sent once per this many minutes.
     repeat_error_after_minutes: int = attrs.field(

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from tradekit.broker.protocol import StreamHealth
-from tradekit.execution.clock import ClockNotSynced
 from tradekit.domain.values import optional_to_utc, optional_utc, to_utc, utc
+from tradekit.execution.clock import ClockNotSynced
 
 if TYPE_CHECKING:
     from tradekit.execution.live import CycleReport, LiveTrader
@@ -69,9 +69,7 @@ class TraderHeartbeat:
     strategy_errors: int = 0
     last_bar_at: datetime | None = attrs.field(default=None, converter=optional_to_utc, validator=optional_utc)
     stream: StreamStatus = StreamStatus.NONE
-    stream_last_heard_at: datetime | None = attrs.field(
-        default=None, converter=optional_to_utc, validator=optional_utc
-    )
+    stream_last_heard_at: datetime | None = attrs.field(default=None, converter=optional_to_utc, validator=optional_utc)
     stream_failure: str | None = None
     marks: Mapping[str, PriceMark] = attrs.field(factory=dict)
 
@@ -96,11 +94,7 @@ def heartbeat_of(trader: LiveTrader, report: CycleReport) -> TraderHeartbeat:
     if beat is not None:
         heard, failure = beat.last_heard_at, beat.failure
         stream = (
-            StreamStatus.FAILED
-            if failure
-            else StreamStatus.CONNECTED
-            if beat.connected
-            else StreamStatus.DISCONNECTED
+            StreamStatus.FAILED if failure else StreamStatus.CONNECTED if beat.connected else StreamStatus.DISCONNECTED
         )
     return TraderHeartbeat(
         trader=trader_name(strategy, broker),
@@ -138,5 +132,5 @@ def record_heartbeat(trader: LiveTrader, report: CycleReport) -> None:
         beat = heartbeat_of(trader, report)
         with trader.pipeline.ledger.transaction() as tx:
             tx.record_heartbeat(beat)
-    except Exception:  # noqa: BLE001 - the status page's record must never stop a trader
+    except Exception:
         log.exception("the trader's heartbeat was not recorded (the status page shows the previous one)")

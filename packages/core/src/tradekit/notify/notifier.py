@@ -84,7 +84,7 @@ class Notifier:
                 sent = bool(
                     self._apprise.notify(body=message.body, title=message.title, notify_type=message.severity.value)
                 )
-            except Exception:  # noqa: BLE001 - a broken target must not end the worker
+            except Exception:
                 log.exception("notification %r could not be delivered", message.title)
                 sent = False
             if sent:

@@ -1,6 +1,5 @@
 """Notifications for one command: start the notifier, its hooks and the error relay; stop them."""
 
-
 from __future__ import annotations
 
 import contextlib

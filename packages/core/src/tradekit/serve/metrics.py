@@ -66,9 +66,7 @@ class StatusCollector(Collector):
                 "Symbols every buy is blocked on",
                 value=len(reconciliation["blocked_symbols"]) + len(reconciliation["unapplied_fill_symbols"]),
             )
-        state = GaugeMetricFamily(
-            "tradekit_trading_state", "0 active, 1 reduce-only, 2 halted", labels=["scope"]
-        )
+        state = GaugeMetricFamily("tradekit_trading_state", "0 active, 1 reduce-only, 2 halted", labels=["scope"])
         for scope in status.trading_state(self.source, history=0)["scopes"]:
             state.add_metric([scope["scope"]], status.state_severity(scope["state"]))
         yield state
@@ -93,7 +91,9 @@ class StatusCollector(Collector):
                 pnl.add_metric([row["symbol"]], unrealized)
         yield from (qty, entries, pnl)
         yield GaugeMetricFamily(
-            "tradekit_exits_in_flight", "Exit intents planned or submitted", value=len(status.exits(self.source)["in_flight"])
+            "tradekit_exits_in_flight",
+            "Exit intents planned or submitted",
+            value=len(status.exits(self.source)["in_flight"]),
         )
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from tradekit.domain.values import str_tuple
+
 if TYPE_CHECKING:
     from tradekit.config.settings import Settings
 
@@ -34,7 +36,7 @@ def _rows(rows: Any) -> tuple[tuple[str, ...], ...]:
 class StatusTable:
     """Rows of text cells under column headings."""
 
-    columns: tuple[str, ...] = attrs.field(converter=tuple)
+    columns: tuple[str, ...] = attrs.field(converter=str_tuple)
     rows: tuple[tuple[str, ...], ...] = attrs.field(default=(), converter=_rows)
 
     def __attrs_post_init__(self) -> None:

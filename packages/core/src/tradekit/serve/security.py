@@ -27,7 +27,7 @@ from tradekit import redaction
 READ_METHODS = frozenset({"GET", "HEAD"})
 SHORTEST_TOKEN = 16
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - named to be refused without --allowed-host
+_WILDCARDS = ("0.0.0.0", "::", "")
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (
@@ -127,7 +127,9 @@ class ReadOnlyGate:
             await send(message)
 
         if scope["method"] not in READ_METHODS:
-            await _plain(send_with_headers, 405, b"read-only: only GET and HEAD are answered", [(b"allow", b"GET, HEAD")])
+            await _plain(
+                send_with_headers, 405, b"read-only: only GET and HEAD are answered", [(b"allow", b"GET, HEAD")]
+            )
             return
         if self._token is not None and not self._authorized(scope):
             await _plain(

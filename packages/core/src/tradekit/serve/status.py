@@ -265,7 +265,11 @@ def _position(source: StatusSource, trade: Trade, mark: Json | None, tx: LedgerT
         "realized_pnl": plain_number(realized, 2),
         "mark": None
         if mark is None
-        else {"price": plain_number(mark["price"]), "at": _time(mark["at"]), "value": plain_number(mark["price"] * qty, 2)},
+        else {
+            "price": plain_number(mark["price"]),
+            "at": _time(mark["at"]),
+            "value": plain_number(mark["price"] * qty, 2),
+        },
         "unrealized_pnl": _num(unrealized, 2),
         "pnl": _num(realized + unrealized if unrealized is not None else None, 2),
         "opened_at": _time(trade.opened_at),

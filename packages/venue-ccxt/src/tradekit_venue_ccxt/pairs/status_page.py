@@ -10,43 +10,19 @@ from tradekit.config.settings import SettingsError
 from tradekit.serialization import unstructure
 from tradekit.serve.pages import PageContent, PageRequest, StatusPage, StatusTable
 from tradekit_venue_ccxt.config import load_ccxt_settings
+from tradekit_venue_ccxt.pairs import view
 from tradekit_venue_ccxt.pairs.models import PairStatus
 from tradekit_venue_ccxt.pairs.store import PairStore, PairStoreError
-from tradekit_venue_ccxt.pairs.view import PairRow, _duration, _num, position_rows
+from tradekit_venue_ccxt.pairs.view import PairRow, position_rows
 
-COLUMNS = (
-    "pair",
-    "status",
-    "entries",
-    "qty",
-    "notional",
-    "w.entry bps",
-    "now bps",
-    "next trigger bps",
-    "funding paid",
-    "pnl",
-    "marked",
-    "force-close in",
-)
+# The positions command's columns, and when the spread and P&L were last marked.
+COLUMNS = (*view.COLUMNS, "marked")
 
 
 def _cells(row: PairRow) -> tuple[str, ...]:
-    entries = f"{row.entries}/{row.max_entries}" if row.max_entries is not None else str(row.entries)
-    status = row.status.value + (f" ({row.exit_reason})" if row.exit_reason else "") + (" NAKED" if row.naked else "")
-    return (
-        f"{row.pair_id} ({row.long_venue} long / {row.short_venue} short)",
-        status,
-        entries,
-        str(row.qty),
-        _num(row.total_notional),
-        _num(row.weighted_entry_spread_bps),
-        _num(row.current_spread_bps),
-        _num(row.next_trigger_bps),
-        _num(row.funding_paid),
-        _num(row.pnl),
-        row.marked_at.isoformat(timespec="minutes") if row.marked_at else "-",
-        _duration(row.time_to_force_close),
-    )
+    cells = view.row_cells(row)
+    pair = f"{cells[0]} ({row.long_venue} long / {row.short_venue} short)"
+    return (pair, *cells[1:], row.marked_at.isoformat(timespec="minutes") if row.marked_at else "-")
 
 
 def read_pairs_page(request: PageRequest) -> PageContent:
