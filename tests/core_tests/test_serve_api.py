@@ -4,7 +4,7 @@ the Host allowlist, the bearer token, and binds it refuses."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tradekit import hookimpl
 from tradekit.cli import cli
+from tradekit.serve.pages import StatusPage
 from tradekit.serve.security import ServeRefused, check_bind, read_token
 from tradekit.serve.server import StatusServer
 
 from .serve_kit import Served, serving
-from .serve_world import AFTER, World, build_world
+from .serve_world import AFTER, World, build_world, world_plugins
 
 TOKEN = "t0ken-for-the-status-page-0123456789"
 HTML_PAGES = ("/", "/positions", "/decisions", "/exits", "/guard")
@@ -221,3 +223,17 @@ def test_the_command_refuses_a_missing_ledger_and_creates_none(tmp_path: Path) -
     assert result.exit_code == 1
     assert "no ledger" in result.output
     assert not missing.exists()
+
+
+class BrokenPages:
+    @hookimpl
+    def register_status_pages(self, register: Callable[[StatusPage], None]) -> None:
+        raise ImportError("a plugin's page module is broken")
+
+
+def test_a_plugin_that_cannot_register_its_page_leaves_the_others_served(world: World) -> None:
+    manager = world_plugins()
+    manager.register(BrokenPages(), "broken_pages")
+    with serving(world.url, now=AFTER, plugins=manager) as running:
+        assert running.get("/").status == 200
+        assert running.get("/api/pages").json() == {"pages": []}

@@ -9,6 +9,7 @@ read is one snapshot.
 from __future__ import annotations
 
 import functools
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ from tradekit.serialization import unstructure
 from tradekit.serve.pages import PageRequest, StatusPage
 
 Json = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 OK, ATTENTION, STALE = "ok", "attention", "stale"
 _RANK = {OK: 0, ATTENTION: 1, STALE: 2}
@@ -63,7 +66,11 @@ class StatusSource:
 
     @functools.cached_property
     def pages(self) -> dict[str, StatusPage]:
-        return self.plugins.status_pages()
+        try:
+            return self.plugins.status_pages()
+        except Exception:
+            log.exception("the plugins' status pages could not be registered; serving the built-in pages only")
+            return {}
 
     @functools.cached_property
     def strategies(self) -> dict[str, Any]:
