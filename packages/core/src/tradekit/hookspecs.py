@@ -23,10 +23,13 @@ if TYPE_CHECKING:
     from tradekit.decision.plugin_reasons import PluginReason
     from tradekit.decision.verdict import BuyDecision, Check
     from tradekit.domain.market import Bar
+    from tradekit.domain.orders import Fill
     from tradekit.exits.intent import ExitIntent
     from tradekit.guard.state import Transition
+    from tradekit.ledger.records import OrderIntent
     from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
     from tradekit.scanner.models import Candidate
+    from tradekit.serve.pages import StatusPage
     from tradekit.sizing.result import SizingResult
     from tradekit.strategy.base import Strategy
 
@@ -116,6 +119,24 @@ def on_trading_state(transition: Transition) -> None:
 
     :param transition: The change: its scope, trigger, the hold's state before and after,
         why, by whom (``user:NAME`` or ``trigger:NAME``), and until when.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def on_fill(fill: Fill, intent: OrderIntent) -> None:
+    """See a fill of one of tradekit's orders, after it is committed to the ledger and applied
+    to its position.
+
+    Called once per execution (a fill seen again is not announced again), in the process
+    that recorded it: a first entry, an add-on or an exit, as ``intent.purpose`` says. Every
+    implementation is called, each on its own: one that raises is logged naming it and the
+    others are still called; the fill stands either way. Do not block here: the trader
+    waits (``tradekit.notify`` hands messages to a worker thread).
+
+    :param fill: The execution: symbol, side, quantity, price, commission, time.
+    :param intent: The order intent it filled (purpose, strategy, the decision behind it).
 
     .. versionadded:: 0.2
     """
@@ -212,4 +233,18 @@ def register_commands(cli: click.Group) -> None:
     :param cli: The top-level click group; call ``cli.add_command`` or use ``@cli.command``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_status_pages(register: Callable[[StatusPage], None]) -> None:
+    """Add pages to ``tradekit serve`` by calling ``register(StatusPage(...))`` for each.
+
+    A page gives data, never HTML: its ``read`` returns a table and JSON-ready data, which
+    the server renders read-only at ``/pages/NAME`` and ``/api/pages/NAME``. Page names must
+    be unique across all plugins; a duplicate is an error at load.
+
+    :param register: Callback that records one ``StatusPage``.
+
+    .. versionadded:: 0.2
     """

@@ -29,9 +29,12 @@ from tradekit.decision.plugin_reasons import PluginReason
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check
 from tradekit.domain.market import Bar
+from tradekit.domain.orders import Fill
 from tradekit.exits.intent import ExitIntent
 from tradekit.guard.state import Transition
+from tradekit.ledger.records import OrderIntent
 from tradekit.reconcile.report import ReconcileFinding, ReconcileReport
+from tradekit.serve.pages import StatusPage
 from tradekit.sizing.result import SizingResult
 from tradekit.strategy.base import Strategy
 
@@ -284,15 +287,24 @@ class Plugins:
         notifier must neither hide a halt from the rest nor undo it (the transition is
         committed before anyone hears of it).
         """
-        arguments = {"transition": transition}
-        for impl in reversed(self._pm.hook.on_trading_state.get_hookimpls()):
+        self._announce(
+            "on_trading_state", {"transition": transition}, f"trading-state transition {transition.one_line()}"
+        )
+
+    def on_fill(self, fill: Fill, intent: OrderIntent) -> None:
+        """Tell every plugin about a fill of one of tradekit's orders, each on its own (as
+        ``on_trading_state``: one that raises is logged, the fill stands)."""
+        self._announce("on_fill", {"fill": fill, "intent": intent}, f"fill {fill.execution_id} of {fill.symbol}")
+
+    def _announce(self, hook: str, arguments: dict[str, Any], what: str) -> None:
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
             if impl.hookwrapper or impl.wrapper:
-                continue  # a notification has nothing to wrap
+                continue  # an announcement has nothing to wrap
             try:
                 impl.function(**{name: arguments[name] for name in impl.argnames})
             except Exception as exc:
-                error = HookError("on_trading_state", impl.plugin_name, exc)
-                log.error("trading-state transition %s not announced: %s", transition.one_line(), error, exc_info=exc)
+                error = HookError(hook, impl.plugin_name, exc)
+                log.error("%s not announced: %s", what, error, exc_info=exc)
 
     def scan_candidates(self, bars: Mapping[str, Sequence[Bar]], as_of: datetime, top_n: int) -> list[Candidate]:
         result: list[Candidate] | None = self._pm.hook.scan_candidates(bars=bars, as_of=as_of, top_n=top_n)
@@ -357,6 +369,12 @@ class Plugins:
 
         getattr(self._pm.hook, hook)(register=register)
         return found
+
+    def status_pages(self) -> dict[str, StatusPage]:
+        """Every page plugins add to ``tradekit serve``, by name (duplicates are an error)."""
+        return self._records(
+            "register_status_pages", StatusPage, lambda page: page.name, "two status pages are named {!r}"
+        )
 
     def data_sources(self) -> dict[str, DataSourceSpec]:
         """Every registered market-data source by name (duplicates are an error)."""

@@ -121,16 +121,32 @@ def redact_exception(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")
 
 
-def redact_settings(data: Any) -> Any:
+# Settings whose values are URLs that carry credentials in any part (a notification URL's
+# token may be its host or its path): shown as their scheme only.
+_SECRET_URL_SETTINGS = frozenset({"notifications.urls"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _secret_url(value: Any) -> Any:
+    match = _SCHEME.match(value) if isinstance(value, str) else None
+    return f"{match.group(1)}://{MASK}" if match else MASK
+
+
+def redact_settings(data: Any, path: str = "") -> Any:
     """JSON-ready settings with every credential masked: values under keys named like one
-    (``secret_key``, ``api_key``, ``password`` ...), URL passwords, and registered secrets."""
+    (``secret_key``, ``api_key``, ``password`` ...), notification URLs (but their scheme), URL
+    passwords, and registered secrets."""
+    if path in _SECRET_URL_SETTINGS and isinstance(data, list | tuple):
+        return [_secret_url(value) for value in data]
     if isinstance(data, Mapping):
         return {
-            key: MASK if isinstance(key, str) and _CREDENTIAL_NAME.search(key) else redact_settings(value)
+            key: MASK
+            if isinstance(key, str) and _CREDENTIAL_NAME.search(key)
+            else redact_settings(value, f"{path}.{key}" if path else str(key))
             for key, value in data.items()
         }
     if isinstance(data, list | tuple):
-        return [redact_settings(value) for value in data]
+        return [redact_settings(value, path) for value in data]
     if isinstance(data, str):
         return redact(_URL_PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), MASK), data))
     return data

@@ -18,6 +18,7 @@ from tradekit.config.settings import Settings
 from tradekit.data.fetch import DataSourceSpec
 from tradekit.data.source import BarSource
 from tradekit.hookspecs import hookimpl
+from tradekit.serve.pages import StatusPage
 from tradekit_venue_ccxt.config import (
     PLUGIN_KEY,
     SUPPORTED_VENUES,
@@ -41,6 +42,7 @@ __all__ = [
     "register_commands",
     "register_data_sources",
     "register_settings",
+    "register_status_pages",
     "venue_factory",
 ]
 
@@ -120,3 +122,10 @@ def register_commands(cli: click.Group) -> None:
     from tradekit_venue_ccxt.pairs.cli import pairs_group
 
     cli.add_command(pairs_group)
+
+
+@hookimpl
+def register_status_pages(register: Callable[[StatusPage], None]) -> None:
+    from tradekit_venue_ccxt.pairs.status_page import PAIRS_PAGE
+
+    register(PAIRS_PAGE)

@@ -31,6 +31,7 @@ from tradekit.exits.calendar import TradingCalendar
 from tradekit.guard.control import GuardError, TradingGuard
 from tradekit.guard.state import ACCOUNT, Hold, Scope, ScopeError, Standing, TradingStates, Transition
 from tradekit.ledger import LedgerError
+from tradekit.notify.service import notifications
 from tradekit.serialization import unstructure
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,15 +71,19 @@ def _actor(user: str | None) -> str:
 
 @contextmanager
 def _guard(ledger_url: str | None, config_path: Path | None) -> Iterator[TradingGuard]:
-    settings = load(config_path).settings
+    manager = plugins()
+    settings = load(config_path, manager=manager).settings
     # Not opened for trading: these commands must work while a trader holds the ledger.
-    with open_ledger(ledger_url or settings.ledger.url, create=False) as ledger:
+    with (
+        open_ledger(ledger_url or settings.ledger.url, create=False) as ledger,
+        notifications(settings.notifications, manager),  # a halt or a resume is announced
+    ):
         try:
             yield TradingGuard(
                 ledger=ledger,
                 settings=settings.guard,
                 calendar=TradingCalendar(settings.exits.calendar),
-                plugins=plugins(),
+                plugins=manager,
             )
         except (GuardError, LedgerError) as exc:
             raise click.ClickException(str(exc)) from None

@@ -23,6 +23,7 @@ from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.session import Focus, startup
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger.store import Ledger
+from tradekit.notify.service import notifications
 from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.scanner.files import read_candidates
@@ -150,7 +151,10 @@ def run_live(
         for symbol, error in report.strategy_errors.items():
             console.print(f"  strategy error on {symbol}: {error}", markup=False)
 
-    with connect(manager, settings, broker_name, live=live, ledger_url=ledger_url) as session:
+    with (
+        connect(manager, settings, broker_name, live=live, ledger_url=ledger_url) as session,
+        notifications(settings.notifications, manager),
+    ):
         trader = LiveTrader(session.pipeline, strategy, symbols, focus=focus, candidates_file=candidates)
         try:
             reports = asyncio.run(

@@ -38,6 +38,7 @@ from tradekit.cli.common import (
 from tradekit.cli.config_init import config_init
 from tradekit.cli.data import data_group
 from tradekit.cli.guard import register_guard_commands
+from tradekit.cli.serve import serve
 from tradekit.cli.trades import trades
 from tradekit.cli.types import DECIMAL
 
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from tradekit.broker.paper import PaperBrokerConfig
     from tradekit.config.settings import Settings
     from tradekit.data import BarData
-    from tradekit.domain.positions import Position
     from tradekit.plugins import Plugins
     from tradekit.strategy.base import Strategy
 
@@ -448,46 +448,11 @@ def _print_summary(paper: Any) -> None:
 
 cli.add_command(trades)
 cli.add_command(data_group)
+cli.add_command(serve)
 
 
 def _ledger_url(settings: Settings, url: str | None) -> str:
     return url or settings.ledger.url
-
-
-def next_trigger(position: Position, strategy: type[Strategy] | None, settings: Settings) -> dict[str, Any]:
-    """When and where the next scale-in could happen under the owner's policy and the account."""
-    from tradekit.strategy.policy import PriceStructure
-
-    if strategy is None:
-        return {
-            "allowed": False,
-            "why": "no owning strategy (adopted from the broker)"
-            if position.strategy is None
-            else f"strategy {position.strategy!r} is not installed",
-        }
-    policy = strategy.policy()
-    if not policy.allow_scaling or not settings.scale_in.enabled:
-        return {"allowed": False, "why": "scaling not permitted"}
-    limit = min(policy.max_entries, settings.scale_in.max_entries_per_symbol)
-    if position.entry_count >= limit:
-        return {"allowed": False, "why": f"max entries reached ({position.entry_count}/{limit})"}
-    wait = max(policy.min_time_between_entries, settings.scale_in.min_time_between_entries)
-    last = position.last_entry_price
-    step = policy.price_step_pct / 100
-    price: str
-    if policy.price_structure is PriceStructure.PYRAMID:
-        price = f">= {last * (1 + step):.4f}"
-    elif policy.price_structure is PriceStructure.AVERAGE_DOWN:
-        price = f"<= {last * (1 - step):.4f}"
-    else:
-        price = "any"
-    return {
-        "allowed": True,
-        "entry": position.entry_count + 1,
-        "max_entries": limit,
-        "not_before": (position.last_entry_time + wait).isoformat(),
-        "price": price,
-    }
 
 
 @cli.command()
@@ -497,6 +462,7 @@ def next_trigger(position: Position, strategy: type[Strategy] | None, settings: 
 @json_option
 def positions(status: str, ledger_url: str | None, config_path: Path | None, as_json: bool) -> None:
     """List positions with their entries, average price and next scale-in trigger."""
+    from tradekit.reporting.scaling import next_scale_in
     from tradekit.reporting.trades import plain_number
 
     manager = plugins()
@@ -522,7 +488,7 @@ def positions(status: str, ledger_url: str | None, config_path: Path | None, as_
                     {"time": e.time.isoformat(), "price": str(e.price), "qty": str(e.qty), "origin": e.origin.value}
                     for e in pos.entries
                 ],
-                "next_scale_in": next_trigger(pos, owner, settings) if pos.is_open else None,
+                "next_scale_in": next_scale_in(pos, owner, settings) if pos.is_open else None,
             }
         )
     if as_json:

@@ -8,6 +8,7 @@ refused at load unless acknowledged in ``[safety] acknowledge`` (see ``tradekit.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -322,6 +323,67 @@ class GuardSettings:
         return timedelta(minutes=self.losing_streak_cooldown_minutes)
 
 
+class NotificationEvent(StrEnum):
+    """What a notification is sent for (``[notifications] events``)."""
+
+    ENTRY = "entry"
+    """A first entry filled (every fill of it: a partial fill is one message)."""
+    SCALE_IN = "scale_in"
+    """An add-on filled."""
+    EXIT = "exit"
+    """A sell filled."""
+    GUARD = "guard"
+    """A trading-state transition: a halt, a reduce-only, a resume, a cooldown ending."""
+    RECONCILIATION = "reconciliation"
+    """A reconciliation found the ledger and the broker apart (anything but in sync)."""
+    ERROR = "error"
+    """An error tradekit or a plugin logged (warnings too with ``error_level = "warning"``)."""
+
+
+class ErrorLevel(StrEnum):
+    """The least severe log record sent as an ``error`` notification."""
+
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+def _notification_urls(_inst: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    # The URLs carry credentials: they are registered as secrets before anything could
+    # print them, and an error names a URL by its position and scheme only.
+    if not value:
+        return
+    from tradekit.notify.targets import target_problem
+
+    for index, url in enumerate(value):
+        problem = target_problem(url)
+        if problem is not None:
+            raise SettingsError(f"notifications.{attribute.name}[{index}] {problem}")
+
+
+def _events(items: Iterable[NotificationEvent]) -> tuple[NotificationEvent, ...]:
+    return tuple(items)
+
+
+@attrs.frozen(kw_only=True)
+class NotificationSettings:
+    """Messages on fills, exits, guard transitions, reconciliation findings and errors
+    (``tradekit.notify``), delivered through apprise off the trading path."""
+
+    # Apprise URLs (tgram://..., slack://..., mailto://..., json://host/path): secrets.
+    urls: tuple[str, ...] = attrs.field(default=(), converter=str_tuple, validator=_notification_urls)
+    events: tuple[NotificationEvent, ...] = attrs.field(default=tuple(NotificationEvent), converter=_events)
+    error_level: ErrorLevel = ErrorLevel.ERROR
+    # The same error (logger and message) is sent once per this many minutes.
+    repeat_error_after_minutes: int = attrs.field(
+        default=60, validator=[_at_least(0), _at_most(_YEAR_MINUTES, "minutes (a year)")]
+    )
+    # Messages waiting for delivery; when a slow endpoint lets it fill, new ones are dropped (and counted).
+    queue_size: int = attrs.field(default=1000, validator=[_at_least(1), _at_most(100_000, "messages")])
+    # How long a command that ends (tradekit halt, a trader stopping) waits for its messages to go out.
+    shutdown_wait_seconds: int = attrs.field(default=10, validator=[_at_least(0), _at_most(600, "seconds")])
+
+
 @attrs.frozen(kw_only=True)
 class LedgerSettings:
     """Where the ledger lives: a SQLite file (default) or a PostgreSQL URL."""
@@ -348,6 +410,7 @@ class Settings:
     exits: ExitSettings = ExitSettings()
     scanner: ScannerSettings = ScannerSettings()
     guard: GuardSettings = GuardSettings()
+    notifications: NotificationSettings = NotificationSettings()
     ledger: LedgerSettings = LedgerSettings()
     safety: SafetySettings = SafetySettings()
     symbols: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)

@@ -74,6 +74,16 @@ MEANINGS: Mapping[str, str] = {
     "this long ago.",
     "guard.halt_on_account_blocked": "HALT while the broker reports the account (or its trading) blocked.",
     "guard.allow_exits_when_halted": "Let exits out while HALTED (tradekit halt --allow-exits does it for one halt).",
+    "notifications.urls": "Where notifications go: apprise URLs (tgram://TOKEN/CHAT, slack://..., "
+    "mailto://user:password@host, json://host/path). They carry credentials: secrets, never shown or logged "
+    "(prefer TRADEKIT_NOTIFICATIONS__URLS in the environment).",
+    "notifications.events": 'What is sent: "entry", "scale_in", "exit" (fills), "guard" (trading-state '
+    'transitions), "reconciliation" (findings), "error" (logged errors).',
+    "notifications.error_level": 'The least severe log record sent as an error: "warning", "error" or "critical".',
+    "notifications.repeat_error_after_minutes": "The same error is sent once per this many minutes.",
+    "notifications.queue_size": "Messages waiting for delivery; a slow endpoint never slows trading, new messages "
+    "are dropped (and counted) once this many wait.",
+    "notifications.shutdown_wait_seconds": "How long a command that ends waits for its messages to go out.",
     "ledger.url": "The ledger: sqlite:///path.db (one trading process) or postgresql+psycopg://... (several).",
     "safety.acknowledge": "Keys whose unsafe values you knowingly accept, e.g. "
     '["allocation.max_allocation_per_symbol_pct"].',

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -35,12 +37,13 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from tradekit.broker.errors import BrokerError
-from tradekit.broker.protocol import Broker, MarketClock
+from tradekit.broker.protocol import Broker, MarketClock, StreamHealth
 from tradekit.data.source import BarSource
 from tradekit.domain.market import Bar
-from tradekit.execution.clock import BrokerClock
+from tradekit.execution.clock import BrokerClock, ClockNotSynced
 from tradekit.execution.pipeline import BuyOutcome, OrderPipeline
 from tradekit.execution.session import Focus, SessionDriver, startup
+from tradekit.health.heartbeat import PriceMark, StreamStatus, TraderHeartbeat, trader_name
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.scanner.files import read_candidates
 from tradekit.strategy.base import Strategy
@@ -107,6 +110,11 @@ class LiveTrader:
         return startup(self.pipeline)
 
     def cycle(self) -> CycleReport:
+        report = self._cycle()
+        record_heartbeat(self, report)  # what `tradekit serve` judges this trader's health by
+        return report
+
+    def _cycle(self) -> CycleReport:
         report = CycleReport()
         try:
             market = self._read_clock()
@@ -294,3 +302,64 @@ async def run_async(
         if cycles is None or done < cycles:
             await asyncio.sleep(interval_seconds)
     return reports
+
+
+# --- the heartbeat tradekit serve reads ----------------------------------------------------------
+
+
+def heartbeat_of(trader: LiveTrader, report: CycleReport) -> TraderHeartbeat:
+    """The heartbeat of ``trader`` after the cycle that produced ``report``."""
+    strategy, broker = trader.strategy_cls.name, trader.broker.name
+    histories = trader.driver.histories
+    newest = [series[-1].time for series in histories.values() if series]
+    held = trader.pipeline.ledger.open_positions()
+    marks = {
+        symbol: PriceMark(series[-1].close, series[-1].time)
+        for symbol in sorted(held)
+        if (series := histories.get(symbol))
+    }
+    stream, heard, failure = StreamStatus.NONE, None, None
+    beat = trader.broker.stream_heartbeat() if isinstance(trader.broker, StreamHealth) else None
+    if beat is not None:
+        heard, failure = beat.last_heard_at, beat.failure
+        stream = (
+            StreamStatus.FAILED if failure else StreamStatus.CONNECTED if beat.connected else StreamStatus.DISCONNECTED
+        )
+    return TraderHeartbeat(
+        trader=trader_name(strategy, broker),
+        strategy=strategy,
+        broker=broker,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        cycle_at=_now(trader),
+        cycle_skipped=report.skipped,
+        cycle_note=report.note,
+        events_applied=report.events_applied,
+        exits=report.exits,
+        signals=report.signals,
+        buys=len(report.buys),
+        strategy_errors=len(report.strategy_errors),
+        last_bar_at=max(newest) if newest else None,
+        stream=stream,
+        stream_last_heard_at=heard,
+        stream_failure=failure,
+        marks=marks,
+    )
+
+
+def _now(trader: LiveTrader) -> datetime:
+    try:
+        return trader.pipeline.clock()
+    except ClockNotSynced:
+        # The broker was never reached: the cycle still ran, and the page must see it did.
+        return datetime.now(UTC)
+
+
+def record_heartbeat(trader: LiveTrader, report: CycleReport) -> None:
+    """Leave ``trader``'s heartbeat in its ledger; a failure is logged, never raised."""
+    try:
+        beat = heartbeat_of(trader, report)
+        with trader.pipeline.ledger.transaction() as tx:
+            tx.record_heartbeat(beat)
+    except Exception:
+        log.exception("the trader's heartbeat was not recorded (the status page shows the previous one)")

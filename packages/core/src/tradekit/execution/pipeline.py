@@ -480,9 +480,10 @@ class OrderPipeline:
                 except BrokerError as exc:
                     log.warning("fills of %s could not be read now: %s", intent.client_order_id, exc)
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
-            for fill in fills:
-                self._record_fill(tx, fill)
+            applied = [fill for fill in fills if self._record_fill(tx, fill) is FillResult.APPLIED]
             self._advance_status(tx, intent, order)
+        for fill in applied:
+            self.plugins.on_fill(fill, intent)  # committed: announced (notifications)
         self._on_step("recorded")
 
     def _record_fill(self, tx: LedgerTx, fill: Fill) -> FillResult:
@@ -536,10 +537,14 @@ class OrderPipeline:
         for event in batch:
             with self.ledger.transaction(lock_symbol=event.order.symbol) as tx:
                 intent = tx.intent(event.order.client_order_id)
-                if event.fill is not None and self._record_fill(tx, event.fill) is FillResult.APPLIED:
-                    applied += 1
+                fill = event.fill
+                if fill is not None and self._record_fill(tx, fill) is not FillResult.APPLIED:
+                    fill = None
                 if intent is not None:
                     self._advance_status(tx, intent, event.order)
+            if fill is not None and intent is not None:
+                applied += 1
+                self.plugins.on_fill(fill, intent)  # committed: announced (notifications)
         if applied:
             self._on_step("events")
         return applied

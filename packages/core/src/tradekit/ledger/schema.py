@@ -372,3 +372,33 @@ replay_runs = sa.Table(
     sa.Column("progress", sa.Text, nullable=False),
     sa.Column("finished", sa.Boolean, nullable=False),
 )
+
+# --- watching a running trader (tradekit serve) --------------------------------------------------
+
+# Each live trader's latest cycle, overwritten every cycle (a head, not a record): when it ran,
+# the newest bar it had, how its trade-update stream was, and its held symbols' last closes.
+# What the status page measures a trader's health by; tradekit.health.heartbeat writes it.
+trader_heartbeats = sa.Table(
+    "tk_trader_heartbeats",
+    metadata,
+    sa.Column("trader", sa.String(300), primary_key=True),
+    sa.Column("strategy", sa.String(128), nullable=False),
+    sa.Column("broker", sa.String(64), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("cycle_at", UtcText, nullable=False),
+    sa.Column("cycle_skipped", sa.Boolean, nullable=False),
+    sa.Column("cycle_note", sa.Text, nullable=False),
+    sa.Column("events_applied", sa.Integer, nullable=False),
+    sa.Column("exits", sa.Integer, nullable=False),
+    sa.Column("signals", sa.Integer, nullable=False),
+    sa.Column("buys", sa.Integer, nullable=False),
+    sa.Column("strategy_errors", sa.Integer, nullable=False),
+    sa.Column("last_bar_at", UtcText),
+    # "none" (no stream: order events are polled), "connected", "disconnected" or "failed".
+    sa.Column("stream", sa.String(16), nullable=False),
+    sa.Column("stream_last_heard_at", UtcText),
+    sa.Column("stream_failure", sa.Text),
+    # JSON {symbol: [close, time]}: the last close the trader has of each symbol it holds.
+    sa.Column("marks", sa.Text, nullable=False),
+)

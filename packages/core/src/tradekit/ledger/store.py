@@ -63,6 +63,7 @@ from tradekit.guard.records import (
     transition_row,
 )
 from tradekit.guard.state import ClosedTrade, TradingStates, Transition
+from tradekit.health.heartbeat import PriceMark, StreamStatus, TraderHeartbeat
 from tradekit.ledger.errors import (
     DuplicateIntentError,
     InvalidExitTransition,
@@ -1130,6 +1131,19 @@ class LedgerTx:
         ).scalar_one()
         return blocked + int(not_sent)
 
+    # --- live traders' heartbeats (tradekit.health) ----------------------------------------------
+
+    def record_heartbeat(self, beat: TraderHeartbeat) -> None:
+        """Leave ``beat`` as its trader's latest heartbeat (the previous one is replaced)."""
+        h = t.trader_heartbeats
+        self._conn.execute(h.delete().where(h.c.trader == beat.trader))
+        self._conn.execute(h.insert().values(**heartbeat_row(beat)))
+
+    def trader_heartbeats(self) -> list[TraderHeartbeat]:
+        """Every live trader's latest heartbeat, by trader name."""
+        h = t.trader_heartbeats
+        return [heartbeat_from_row(r._mapping) for r in self._conn.execute(sa.select(h).order_by(h.c.trader))]
+
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -1682,4 +1696,57 @@ def _fill_from_row(row: Any) -> Fill:
         price=row.price,
         time=row.time,
         commission=row.commission,
+    )
+
+
+def heartbeat_row(beat: TraderHeartbeat) -> dict[str, Any]:
+    return {
+        "trader": beat.trader,
+        "strategy": beat.strategy,
+        "broker": beat.broker,
+        "host": beat.host,
+        "pid": beat.pid,
+        "cycle_at": beat.cycle_at,
+        "cycle_skipped": beat.cycle_skipped,
+        "cycle_note": beat.cycle_note,
+        "events_applied": beat.events_applied,
+        "exits": beat.exits,
+        "signals": beat.signals,
+        "buys": beat.buys,
+        "strategy_errors": beat.strategy_errors,
+        "last_bar_at": beat.last_bar_at,
+        "stream": beat.stream.value,
+        "stream_last_heard_at": beat.stream_last_heard_at,
+        "stream_failure": beat.stream_failure,
+        "marks": json.dumps(
+            {symbol: [str(mark.price), mark.time.isoformat()] for symbol, mark in beat.marks.items()},
+            separators=(",", ":"),
+        ),
+    }
+
+
+def heartbeat_from_row(row: RowMapping) -> TraderHeartbeat:
+    marks = {
+        symbol: PriceMark(Decimal(price), datetime.fromisoformat(time))
+        for symbol, (price, time) in json.loads(row["marks"]).items()
+    }
+    return TraderHeartbeat(
+        trader=row["trader"],
+        strategy=row["strategy"],
+        broker=row["broker"],
+        host=row["host"],
+        pid=row["pid"],
+        cycle_at=row["cycle_at"],
+        cycle_skipped=row["cycle_skipped"],
+        cycle_note=row["cycle_note"],
+        events_applied=row["events_applied"],
+        exits=row["exits"],
+        signals=row["signals"],
+        buys=row["buys"],
+        strategy_errors=row["strategy_errors"],
+        last_bar_at=row["last_bar_at"],
+        stream=StreamStatus(row["stream"]),
+        stream_last_heard_at=row["stream_last_heard_at"],
+        stream_failure=row["stream_failure"],
+        marks=marks,
     )

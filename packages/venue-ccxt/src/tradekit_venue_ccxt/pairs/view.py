@@ -133,43 +133,45 @@ def _duration(value: timedelta | None) -> str:
     return f"{hours // 24}d{hours % 24:02d}h{rest // 60:02d}m"
 
 
+COLUMNS = (
+    "pair",
+    "status",
+    "entries",
+    "qty",
+    "notional",
+    "w.entry bps",
+    "now bps",
+    "next trigger bps",
+    "funding paid",
+    "pnl",
+    "force-close in",
+)
+
+
+def row_cells(row: PairRow) -> tuple[str, ...]:
+    """One row as the text of each of ``COLUMNS`` (the table below, and the ``pairs`` status page)."""
+    entries = f"{row.entries}/{row.max_entries}" if row.max_entries is not None else str(row.entries)
+    status = row.status.value + (f" ({row.exit_reason})" if row.exit_reason else "") + (" NAKED" if row.naked else "")
+    return (
+        row.pair_id,
+        status,
+        entries,
+        str(row.qty),
+        _num(row.total_notional),
+        _num(row.weighted_entry_spread_bps),
+        _num(row.current_spread_bps),
+        _num(row.next_trigger_bps),
+        _num(row.funding_paid),
+        _num(row.pnl),
+        _duration(row.time_to_force_close),
+    )
+
+
 def render_rows(rows: Sequence[PairRow]) -> str:
     """Rows as an aligned text table."""
     if not rows:
         return "no pairs"
-    header = (
-        "pair",
-        "status",
-        "entries",
-        "qty",
-        "notional",
-        "w.entry bps",
-        "now bps",
-        "next trigger bps",
-        "funding paid",
-        "pnl",
-        "force-close in",
-    )
-    table = [header]
-    for row in rows:
-        entries = f"{row.entries}/{row.max_entries}" if row.max_entries is not None else str(row.entries)
-        status = (
-            row.status.value + (f" ({row.exit_reason})" if row.exit_reason else "") + (" NAKED" if row.naked else "")
-        )
-        table.append(
-            (
-                row.pair_id,
-                status,
-                entries,
-                str(row.qty),
-                _num(row.total_notional),
-                _num(row.weighted_entry_spread_bps),
-                _num(row.current_spread_bps),
-                _num(row.next_trigger_bps),
-                _num(row.funding_paid),
-                _num(row.pnl),
-                _duration(row.time_to_force_close),
-            )
-        )
+    header = COLUMNS
+    table = [header, *(row_cells(row) for row in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in table)

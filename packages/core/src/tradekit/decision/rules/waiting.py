@@ -26,5 +26,9 @@ def waited(ctx: ScalingContext, since: datetime, wait: timedelta) -> tuple[bool,
     # Imported here: the calendar (pandas, exchange-calendars) is needed only once judged.
     from tradekit.exits.calendar import trading_calendar
 
-    sessions = trading_calendar(ctx.limits.calendar).opens_between(since, ctx.now)
+    calendar = trading_calendar(ctx.limits.calendar)
+    # Something that happened between sessions (an adopted position, a pre-market fill)
+    # belongs to the session that opens next: that open does not end its wait.
+    start = max(since, calendar.session_of_open(since).open)
+    sessions = calendar.opens_between(start, ctx.now)
     return sessions >= wait // _DAY, f"{elapsed} ({sessions} session{'' if sessions == 1 else 's'} opened since)"
