@@ -21,7 +21,9 @@ from emulators._fault_plan import Fault
 from emulators._http_faults import CallEvent
 
 # A process that does not read the clock (or answer) for this long is stuck: the run stops.
-STALL_SECONDS = 60.0
+# Generous: on a loaded 2-core machine (a campaign at nice 19 beside a test suite) a trader's
+# start-up alone took over 60 s, and a 60 s limit reported those starved runs as stalls.
+STALL_SECONDS = 180.0
 # A process that dies on its own this often in one run is in a crash loop: the run stops.
 MAX_CRASHES = 6
 INTERRUPT_TIMEOUT_S = 30.0

@@ -20,7 +20,7 @@ from tradekit.broker.errors import BrokerUnavailable
 from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig
 from tradekit.cli import cli
 from tradekit.config import AllocationSettings, ExitSettings, MissedWindow, Settings
-from tradekit.domain import Order, OrderType, Side, TimeInForce
+from tradekit.domain import Fill, Order, OrderType, Side, TimeInForce
 from tradekit.execution.session import startup
 from tradekit.exits import ExitState
 from tradekit.ledger import Ledger, LedgerOrderStatus
@@ -42,6 +42,17 @@ class LookupsFail(PaperBroker):
         if self.lookups_down:
             raise BrokerUnavailable("GET /v2/orders:by_client_order_id timed out")
         return super().get_order_by_client_id(client_order_id)
+
+
+class FillsFail(PaperBroker):
+    """The paper broker whose fills (account activities) cannot be read while ``fills_down``."""
+
+    fills_down = False
+
+    def get_fills(self, client_order_id: str) -> list[Fill]:
+        if self.fills_down:
+            raise BrokerUnavailable("GET /v2/account/activities/FILL: HTTP 500")
+        return super().get_fills(client_order_id)
 
 
 def restart(t: Trading, tmp_path: Path, settings: Settings | None = None) -> Trading:
@@ -204,6 +215,49 @@ def test_an_order_given_up_as_not_found_and_filled_later_gets_its_status_and_fil
     assert position is not None
     assert position.entries[0].client_order_id == outcome.intent.client_order_id  # the strategy's entry
     assert held(t) == (outcome.intent.qty, outcome.intent.qty)
+
+
+def test_a_filled_order_whose_fills_cannot_be_read_stays_unsettled_and_is_never_adopted_and_counted_again(
+    tmp_path: Path,
+) -> None:
+    # Campaign seed 100002: the restart's lookup said FILLED, reading the fills failed, the
+    # order was taken as settled, reconciliation adopted the broker's 10 shares, and the fill
+    # read later was counted on top: 20 in the ledger, 10 at the broker.
+    broker = FillsFail()
+    t = make_trading(tmp_path, paper=broker)
+    t.reconcile()
+    broker.faults.arm(Fault.LOST_RESPONSE)  # the buy fills; its answer and events are lost
+    broker.fills_down = True
+    outcome = t.pipeline.process_buy(t.signal(), Single, t.market())
+    assert outcome.intent is not None
+    coid, qty = outcome.intent.client_order_id, outcome.intent.qty
+    broker.drain_events()
+
+    t = restart(t, tmp_path)
+    report = startup(t.pipeline)
+
+    with t.ledger.reading() as tx:
+        state = tx.intent_state(coid)
+    assert state is not None
+    assert state.status is LedgerOrderStatus.PARTIALLY_FILLED  # not settled: 0 of its fills recorded
+    assert [(f.symbol, f.action) for f in report.findings] == [("KO", ReconcileAction.DEFERRED)]
+    assert held(t) == (Decimal(0), qty)  # nothing adopted
+    assert "KO" in t.ledger.unreconciled_symbols()  # and no buy on it meanwhile
+
+    broker.fills_down = False
+    t.pipeline.settle_pending()  # the next cycle reads the fills: settled, reconciled, counted once
+    t.pipeline.reconcile_if_due()
+
+    assert held(t) == (qty, qty)
+    with t.ledger.reading() as tx:
+        state = tx.intent_state(coid)
+        assert tx.pending_intents() == []
+    assert state is not None
+    assert (state.status, state.filled_qty) == (LedgerOrderStatus.FILLED, qty)
+    assert t.ledger.unreconciled_symbols() == frozenset()
+    position = t.ledger.position("KO")
+    assert position is not None
+    assert [e.client_order_id for e in position.entries] == [coid]  # the strategy's entry, not an adoption
 
 
 def test_a_lost_exit_request_is_sent_again_in_its_window_with_its_own_client_order_id(tmp_path: Path) -> None:

@@ -111,9 +111,6 @@ class _Basis:
     price: Decimal
 
 
-_UNSENT_OR_AMBIGUOUS = (None, LedgerOrderStatus.SUBMITTING, LedgerOrderStatus.AMBIGUOUS)
-
-
 def _attempt_in_flight(tx: LedgerTx, attempt: OrderIntent) -> ExitIntent | None:
     """The exit ``attempt`` belongs to, if that attempt is the exit's order in flight now."""
     assert attempt.exit_intent_id is not None
@@ -501,6 +498,18 @@ class OrderPipeline:
     def _advance_status(self, tx: LedgerTx, intent: OrderIntent, order: Order) -> None:
         state = tx.intent_state(intent.client_order_id)
         current = state.status if state is not None else None
+        detail = order.reject_reason
+        if order.status.is_terminal and order.filled_qty > 0:
+            known = tx.filled_qty(intent.client_order_id)
+            if known < order.filled_qty:
+                # The broker says it is done, but not every fill it reports is in the ledger
+                # (its fills could not be read, a stream event was lost): the order stays
+                # unsettled, its symbol deferred by reconciliation, until they are. Taken
+                # as settled, the position would be adopted from the broker and then
+                # counted again when the fills arrive.
+                detail = f"the broker reports {order.status} with {order.filled_qty} filled, {known} recorded"
+                log.warning("order %s: %s; its fills are read again", intent.client_order_id, detail)
+                order = attrs.evolve(order, status=OrderStatus.PARTIALLY_FILLED)
         new = LedgerOrderStatus.from_broker(order.status)
         # NOT_FOUND was tradekit's guess, not the broker's word: whatever the broker reports
         # later replaces it.
@@ -517,7 +526,7 @@ class OrderPipeline:
                 broker_order_id=order.broker_order_id,
                 filled_qty=order.filled_qty,
                 filled_avg_price=order.filled_avg_price,
-                detail=order.reject_reason,
+                detail=detail,
             )
         if intent.exit_intent_id:
             self._follow_exit(tx, intent, order)
@@ -561,9 +570,9 @@ class OrderPipeline:
                 after = tx.intent_state(state.intent.client_order_id)
             if after is not None and after.status is not state.status:
                 changed += 1
-        if changed and any(s.status in _UNSENT_OR_AMBIGUOUS for s in pending):
-            # A symbol deferred for an unresolved order can be reconciled again.
-            self._reconcile_due = True
+                if after.status is not None and after.status.is_terminal:
+                    # Its symbol was deferred while the order was unsettled: reconcile it now.
+                    self._reconcile_due = True
         return changed
 
     def recover(self) -> list[IntentState]:
