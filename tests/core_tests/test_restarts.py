@@ -9,6 +9,7 @@ after all, an exit whose request was lost or refused, a window that closed unexe
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -49,7 +50,7 @@ class FillsFail(PaperBroker):
 
     fills_down = False
 
-    def get_fills(self, client_order_id: str) -> list[Fill]:
+    def get_fills(self, client_order_id: str) -> Sequence[Fill]:
         if self.fills_down:
             raise BrokerUnavailable("GET /v2/account/activities/FILL: HTTP 500")
         return super().get_fills(client_order_id)
