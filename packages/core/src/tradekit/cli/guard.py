@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
@@ -27,12 +27,11 @@ from tradekit.cli.common import (
     open_ledger,
     plugins,
 )
-from tradekit.exits.calendar import TradingCalendar
-from tradekit.guard.control import GuardError, TradingGuard
 from tradekit.guard.state import ACCOUNT, Hold, Scope, ScopeError, Standing, TradingStates, Transition
-from tradekit.ledger import LedgerError
-from tradekit.notify.service import notifications
 from tradekit.serialization import unstructure
+
+if TYPE_CHECKING:
+    from tradekit.guard.control import TradingGuard
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +70,12 @@ def _actor(user: str | None) -> str:
 
 @contextmanager
 def _guard(ledger_url: str | None, config_path: Path | None) -> Iterator[TradingGuard]:
+    # The ledger (SQLAlchemy) and the calendar (pandas) load here, not when the CLI starts.
+    from tradekit.exits.calendar import TradingCalendar
+    from tradekit.guard.control import GuardError, TradingGuard
+    from tradekit.ledger import LedgerError
+    from tradekit.notify.service import notifications
+
     manager = plugins()
     settings = load(config_path, manager=manager).settings
     # Not opened for trading: these commands must work while a trader holds the ledger.
@@ -128,7 +133,7 @@ def _manual(reason: str) -> Callable[[F], F]:
     return decorate
 
 
-Act = Callable[[TradingGuard, Scope, str, datetime], list[Transition]]
+Act = Callable[["TradingGuard", Scope, str, datetime], list[Transition]]
 
 
 def _run(options: dict[str, Any], verb: str, act: Act) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from tradekit.cli.common import config_option, console, emit_json, json_option, ledger_option, load, open_ledger
-from tradekit.reporting.trades import Trade, read_trades
+
+if TYPE_CHECKING:
+    from tradekit.reporting.trades import Trade
 
 CSV_COLUMNS = (
     "symbol",
@@ -56,6 +59,8 @@ def trades(
     """List every position with its entries, exits, P&L, holding time and why it closed."""
     if as_csv and as_json:
         raise click.UsageError("choose one of --csv and --json")
+    from tradekit.reporting.trades import read_trades  # the ledger loads when a command needs it
+
     settings = load(config_path).settings
     with open_ledger(ledger_url or settings.ledger.url, create=False) as ledger, ledger.reading() as tx:
         found = read_trades(tx)
