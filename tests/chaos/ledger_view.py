@@ -58,7 +58,7 @@ def read_ledger(url: str, schema: str | None = None) -> LedgerView:
     with connect(url, schema) as conn:
         events = conn.execute(
             sa.text(
-                "SELECT e.symbol, e.lifecycle, e.kind, e.qty, h.lifecycle AS current, h.is_open "
+                "SELECT e.id, e.symbol, e.lifecycle, e.kind, e.qty, e.client_order_id, h.lifecycle AS current, h.is_open "
                 "FROM tk_position_events e JOIN tk_position_heads h ON e.symbol = h.symbol ORDER BY e.id"
             )
         ).all()
@@ -71,16 +71,20 @@ def read_ledger(url: str, schema: str | None = None) -> LedgerView:
             )
         ).all()
     open_qty: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    entries: dict[tuple[str, int], int] = defaultdict(int)
+    # An entry is an order, not a fill: the fills of one order (a partial fill, then the
+    # rest) are one entry, as the ledger counts them for the policy. A backfill is one each.
+    entries: dict[tuple[str, int], set[str]] = defaultdict(set)
     for row in events:
-        if row.kind in ("entry", "backfill"):
-            entries[(row.symbol, int(row.lifecycle))] += 1
+        if row.kind == "entry":
+            entries[(row.symbol, int(row.lifecycle))].add(f"order {row.client_order_id}")
+        elif row.kind == "backfill":
+            entries[(row.symbol, int(row.lifecycle))].add(f"backfill {row.id}")
         if bool(row.is_open) and int(row.lifecycle) == int(row.current):
             qty = Decimal(row.qty)
             open_qty[row.symbol] += -qty if row.kind in _REDUCING else qty
     return LedgerView(
         open_qty={s: q for s, q in open_qty.items() if q != 0},
-        entries_per_life=dict(entries),
+        entries_per_life={life: len(orders) for life, orders in entries.items()},
         intents=[
             IntentRow(
                 client_order_id=r.client_order_id,
