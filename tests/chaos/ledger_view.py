@@ -58,7 +58,8 @@ def read_ledger(url: str, schema: str | None = None) -> LedgerView:
     with connect(url, schema) as conn:
         events = conn.execute(
             sa.text(
-                "SELECT e.id, e.symbol, e.lifecycle, e.kind, e.qty, e.client_order_id, h.lifecycle AS current, h.is_open "
+                "SELECT e.id, e.symbol, e.lifecycle, e.kind, e.qty, e.client_order_id, "
+                "h.lifecycle AS current, h.is_open "
                 "FROM tk_position_events e JOIN tk_position_heads h ON e.symbol = h.symbol ORDER BY e.id"
             )
         ).all()
