@@ -206,12 +206,14 @@ def _prepare(problem: Problem) -> Prepared:
 
 
 def _open(options: StorageOptions, *, create_tables: bool = True) -> BaseStorage:
-    from tradekit.optimize.study import StudyError, open_storage
+    from tradekit.optimize.study import StudyError, close_storage, open_storage
 
     try:
-        return open_storage(options, create_tables=create_tables)
+        storage = open_storage(options, create_tables=create_tables)
     except StudyError as exc:
         raise click.ClickException(str(exc)) from None
+    click.get_current_context().call_on_close(lambda: close_storage(storage))
+    return storage
 
 
 def _shown(url: str) -> str:

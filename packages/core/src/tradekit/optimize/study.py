@@ -24,6 +24,7 @@ to the queue) and stops when none is WAITING or RUNNING.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import itertools
 import logging
@@ -120,6 +121,24 @@ def open_storage(options: StorageOptions, *, create_tables: bool = True) -> Base
                     raise StudyError(f"the study storage cannot be opened: {type(exc).__name__}: {exc}") from exc
                 log.info("creating the study tables raced another process (%s); trying again", exc)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def close_storage(storage: BaseStorage) -> None:
+    """Close the storage's database connections (an in-memory storage has none)."""
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if isinstance(backend, RDBStorage):
+        backend.remove_session()
+        backend.engine.dispose()
+
+
+@contextlib.contextmanager
+def opened(options: StorageOptions, *, create_tables: bool = True) -> Iterator[BaseStorage]:
+    """``open_storage`` for a ``with`` block, its connections closed at the end."""
+    storage = open_storage(options, create_tables=create_tables)
+    try:
+        yield storage
+    finally:
+        close_storage(storage)
 
 
 def stored_problem(storage: BaseStorage, study: str) -> tuple[Problem, dict[str, Any]] | None:
@@ -433,12 +452,14 @@ def reap_overdue(
         if trial.datetime_start is None or trial.datetime_start >= limit:
             continue
         try:
+            storage.set_trial_user_attr(trial._trial_id, "error", f"reaped: RUNNING for more than {timeout}")
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:
             continue  # another worker reaped it, or it finished just now
-        retry(study, storage.get_trial(trial._trial_id))
-        storage.set_trial_user_attr(trial._trial_id, "error", f"reaped: RUNNING for more than {timeout}")
+        reaped = copy.deepcopy(storage.get_trial(trial._trial_id))
+        reaped.user_attrs = {k: v for k, v in reaped.user_attrs.items() if k != "error"}
+        retry(study, reaped)
         failed.append(trial.number)
     return failed
 

@@ -17,7 +17,15 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from tradekit.optimize.problem import prepare
-from tradekit.optimize.study import StorageOptions, StudyError, Worker, check_same, open_storage, stored_problem
+from tradekit.optimize.study import (
+    StorageOptions,
+    StudyError,
+    Worker,
+    check_same,
+    close_storage,
+    open_storage,
+    stored_problem,
+)
 from tradekit.plugins import Plugins
 
 STORAGE_ENV = "TRADEKIT_OPTIMIZE_STORAGE"
@@ -59,7 +67,9 @@ def main(argv: Sequence[str] | None = None, *, plugins: Plugins | None = None) -
     parser.add_argument("--trial-timeout", type=float, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("TRADEKIT_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr)
-    url = os.environ.get(STORAGE_ENV)
+    # Taken out of the environment: it is not a setting (the configuration would refuse a
+    # TRADEKIT_ variable it does not know), and the rest of the process has no need of it.
+    url = os.environ.pop(STORAGE_ENV, None)
     if not url:
         print(f"{STORAGE_ENV} must hold the study storage URL", file=sys.stderr)
         return 2
@@ -72,15 +82,21 @@ def main(argv: Sequence[str] | None = None, *, plugins: Plugins | None = None) -
     )
     try:
         storage = open_storage(options, create_tables=False)
+    except ValueError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 1
+    try:
         found = stored_problem(storage, args.study)
         if found is None:
             raise StudyError(f"no study {args.study!r} to join: create it first (tradekit optimize run)")
         prepared = prepare(found[0], plugins)
         check_same(args.study, found, prepared)
+        Worker(storage=storage, study=args.study, prepared=prepared, options=options).run()
     except ValueError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 1
-    Worker(storage=storage, study=args.study, prepared=prepared, options=options).run()
+    finally:
+        close_storage(storage)
     return 0
 
 
