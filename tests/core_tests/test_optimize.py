@@ -172,3 +172,15 @@ def test_without_optuna_the_command_says_how_to_install_it(monkeypatch: pytest.M
     result = CliRunner().invoke(cli, ["optimize", "show"])
     assert result.exit_code == 1
     assert "pip install 'tradekit[optimize]'" in result.output
+
+
+def test_joining_keeps_the_budget_and_more_trials_queue_the_difference() -> None:
+    prepared = prepare(Problem(**YEAR, sampler="random"), kit_plugins())
+    with opened(StorageOptions(url=MEMORY)) as storage:
+        create_or_join(storage, "kit", prepared, 2)
+        joined, created = create_or_join(storage, "kit", prepared, None)
+        assert not created
+        assert len(joined.get_trials(states=(TrialState.WAITING,))) == 2
+        raised, _ = create_or_join(storage, "kit", prepared, 5)
+        assert raised.user_attrs[BUDGET_ATTR] == 5
+        assert len(raised.get_trials(states=(TrialState.WAITING,))) == 5

@@ -104,6 +104,9 @@ def _problem_options(fn: Any) -> Any:
             help="Optuna sampler (default: tpe).",
         ),
         click.option("--seed", type=int, default=None, help="The sampler's seed (default: 0)."),
+        click.option(
+            "--population", type=click.IntRange(min=2), default=None, help="NSGA-II's population (default: 20)."
+        ),
         config_option,
     ]
     for option in reversed(options):
@@ -151,6 +154,7 @@ def _problem(
     objectives: tuple[str, ...],
     sampler: str | None,
     seed: int | None,
+    population: int | None,
     config_path: Path | None,
 ) -> Problem:
     """The problem the options describe; joining a stored one, the options given must agree with it."""
@@ -187,6 +191,8 @@ def _problem(
         given["sampler"] = sampler
     if seed is not None:
         given["seed"] = seed
+    if population is not None:
+        given["population"] = population
     if config_path is not None:
         given["config"] = str(config_path)
     if stored is not None:
@@ -278,7 +284,7 @@ def run_cmd(
     problem = _problem(found[0] if found else None, **problem_options)
     prepared = _prepare(problem)
     try:
-        study, created = create_or_join(storage, name, prepared, trials or 50)
+        study, created = create_or_join(storage, name, prepared, trials)
     except StudyError as exc:
         raise click.ClickException(str(exc)) from None
     if not as_json:
@@ -445,6 +451,7 @@ def _study_json(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, A
                 "params": t.params,
                 "user_attrs": t.user_attrs,
                 "retry_of": t.system_attrs.get("failed_trial"),
+                "seconds": t.duration.total_seconds() if t.duration is not None else None,
             }
             for t in study.get_trials(deepcopy=False)
         ],

@@ -63,6 +63,7 @@ IDENTITY_ATTR = "tradekit.identity"
 BUDGET_ATTR = "tradekit.budget"
 READY_ATTR = "tradekit.ready"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+DEFAULT_BUDGET = 50
 
 
 class StudyError(ValueError):
@@ -164,11 +165,12 @@ def create_or_join(
     storage: BaseStorage,
     name: str,
     prepared: Prepared,
-    budget: int,
+    budget: int | None,
     *,
     wait: Callable[[float], object] | None = None,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study (recording the problem and queueing the budget), or join it.
+    """Create the study (recording the problem and queueing ``budget`` trials, default
+    ``DEFAULT_BUDGET``), or join it (a ``budget`` above its own queues the difference).
 
     Returns the study and whether this call created it. Joining a study made for another
     problem, or over other data, is refused. Two processes creating it at once: one wins,
@@ -195,7 +197,7 @@ def create_or_join(
         raise StudyError(f"study {name!r} exists but its creator never queued its trials") from None
     study.set_user_attr(PROBLEM_ATTR, prepared.problem.to_json())
     study.set_user_attr(IDENTITY_ATTR, prepared.identity)
-    slots = queue_slots(study, prepared, budget)
+    slots = queue_slots(study, prepared, budget or DEFAULT_BUDGET)
     study.set_user_attr(BUDGET_ATTR, slots)
     study.set_user_attr(READY_ATTR, True)
     return study, True
@@ -234,10 +236,10 @@ def queue_slots(study: optuna.Study, prepared: Prepared, budget: int) -> int:
     return budget
 
 
-def _raise_budget(study: optuna.Study, prepared: Prepared, budget: int) -> None:
+def _raise_budget(study: optuna.Study, prepared: Prepared, budget: int | None) -> None:
     """``--trials`` above the budget a study was created with adds the difference."""
     current = int(study.user_attrs.get(BUDGET_ATTR, 0))
-    if prepared.problem.sampler == "grid" or budget <= current:
+    if prepared.problem.sampler == "grid" or budget is None or budget <= current:
         return
     for _ in range(budget - current):
         study.enqueue_trial({})
@@ -349,6 +351,14 @@ class Worker:
             except BaseException as exc:
                 trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
                 study.tell(trial, state=TrialState.FAIL)
+                if isinstance(exc, KeyboardInterrupt):
+                    # Interrupted, not wrong: queued again, the study's budget stays whole.
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ExperimentalWarning)
+                        retry = RetryHeartbeatStaleTrialCallback(max_retry=None)
+                    interrupted = copy.deepcopy(self.storage.get_trial(trial_id))
+                    interrupted.user_attrs = {}
+                    retry(study, interrupted)
                 raise
             values, statistics = scores(self.prepared, run)
             trial.set_user_attr("statistics", statistics)
@@ -494,13 +504,14 @@ def tally(study: optuna.Study) -> Tally:
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial (one objective) or the Pareto front (several), best first."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    if not complete:
+    """The best trial (one objective) or the Pareto front (several), best first: ordered by
+    the first objective (what a walk-forward fold takes from a front)."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return []
     if len(study.directions) == 1:
         return [study.best_trial]
-    return sorted(study.best_trials, key=lambda t: t.number)
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))
 
 
 def best_text(study: optuna.Study) -> str:
