@@ -18,7 +18,10 @@ from tradekit.cli import cli
 from tradekit.optimize.problem import Problem, ProblemError, prepare
 from tradekit.optimize.study import (
     BUDGET_ATTR,
+    IDENTITY_ATTR,
     MEMORY,
+    PROBLEM_ATTR,
+    READY_ATTR,
     StorageOptions,
     Worker,
     create_or_join,
@@ -26,6 +29,7 @@ from tradekit.optimize.study import (
     open_storage,
     opened,
     pop_waiting,
+    queue_slots,
     reap_overdue,
 )
 from tradekit.optimize.walkforward import windows
@@ -184,3 +188,24 @@ def test_joining_keeps_the_budget_and_more_trials_queue_the_difference() -> None
         raised, _ = create_or_join(storage, "kit", prepared, 5)
         assert raised.user_attrs[BUDGET_ATTR] == 5
         assert len(raised.get_trials(states=(TrialState.WAITING,))) == 5
+
+
+def test_a_study_another_process_is_creating_is_joined_once_its_trials_are_queued() -> None:
+    prepared = prepare(Problem(**YEAR, sampler="random"), kit_plugins())
+    with opened(StorageOptions(url=MEMORY)) as storage:
+        # The rival won the race: the study exists, its problem and queue are not there yet.
+        rival = optuna.create_study(storage=storage, study_name="kit", directions=list(prepared.directions))
+        waits: list[float] = []
+
+        def rival_finishes_meanwhile(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 2:
+                rival.set_user_attr(PROBLEM_ATTR, prepared.problem.to_json())
+                rival.set_user_attr(IDENTITY_ATTR, prepared.identity)
+                rival.set_user_attr(BUDGET_ATTR, queue_slots(rival, prepared, 3))
+                rival.set_user_attr(READY_ATTR, True)
+
+        study, created = create_or_join(storage, "kit", prepared, 3, wait=rival_finishes_meanwhile)
+        assert not created
+        assert len(waits) == 2
+        assert len(study.get_trials(states=(TrialState.WAITING,))) == 3  # queued once, by the rival

@@ -214,6 +214,10 @@ def _prepare(problem: Problem) -> Prepared:
 def _open(options: StorageOptions, *, create_tables: bool = True) -> BaseStorage:
     from tradekit.optimize.study import StudyError, close_storage, open_storage
 
+    if not create_tables and options.url.startswith("sqlite:///"):
+        path = Path(options.url.removeprefix("sqlite:///"))
+        if not path.exists():
+            raise click.ClickException(f"no study storage at {path}: run tradekit optimize run first (or --storage)")
     try:
         storage = open_storage(options, create_tables=create_tables)
     except StudyError as exc:
