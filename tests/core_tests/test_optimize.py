@@ -4,6 +4,7 @@ they can be replayed exactly, the start-time reaper, windows of a walk-forward a
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -112,7 +113,9 @@ def test_joining_a_study_with_another_search_is_refused(tmp_path: Path, kit: Non
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = ["optimize", "run", "--strategy", Gated.name, "--symbols", "AAPL", "--start", "2004-11-01", "--end",
             "2004-12-31", "--storage", storage, "--study", "kit", "--trials", "1", "--sampler", "random"]  # fmt: skip
-    assert CliRunner().invoke(cli, args).exit_code == 0
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0
+    assert re.search(r"trials .*1/1 best [-\d.]+ \(#0\)", first.output), first.output  # the progress bar's last state
     refused = CliRunner().invoke(cli, [*args[:-2], "--sampler", "tpe"])
     assert refused.exit_code == 1
     assert "was created for another search (sampler differ)" in refused.output

@@ -226,6 +226,26 @@ def _open(options: StorageOptions, *, create_tables: bool = True) -> BaseStorage
     return storage
 
 
+def _shared_storage(
+    url: str, heartbeat: int, grace: int | None, max_retry: int, trial_timeout: float | None, workers: int
+) -> tuple[StorageOptions, BaseStorage]:
+    """The storage options of run and walk-forward, and the storage opened (tables created)."""
+    from datetime import timedelta
+
+    from tradekit.optimize.study import MEMORY, StorageOptions
+
+    options = StorageOptions(
+        url=url,
+        heartbeat=heartbeat or None,
+        grace=grace,
+        max_retry=max_retry,
+        trial_timeout=timedelta(seconds=trial_timeout) if trial_timeout else None,
+    )
+    if workers > 1 and url == MEMORY:
+        raise click.ClickException("--workers needs a storage the workers share: a SQLite file or PostgreSQL")
+    return options, _open(options)
+
+
 def _shown(url: str) -> str:
     """The storage URL with its password hidden."""
     if "://" not in url:
@@ -269,20 +289,9 @@ def run_cmd(
     same study and takes trials from its queue until the budget is spent.
     """
     _need_optuna()
-    from datetime import timedelta
+    from tradekit.optimize.study import StudyError, create_or_join, load, stored_problem
 
-    from tradekit.optimize.study import MEMORY, StorageOptions, StudyError, create_or_join, load, stored_problem
-
-    options = StorageOptions(
-        url=storage_url,
-        heartbeat=heartbeat or None,
-        grace=grace,
-        max_retry=max_retry,
-        trial_timeout=timedelta(seconds=trial_timeout) if trial_timeout else None,
-    )
-    if workers > 1 and storage_url == MEMORY:
-        raise click.ClickException("--workers needs a storage the workers share: a SQLite file or PostgreSQL")
-    storage = _open(options)
+    options, storage = _shared_storage(storage_url, heartbeat, grace, max_retry, trial_timeout, workers)
     name = study_name or problem_options["strategy_name"] or DEFAULT_STRATEGY
     found = stored_problem(storage, name)
     problem = _problem(found[0] if found else None, **problem_options)
@@ -635,22 +644,11 @@ def walk_forward_cmd(
     best parameters on the out-of-sample window after it, and report the stitched
     out-of-sample statistics beside the in-sample ones."""
     _need_optuna()
-    from datetime import timedelta
-
     from tradekit.optimize.problem import ProblemError
-    from tradekit.optimize.study import MEMORY, StorageOptions, StudyError, best_trials, create_or_join, load
+    from tradekit.optimize.study import StudyError, best_trials, create_or_join, load
     from tradekit.optimize.walkforward import REPORT_FILE, SUMMARY_HEADER, Window, walk_forward
 
-    options = StorageOptions(
-        url=storage_url,
-        heartbeat=heartbeat or None,
-        grace=grace,
-        max_retry=max_retry,
-        trial_timeout=timedelta(seconds=trial_timeout) if trial_timeout else None,
-    )
-    if workers > 1 and storage_url == MEMORY:
-        raise click.ClickException("--workers needs a storage the workers share: a SQLite file or PostgreSQL")
-    storage = _open(options)
+    options, storage = _shared_storage(storage_url, heartbeat, grace, max_retry, trial_timeout, workers)
     problem = _problem(None, **problem_options)
     prepared = _prepare(problem)
     name = study_name or f"{problem.strategy}-wf"

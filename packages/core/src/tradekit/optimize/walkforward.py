@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ from tradekit.ledger.records import EquityPoint
 from tradekit.ledger.store import Ledger
 from tradekit.optimize.objective import METRICS
 from tradekit.optimize.problem import Prepared, ProblemError, evaluate, scores, trim
+
+# The run report's own helpers: one way to put a time on a Bokeh axis and a table on a page.
+from tradekit.reporting.html_report import _naive, _table
 from tradekit.reporting.statistics import return_statistics
 
 SUMMARY_METRICS = ("sharpe", "sortino", "calmar", "cagr", "total_return", "max_drawdown", "return_over_drawdown")
@@ -217,11 +220,6 @@ def walk_forward(
 # --- the report -----------------------------------------------------------------------------
 
 
-def _naive(moment: datetime) -> datetime:
-    # Bokeh plots naive datetimes as given: UTC, without a zone.
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -296,12 +294,6 @@ def write_report(result: WalkForward, path: Path, *, title: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], table_id: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 _PAGE = """<!DOCTYPE html>
