@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tradekit import Strategy, StrategyScalingPolicy, StrategyView, hookimpl
-from tradekit.data import load_daily_bars
-from tradekit.domain import Bar, Side, Signal
+from tradekit.domain import Side, Signal
 from tradekit.optimize import worker
 from tradekit.plugins import Plugins
 from tradekit.strategy import PriceStructure
@@ -99,11 +98,6 @@ class KitPlugin:
 
 def kit_plugins() -> Plugins:
     return Plugins(load_entrypoints=False, env={}, extra=[("optimize-kit", KitPlugin())])
-
-
-def small_bars() -> dict[str, list[Bar]]:
-    """One symbol, one year: a replay of a fraction of a second."""
-    return {"AAPL": [b for b in load_daily_bars(["AAPL"])["AAPL"] if b.time.year == 2004]}
 
 
 if __name__ == "__main__":
