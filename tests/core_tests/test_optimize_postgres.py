@@ -30,7 +30,7 @@ pytestmark = pytest.mark.postgres
 TESTS_DIR = Path(__file__).resolve().parents[1]
 KIT_WORKER = (sys.executable, "-m", "core_tests.optimize_kit")
 GRID = Problem(
-    strategy=Gated.name, symbols=("AAPL",), start="2004-07-01", end="2004-12-31", sampler="grid"
+    strategy=Gated.name, symbols=("AAPL",), start="2004-10-01", end="2004-12-31", sampler="grid"
 )  # strategy.fast: 5, 10, 15, 20
 WAIT_LIMIT = 120.0
 
