@@ -212,3 +212,24 @@ def test_a_study_another_process_is_creating_is_joined_once_its_trials_are_queue
         assert not created
         assert len(waits) == 2
         assert len(study.get_trials(states=(TrialState.WAITING,))) == 3  # queued once, by the rival
+
+
+def test_an_interrupted_trial_is_failed_and_queued_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared = prepare(Problem(**YEAR, sampler="grid"), kit_plugins())
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tradekit.optimize.study.evaluate", interrupted)
+    options = StorageOptions(url=MEMORY)
+    with opened(options) as storage:
+        create_or_join(storage, "kit", prepared, None)
+        with pytest.raises(KeyboardInterrupt):
+            Worker(storage=storage, study="kit", prepared=prepared, options=options).run()
+        trials = load(storage, "kit").get_trials()
+    stopped = trials[0]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["error"] == "KeyboardInterrupt: "
+    again = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
+    assert [(t.state, t.system_attrs["fixed_params"]) for t in again] == [(TrialState.WAITING, stopped.params)]
+    assert sum(1 for t in trials if t.state == TrialState.WAITING) == 4  # the grid is whole again

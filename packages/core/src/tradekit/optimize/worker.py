@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,10 @@ def spawn(
     ]
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None, *, plugins: Plugins | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tradekit.optimize.worker")
     parser.add_argument("--study", required=True)
@@ -91,10 +96,14 @@ def main(argv: Sequence[str] | None = None, *, plugins: Plugins | None = None) -
             raise StudyError(f"no study {args.study!r} to join: create it first (tradekit optimize run)")
         prepared = prepare(found[0], plugins)
         check_same(args.study, found, prepared)
+        # Stopped (the parent's Ctrl-C or terminate()): the running trial is queued again.
+        signal.signal(signal.SIGTERM, _interrupt)
         Worker(storage=storage, study=args.study, prepared=prepared, options=options).run()
     except ValueError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
     finally:
         close_storage(storage)
     return 0
