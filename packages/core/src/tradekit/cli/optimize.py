@@ -595,6 +595,8 @@ def rerun(
         recorded_values = trial.values or [None] * len(values)
         for objective, score, old in zip(problem.objectives, values, recorded_values, strict=True):
             console.print(f"{objective}: {score:.6f} (recorded {_value_text(old)})", markup=False)
+        if same:
+            console.print("reproduced: the figures equal the trial's record", markup=False)
         if run.report:
             console.print(f"report: {run.report}", markup=False)
         console.print(f"ledger: {run.ledger_url}", markup=False)
