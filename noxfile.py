@@ -19,7 +19,7 @@ nox.options.sessions = ["tests", "typecheck", "lint"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
-CORE = "./packages/core[postgres,parquet]"
+CORE = "./packages/core[postgres,parquet,optimize]"
 EXAMPLES = "./packages/strategies-examples"
 ALPACA = "./packages/broker-alpaca"
 CCXT = "./packages/venue-ccxt"

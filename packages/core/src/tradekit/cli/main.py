@@ -38,6 +38,7 @@ from tradekit.cli.common import (
 from tradekit.cli.config_init import config_init
 from tradekit.cli.data import data_group
 from tradekit.cli.guard import register_guard_commands
+from tradekit.cli.optimize import optimize
 from tradekit.cli.serve import serve
 from tradekit.cli.trades import trades
 from tradekit.cli.types import DECIMAL
@@ -449,6 +450,7 @@ def _print_summary(paper: Any) -> None:
 cli.add_command(trades)
 cli.add_command(data_group)
 cli.add_command(serve)
+cli.add_command(optimize)
 
 
 def _ledger_url(settings: Settings, url: str | None) -> str:
