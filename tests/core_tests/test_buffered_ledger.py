@@ -77,8 +77,7 @@ class TrendAdder(Strategy):
         return []
 
 
-def _bars() -> dict[str, list[Bar]]:
-    cutoff = datetime(2004, 1, 1, tzinfo=UTC)
+def _bars(cutoff: datetime = datetime(2004, 1, 1, tzinfo=UTC)) -> dict[str, list[Bar]]:
     return {s: [b for b in series if b.time < cutoff] for s, series in load_daily_bars(["AAPL", "MSFT"]).items()}
 
 

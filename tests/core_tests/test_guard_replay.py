@@ -3,12 +3,13 @@ summary counts the buys they blocked, and a buffered replay leaves the rows a co
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 from tradekit.broker.paper import PaperBrokerConfig
 from tradekit.config import GuardSettings, Settings
-from tradekit.domain import Side
+from tradekit.domain import Bar, Side
 from tradekit.execution.paper_run import PaperRun, run_paper_replay
 from tradekit.guard import ACCOUNT, TradingState, Trigger
 from tradekit.ledger import Ledger
@@ -19,12 +20,19 @@ from .test_buffered_ledger import TrendAdder, _bars, _dump
 COSTS = PaperBrokerConfig(commission_per_order=Decimal(1))
 
 
-def replay(out: Path, guard: GuardSettings, *, buffered: bool = True, config: PaperBrokerConfig = COSTS) -> PaperRun:
+def replay(
+    out: Path,
+    guard: GuardSettings,
+    *,
+    buffered: bool = True,
+    config: PaperBrokerConfig = COSTS,
+    bars: dict[str, list[Bar]] | None = None,
+) -> PaperRun:
     return run_paper_replay(
         strategy=TrendAdder,
         settings=Settings(guard=guard),
         plugins=Plugins(load_entrypoints=False, env={}),
-        bars=_bars(),
+        bars=bars if bars is not None else _bars(),
         out_dir=out,
         broker_config=config,
         chart=False,
@@ -69,7 +77,9 @@ def test_a_buffered_replay_with_the_guard_leaves_exactly_the_rows_a_committing_o
         exit_cooldown_minutes=2880,
     )
     config = PaperBrokerConfig(fill_slices=3, slippage_bps=Decimal(5), commission_per_order=Decimal(1))
-    runs = {mode: replay(tmp_path / mode, guard, buffered=mode == "buffered", config=config) for mode in ("c", "b")}
+    # Two years: every trigger fires and the committing ledger (a transaction per write) stays affordable.
+    bars = _bars(cutoff=datetime(2002, 1, 1, tzinfo=UTC))
+    runs = {mode: replay(tmp_path / mode, guard, buffered=mode == "b", config=config, bars=bars) for mode in ("c", "b")}
     committing, buffered = _dump(runs["c"].ledger_url), _dump(runs["b"].ledger_url)
     triggers = {row[3] for row in committing["tk_trading_state_transitions"]}
     assert triggers >= {"losing_streak", "exit_cooldown"}
