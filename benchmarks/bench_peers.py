@@ -21,8 +21,9 @@ It runs three ways on the same bars and must produce the same trades:
 tradekit fills a buy queued at a close at the next session's open. To fill "at the signal
 bar's close" as the peers do, every engine gets gapless bars: each bar's open is the
 previous bar's close (high and low widened to contain it). The bars are the shipped GOOG
-series (2,148 daily bars), and tiled sets of it: copies under new names (GOOG0000, ...) over
-the same dates until the asked number of bars is reached. Each copy trades as its own
+series (2,148 daily bars), and tiled sets of it: whole copies under new names (GOOG0000, ...)
+over the same dates, as many as come nearest the asked number (47 copies, 100,956 bars, for
+100,000; 466 copies, 1,000,968 bars, for 1,000,000). Each copy trades as its own
 $100,000 account would: the peers run each copy separately with $100,000, and tradekit runs
 them all in one paper account funded with $100,000 a copy (so cash never binds, as in each
 peer run). The trades compared are, per symbol, every buy (bar, price) and every sell
@@ -100,18 +101,13 @@ def gapless(series: Sequence[Bar], symbol: str) -> list[Bar]:
 
 
 def case_bars(total: int | None) -> dict[str, list[Bar]]:
-    """GOOG (``total`` None) or copies of it until ``total`` bars; the last copy is cut short."""
+    """GOOG (``total`` None), or as many whole copies of it as come nearest to ``total`` bars
+    (a copy cut short would leave an exit planned for a session it has no price in)."""
     goog = load_daily_bars(["GOOG"])["GOOG"]
     if total is None:
         return {"GOOG": gapless(goog, "GOOG")}
-    out: dict[str, list[Bar]] = {}
-    left, copy = total, 0
-    while left > 0:
-        name = f"GOOG{copy:04d}"
-        out[name] = gapless(goog[: min(left, len(goog))], name)
-        left -= len(out[name])
-        copy += 1
-    return out
+    copies = max(1, round(total / len(goog)))
+    return {f"GOOG{copy:04d}": gapless(goog, f"GOOG{copy:04d}") for copy in range(copies)}
 
 
 def cross_column(bars: Sequence[Bar]) -> list[int]:
