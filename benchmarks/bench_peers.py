@@ -345,12 +345,50 @@ def bench_settings() -> Settings:
     )
 
 
-def run_tradekit(total: int | None, variant: str) -> dict[str, Any]:
+# Where a tradekit run's time goes (``--phases``): each wrapped function's seconds and calls.
+# The buy decisions include the engine, the audit row, their share of the flushes and the
+# entry orders; the exit orders are sent from the exits due at the open.
+PHASES = (
+    ("execution.session", "SessionDriver", "_judge", "buy decisions, all-in (incl. entry orders)"),
+    ("execution.pipeline", "", "evaluate_buy", "  decision engine (rules and fold)"),
+    ("ledger.buffered", "_MemoryTx", "record_decision", "  audit row (summary and packed trace)"),
+    ("execution.pipeline", "OrderPipeline", "_submit", "orders sent: guard, paper fill, records"),
+    ("ledger.buffered", "BufferedLedger", "flush", "ledger flushes (batched inserts)"),
+    ("execution.session", "SessionDriver", "close_session", "the close: strategy, exits planned, queue"),
+    ("execution.session", "SessionDriver", "maintain", "exits due and the guard, twice a session"),
+)
+
+
+def _wrap_phases() -> dict[str, list[float]]:
+    import functools
+    import importlib
+
+    spent: dict[str, list[float]] = {}
+    for module_name, owner_name, attribute, label in PHASES:
+        module = importlib.import_module(f"tradekit.{module_name}")
+        owner = getattr(module, owner_name) if owner_name else module
+        inner = getattr(owner, attribute)
+        totals = spent.setdefault(label, [0.0, 0.0])
+
+        def timed(*args: Any, _inner: Any = inner, _totals: list[float] = totals, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                _totals[0] += time.perf_counter() - start
+                _totals[1] += 1
+
+        setattr(owner, attribute, functools.wraps(inner)(timed))
+    return spent
+
+
+def run_tradekit(total: int | None, variant: str, phases: bool = False) -> dict[str, Any]:
     from tradekit.execution.paper_run import run_paper_replay
     from tradekit.ledger.store import Ledger
     from tradekit.plugins import Plugins
     from tradekit.reporting.trades import read_trades
 
+    spent = _wrap_phases() if phases else {}
     bars = case_bars(total)
     plugins = Plugins(env={"TRADEKIT_LOAD_PLUGINS": ""})
     plugins.register(FixedShares(), "bench-fixed-shares")
@@ -388,6 +426,7 @@ def run_tradekit(total: int | None, variant: str) -> dict[str, Any]:
         "decisions": decisions,
         "ledger_bytes": ledger_bytes,
         "final_equity": str(run.result.final_equity),
+        "phases": spent,
     }
 
 
@@ -428,7 +467,7 @@ def pnl(trades: dict[str, Trades]) -> Decimal:
     return total
 
 
-def run_case(label: str, total: int | None) -> None:
+def run_case(label: str, total: int | None, phases: bool = False) -> None:
     bars = sum(len(s) for s in case_bars(total).values())
     print(f"\n{label}: {bars:,} bars")
     plain = in_child(run_plain, total)
@@ -438,7 +477,7 @@ def run_case(label: str, total: int | None) -> None:
         raise AssertionError(f"backtesting.py's trades differ from the plain loop's on {differ[:3]}")
     rows = [("plain Python loop", plain), ("backtesting.py", peer)]
     for variant in ("when-due", "every-bar"):
-        got = in_child(run_tradekit, total, variant)
+        got = in_child(run_tradekit, total, variant, phases)
         if got["trades"] != plain["trades"]:
             differ = [s for s in plain["trades"] if plain["trades"][s] != got["trades"].get(s)]
             raise AssertionError(f"tradekit ({variant})'s trades differ from the plain loop's on {differ[:3]}")
@@ -455,6 +494,12 @@ def run_case(label: str, total: int | None) -> None:
             f"  {name:<22} {seconds:8.2f} s {bars / seconds:12,.0f} bars/s {seconds / base:7.2f}x backtesting.py"
             f"  peak RSS {got['rss_mb']:6.0f} MB{extra}"
         )
+    for name, got in rows:
+        if got.get("phases"):
+            print(f"  where {name}'s {got['seconds']:.1f} s went ({bars:,} bars, {got['decisions']:,} decisions):")
+            for phase, (seconds, calls) in got["phases"].items():
+                per = f"{seconds / calls * 1e6:8,.0f} us a call" if calls else ""
+                print(f"    {phase:<46} {seconds:7.2f} s {int(calls):9,} calls {per}")
 
 
 def main() -> None:
@@ -462,6 +507,7 @@ def main() -> None:
     parser.add_argument("--tiled-bars", type=int, default=100_000, help="the tiled case's size (default 100,000)")
     parser.add_argument("--million", action="store_true", help="also run 1,000,000 tiled bars (slow)")
     parser.add_argument("--only", choices=("goog", "tiled", "million"), help="run one case only")
+    parser.add_argument("--phases", action="store_true", help="also time the steps of tradekit's replay")
     args, _others = parser.parse_known_args()  # nox -s bench passes its posargs to every benchmark
     cases = [
         ("GOOG (shipped daily bars)", None, "goog"),
@@ -471,7 +517,7 @@ def main() -> None:
         cases.append(("tiled GOOG, 1,000,000", 1_000_000, "million"))
     for label, total, key in cases:
         if args.only in (None, key):
-            run_case(label, total)
+            run_case(label, total, args.phases)
 
 
 if __name__ == "__main__":

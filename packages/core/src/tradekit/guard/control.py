@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 import attrs
 
@@ -297,7 +297,7 @@ class TradingGuard:
 _STREAMING: dict[type, bool] = {}
 
 
-def _streams(broker: Broker) -> bool:
+def _streams(broker: Broker) -> TypeGuard[StreamHealth]:
     kind = type(broker)
     found = _STREAMING.get(kind)
     if found is None:
