@@ -150,6 +150,8 @@ def test_an_unreadable_trace_is_an_error_that_says_why(text: str, message: str) 
 
 def test_a_damaged_packed_trace_is_an_error_not_a_wrong_document() -> None:
     stored = encode_trace(_decisions()[0])
-    for damaged in (stored[:-5], stored[:-1] + ("0" if stored[-1] != "0" else "1"), PACKED_PREFIX + "~~not base85"):
+    middle = len(stored) // 2
+    flipped = stored[:middle] + ("A" if stored[middle] != "A" else "B") + stored[middle + 1 :]
+    for damaged in (stored[:-5], flipped, PACKED_PREFIX + "~~not base64"):
         with pytest.raises(TraceError, match=r"cannot be unpacked|not JSON"):
             decode_trace(damaged)

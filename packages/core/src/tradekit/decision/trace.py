@@ -9,8 +9,8 @@ so ``tradekit explain --json`` prints the same document for both, and
 
 Packed (written since ledger schema 4): the format-2 document, deflated against a fixed
 dictionary of typical traces (``trace_dictionary_1.jsonl``: most of a trace is the same
-rule names and sentences every time) and written in base85 after the prefix ``z1:``. A
-2,400-byte trace is stored in ~230 bytes; ``trace_text`` gives back the very same JSON, so
+rule names and sentences every time) and written in base64 after the prefix ``z1:``. A
+2,400-byte trace is stored in ~250-350 bytes; ``trace_text`` gives back the very same JSON, so
 every reader sees what format 2 held. The dictionary file is part of the format: it is
 checked against its digest when first read and must never change (a new one would be
 ``trace_dictionary_2.jsonl`` behind the prefix ``z2:``).
@@ -67,7 +67,7 @@ def pack_trace(text: str) -> str:
     """A trace document (JSON) as stored packed."""
     deflate = _primed().copy()
     packed = deflate.compress(text.encode()) + deflate.flush()
-    return PACKED_PREFIX + base64.b85encode(packed).decode("ascii")
+    return PACKED_PREFIX + base64.b64encode(packed).decode("ascii")
 
 
 def trace_text(stored: str) -> str:
@@ -76,7 +76,7 @@ def trace_text(stored: str) -> str:
         return stored
     try:
         inflate = zlib.decompressobj(_WBITS, zdict=_dictionary())
-        raw = inflate.decompress(base64.b85decode(stored[len(PACKED_PREFIX) :])) + inflate.flush()
+        raw = inflate.decompress(base64.b64decode(stored[len(PACKED_PREFIX) :], validate=True)) + inflate.flush()
         if not inflate.eof:
             raise TraceError("stored decision trace is cut short")
         return raw.decode()
