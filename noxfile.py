@@ -72,6 +72,7 @@ def typecheck(session: nox.Session) -> None:
     """One mypy --strict pass over every src tree, the tests, the benchmarks and this file."""
     _install_group(session, "typecheck")
     _install_group(session, "test")
+    _install_group(session, "bench")
     session.install("-e", CORE, "-e", EXAMPLES, "-e", ALPACA, "-e", CCXT)
     session.run(
         "mypy",
@@ -96,6 +97,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and print their figures (not part of the test run)."""
+    _install_group(session, "bench")  # the peers bench_peers.py compares with (never a runtime dependency)
     session.install(CORE, EXAMPLES)
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

@@ -20,6 +20,7 @@ from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, pai
 from ccxt_tests.venues import ETH, sync_venue
 from tradekit.broker.errors import BrokerUnavailable, OrderRejected
 from tradekit.decision.reasons import BuyAction, ReasonCode
+from tradekit.decision.trace import trace_text
 from tradekit.domain.orders import Order, OrderRequest
 from tradekit.domain.signals import Side
 from tradekit.ledger.records import LedgerOrderStatus
@@ -137,7 +138,7 @@ def test_each_scale_in_snapshot_is_in_the_audit_trail(make_world: Callable[..., 
             decision = tx.decision(snapshot.decision_id)
             assert decision is not None
             assert decision.action == ("enter_new" if snapshot.entry_no == 1 else "scale_in")
-            assert all(rule in decision.trace for rule in PAIR_RULES)
+            assert all(rule in trace_text(decision.trace) for rule in PAIR_RULES)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from tradekit import Strategy, StrategyScalingPolicy, StrategyView, evaluate_buy
 from tradekit.broker.paper import PaperBrokerConfig
 from tradekit.config import Settings
 from tradekit.data import load_daily_bars
-from tradekit.decision.trace import decode_trace
+from tradekit.decision.trace import decode_trace, trace_text
 from tradekit.domain import Bar, Fill, Side, Signal
 from tradekit.execution.paper_run import run_paper_replay
 from tradekit.ledger import DuplicateIntentError, Ledger, LedgerError, LedgerOrderStatus
@@ -83,7 +83,8 @@ def _bars(cutoff: datetime = datetime(2004, 1, 1, tzinfo=UTC)) -> dict[str, list
 
 def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows as stored (raw SQLite values: the exact text of times and
-    decimals), in key order, with the (random) decision ids renamed by appearance."""
+    decimals), in key order, with the (random) decision ids renamed by appearance and the
+    decision traces unpacked."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
@@ -95,9 +96,11 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
                 order = ", ".join(c.name for c in table.primary_key.columns)
                 rows = []
                 for row in conn.exec_driver_sql(f"SELECT * FROM {table.name} ORDER BY {order}"):
+                    # A packed trace holds its decision id deflated: compared as its document.
+                    unpacked = (trace_text(v) if isinstance(v, str) else v for v in row)
                     values = tuple(
                         pattern.sub(lambda m: names[m.group(0)], v) if pattern and isinstance(v, str) else v
-                        for v in row
+                        for v in unpacked
                     )
                     rows.append(values)
                 out[table.name] = rows

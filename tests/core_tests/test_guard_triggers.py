@@ -15,6 +15,7 @@ from tradekit.config import GuardSettings, ReconciliationSettings, SettingsError
 from tradekit.guard import ACCOUNT, Scope, TradingState, Transition, Trigger
 from tradekit.guard.control import GuardError, ResumeRefused, TradingGuard
 from tradekit.ledger import Ledger
+from tradekit.ledger import schema as t
 from tradekit.plugins import Plugins
 from tradekit.reconcile import Reconciler
 
@@ -363,7 +364,7 @@ def test_a_version_2_ledger_gains_the_guard_tables_when_opened(tmp_path: Path) -
         with ledger.reading() as tx:
             version = tx._conn.exec_driver_sql("SELECT value FROM tk_meta WHERE key = 'schema_version'").scalar()
             assert [h.scope for h in tx.trading_states().holds] == [KO]
-    assert version == "3"
+    assert version == str(t.SCHEMA_VERSION)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,16 @@ from tradekit.decision import BuyDecision
 from tradekit.decision.context import OrderCounters
 from tradekit.decision.plugin_reasons import PluginReason, Reason
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
-from tradekit.decision.trace import TraceError, decision_from_trace, decode_trace, encode_trace
+from tradekit.decision.trace import (
+    PACKED_PREFIX,
+    TraceError,
+    decision_from_trace,
+    decode_trace,
+    encode_trace,
+    pack_trace,
+    trace_document,
+    trace_text,
+)
 from tradekit.decision.verdict import Check
 from tradekit.plugins import Plugins
 from tradekit.serialization import unstructure
@@ -47,7 +56,23 @@ def test_a_compact_trace_reads_back_as_the_full_document_and_decision(decision: 
     stored = encode_trace(decision)
     assert decode_trace(stored) == json.loads(_format_1(decision))
     assert decision_from_trace(stored) == decision
-    assert len(stored) < 0.7 * len(_format_1(decision))
+    assert len(trace_document(decision)) < 0.7 * len(_format_1(decision))
+
+
+@pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
+def test_a_trace_is_stored_packed_in_a_fraction_of_its_document(decision: BuyDecision) -> None:
+    stored = encode_trace(decision)
+    assert stored.startswith(PACKED_PREFIX)
+    assert trace_text(stored) == trace_document(decision)
+    assert len(stored) < 0.3 * len(trace_document(decision))
+
+
+@pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
+def test_format_2_traces_written_before_packing_stay_readable(decision: BuyDecision) -> None:
+    unpacked = trace_document(decision)
+    assert trace_text(unpacked) == unpacked
+    assert decode_trace(unpacked) == decode_trace(encode_trace(decision)) == json.loads(_format_1(decision))
+    assert decision_from_trace(unpacked) == decision
 
 
 def _converter_document(decision: BuyDecision) -> dict[str, object]:
@@ -65,7 +90,7 @@ def _converter_document(decision: BuyDecision) -> dict[str, object]:
 )
 def test_the_hand_written_trace_is_the_converters_document_key_for_key(decision: BuyDecision) -> None:
     # Items, not a dict comparison: key order is part of the stored bytes.
-    assert list(json.loads(encode_trace(decision)).items()) == list(_converter_document(decision).items())
+    assert list(json.loads(trace_document(decision)).items()) == list(_converter_document(decision).items())
 
 
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
@@ -119,3 +144,14 @@ def test_any_checks_survive_the_compact_format(
 def test_an_unreadable_trace_is_an_error_that_says_why(text: str, message: str) -> None:
     with pytest.raises(TraceError, match=message):
         decode_trace(text)
+    with pytest.raises(TraceError, match=message):
+        decode_trace(pack_trace(text))
+
+
+def test_a_damaged_packed_trace_is_an_error_not_a_wrong_document() -> None:
+    stored = encode_trace(_decisions()[0])
+    middle = len(stored) // 2
+    flipped = stored[:middle] + ("A" if stored[middle] != "A" else "B") + stored[middle + 1 :]
+    for damaged in (stored[:-5], flipped, PACKED_PREFIX + "~~not base64"):
+        with pytest.raises(TraceError, match=r"cannot be unpacked|not JSON"):
+            decode_trace(damaged)

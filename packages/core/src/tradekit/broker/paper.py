@@ -155,6 +155,7 @@ class PaperStateError(RuntimeError):
 SessionClock = Callable[[datetime], MarketClock]
 
 
+@functools.lru_cache(maxsize=512)  # pure: a replay asks for the same few days at every order
 def _session_bounds(day: date) -> tuple[datetime, datetime]:
     return (
         to_utc(datetime.combine(day, _SESSION_OPEN, tzinfo=_NEW_YORK)),

@@ -18,8 +18,10 @@ paper broker are the same code a live run uses, driven by the same driver.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import itertools
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,6 +40,25 @@ from tradekit.strategy.history import History
 
 # A bar on a day the calendar has no session for (bad data) is given a 6.5-hour session.
 _UNLISTED_SESSION = timedelta(hours=6, minutes=30)
+# The youngest generation's collection threshold during a replay (Python's default is 700).
+_REPLAY_GEN0_THRESHOLD = 50_000
+
+
+@contextlib.contextmanager
+def _collector_for_replay() -> Iterator[None]:
+    """While a replay runs: what exists when it starts (the bars, the calendar, the modules)
+    lives until it ends, so it is moved out of the garbage collector's sight (``gc.freeze``)
+    instead of being walked again by every full collection (~10 s on a million bars), and the
+    young generation is collected less often (a replay allocates many short-lived objects and
+    few cycles). Both are undone when the replay ends, however it ends."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], _REPLAY_GEN0_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @attrs.define
@@ -140,6 +161,15 @@ class ReplayRunner:
         account restored to that point). ``on_session_end`` is called after each session (a
         checkpointed replay saves its progress there).
         """
+        with _collector_for_replay():
+            return self._run(progress, after, on_session_end)
+
+    def _run(
+        self,
+        progress: Callable[[int], None] | None,
+        after: ReplayProgress | None,
+        on_session_end: Callable[[ReplayResult, datetime], None] | None,
+    ) -> ReplayResult:
         driver, pipeline, clock, broker = self.driver, self.pipeline, self.clock, self.broker
         exits = pipeline.settings.exits
         result = ReplayResult(strategy=driver.strategy_cls.name, symbols=tuple(sorted(self.bars)), tally=driver.tally)

@@ -55,6 +55,8 @@ class TradingCalendar:
         # for "the next open" builds its index of every trading minute since 1990 (~56 MB).
         with _quiet():
             self._labels = self._cal.sessions
+            # Each session's date as a Python date: indexing the pandas labels per call costs ~80 us.
+            self._days: list[date] = [label.date() for label in self._labels]
             self._open_ns = _utc_nanos(self._cal.opens)
             self._close_ns = _utc_nanos(self._cal.closes)
 
@@ -91,7 +93,7 @@ class TradingCalendar:
 
     def _session(self, index: int) -> Session:
         return Session(
-            day=self._labels[index].date(),
+            day=self._days[index],
             open=_from_nanos(int(self._open_ns[index])),
             close=_from_nanos(int(self._close_ns[index])),
         )
@@ -127,13 +129,16 @@ class TradingCalendar:
         return datetime.combine(local.date(), time(0), tzinfo=self.tz).astimezone(UTC)
 
 
-def _nanos(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError(f"calendar times must be timezone-aware, got {moment!r}")
-    return int(pd.Timestamp(moment).value)
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _nanos(moment: datetime) -> int:
+    """``moment`` as UTC nanoseconds since the epoch (what ``pd.Timestamp(moment).value`` gives,
+    in integer arithmetic: a datetime holds whole microseconds)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"calendar times must be timezone-aware, got {moment!r}")
+    return (moment - _EPOCH) // _MICROSECOND * 1000
 
 
 def _from_nanos(nanos: int) -> datetime:

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 import attrs
 
@@ -265,7 +265,7 @@ class TradingGuard:
                 account = broker.get_account()
             except BrokerError as exc:
                 log.warning("account unreadable, the guard's account triggers wait: %s", exc)
-        stream = broker.stream_heartbeat() if isinstance(broker, StreamHealth) else None
+        stream = broker.stream_heartbeat() if _streams(broker) else None
         return self.observe(now=now, account=account, stream=stream)
 
     # --- writing -----------------------------------------------------------------------------------
@@ -288,3 +288,20 @@ class TradingGuard:
             if self.plugins is not None:
                 self.plugins.on_trading_state(transition)
         return made
+
+
+# Whether a broker class has ``stream_heartbeat``, remembered by class: an isinstance check
+# against a runtime-checkable protocol walks the protocol's members each time (~100 us), and
+# the guard asks at every step of a session (three times a replayed day). A class that
+# delegates attributes (``__getattr__``) may answer per instance, so it is asked every time.
+_STREAMING: dict[type, bool] = {}
+
+
+def _streams(broker: Broker) -> TypeGuard[StreamHealth]:
+    kind = type(broker)
+    found = _STREAMING.get(kind)
+    if found is None:
+        found = isinstance(broker, StreamHealth)
+        if not hasattr(kind, "__getattr__"):
+            _STREAMING[kind] = found
+    return found

@@ -1291,6 +1291,10 @@ MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
     # 3: tables added since version 2 (create_all creates only the missing ones) and
     # nullable columns added to existing tables.
     3: lambda conn: _create_missing(conn),
+    # 4: decision traces are written packed (tradekit.decision.trace: deflated against a fixed
+    # dictionary, ~10x smaller); the tables are unchanged and earlier traces stay readable,
+    # but an older tradekit could not read the packed ones, so the version moves.
+    4: lambda conn: None,
 }
 
 

@@ -10,7 +10,6 @@ trade list. BokehJS is inlined, so the page opens without a network.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,7 +159,7 @@ def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]
     for decision in inputs.decisions:
         if decision.symbol != symbol or decision.decision_id in entered or decision.action in ("enter_new", "scale_in"):
             continue
-        price = json.loads(decision.trace).get("price")
+        price = decision.document().get("price")
         if price is None:
             continue
         add(
