@@ -219,7 +219,9 @@ ACTIVE_STANDING = Standing(TradingState.ACTIVE)
 
 
 def _holds(items: Iterable[Hold]) -> tuple[Hold, ...]:
-    return tuple(items)
+    # One order whatever order the ledger listed them in: a buffered replay must write the
+    # rows a committing one writes (holds ending at the same moment end in this order).
+    return tuple(sorted(items, key=lambda h: (h.since, str(h.scope), h.trigger.value)))
 
 
 _SCOPE_ORDER = {ScopeKind.ACCOUNT: 0, ScopeKind.STRATEGY: 1, ScopeKind.SYMBOL: 2}

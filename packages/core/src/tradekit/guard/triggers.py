@@ -302,9 +302,7 @@ def plan(
     """The transitions that take the standing holds to what the triggers want now."""
     by_key = {(d.scope, d.trigger): d for d in wanted}
     changes: list[Transition] = []
-    # In one order whatever the ledger returned them in (a buffered replay must write the
-    # rows a committing one writes, and holds ending at the same moment end in this order).
-    for standing in sorted(states.holds, key=lambda h: (h.since, str(h.scope), h.trigger.value)):
+    for standing in states.holds:
         if (standing.scope, standing.trigger) in by_key or standing.trigger is Trigger.MANUAL:
             continue
         actor = trigger_actor(standing.trigger)

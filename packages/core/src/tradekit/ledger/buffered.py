@@ -945,7 +945,7 @@ class _MemoryTx(LedgerTx):
     def trading_states(self) -> TradingStates:
         s = self._s
         if s.trading_states is None:
-            s.trading_states = TradingStates(s.holds[key] for key in sorted(s.holds))
+            s.trading_states = TradingStates(s.holds.values())
         return s.trading_states
 
     def record_trading_state(self, transition: Transition) -> None:
