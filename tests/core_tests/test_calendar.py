@@ -84,3 +84,20 @@ def test_last_close_on_a_half_day_and_over_a_holiday_weekend() -> None:
     assert cal.last_close(datetime(2023, 7, 3, 17, tzinfo=UTC)) == datetime(2023, 7, 3, 17, tzinfo=UTC)
     assert cal.last_close(datetime(2023, 7, 5, 19, tzinfo=UTC)) == datetime(2023, 7, 3, 17, tzinfo=UTC)
     assert cal.last_close(datetime(2023, 7, 3, 16, 59, tzinfo=UTC)) == datetime(2023, 6, 30, 20, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(since=moments, days=st.integers(min_value=0, max_value=40), minutes=st.integers(min_value=0, max_value=1439))
+def test_sessions_opened_since_counts_opens_after_the_session_since_falls_in(
+    reference: xcals.ExchangeCalendar, since: datetime, days: int, minutes: int
+) -> None:
+    """A cooldown's age in sessions: opens strictly after ``since`` up to ``until``, where a
+    moment between sessions belongs to the next one (its open does not count)."""
+    until = since + timedelta(days=days, minutes=minutes)
+    with _quiet():
+        # The session ``since`` falls in, or the next one when it falls between sessions.
+        label = reference.minute_to_session(pd.Timestamp(since), direction="next")
+        start = max(since, reference.session_open(label).to_pydatetime().astimezone(UTC))
+        opens = reference.opens
+    expected = int(((opens > pd.Timestamp(start)) & (opens <= pd.Timestamp(until))).sum())
+    assert TradingCalendar("XNYS").sessions_opened_since(since, until) == expected

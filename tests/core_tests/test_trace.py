@@ -91,6 +91,8 @@ def _converter_document(decision: BuyDecision) -> dict[str, object]:
 def test_the_hand_written_trace_is_the_converters_document_key_for_key(decision: BuyDecision) -> None:
     # Items, not a dict comparison: key order is part of the stored bytes.
     assert list(json.loads(trace_document(decision)).items()) == list(_converter_document(decision).items())
+    # And the very text json writes: the packing dictionary was built from json's output.
+    assert trace_document(decision) == json.dumps(_converter_document(decision), separators=(",", ":"))
 
 
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
@@ -129,6 +131,7 @@ def test_any_checks_survive_the_compact_format(
     decision = BuyDecision(**{**{f: getattr(decision, f) for f in unstructure(decision)}, "checks": built})
     read = decision_from_trace(encode_trace(decision)).checks
     assert read == built
+    assert trace_document(decision) == json.dumps(_converter_document(decision), separators=(",", ":"))
     assert [type(c.reason) for c in read] == [type(c.reason) for c in built]
 
 

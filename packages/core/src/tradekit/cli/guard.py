@@ -71,7 +71,7 @@ def _actor(user: str | None) -> str:
 @contextmanager
 def _guard(ledger_url: str | None, config_path: Path | None) -> Iterator[TradingGuard]:
     # The ledger (SQLAlchemy) and the calendar (pandas) load here, not when the CLI starts.
-    from tradekit.exits.calendar import TradingCalendar
+    from tradekit.exits.calendar import trading_calendar
     from tradekit.guard.control import GuardError, TradingGuard
     from tradekit.ledger import LedgerError
     from tradekit.notify.service import notifications
@@ -87,7 +87,7 @@ def _guard(ledger_url: str | None, config_path: Path | None) -> Iterator[Trading
             yield TradingGuard(
                 ledger=ledger,
                 settings=settings.guard,
-                calendar=TradingCalendar(settings.exits.calendar),
+                calendar=trading_calendar(settings.exits.calendar),
                 plugins=manager,
             )
         except (GuardError, LedgerError) as exc:

@@ -21,7 +21,7 @@ from tradekit.execution.clock import BrokerClock
 from tradekit.execution.live import CycleReport, LiveTrader, current_prices, run_async
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.session import Focus, startup
-from tradekit.exits.calendar import TradingCalendar
+from tradekit.exits.calendar import trading_calendar
 from tradekit.ledger.store import Ledger
 from tradekit.notify.service import notifications
 from tradekit.plugins import Plugins
@@ -101,7 +101,7 @@ def connect(
         broker=broker,
         settings=settings,
         plugins=manager,
-        calendar=TradingCalendar(settings.exits.calendar),
+        calendar=trading_calendar(settings.exits.calendar),
         clock=clock,
     )
     return BrokerSession(broker, ledger, pipeline, clock)

@@ -32,7 +32,7 @@ from tradekit.execution.clock import SimClock
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.replay import ReplayProgress, ReplayResult, ReplayRunner
 from tradekit.execution.session import Focus, startup
-from tradekit.exits.calendar import TradingCalendar
+from tradekit.exits.calendar import trading_calendar
 from tradekit.ledger import schema as t
 from tradekit.ledger.buffered import BufferedLedger
 from tradekit.ledger.errors import LedgerError
@@ -125,7 +125,7 @@ def _runner(
 ) -> ReplayRunner:
     first = min(series[0].time for series in bars.values() if series)
     clock = SimClock(first - timedelta(days=1))
-    calendar = TradingCalendar(settings.exits.calendar)
+    calendar = trading_calendar(settings.exits.calendar)
     pipeline = OrderPipeline(
         ledger=ledger, broker=broker, settings=settings, plugins=plugins, calendar=calendar, clock=clock
     )

@@ -29,7 +29,7 @@ from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker, StreamHealth, StreamHeartbeat
 from tradekit.config.settings import GuardSettings
 from tradekit.domain.account import AccountSnapshot
-from tradekit.exits.calendar import TradingCalendar
+from tradekit.exits.calendar import TradingCalendar, trading_calendar
 from tradekit.guard import triggers
 from tradekit.guard.records import Mark
 from tradekit.guard.state import ClosedTrade, Hold, Scope, TradingState, TradingStates, Transition, Trigger
@@ -121,7 +121,7 @@ class TradingGuard:
     ) -> None:
         self.ledger = ledger
         self.settings = settings or GuardSettings()
-        self.calendar = calendar or TradingCalendar()
+        self.calendar = calendar or trading_calendar()
         self.plugins = plugins
 
     # --- the order gate ------------------------------------------------------------------------

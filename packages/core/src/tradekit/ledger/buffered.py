@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -228,30 +228,18 @@ class BufferedLedger(Ledger):
 
     # --- transactions ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def transaction(self, *, lock_symbol: str | None = None, lock_account: bool = False) -> Iterator[LedgerTx]:
-        if self._undo is not None:
-            raise LedgerError("buffered ledger transactions do not nest")
-        self._undo = []
-        tx = _MemoryTx(self)
-        try:
-            yield tx
-        except BaseException:
-            for undo in reversed(self._undo):
-                undo()
-            raise
-        finally:
-            self._undo = None
-        if self.auto_flush and self._state.pending_count >= FLUSH_EVERY:
-            self.flush()
+    def transaction(
+        self, *, lock_symbol: str | None = None, lock_account: bool = False
+    ) -> contextlib.AbstractContextManager[LedgerTx]:
+        # Context managers written as classes: a replay opens tens of thousands (a dozen
+        # reads a session), and a generator-based one costs ~10x as much to enter and leave.
+        return _Transaction(self)
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[LedgerTx]:
-        yield _MemoryTx(self)
+    def reading(self) -> contextlib.AbstractContextManager[LedgerTx]:
+        return _Reading(_MemoryTx(self))
 
-    @contextlib.contextmanager
-    def sending(self) -> Iterator[LedgerTx]:
-        yield _MemoryTx(self)
+    def sending(self) -> contextlib.AbstractContextManager[LedgerTx]:
+        return _Reading(_MemoryTx(self))
 
     def unreconciled_symbols(self) -> frozenset[str]:
         return _MemoryTx(self).unreconciled_symbols()
@@ -307,7 +295,7 @@ class BufferedLedger(Ledger):
                     for table in _APPEND_ORDER:
                         rows = state.pending[table]
                         if rows:
-                            conn.execute(table.insert(), rows)
+                            _insert(conn, table, rows)
                     self._write_heads(conn)
                     if also is not None:
                         also(conn)
@@ -411,13 +399,96 @@ def _intent_head_row(head: _Head) -> dict[str, Any]:
     }
 
 
+class _Reading:
+    """``with ledger.reading() as tx``: a view of the buffered state; nothing to undo."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, tx: _MemoryTx) -> None:
+        self._tx = tx
+
+    def __enter__(self) -> LedgerTx:
+        return self._tx
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Transaction:
+    """``with ledger.transaction() as tx``: changes applied to the buffered state at once and
+    journaled; an exception undoes them (newest first) and propagates. Leaving it cleanly
+    flushes when enough rows are pending (unless the ledger's ``auto_flush`` is off)."""
+
+    __slots__ = ("_ledger",)
+
+    def __init__(self, ledger: BufferedLedger) -> None:
+        self._ledger = ledger
+
+    def __enter__(self) -> LedgerTx:
+        ledger = self._ledger
+        if ledger._undo is not None:
+            raise LedgerError("buffered ledger transactions do not nest")
+        ledger._undo = []
+        return _MemoryTx(ledger)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        ledger = self._ledger
+        undo, ledger._undo = ledger._undo, None
+        if exc_type is not None:
+            for step in reversed(undo or ()):
+                step()
+            return
+        if ledger.auto_flush and ledger._state.pending_count >= FLUSH_EVERY:
+            ledger.flush()
+
+
 def _replace(
     conn: sa.Connection, table: sa.Table, key: sa.Column[Any], keys: Sequence[str], rows: list[dict[str, Any]]
 ) -> None:
     for start in range(0, len(keys), 500):
         conn.execute(table.delete().where(key.in_(keys[start : start + 500])))
     if rows:
+        _insert(conn, table, rows)
+
+
+def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` in one ``executemany``: the statement and each column's bind processor
+    (``DecimalText``, ``UtcText``: the same conversions and checks) are prepared once per
+    table, and the driver gets plain tuples. Through ``conn.execute(table.insert(), rows)``
+    SQLAlchemy builds the parameters row by row, which cost about as much as the rest of a
+    replay's flush. Rows of mixed shapes, or that leave a column with a default unset, take
+    that path instead (SQLAlchemy fills the defaults)."""
+    keys = rows[0].keys()
+    plan = _insert_plan(conn.dialect, table, tuple(keys))
+    if plan is None or any(row.keys() != keys for row in rows):
         conn.execute(table.insert(), rows)
+        return
+    sql, columns = plan
+    params = [tuple(row[k] if proc is None else proc(row[k]) for k, proc in columns) for row in rows]
+    conn.exec_driver_sql(sql, params)
+
+
+_Processor = Callable[[Any], Any]
+_PLANS: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[tuple[str, _Processor | None], ...]] | None] = {}
+
+
+def _insert_plan(
+    dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...]
+) -> tuple[str, tuple[tuple[str, _Processor | None], ...]] | None:
+    cache_key = (dialect.name, table.fullname, keys)
+    if cache_key in _PLANS:
+        return _PLANS[cache_key]
+    plan = None
+    unset_defaults = [c for c in table.columns if c.name not in keys and c.default is not None]
+    if dialect.paramstyle == "qmark" and not unset_defaults and all(k in table.columns for k in keys):
+        quote = dialect.identifier_preparer
+        sql = (
+            f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(k) for k in keys)}) "
+            f"VALUES ({', '.join('?' for _ in keys)})"
+        )
+        plan = (sql, tuple((k, table.columns[k].type.bind_processor(dialect)) for k in keys))
+    _PLANS[cache_key] = plan
+    return plan
 
 
 class _MemoryTx(LedgerTx):

@@ -211,8 +211,9 @@ class Ledger:
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7352001)")
                     if self.schema and self._create:
                         conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                _migrate(conn, create=self._create, where=self.url, location=self._location)
-                _check_schema(conn, where=self.url)
+                created = _migrate(conn, create=self._create, where=self.url, location=self._location)
+                if not created:  # a ledger this transaction created holds exactly the schema
+                    _check_schema(conn, where=self.url)
         except LedgerError:
             raise
         except exc.OperationalError as e:
@@ -276,8 +277,9 @@ class Ledger:
 
     # --- transactions ------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def transaction(self, *, lock_symbol: str | None = None, lock_account: bool = False) -> Iterator[LedgerTx]:
+    def transaction(
+        self, *, lock_symbol: str | None = None, lock_account: bool = False
+    ) -> contextlib.AbstractContextManager[LedgerTx]:
         """A write transaction: everything inside commits together or not at all.
 
         With ``lock_symbol`` on PostgreSQL, no other process can hold a transaction on the
@@ -285,6 +287,10 @@ class Ledger:
         ``lock_account`` (PostgreSQL) takes the account's trading lock exclusively: it waits
         for the orders being sent (``sending()``), and no order is sent until it commits.
         """
+        return self._transaction(lock_symbol, lock_account)
+
+    @contextlib.contextmanager
+    def _transaction(self, lock_symbol: str | None, lock_account: bool) -> Iterator[LedgerTx]:
         try:
             with self._engine.connect() as conn:
                 conn = conn.execution_options(tk_write=True)
@@ -300,17 +306,19 @@ class Ledger:
         except exc.DBAPIError as e:
             raise self._translate(e) from None
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[LedgerTx]:
+    def reading(self) -> contextlib.AbstractContextManager[LedgerTx]:
         """A read-only snapshot."""
+        return self._reading()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[LedgerTx]:
         try:
             with self._engine.connect() as conn, conn.begin():
                 yield LedgerTx(conn)
         except exc.DBAPIError as e:
             raise self._translate(e) from None
 
-    @contextlib.contextmanager
-    def sending(self) -> Iterator[LedgerTx]:
+    def sending(self) -> contextlib.AbstractContextManager[LedgerTx]:
         """A read transaction to send an order in: read the guard's state, send, leave.
 
         On PostgreSQL it holds the account's trading lock shared until it ends, so a change
@@ -318,6 +326,10 @@ class Ledger:
         send that starts after a halt committed reads the halt. On SQLite (one trader per
         file) it is a read snapshot taken when the order is about to leave.
         """
+        return self._sending()
+
+    @contextlib.contextmanager
+    def _sending(self) -> Iterator[LedgerTx]:
         try:
             with self._engine.connect() as conn, conn.begin():
                 if self.backend == "postgresql":
@@ -1312,7 +1324,13 @@ def _create_missing(conn: Connection) -> None:
                 conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
-def _migrate(conn: Connection, *, create: bool, where: str, location: sa.URL) -> None:
+def _migrate(conn: Connection, *, create: bool, where: str, location: sa.URL) -> bool:
+    """Bring the ledger to the current schema version; tell whether it was created just now.
+
+    A new ledger is created at the current version in one step (the migrations are for
+    ledgers written by an earlier tradekit: on an empty database they would only check, table
+    by table, for what the first step has just created).
+    """
     inspector = sa.inspect(conn)
     tables = set(inspector.get_table_names())
     if t.meta.name not in tables:
@@ -1326,12 +1344,13 @@ def _migrate(conn: Connection, *, create: bool, where: str, location: sa.URL) ->
                 f"no ledger at {_describe_url(location)}: the database holds no tradekit tables "
                 f"({_init_hint(location)})"
             )
-        version = 0
-    else:
-        raw = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
-        if raw is None or not raw.isdigit():
-            raise LedgerVersionError(f"ledger {where}: the schema version is unreadable ({raw!r})")
-        version = int(raw)
+        t.metadata.create_all(conn, checkfirst=False)
+        conn.execute(t.meta.insert().values(key="schema_version", value=str(t.SCHEMA_VERSION)))
+        return True
+    raw = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
+    if raw is None or not raw.isdigit():
+        raise LedgerVersionError(f"ledger {where}: the schema version is unreadable ({raw!r})")
+    version = int(raw)
     if version > t.SCHEMA_VERSION:
         raise LedgerVersionError(
             f"ledger {where} has schema version {version}, newer than this tradekit understands "
@@ -1341,6 +1360,7 @@ def _migrate(conn: Connection, *, create: bool, where: str, location: sa.URL) ->
         MIGRATIONS[target](conn)
         conn.execute(t.meta.delete().where(t.meta.c.key == "schema_version"))
         conn.execute(t.meta.insert().values(key="schema_version", value=str(target)))
+    return False
 
 
 def _check_schema(conn: Connection, *, where: str) -> None:

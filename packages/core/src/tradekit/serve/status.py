@@ -21,7 +21,7 @@ import attrs
 import tradekit.redaction as redaction
 from tradekit.config.settings import Settings
 from tradekit.domain.values import HUNDRED, ZERO
-from tradekit.exits.calendar import TradingCalendar
+from tradekit.exits.calendar import TradingCalendar, trading_calendar
 from tradekit.exits.intent import ExitState
 from tradekit.guard.audit import blocking_transition
 from tradekit.guard.control import read_trading_states
@@ -63,7 +63,7 @@ class StatusSource:
 
     @functools.cached_property
     def calendar(self) -> TradingCalendar:
-        return TradingCalendar(self.settings.exits.calendar)
+        return trading_calendar(self.settings.exits.calendar)
 
     @functools.cached_property
     def pages(self) -> dict[str, StatusPage]:

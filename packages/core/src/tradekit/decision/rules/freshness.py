@@ -7,6 +7,7 @@ from datetime import timedelta
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import ReasonCode, RulePhase
 from tradekit.decision.rules import Rule
+from tradekit.decision.rules.waiting import calendar_of
 from tradekit.decision.verdict import Check, block, not_applicable, passed, skip
 from tradekit.domain.values import pct_of
 from tradekit.hookspecs import hookimpl
@@ -30,11 +31,7 @@ def signal_age(ctx: ScalingContext) -> Check:
         )
     sessions = ctx.limits.max_signal_age_sessions
     if sessions is not None:
-        # Imported here: the calendar (pandas, exchange-calendars) is only needed once a
-        # signal is judged, not by every command that loads the rules.
-        from tradekit.exits.calendar import trading_calendar
-
-        opened = trading_calendar(ctx.limits.calendar).opens_between(ctx.signal.generated_at, ctx.now)
+        opened = calendar_of(ctx.limits.calendar).opens_between(ctx.signal.generated_at, ctx.now)
         if opened > sessions:
             return skip(
                 "signal_age",

@@ -11,11 +11,30 @@ cooldown is measured on the clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tradekit.decision.context import ScalingContext
 
+if TYPE_CHECKING:
+    from tradekit.exits.calendar import TradingCalendar
+
 _DAY = timedelta(days=1)
+
+
+def calendar_of(name: str) -> TradingCalendar:
+    # Imported when first judged, not with the rules: the calendar brings pandas and
+    # exchange-calendars. (An import statement per call costs more than the lookup.)
+    global _trading_calendar
+    if _trading_calendar is None:
+        from tradekit.exits.calendar import trading_calendar
+
+        _trading_calendar = trading_calendar
+    return _trading_calendar(name)
+
+
+_trading_calendar: Callable[[str], TradingCalendar] | None = None
 
 
 def waited(ctx: ScalingContext, since: datetime, wait: timedelta) -> tuple[bool, str]:
@@ -23,12 +42,7 @@ def waited(ctx: ScalingContext, since: datetime, wait: timedelta) -> tuple[bool,
     elapsed = ctx.now - since
     if ctx.limits.max_signal_age_sessions is None or wait <= timedelta(0) or wait % _DAY:
         return elapsed >= wait, f"{elapsed}"
-    # Imported here: the calendar (pandas, exchange-calendars) is needed only once judged.
-    from tradekit.exits.calendar import trading_calendar
-
-    calendar = trading_calendar(ctx.limits.calendar)
     # Something that happened between sessions (an adopted position, a pre-market fill)
     # belongs to the session that opens next: that open does not end its wait.
-    start = max(since, calendar.session_of_open(since).open)
-    sessions = calendar.opens_between(start, ctx.now)
+    sessions = calendar_of(ctx.limits.calendar).sessions_opened_since(since, ctx.now)
     return sessions >= wait // _DAY, f"{elapsed} ({sessions} session{'' if sessions == 1 else 's'} opened since)"
