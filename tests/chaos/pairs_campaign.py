@@ -56,6 +56,7 @@ from chaos.runs import (
     base_env,
     draw_kills,
     exit_violations,
+    let_sigint_through,
     reader_url,
     stop,
     supervise,
@@ -148,6 +149,7 @@ def run_pairs(
     ``kill_triggers`` replaces the kills drawn from the seed.
     """
     started = time.monotonic()
+    let_sigint_through()
     workdir.mkdir(parents=True, exist_ok=True)
     narrative = Narrative(workdir / "narrative.log")
     schema = backend.schema(seed, "chaos_pairs")

@@ -116,6 +116,20 @@ class Narrative:
             return self._lines[-count:]
 
 
+def let_sigint_through() -> None:
+    """Make the user's Ctrl-C the campaign sends reach the processes it starts.
+
+    A campaign started in the background by a non-interactive shell (``... &`` in a script)
+    inherits SIGINT ignored, and so would every trader it starts: each ``interrupt()`` would
+    then end in the 30 s kill, and a run would take minutes instead of seconds. Python's own
+    handler is restored instead (a handled signal reverts to its default action in the
+    programs the campaign starts). Only the main thread may set a handler: elsewhere this
+    does nothing.
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Worker:
     """A command run as a subprocess, started again with the same command after each exit."""
 
