@@ -283,3 +283,42 @@ def test_report_listings_inside_a_write_transaction_are_refused(tmp_path: Path) 
         # The refused transaction rolled back; outside one, listings flush and read.
         with ledger.reading() as tx:
             assert tx.intent_counts() == {}
+
+
+def test_the_flush_writes_what_sqlalchemys_insert_writes(tmp_path: Path) -> None:
+    """The buffered ledger's flush hands the driver tuples it prepared itself; what lands in
+    the file is what ``conn.execute(table.insert(), rows)`` writes, value for value: rows
+    that convert (Decimal, UTC time and boolean columns), and rows that leave a defaulted
+    column unset (which go through SQLAlchemy, which fills the default)."""
+    from tradekit.ledger.buffered import _insert, _insert_plan
+
+    start = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
+    equity = [
+        {"time": start + timedelta(days=i), "equity": Decimal(100_000) + Decimal(i) / 7, "cash": Decimal("5.25")}
+        for i in range(5)
+    ]
+    reconciliations = [{"started_at": start, "broker": "paper", "broker_ok": ok, "error": None} for ok in (True, False)]
+    events = [{"client_order_id": "tk-1", "status": "accepted", "filled_qty": None, "time": start}]  # no detail
+    tables = ((t.equity, equity), (t.reconciliations, reconciliations), (t.order_events, events))
+    written: list[dict[str, list[tuple[Any, ...]]]] = []
+    for name, write in (("ours", _insert), ("sqlalchemy", lambda c, table, rows: c.execute(table.insert(), rows))):
+        engine = sa.create_engine(f"sqlite:///{tmp_path / name}.db")
+        t.metadata.create_all(engine)
+        with engine.begin() as conn:
+            for table, rows in tables:
+                write(conn, table, rows)
+        with engine.connect() as conn:
+            written.append(
+                {
+                    table.name: [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table.name} ORDER BY id")]
+                    for table, _ in tables
+                }
+            )
+        engine.dispose()
+    assert written[0] == written[1]
+    assert written[0][t.equity.name][0] == (1, "2024-03-01T14:30:00.000000+00:00", "100000", "5.25")
+    assert written[0][t.order_events.name][0][-2:] == ("", "2024-03-01T14:30:00.000000+00:00")
+    # The defaulted column left unset took SQLAlchemy's path; the others were prepared.
+    dialect = sa.create_engine("sqlite://").dialect
+    assert _insert_plan(dialect, t.order_events, tuple(events[0])) is None
+    assert _insert_plan(dialect, t.equity, tuple(equity[0])) is not None

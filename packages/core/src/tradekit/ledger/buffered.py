@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -463,18 +464,27 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) ->
     if plan is None or any(row.keys() != keys for row in rows):
         conn.execute(table.insert(), rows)
         return
-    sql, columns = plan
-    params = [tuple(row[k] if proc is None else proc(row[k]) for k, proc in columns) for row in rows]
-    conn.exec_driver_sql(sql, params)
+    params: list[Sequence[Any]] = [plan.values(row) for row in rows]
+    if plan.processors:
+        for i, values in enumerate(params):
+            converted = list(values)
+            for column, process in plan.processors:
+                converted[column] = process(converted[column])
+            params[i] = tuple(converted)  # the driver is given tuples (SQLAlchemy refuses lists)
+    conn.exec_driver_sql(plan.sql, params)
 
 
-_Processor = Callable[[Any], Any]
-_PLANS: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[tuple[str, _Processor | None], ...]] | None] = {}
+@attrs.frozen
+class _InsertPlan:
+    sql: str
+    values: Callable[[dict[str, Any]], Sequence[Any]]  # a row's values, in the statement's order
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, bind processor)
 
 
-def _insert_plan(
-    dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...]
-) -> tuple[str, tuple[tuple[str, _Processor | None], ...]] | None:
+_PLANS: dict[tuple[str, str, tuple[str, ...]], _InsertPlan | None] = {}
+
+
+def _insert_plan(dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...]) -> _InsertPlan | None:
     cache_key = (dialect.name, table.fullname, keys)
     if cache_key in _PLANS:
         return _PLANS[cache_key]
@@ -486,7 +496,16 @@ def _insert_plan(
             f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(k) for k in keys)}) "
             f"VALUES ({', '.join('?' for _ in keys)})"
         )
-        plan = (sql, tuple((k, table.columns[k].type.bind_processor(dialect)) for k in keys))
+        processors = tuple(
+            (i, process)
+            for i, k in enumerate(keys)
+            if (process := table.columns[k].type.bind_processor(dialect)) is not None
+        )
+        pick = operator.itemgetter(*keys)
+        values: Callable[[dict[str, Any]], Sequence[Any]] = (
+            pick if len(keys) > 1 else (lambda row: (pick(row),))  # one key: itemgetter gives no tuple
+        )
+        plan = _InsertPlan(sql=sql, values=values, processors=processors)
     _PLANS[cache_key] = plan
     return plan
 
