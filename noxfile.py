@@ -96,11 +96,24 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks and print their figures (not part of the test run)."""
+    """Run the benchmarks and print their figures (not part of the test run).
+
+    ``nox -s bench`` runs every benchmark with its defaults; ``nox -s bench -- replay
+    --tiled-bars 50000`` runs one (``bench_replay.py``) with its own options (each script's
+    ``--help`` lists them).
+    """
     _install_group(session, "bench")  # the peers bench_peers.py compares with (never a runtime dependency)
     session.install(CORE, EXAMPLES)
-    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+    scripts = {p.stem.removeprefix("bench_"): p for p in sorted((ROOT / "benchmarks").glob("bench_*.py"))}
+    if not session.posargs:
+        for script in scripts.values():
+            session.run("python", str(script))
+        return
+    name, *options = session.posargs
+    chosen = scripts.get(name.removeprefix("bench_").removesuffix(".py"))
+    if chosen is None:
+        session.error(f"no benchmark {name!r}: name one of {', '.join(scripts)} first, then its options")
+    session.run("python", str(chosen), *options)
 
 
 @nox.session
