@@ -32,8 +32,9 @@ import shlex
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _q
 from pathlib import Path
 from typing import IO, Any, Literal, Self
 
@@ -91,7 +92,7 @@ from tradekit.ledger.records import (
     UnappliedFill,
 )
 from tradekit.reconcile.report import BLOCKING_ACTIONS, ReconcileAction, ReconcileFinding, ReconcileReport
-from tradekit.serialization import structure, unstructure
+from tradekit.serialization import structure
 
 _EXIT_IN_FLIGHT = (ExitState.PLANNED.value, ExitState.SUBMITTED.value)
 _BLOCKING_FINDINGS = tuple(sorted(a.value for a in BLOCKING_ACTIONS))
@@ -1674,9 +1675,25 @@ def queued_buy_row(signal: Signal, strategy: str, queued_at: datetime) -> dict[s
         "signal_id": signal.signal_id,
         "strategy": strategy,
         "symbol": signal.symbol,
-        "signal": json.dumps(unstructure(signal), separators=(",", ":")),
+        "signal": signal_text(signal),
         "queued_at": queued_at,
     }
+
+
+def signal_text(signal: Signal) -> str:
+    """The queued signal as stored: the converter's document as ``json.dumps`` writes it
+    with the separators ``,`` and ``:``, byte for byte (a test holds it to that), written
+    out by hand: a replay queues one per buy signal, and this is ~4x faster."""
+    price = signal.reference_price
+    payload = json.dumps(signal.payload, separators=(",", ":")) if signal.payload else "{}"
+    return (
+        f'{{"symbol":{_q(signal.symbol)},"side":{_q(signal.side._value_)},'
+        f'"confidence":{int(signal.confidence)!r},'
+        f'"generated_at":{_q(signal.generated_at.astimezone(UTC).isoformat())},'
+        f'"reference_price":{"null" if price is None else _q(str(price))},'
+        f'"source":{_q(signal.source)},"reason":{_q(signal.reason)},"urgency":{_q(signal.urgency._value_)},'
+        f'"payload":{payload},"signal_id":{_q(signal.signal_id)}}}'
+    )
 
 
 def settlement_row(signal_id: str, time: datetime, decision_id: str | None, note: str) -> dict[str, Any]:
