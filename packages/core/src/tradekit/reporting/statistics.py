@@ -148,10 +148,13 @@ def statistics_of(
 ) -> RunStatistics:
     """A run's statistics from what the ledger holds (and the bars, for buy-and-hold)."""
     closes = [p.time for p in curve]
-    symbols = sorted({t.symbol for t in trades} | set(bars or {}))
+    own_trades: dict[str, list[Trade]] = {}
+    for trade in trades:  # grouped once: a million-bar replay has hundreds of symbols
+        own_trades.setdefault(trade.symbol, []).append(trade)
+    symbols = sorted(own_trades.keys() | set(bars or {}))
     by_symbol = {}
     for symbol in symbols:
-        own = [t for t in trades if t.symbol == symbol]
+        own = own_trades.get(symbol, [])
         series = bars.get(symbol) if bars else None
         by_symbol[symbol] = SymbolStatistics(
             trades=trade_statistics(own),
