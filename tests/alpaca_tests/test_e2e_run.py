@@ -8,6 +8,11 @@ positions in the Alpaca dashboard meanwhile, and the bot restarts. It must find 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time as time_module
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -382,3 +387,43 @@ def test_an_endless_run_prints_each_cycle_as_a_json_line_until_interrupted(
     *cycles, last = result.output.splitlines()
     assert [json.loads(line)["signals"] for line in cycles] == [1, 0]
     assert last == "stopped"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_an_endless_run_stops_cleanly_on_sigterm_and_ctrl_c(
+    market: AlpacaEmulator, env: dict[str, str], tmp_path: Path, stop: signal.Signals
+) -> None:
+    """A real ``tradekit run --broker alpaca`` process, stopped as systemd, Docker or ``kill``
+    stop a service (SIGTERM) or as a user at the terminal does (Ctrl-C): it finishes the cycle
+    in progress, says it stopped, and exits 0, not with the signal's status."""
+    if stop is signal.SIGINT and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        pytest.skip("this test process was started with SIGINT ignored, and its children inherit that")
+    code = "import sys; from tradekit.cli import cli; sys.exit(cli())"
+    argv = ["run", "--broker", "alpaca", "--strategy", "breakout", "--symbols", "AAPL", "--json", "--interval", "0.2"]
+    out = tmp_path / "stdout.txt"
+    with out.open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            env={**os.environ, **env, "TRADEKIT_LOG_LEVEL": "WARNING"},
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            # Wait (bounded) until the trader has run two cycles: it is in its loop.
+            deadline = time_module.monotonic() + 60
+            while out.read_text().count("\n") < 2:
+                assert process.poll() is None, process.communicate()[1].decode()
+                assert time_module.monotonic() < deadline, "the trader never ran two cycles"
+                time_module.sleep(0.05)
+            process.send_signal(stop)
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    lines = out.read_text().splitlines()
+    assert process.returncode == 0, stderr.decode()
+    assert lines[-1] == "stopped"
+    assert all(json.loads(line)["signals"] >= 0 for line in lines[:-1])
+    assert "Traceback" not in stderr.decode()

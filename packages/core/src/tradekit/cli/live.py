@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Coroutine, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import click
 
@@ -158,7 +160,9 @@ def run_live(
         trader = LiveTrader(session.pipeline, strategy, symbols, focus=focus, candidates_file=candidates)
         try:
             reports = asyncio.run(
-                run_async(trader, interval_seconds=interval_seconds, cycles=1 if once else None, on_cycle=show)
+                _until_terminated(
+                    run_async(trader, interval_seconds=interval_seconds, cycles=1 if once else None, on_cycle=show)
+                )
             )
         except KeyboardInterrupt:
             console.print("stopped")
@@ -171,6 +175,40 @@ def run_live(
     if skipped:
         # A cron job running --once must see that nothing was done.
         raise click.ClickException(skipped[0])
+
+
+async def _until_terminated(run: Coroutine[Any, Any, list[CycleReport]]) -> list[CycleReport]:
+    """Run ``run``; SIGTERM (what systemd, Docker and ``kill`` send) stops it as Ctrl-C does.
+
+    Without this a SIGTERM ends the process wherever it is. The ledger is safe either way
+    (every order's intent is committed before it is sent), but the stream would not be
+    closed, nothing would say the trader stopped, and the exit status would be the signal's.
+    The cycle in progress finishes first (it runs in a worker thread; asyncio waits for it).
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        handled = True
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
+        handled = False
+    try:
+        return await run
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def cycle_json(report: CycleReport) -> dict[str, object]:
