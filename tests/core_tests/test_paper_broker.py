@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +44,7 @@ from tradekit.broker.paper_plugin import make_paper_broker
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.domain import Bar, Fill, InvalidValueError, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 from tradekit.plugins import Plugins
+from tradekit.serialization import unstructure
 
 D = Decimal
 # Monday 2024-03-04, 10:00 New York: the session clock says the market is open.
@@ -797,7 +800,8 @@ def test_state_file_is_replaced_whole_and_leaves_no_temporary_file(make_paper: M
     paper = make_paper(state_path=state)
     paper.submit_order(order("b"))
     paper.drain_events()
-    assert [p.name for p in tmp_path.iterdir()] == ["paper.json"]
+    # The state file and its archive of terminal orders and received requests, nothing else.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["paper.json", "paper.json.orders.db"]
 
 
 @pytest.mark.parametrize(
@@ -809,6 +813,129 @@ def test_unusable_state_file_is_an_error_not_a_fresh_account(tmp_path: Path, con
     state.write_text(content)
     with pytest.raises(PaperStateError, match=r"paper\.json"):
         PaperBroker(state_path=state)
+
+
+# --------------------------------------------------------------------------- the order archive
+
+
+def test_terminal_orders_leave_the_book_and_are_still_answered(make_paper: MakePaper, tmp_path: Path) -> None:
+    state = tmp_path / "paper.json"
+    paper = make_paper(state_path=state, starting_cash=D(1_000_000))
+    sizes = []
+    for i in range(40):
+        paper.submit_order(order(f"b{i}"))
+        paper.submit_order(order(f"s{i}", Side.SELL))
+        paper.drain_events()  # as a trader does (undelivered events stay in the book)
+        sizes.append(state.stat().st_size)
+    resting = paper.submit_order(order("rest", limit=D(50), tif=TimeInForce.GTC))
+    book = json.loads(state.read_text())
+    # The state file holds what is open, not the 80 filled orders: it does not grow with them.
+    assert list(book["orders"]) == ["rest"]
+    assert book["received"] == []
+    assert max(sizes) - min(sizes) < 100
+    first = paper.get_order_by_client_id("b0")
+    assert first is not None
+    assert (first.status, first.filled_qty) == (OrderStatus.FILLED, D(1))
+    assert [f.qty for f in paper.get_fills("s39")] == [D(1)]
+    assert [r.request.client_order_id for r in paper.received_orders][:3] == ["b0", "s0", "b1"]
+    assert len(paper.received_orders) == 81
+    with pytest.raises(DuplicateClientOrderId):
+        paper.submit_order(order("b0"))
+    paper.cancel_order("b0")  # terminal, archived: nothing happens
+    restarted = PaperBroker(state_path=state)
+    assert restarted.get_order_by_client_id("b17") == paper.get_order_by_client_id("b17")
+    assert restarted.get_fills("s3") == paper.get_fills("s3")
+    assert restarted.received_orders == paper.received_orders
+    assert restarted.get_open_orders() == (resting,)
+    with pytest.raises(DuplicateClientOrderId):
+        restarted.submit_order(order("s39", Side.SELL))
+
+
+def test_archive_rows_newer_than_the_state_file_are_dropped_on_restart(
+    make_paper: MakePaper, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive is committed before the state file is written: a crash in between leaves
+    rows the state file does not know, and the restarted account must not see them."""
+    state = tmp_path / "paper.json"
+    paper = make_paper(state_path=state)
+    paper.submit_order(order("kept"))
+    paper.submit_order(order("rest", limit=D(90), tif=TimeInForce.GTC))
+    cash = paper.get_account().cash
+
+    def no_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", no_replace)
+    with pytest.raises(AmbiguousSubmission):
+        paper.submit_order(order("lost"))  # filled and archived, but the save failed
+    with pytest.raises(OSError, match="disk full"):
+        paper.set_price("AAPL", D(89), T0 + timedelta(minutes=1))  # fills "rest"; the save fails
+    monkeypatch.undo()
+    assert paper.get_order_by_client_id("rest") is not None
+    assert paper.get_order_by_client_id("rest").status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+    restarted = PaperBroker(state_path=state)
+    assert restarted.get_order_by_client_id("lost") is None
+    assert [r.request.client_order_id for r in restarted.received_orders] == ["kept", "rest"]
+    assert [o.client_order_id for o in restarted.get_open_orders()] == ["rest"]
+    assert restarted.get_account().cash == cash
+    assert restarted.get_order_by_client_id("kept") is not None
+    restarted.submit_order(order("lost"))  # the id was never used, as far as this account knows
+    assert position_qty(restarted) == D(2)
+
+
+def test_a_state_file_without_its_archive_is_an_error(make_paper: MakePaper, tmp_path: Path) -> None:
+    state = tmp_path / "paper.json"
+    paper = make_paper(state_path=state)
+    paper.submit_order(order("b"))
+    (tmp_path / "paper.json.orders.db").unlink()
+    with pytest.raises(PaperStateError, match=r"paper\.json\.orders\.db.*missing"):
+        PaperBroker(state_path=state)
+
+
+def test_a_state_file_from_before_the_archive_is_read_and_moved_over(make_paper: MakePaper, tmp_path: Path) -> None:
+    state = tmp_path / "paper.json"
+    paper = make_paper(state_path=state)
+    paper.submit_order(order("done"))
+    paper.submit_order(order("rest", limit=D(90), tif=TimeInForce.GTC))
+    done = paper.get_order_by_client_id("done")
+    # Rewrite it the way tradekit wrote it before the archive: every order and every received
+    # request in the book, no generation, no archive file.
+    archive = paper._archive
+    book = json.loads(state.read_text())
+    archived = archive.order("done")
+    assert archived is not None
+    book["orders"]["done"] = {
+        **book["orders"]["rest"],
+        "order": unstructure(archived[0]),
+        "fills": unstructure(list(archived[1])),
+    }
+    book["received"] = archive.received_docs()
+    del book["generation"]
+    archive.close()
+    (tmp_path / "paper.json.orders.db").unlink()
+    state.write_text(json.dumps(book))
+
+    restored = PaperBroker(state_path=state)
+    assert restored.get_order_by_client_id("done") == done
+    assert [r.request.client_order_id for r in restored.received_orders] == ["done", "rest"]
+    assert [o.client_order_id for o in restored.get_open_orders()] == ["rest"]
+    restored.set_price("AAPL", D(101), T0 + timedelta(minutes=1))  # a change: the book is saved
+    assert list(json.loads(state.read_text())["orders"]) == ["rest"]
+    assert PaperBroker(state_path=state).get_fills("done") == archived[1]
+
+
+def test_an_account_in_memory_keeps_its_archive_in_a_temporary_file_removed_with_it() -> None:
+    paper = PaperBroker()
+    paper.set_price("AAPL", D(100), T0)
+    paper.submit_order(order("b"))
+    path = paper._archive.path
+    assert path is not None
+    assert path.exists()
+    assert paper.get_order_by_client_id("b") is not None
+    del paper
+    gc.collect()
+    assert not path.parent.exists()
 
 
 KILLED_CHILD = textwrap.dedent(

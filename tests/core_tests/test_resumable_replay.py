@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
+from tradekit.broker.paper import PaperBrokerConfig
 from tradekit.config import Settings
-from tradekit.execution.paper_run import ReplayMismatch, run_paper_replay
+from tradekit.execution.paper_run import ReplayMismatch, checkpointed_paper_account, run_paper_replay
 from tradekit.plugins import Plugins
 
 from .test_buffered_ledger import TrendAdder, _bars, _dump
@@ -55,8 +55,8 @@ def replay(ledger: Path, *, stop_after: int | None = None, config: PaperBrokerCo
 
 def account(ledger: Path) -> tuple[Any, Any]:
     """The paper account the run left: its last state file's cash and positions."""
-    (state,) = ledger.parent.glob(f"{ledger.name}.paper-*.json")
-    broker = PaperBroker(CONFIG, state_path=state, autosave=False)
+    assert len(list(ledger.parent.glob(f"{ledger.name}.paper-*.json"))) == 1
+    broker = checkpointed_paper_account(ledger, CONFIG)
     return broker.get_account().cash, sorted((p.symbol, p.qty) for p in broker.get_positions())
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from core_tests.test_buffered_ledger import _dump
-from tradekit.broker.paper import PaperBroker, ReceiptOutcome
+from tradekit.broker.paper import ReceiptOutcome
+from tradekit.execution.paper_run import checkpointed_paper_account
 
 from .conftest import ENV
 
@@ -61,8 +62,7 @@ def finish(ledger: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def paper_account(ledger: Path) -> tuple[Any, ...]:
-    (state,) = ledger.parent.glob(f"{ledger.name}.paper-*.json")
-    broker = PaperBroker(state_path=state, autosave=False)
+    broker = checkpointed_paper_account(ledger)
     accepted = [r.request.client_order_id for r in broker.received_orders if r.outcome is ReceiptOutcome.ACCEPTED]
     assert len(accepted) == len(set(accepted)), "an order was sent twice"
     return broker.get_account().cash, sorted((p.symbol, p.qty) for p in broker.get_positions()), accepted

@@ -41,6 +41,7 @@ from tradekit.broker.errors import (
     FractionalNotSupported,
     OrderRejected,
 )
+from tradekit.broker.paper_archive import ArchiveError, OrderArchive
 from tradekit.broker.protocol import AssetInfo, MarketClock, OrderEvent, OrderEventKind
 from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.market import Bar
@@ -339,6 +340,9 @@ class _Book:
     order_sequence: int
     execution_sequence: int
     pinned_clock: MarketClock | None = None
+    # Raised by one at every save; rows of the order archive carry the generation of the save
+    # that includes them (see ``tradekit.broker.paper_archive``). 0: nothing archived yet.
+    generation: int = 0
 
 
 def _check_price(name: str, value: object) -> Decimal:
@@ -423,9 +427,15 @@ class PaperBroker:
         state_path: Path | str | None = None,
         session_clock: SessionClock = weekday_session_clock,
         autosave: bool = True,
+        archive_path: Path | str | None = None,
     ) -> None:
         self._config = config if config is not None else PaperBrokerConfig()
         self._state_path = Path(state_path) if state_path is not None else None
+        # Terminal orders and the received-request log (only what is open stays in the book).
+        if archive_path is None and self._state_path is not None:
+            archive_path = self._state_path.with_name(self._state_path.name + ".orders.db")
+        persistent = archive_path is not None
+        self._archive = OrderArchive(Path(archive_path) if archive_path is not None else None, durable=persistent)
         # False: the state file is read at construction and written only by save_state() (a
         # replay saves it at its checkpoints, together with the ledger's rows).
         self._autosave = autosave
@@ -437,11 +447,11 @@ class PaperBroker:
         self._snapshot = _Snapshot()
         loaded = self._load()
         self._book = loaded if loaded is not None else self._fresh_book()
+        self._restore_archive()
         # Open orders by symbol, so a price update touches only what it can execute.
         self._open: dict[str, dict[str, _WorkingOrder]] = {}
         for working in self._book.orders.values():
-            if not working.order.status.is_terminal:
-                self._open.setdefault(working.request.symbol, {})[working.request.client_order_id] = working
+            self._open.setdefault(working.request.symbol, {})[working.request.client_order_id] = working
         if loaded is None:
             self._save()
 
@@ -545,7 +555,7 @@ class PaperBroker:
                     f"order {request.client_order_id}: request lost before any answer "
                     "(injected fault); look the order up by client order id"
                 )
-            if request.client_order_id in self._book.orders:
+            if request.client_order_id in self._book.orders or request.client_order_id in self._archive:
                 self._receive(request, now, ReceiptOutcome.DUPLICATE, "client order id already used")
                 raise DuplicateClientOrderId(f"an order with client order id {request.client_order_id} already exists")
             try:
@@ -585,7 +595,10 @@ class PaperBroker:
         with self._lock:
             self._connected_for_read("get_order_by_client_id")
             working = self._book.orders.get(client_order_id)
-            return None if working is None else working.order
+            if working is not None:
+                return working.order
+            archived = self._archive.order(client_order_id)
+            return None if archived is None else archived[0]
 
     def get_open_orders(self) -> Sequence[Order]:
         """Return every order not yet filled, canceled, rejected or expired, oldest first."""
@@ -613,7 +626,10 @@ class PaperBroker:
         with self._lock:
             self._connected_for_read("get_fills")
             working = self._book.orders.get(client_order_id)
-            return () if working is None else tuple(working.fills)
+            if working is not None:
+                return tuple(working.fills)
+            archived = self._archive.order(client_order_id)
+            return () if archived is None else archived[1]
 
     def drain_events(self) -> Sequence[OrderEvent]:
         """Return the order events since the last call, oldest first (unless a fault says otherwise)."""
@@ -634,7 +650,9 @@ class PaperBroker:
             return self._clock()
 
     def close(self) -> None:
-        """Do nothing: the paper broker holds no connection and has already saved its state."""
+        """Commit the order archive; the book itself was saved at its last change."""
+        with self._lock:
+            self._archive.commit()
 
     # ------------------------------------------------------------------ feeding the market
 
@@ -708,7 +726,8 @@ class PaperBroker:
     def received_orders(self) -> tuple[ReceivedOrder, ...]:
         """Return every order request that reached the broker, in arrival order."""
         with self._lock:
-            return tuple(self._book.received)
+            what = "a received order in the paper broker's archive"
+            return tuple(structure(doc, ReceivedOrder, what=what) for doc in self._archive.received_docs())
 
     @property
     def state_path(self) -> Path | None:
@@ -827,7 +846,8 @@ class PaperBroker:
         return working
 
     def _receive(self, request: OrderRequest, now: datetime, outcome: ReceiptOutcome, reason: str = "") -> None:
-        self._book.received.append(ReceivedOrder(request=request, received_at=now, outcome=outcome, reason=reason))
+        received = ReceivedOrder(request=request, received_at=now, outcome=outcome, reason=reason)
+        self._archive.add_received(received, self._book.generation + 1)
         if outcome is not ReceiptOutcome.ACCEPTED:
             self._save()
 
@@ -1054,11 +1074,15 @@ class PaperBroker:
         self._emit(kind, working, at)
 
     def _untrack(self, working: _WorkingOrder) -> None:
+        """The order reached a final status: it leaves the book for the archive."""
+        coid = working.request.client_order_id
         by_id = self._open.get(working.request.symbol)
         if by_id is not None:
-            by_id.pop(working.request.client_order_id, None)
+            by_id.pop(coid, None)
             if not by_id:
                 del self._open[working.request.symbol]
+        self._book.orders.pop(coid, None)
+        self._archive.put_order(working.order, working.fills, self._book.generation + 1)
 
     # ------------------------------------------------------------------ events
 
@@ -1216,14 +1240,39 @@ class PaperBroker:
             return
         self._write(path)
 
+    def _restore_archive(self) -> None:
+        """Match the archive to the loaded book; move what an older state file kept in the book
+        (terminal orders, the received log) into the archive."""
+        book = self._book
+        if book.generation > 0 and not self._archive.existed():
+            raise PaperStateError(
+                f"paper broker state {self._state_path} needs its order archive {self._archive.path}, "
+                "which is missing: restore the two files together"
+            )
+        try:
+            self._archive.forget_after(book.generation)
+            for coid, working in list(book.orders.items()):
+                if working.order.status.is_terminal:
+                    del book.orders[coid]
+                    self._archive.put_order(working.order, working.fills, book.generation + 1)
+            for received in book.received:
+                self._archive.add_received(received, book.generation + 1)
+        except ArchiveError as exc:
+            raise PaperStateError(str(exc)) from exc
+        book.received = []
+
     def _write(self, path: Path) -> None:
-        payload = json.dumps(unstructure(self._book), sort_keys=True, separators=(",", ":"))
+        # The archive first: a state file of generation G must find every row of generation <= G.
+        self._archive.commit()
+        book = attrs.evolve(self._book, generation=self._book.generation + 1)
+        payload = json.dumps(unstructure(book), sort_keys=True, separators=(",", ":"))
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with temporary.open("w", encoding="utf-8") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        self._book.generation = book.generation
         # The rename itself must reach the disk, or a power cut could bring back the old file.
         if os.name == "posix":
             directory = os.open(path.parent, os.O_RDONLY)

@@ -6,8 +6,9 @@ account and its costs (``starting_cash``, ``commission_per_order``, ``commission
 ``starting_cash = "25000"``), how orders fill (every other ``PaperBrokerConfig`` field;
 symbol sets as lists or one comma-separated string) and ``state_file``, the JSON file that
 lets the paper account survive a restart (``TRADEKIT_PLUGINS__PAPER__STATE_FILE`` sets it
-from the environment). An unknown key, a negative cash or commission, or a float where
-money belongs is an error naming the key.
+from the environment; the account's finished orders and received requests go to
+``<state_file>.orders.db`` beside it, and the two files belong together). An unknown key,
+a negative cash or commission, or a float where money belongs is an error naming the key.
 """
 
 from __future__ import annotations

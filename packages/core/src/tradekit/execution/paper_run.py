@@ -221,6 +221,21 @@ def _paper_state_file(ledger_path: Path, checkpoint: int) -> Path:
     return ledger_path.with_name(f"{ledger_path.name}.paper-{checkpoint:06d}.json")
 
 
+def _paper_archive_file(ledger_path: Path) -> Path:
+    # The paper account's terminal orders and received requests, shared by its checkpoints'
+    # state files (each names the archive generation it includes).
+    return ledger_path.with_name(f"{ledger_path.name}.paper-orders.db")
+
+
+def checkpointed_paper_account(ledger_path: Path, config: PaperBrokerConfig | None = None) -> PaperBroker:
+    """The paper account of a resumable replay as its last checkpoint left it (to inspect it:
+    it is not saved back)."""
+    states = sorted(ledger_path.parent.glob(f"{ledger_path.name}.paper-*.json"))
+    if not states:
+        raise FileNotFoundError(f"no paper account checkpointed beside {ledger_path}")
+    return PaperBroker(config, state_path=states[-1], autosave=False, archive_path=_paper_archive_file(ledger_path))
+
+
 def _other_paper_state_files(ledger_path: Path, keep: Path) -> list[Path]:
     return [p for p in ledger_path.parent.glob(f"{ledger_path.name}.paper-*.json") if p != keep]
 
@@ -307,10 +322,12 @@ def _resumable(
             return _results_of(ledger, ledger_url, record, bars, out_dir, strategy, notes, chart)
         if record is not None:
             state_file = _paper_state_file(ledger_path, record.checkpoint)
-            broker = PaperBroker(config, state_path=state_file, autosave=False)
+            broker = PaperBroker(
+                config, state_path=state_file, autosave=False, archive_path=_paper_archive_file(ledger_path)
+            )
             after, started = record.progress, "resumed"
         else:
-            broker = PaperBroker(config)
+            broker = PaperBroker(config, archive_path=_paper_archive_file(ledger_path))
             after, started = None, "new"
         runner = _runner(strategy, settings, plugins, bars, ledger, broker)
         checkpoints = _Checkpoints(

@@ -1,0 +1,191 @@
+"""Where the paper broker keeps what is over: terminal orders with their fills, and the log of
+every order request it received.
+
+The paper broker's book (cash, holdings, working orders) is small and is written whole to its
+state file. What only grows — every order that reached a final status, and every request
+that arrived — lives here instead, one row each in a SQLite file, so the broker's memory and
+its state file stay the size of what is still open however long the account trades (issue
+#15: a million-bar replay places ~130,000 orders, and a paper account left running for
+months would otherwise rewrite all of them at every change).
+
+Crash safety comes from generations. The book carries a generation number that goes up by
+one at every successful save; every row written here carries the generation of the save that
+will include it (the book's current one plus one). The archive is committed before the state
+file is written, so a state file of generation G always finds its rows here; rows newer than
+G (written after the last save that completed) describe orders the restored book still holds
+as working, or never saw, and are dropped when that book is loaded (``forget_after``).
+
+An account without a state file keeps its archive in a temporary directory, removed on
+``close`` or when the broker is collected.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tradekit.domain.orders import Fill, Order
+from tradekit.serialization import StructureError, structure, unstructure
+
+# Rows are committed at least this often, so an account that never saves (a replay between
+# checkpoints) holds a bounded amount of unwritten work in SQLite's cache.
+_COMMIT_EVERY = 2_000
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, "
+    "order_doc TEXT NOT NULL, fills_doc TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS received (seq INTEGER PRIMARY KEY, generation INTEGER NOT NULL, doc TEXT NOT NULL)",
+)
+
+
+class ArchiveError(RuntimeError):
+    """The paper broker's archive cannot be read, or does not match its state file."""
+
+
+class OrderArchive:
+    """Terminal orders and received requests of one paper account, in a SQLite file.
+
+    ``path`` None: a temporary file, created on the first write. Used under the paper
+    broker's lock (one thread at a time), from whichever thread holds it.
+    """
+
+    def __init__(self, path: Path | None, *, durable: bool) -> None:
+        self._path = path
+        self._durable = durable
+        self._conn: sqlite3.Connection | None = None
+        self._uncommitted = 0
+        self._cleanup: weakref.finalize[Any, Any] | None = None
+        self._existed = path is not None and path.exists()
+
+    @property
+    def path(self) -> Path | None:
+        """Return the archive's file (None until a temporary archive is first written)."""
+        return self._path
+
+    def existed(self) -> bool:
+        """Whether the archive's file was there when this archive was made."""
+        return self._existed
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def put_order(self, order: Order, fills: Sequence[Fill], generation: int) -> None:
+        """Keep a terminal order and its fills (replacing an earlier copy of the same order)."""
+        row = (
+            order.client_order_id,
+            generation,
+            json.dumps(unstructure(order), separators=(",", ":")),
+            json.dumps(unstructure(list(fills)), separators=(",", ":")),
+        )
+        self._write("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?)", row)
+
+    def add_received(self, received: Any, generation: int) -> None:
+        """Append one received request (a ``ReceivedOrder``) to the log."""
+        doc = json.dumps(unstructure(received), separators=(",", ":"))
+        self._write("INSERT INTO received (generation, doc) VALUES (?, ?)", (generation, doc))
+
+    def commit(self) -> None:
+        """Make every row written so far durable (a save's first step; it creates a persistent
+        archive's file, which its state file then refers to)."""
+        if self._conn is None and self._durable:
+            self._open()
+        if self._conn is not None:
+            try:
+                self._conn.commit()
+            except sqlite3.Error as exc:
+                raise ArchiveError(f"paper broker archive {self._path} cannot be committed: {exc}") from exc
+            self._uncommitted = 0
+
+    def forget_after(self, generation: int) -> None:
+        """Drop rows newer than the state being loaded (written after its save completed)."""
+        if not self._existed:
+            return
+        conn = self._open()
+        conn.execute("DELETE FROM orders WHERE generation > ?", (generation,))
+        conn.execute("DELETE FROM received WHERE generation > ?", (generation,))
+        conn.commit()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def __contains__(self, client_order_id: str) -> bool:
+        if self._conn is None:
+            return False
+        row = self._conn.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
+        return row is not None
+
+    def order(self, client_order_id: str) -> tuple[Order, tuple[Fill, ...]] | None:
+        """Return the archived order and its fills, or None if it is not here."""
+        if self._conn is None:
+            return None
+        row = self._conn.execute(
+            "SELECT order_doc, fills_doc FROM orders WHERE client_order_id = ?", (client_order_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        what = f"archived order {client_order_id} in {self._path}"
+        try:
+            order = structure(json.loads(row[0]), Order, what=what)
+            fills = structure(json.loads(row[1]), list[Fill], what=f"fills of {what}")
+        except (json.JSONDecodeError, StructureError) as exc:
+            raise ArchiveError(f"{what} cannot be read: {exc}") from exc
+        return order, tuple(fills)
+
+    def received_docs(self) -> list[Any]:
+        """Every received request's JSON document, in arrival order."""
+        if self._conn is None:
+            return []
+        return [json.loads(doc) for (doc,) in self._conn.execute("SELECT doc FROM received ORDER BY seq")]
+
+    def order_count(self) -> int:
+        if self._conn is None:
+            return 0
+        return int(self._conn.execute("SELECT count(*) FROM orders").fetchone()[0])
+
+    # --- lifetime ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit and close; a temporary archive is removed."""
+        if self._conn is not None:
+            self._conn.commit()
+            self._conn.close()
+            self._conn = None
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def _write(self, statement: str, row: tuple[object, ...]) -> None:
+        conn = self._open()
+        try:
+            conn.execute(statement, row)
+            self._uncommitted += 1
+            if self._uncommitted >= _COMMIT_EVERY:
+                self.commit()
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"paper broker archive {self._path} cannot be written: {exc}") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        if self._path is None:
+            directory = tempfile.mkdtemp(prefix="tradekit-paper-")
+            self._cleanup = weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+            self._path = Path(directory) / "orders.db"
+        try:
+            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level="DEFERRED")
+            if self._durable:
+                conn.execute("PRAGMA journal_mode=DELETE")
+                conn.execute("PRAGMA synchronous=FULL")
+            else:
+                conn.execute("PRAGMA journal_mode=OFF")
+                conn.execute("PRAGMA synchronous=OFF")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.commit()
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"paper broker archive {self._path} cannot be opened: {exc}") from exc
+        self._conn = conn
+        return conn
