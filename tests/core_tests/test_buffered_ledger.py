@@ -12,6 +12,8 @@ from typing import Any
 import attrs
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradekit import Strategy, StrategyScalingPolicy, StrategyView, evaluate_buy
 from tradekit.broker.paper import PaperBrokerConfig
@@ -21,8 +23,9 @@ from tradekit.decision.trace import decode_trace, trace_text
 from tradekit.domain import Bar, Fill, Side, Signal
 from tradekit.execution.paper_run import run_paper_replay
 from tradekit.ledger import DuplicateIntentError, Ledger, LedgerError, LedgerOrderStatus
+from tradekit.ledger import buffered as write_behind
 from tradekit.ledger import schema as t
-from tradekit.ledger.buffered import BufferedLedger
+from tradekit.ledger.buffered import BufferedLedger, SeenIds
 from tradekit.ledger.records import FillResult, IntentPurpose, OrderIntent
 from tradekit.plugins import Plugins
 from tradekit.strategy import PriceStructure
@@ -109,7 +112,29 @@ def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         engine.dispose()
 
 
-def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flush_every", [write_behind.FLUSH_EVERY, 5])
+def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flush_every: int
+) -> None:
+    """Flushing every few rows, finished orders and settled signals leave memory all through
+    the run and are read back whenever asked about: the rows are still the same."""
+    monkeypatch.setattr(write_behind, "FLUSH_EVERY", flush_every)
+    retired: list[int] = []
+    read_back: list[int] = []
+    retire, back = BufferedLedger._retire_orders, BufferedLedger._read_back
+
+    def counting_retire(self: BufferedLedger) -> None:
+        before = self._state.retired_count
+        retire(self)
+        retired.append(self._state.retired_count - before)
+
+    def counting_back(self: BufferedLedger, where: Any) -> Any:
+        found = back(self, where)
+        read_back.append(len(found))
+        return found
+
+    monkeypatch.setattr(BufferedLedger, "_retire_orders", counting_retire)
+    monkeypatch.setattr(BufferedLedger, "_read_back", counting_back)
     plugins = Plugins(load_entrypoints=False, env={})
     # Partial fills and slippage, so fills, order events and position events are not one-to-one.
     config = PaperBrokerConfig(fill_slices=3, slippage_bps=Decimal(5), commission_per_order=Decimal(1))
@@ -136,6 +161,9 @@ def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(tm
     for table, rows in committing.items():
         assert buffered[table] == rows, f"{table} differs between the buffered and the committing replay"
     assert runs["buffered"].summary == runs["committing"].summary
+    if flush_every < 10:
+        assert sum(retired) >= len(committing["tk_order_intents"]) * 0.9
+        assert sum(read_back) > 0  # orders asked about after they left memory
     # And a decision trace is still a full, readable trace.
     trace = decode_trace(committing["tk_decisions"][0][8])
     assert trace["checks"]
@@ -322,3 +350,129 @@ def test_the_flush_writes_what_sqlalchemys_insert_writes(tmp_path: Path) -> None
     dialect = sa.create_engine("sqlite://").dialect
     assert _insert_plan(dialect, t.order_events, tuple(events[0])) is None
     assert _insert_plan(dialect, t.equity, tuple(equity[0])) is not None
+
+
+@given(st.lists(st.text(min_size=1, max_size=30), unique=True, max_size=400), st.integers(min_value=1, max_value=64))
+def test_seen_ids_never_forget_an_id_however_many_they_take(ids: list[str], capacity: int) -> None:
+    seen = SeenIds(capacity)
+    for i, key in enumerate(ids):
+        seen.add(key)
+        assert all(earlier in seen for earlier in ids[: i + 1])
+
+
+def test_seen_ids_rarely_answer_perhaps_for_a_new_id() -> None:
+    seen = SeenIds(1_000)
+    for i in range(5_000):  # past capacity: it grew to filters of 1,000 + 2,000 + 4,000 ids
+        seen.add(f"sig-{i}")
+    false_perhaps = sum(f"new-{i}" in seen for i in range(20_000))
+    assert false_perhaps < 20_000 * 0.05
+    assert seen.nbytes < 5_000 * 4
+
+
+def test_settled_signals_leave_memory_and_are_still_refused_like_the_committing_ledger(tmp_path: Path) -> None:
+    """A replay settles one queued buy a decision: once written, their ids leave memory, and a
+    signal queued or settled again is refused exactly as the SQL ledger refuses it."""
+    signals = [
+        Signal(symbol="KO", side=Side.BUY, confidence=5, generated_at=T0 + timedelta(days=i), source="k")
+        for i in range(300)
+    ]
+    answers: list[Any] = []
+    for kind in (Ledger, BufferedLedger):
+        with kind.open(f"sqlite:///{tmp_path / f'{kind.__name__}.db'}", for_trading=True) as ledger:
+            for signal in signals:
+                with ledger.transaction() as tx:
+                    tx.queue_buy(signal, "k", T0)
+                    tx.settle_queued_buy(signal.signal_id, T0, decision_id=None, note="judged")
+            waiting = Signal(symbol="PFE", side=Side.BUY, confidence=5, generated_at=T0, source="k")
+            with ledger.transaction() as tx:
+                tx.queue_buy(waiting, "k", T0)
+            if isinstance(ledger, BufferedLedger):
+                ledger.flush()
+                state = ledger._state
+                assert list(state.queued_ids) == [waiting.signal_id]
+                assert state.settled_ids == set()
+            with ledger.transaction() as tx:
+                again = [tx.queue_buy(s, "k", T0) for s in signals[::7]]
+                for s in signals[::11]:
+                    tx.settle_queued_buy(s.signal_id, T0, decision_id=None, note="twice")
+                fresh = tx.queue_buy(attrs.evolve(signals[0], symbol="XOM", signal_id="sig-xom"), "k", T0)
+            with ledger.reading() as tx:
+                answers.append((again, fresh, [s.symbol for s in tx.queued_buys("k")]))
+        rows = _dump(f"sqlite:///{tmp_path / f'{kind.__name__}.db'}")
+        answers.append((rows["tk_queued_buys"], rows["tk_queued_buy_settlements"]))
+    assert answers[0] == answers[2]
+    assert answers[1] == answers[3]
+    assert answers[0] == ([False] * len(signals[::7]), True, ["PFE", "XOM"])
+
+
+def test_a_resumed_buffered_ledger_keeps_refusing_settled_signals(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    signals = [
+        Signal(symbol="KO", side=Side.BUY, confidence=5, generated_at=T0 + timedelta(days=i), source="k")
+        for i in range(5)
+    ]
+    with BufferedLedger.open(url, for_trading=True) as ledger:
+        for signal in signals:
+            with ledger.transaction() as tx:
+                tx.queue_buy(signal, "k", T0)
+        with ledger.transaction() as tx:
+            tx.settle_queued_buy(signals[0].signal_id, T0, decision_id=None)
+    with BufferedLedger.open(url, for_trading=True, resume=True) as ledger:
+        assert ledger._state.settled_ids == set()
+        with ledger.transaction() as tx:
+            assert not tx.queue_buy(signals[0], "k", T0)
+            assert not tx.queue_buy(signals[3], "k", T0)
+            tx.settle_queued_buy(signals[0].signal_id, T0, decision_id=None, note="twice")
+            assert [s.signal_id for s in tx.queued_buys("k")] == [s.signal_id for s in signals[1:]]
+    rows = _dump(url)
+    assert len(rows["tk_queued_buy_settlements"]) == 1
+    assert len(rows["tk_queued_buys"]) == 5
+
+
+def test_finished_orders_left_memory_and_are_answered_like_the_committing_ledger(tmp_path: Path) -> None:
+    answers: list[Any] = []
+    for kind in (Ledger, BufferedLedger):
+        with kind.open(f"sqlite:///{tmp_path / f'{kind.__name__}.db'}", for_trading=True) as ledger:
+            first, canceled = _intent("exit|x1|1", side=Side.BUY), _intent("exit|x1|2")
+            other = _intent("exit|y1|1")
+            sell = _intent("sell|x1|1", side=Side.SELL)
+            with ledger.transaction() as tx:
+                for intent in (first, canceled, other):
+                    tx.record_intent(intent)
+                tx.record_fill(_fill(first, "e1", qty="4"))
+                tx.record_order_event(first.client_order_id, LedgerOrderStatus.CANCELED, T0)
+                tx.record_order_event(canceled.client_order_id, LedgerOrderStatus.CANCELED, T0)
+                tx.record_order_event(other.client_order_id, LedgerOrderStatus.NOT_FOUND, T0)
+            with ledger.transaction() as tx:  # the position the fill opened is closed
+                tx.record_intent(sell)
+                tx.record_fill(_fill(sell, "e0", qty="4", side=Side.SELL))
+                tx.record_order_event(sell.client_order_id, LedgerOrderStatus.FILLED, T0)
+            if isinstance(ledger, BufferedLedger):
+                ledger.flush()
+                assert first.client_order_id not in ledger._state.heads
+                assert canceled.client_order_id not in ledger._state.heads
+                assert "e1" not in ledger._state.execution_ids
+            with ledger.transaction() as tx:
+                with pytest.raises(DuplicateIntentError):
+                    tx.record_intent(attrs.evolve(canceled))  # first thing asked about it
+                attempts = [i.intent_key for i in tx.intents_with_prefix("exit|x1")]
+                duplicate = tx.record_fill(_fill(first, "e1", qty="4"))
+                late = tx.record_fill(_fill(canceled, "e2", qty="1"))
+                given_up = [i.intent_key for i in tx.intents_with_status(LedgerOrderStatus.NOT_FOUND, since=T0)]
+                state = tx.intent_state(first.client_order_id)
+                answers.append(
+                    (
+                        attempts,
+                        duplicate,
+                        late,
+                        given_up,
+                        state,
+                        tx.filled_qty(canceled.client_order_id),
+                    )
+                )
+            if isinstance(ledger, BufferedLedger):
+                ledger.flush()
+        answers.append(_dump(f"sqlite:///{tmp_path / f'{kind.__name__}.db'}"))
+    assert answers[0] == answers[2]
+    assert answers[1] == answers[3]
+    assert answers[0][:4] == (["exit|x1|1", "exit|x1|2"], FillResult.DUPLICATE, FillResult.APPLIED, ["exit|y1|1"])

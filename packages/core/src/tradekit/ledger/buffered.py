@@ -153,6 +153,60 @@ class _Exit:
     intent: ExitIntent
 
 
+class SeenIds:
+    """A set of ids that answers "certainly not seen" or "perhaps seen", in ~1.2 bytes an id.
+
+    A Bloom filter (four bit positions an id, ~1% false "perhaps" at capacity) that adds a
+    filter twice the size whenever the newest is full, so it never gives a wrong "not seen"
+    however many ids it takes. The buffered ledger keeps the ids of settled queued buys and
+    finished orders here once their rows are written, instead of the ids themselves (a replay
+    settles one signal a decision), and confirms a "perhaps" against the ledger file.
+    """
+
+    _HASHES = 4
+    _BITS_PER_ID = 10
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self._filters: list[tuple[bytearray, int]] = []
+        self._capacity = capacity
+        self._count = 0
+        self._grow()
+
+    def _grow(self) -> None:
+        bits = self._capacity * self._BITS_PER_ID
+        self._filters.append((bytearray((bits + 7) // 8), bits))
+        self._count = 0
+
+    def add(self, key: str) -> None:
+        if self._count >= self._capacity:
+            self._capacity *= 2
+            self._grow()
+        table, bits = self._filters[-1]
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        first, step = h & 0xFFFF_FFFF, (h >> 32) | 1
+        for i in range(self._HASHES):
+            p = (first + i * step) % bits
+            table[p >> 3] |= 1 << (p & 7)
+        self._count += 1
+
+    def __contains__(self, key: str) -> bool:
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        first, step = h & 0xFFFF_FFFF, (h >> 32) | 1
+        for table, bits in self._filters:
+            # Most ids asked about are new: the first clear bit answers.
+            for i in range(self._HASHES):
+                p = (first + i * step) % bits
+                if not table[p >> 3] & (1 << (p & 7)):
+                    break
+            else:
+                return True
+        return False
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(table) for table, _ in self._filters)
+
+
 class _State:
     def __init__(self) -> None:
         self.heads: dict[str, _Head] = {}
@@ -174,7 +228,22 @@ class _State:
         # or settled (a duplicate is refused as the SQL ledger refuses it).
         self.queued: dict[str, dict[str, Signal]] = defaultdict(dict)
         self.queued_ids: dict[str, int] = {}  # signal id -> its place in the queue
+        self.queue_seq = 0
         self.settled_ids: set[str] = set()
+        # Settled since the last flush: once their rows are written they leave both id sets for
+        # ``retired_signals``, so memory does not grow with the number of decisions.
+        self.settled_unwritten: list[str] = []
+        self.retired_signals = SeenIds()
+        # Orders over and done with leave memory the same way once their rows are written
+        # (``BufferedLedger._retire``): a finished order that is asked about again is read
+        # back from the file. ``retired_keys`` holds every "|"-separated prefix of their keys.
+        self.intent_seq = 0  # the next intent's place in recording order (its row id - 1)
+        self.terminal_unretired: list[str] = []
+        self.retired_orders = SeenIds()
+        self.retired_keys = SeenIds()
+        self.retired_count = 0
+        self.executions_unwritten: list[str] = []
+        self.retired_executions = SeenIds()
         self.reconciliation_ids = 0
         self.pending: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in _APPEND_ORDER}
         self.pending_count = 0
@@ -311,7 +380,121 @@ class BufferedLedger(Ledger):
         state.dirty_exit_heads.clear()
         state.dirty_holds.clear()
         state.dirty_marks.clear()
+        if self._undo is None:
+            self._retire_settled_signals()
+            self._retire_orders()
         return written
+
+    def _retire_orders(self) -> None:
+        """Forget finished orders whose rows are written, unless something still reads them
+        from memory: an open position's entries (their commissions count when it closes) and
+        fills kept for re-derivation. Those wait for a later flush."""
+        state = self._state
+        for execution_id in state.executions_unwritten:
+            if execution_id in state.execution_ids:
+                state.execution_ids.discard(execution_id)
+                state.retired_executions.add(execution_id)
+        state.executions_unwritten = []
+        if not state.terminal_unretired:
+            return
+        in_use = {
+            e.client_order_id for lifecycle in state.positions.values() if lifecycle.is_open for e in lifecycle.events
+        }
+        in_use.update(fill.client_order_id for fill in state.unapplied_fills.values())
+        waiting = []
+        for coid in dict.fromkeys(state.terminal_unretired):
+            head = state.heads.get(coid)
+            if head is None or not head.terminal:
+                continue
+            if coid in in_use or coid in state.dirty_intent_heads:
+                waiting.append(coid)
+                continue
+            key = head.intent.intent_key
+            del state.heads[coid]
+            del state.coid_by_key[key]
+            state.keys.pop(bisect.bisect_left(state.keys, key))
+            state.filled.pop(coid, None)
+            state.commission.pop(coid, None)
+            state.retired_orders.add(coid)
+            for end in range(len(key)):
+                if key[end] == "|":
+                    state.retired_keys.add(key[:end])
+            state.retired_keys.add(key)
+            state.retired_count += 1
+        state.terminal_unretired = waiting
+
+    def _read_back(self, where: sa.ColumnElement[bool]) -> list[_Head]:
+        """Retired intents matching ``where``, back in memory (to leave again at a later flush)."""
+        state = self._state
+        i, h, f = t.order_intents, t.intent_heads, t.fills
+        try:
+            with self._engine.connect() as conn:
+                rows = list(
+                    conn.execute(
+                        sa.select(i, h.c.status, h.c.broker_order_id, h.c.terminal)
+                        .join(h, h.c.client_order_id == i.c.client_order_id)
+                        .where(where)
+                        .order_by(i.c.id)
+                    )
+                )
+                found = []
+                for row in rows:
+                    intent = _intent_from_row(row._mapping)
+                    coid = intent.client_order_id
+                    if coid in state.heads:
+                        found.append(state.heads[coid])
+                        continue
+                    fills = conn.execute(sa.select(f.c.qty, f.c.commission).where(f.c.client_order_id == coid))
+                    filled, commission = ZERO, None
+                    for fill in fills:
+                        filled += fill.qty
+                        commission = (commission or ZERO) + fill.commission
+                    status = LedgerOrderStatus(row.status) if row.status else None
+                    head = state.heads[coid] = _Head(
+                        seq=row.id - 1,
+                        intent=intent,
+                        status=status,
+                        broker_order_id=row.broker_order_id,
+                        terminal=bool(row.terminal),
+                    )
+                    state.coid_by_key[intent.intent_key] = coid
+                    bisect.insort(state.keys, intent.intent_key)
+                    if filled:
+                        state.filled[coid] = filled
+                    if commission is not None:
+                        state.commission[coid] = commission
+                    if head.terminal:
+                        state.terminal_unretired.append(coid)
+                    found.append(head)
+                return found
+        except exc.DBAPIError as e:
+            raise self._translate(e) from None
+
+    def _written_fill(self, execution_id: str) -> bool:
+        try:
+            with self._engine.connect() as conn:
+                found = conn.execute(sa.select(t.fills.c.id).where(t.fills.c.execution_id == execution_id).limit(1))
+                return found.first() is not None
+        except exc.DBAPIError as e:
+            raise self._translate(e) from None
+
+    def _retire_settled_signals(self) -> None:
+        state = self._state
+        retired = state.retired_signals
+        for signal_id in state.settled_unwritten:
+            state.settled_ids.discard(signal_id)
+            state.queued_ids.pop(signal_id, None)
+            retired.add(signal_id)
+        state.settled_unwritten = []
+
+    def _signal_row_exists(self, table: sa.Table, signal_id: str) -> bool:
+        """Whether a written row of ``table`` (queued buys or their settlements) has this id."""
+        try:
+            with self._engine.connect() as conn:
+                found = conn.execute(sa.select(table.c.signal_id).where(table.c.signal_id == signal_id).limit(1))
+                return found.first() is not None
+        except exc.DBAPIError as e:
+            raise self._translate(e) from None
 
     def _write_heads(self, conn: sa.Connection) -> None:
         state = self._state
@@ -443,6 +626,12 @@ class _Transaction:
             ledger.flush()
 
 
+def _after_prefix(prefix: str) -> str:
+    """The least string above every string that starts with ``prefix`` (SQLite compares text
+    by its UTF-8 bytes, which orders as Python orders code points)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
+
+
 def _replace(
     conn: sa.Connection, table: sa.Table, key: sa.Column[Any], keys: Sequence[str], rows: list[dict[str, Any]]
 ) -> None:
@@ -522,10 +711,11 @@ class _MemoryTx(LedgerTx):
 
     def record_intent(self, intent: OrderIntent) -> None:
         s = self._s
-        if intent.intent_key in s.coid_by_key or intent.client_order_id in s.heads:
-            raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded")
         coid, key, symbol = intent.client_order_id, intent.intent_key, intent.symbol
-        s.heads[coid] = _Head(seq=len(s.heads), intent=intent)
+        if key in s.coid_by_key or coid in s.heads or self._retired_intent(coid, key):
+            raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded")
+        s.heads[coid] = _Head(seq=s.intent_seq, intent=intent)
+        s.intent_seq += 1
         s.coid_by_key[key] = coid
         bisect.insort(s.keys, key)
         s.open_by_symbol[symbol][coid] = None
@@ -541,6 +731,7 @@ class _MemoryTx(LedgerTx):
 
         def undo() -> None:
             del s.heads[coid]
+            s.intent_seq -= 1
             del s.coid_by_key[key]
             s.keys.pop(bisect.bisect_left(s.keys, key))
             s.open_by_symbol[symbol].pop(coid, None)
@@ -555,8 +746,31 @@ class _MemoryTx(LedgerTx):
 
         self._ledger._journal(undo)
 
-    def intents_with_prefix(self, prefix: str) -> list[OrderIntent]:
+    def _retired_intent(self, coid: str, key: str) -> bool:
         s = self._s
+        if coid not in s.retired_orders and key not in s.retired_keys:
+            return False
+        return bool(
+            self._ledger._read_back(
+                sa.or_(t.order_intents.c.client_order_id == coid, t.order_intents.c.intent_key == key)
+            )
+        )
+
+    def _head(self, client_order_id: str) -> _Head | None:
+        """The intent's head, read back from the file if it was retired."""
+        head = self._s.heads.get(client_order_id)
+        if head is None and client_order_id in self._s.retired_orders:
+            read = self._ledger._read_back(t.order_intents.c.client_order_id == client_order_id)
+            head = read[0] if read else None
+        return head
+
+    def intents_with_prefix(self, prefix: str) -> list[OrderIntent]:
+        """Intents whose key starts with ``prefix``: whole "|"-separated parts of a key (as
+        every caller builds them), which is what retired keys are remembered by."""
+        s = self._s
+        if prefix in s.retired_keys:
+            keys = t.order_intents.c.intent_key
+            self._ledger._read_back(sa.and_(keys >= prefix, keys < _after_prefix(prefix)))
         found = []
         for i in range(bisect.bisect_left(s.keys, prefix), len(s.keys)):
             key = s.keys[i]
@@ -566,6 +780,8 @@ class _MemoryTx(LedgerTx):
         return [h.intent for h in sorted(found, key=lambda h: h.seq)]
 
     def intents_with_status(self, status: LedgerOrderStatus, *, since: datetime) -> list[OrderIntent]:
+        if self._s.retired_count and status.is_terminal:
+            self._ledger._read_back(t.intent_heads.c.status == status.value)
         heads = sorted((h for h in self._s.heads.values() if h.status is status), key=lambda h: h.seq)
         return [h.intent for h in heads if h.intent.created_at >= since]
 
@@ -582,7 +798,7 @@ class _MemoryTx(LedgerTx):
         return self._ledger._sql(lambda tx: tx.order_intents(symbol=symbol))
 
     def intent(self, client_order_id: str) -> OrderIntent | None:
-        head = self._s.heads.get(client_order_id)
+        head = self._head(client_order_id)
         return None if head is None else head.intent
 
     def record_order_event(
@@ -601,7 +817,7 @@ class _MemoryTx(LedgerTx):
             t.order_events,
             order_event_row(client_order_id, status, time, broker_order_id, filled_qty, filled_avg_price, detail),
         )
-        head = s.heads.get(client_order_id)
+        head = self._head(client_order_id)
         if head is None:
             return  # SQL updates no head row for an order we never intended
         before = (head.status, head.broker_order_id, head.terminal)
@@ -613,6 +829,7 @@ class _MemoryTx(LedgerTx):
         was_open = client_order_id in symbol_open
         if head.terminal:
             symbol_open.pop(client_order_id, None)
+            s.terminal_unretired.append(client_order_id)  # checked again when it is retired
         elif not was_open:
             symbol_open[client_order_id] = None
         s.dirty_intent_heads.add(client_order_id)
@@ -629,7 +846,7 @@ class _MemoryTx(LedgerTx):
         self._ledger._journal(undo)
 
     def intent_state(self, client_order_id: str) -> IntentState | None:
-        head = self._s.heads.get(client_order_id)
+        head = self._head(client_order_id)
         return None if head is None else self._state_of(head)
 
     def _state_of(self, head: _Head) -> IntentState:
@@ -661,15 +878,21 @@ class _MemoryTx(LedgerTx):
     # --- fills and positions ---------------------------------------------------------------------
 
     def filled_qty(self, client_order_id: str) -> Decimal:
+        self._head(client_order_id)
         return self._s.filled.get(client_order_id, ZERO)
 
     def record_fill(self, fill: Fill) -> FillResult:
         s = self._s
-        if fill.execution_id in s.execution_ids:
+        execution_id = fill.execution_id
+        if execution_id in s.execution_ids or (
+            execution_id in s.retired_executions and self._ledger._written_fill(execution_id)
+        ):
             return FillResult.DUPLICATE
+        head = self._head(fill.client_order_id)  # a retired order's filled qty comes back with it
         coid, before = fill.client_order_id, s.filled.get(fill.client_order_id)
         commission_before = s.commission.get(coid)
         s.execution_ids.add(fill.execution_id)
+        s.executions_unwritten.append(fill.execution_id)
         s.filled[coid] = (before or ZERO) + fill.qty
         s.commission[coid] = (commission_before or ZERO) + fill.commission
         self._ledger._append(t.fills, fill_row(fill))
@@ -686,7 +909,6 @@ class _MemoryTx(LedgerTx):
                 s.commission[coid] = commission_before
 
         self._ledger._journal(undo)
-        head = s.heads.get(coid)
         if head is None:
             return FillResult.NOT_OURS
         lifecycle = s.positions.get(fill.symbol)
@@ -864,7 +1086,10 @@ class _MemoryTx(LedgerTx):
         signal_id = signal.signal_id
         if signal_id in s.queued_ids:
             return False
-        s.queued_ids[signal_id] = len(s.queued_ids)
+        if signal_id in s.retired_signals and self._ledger._signal_row_exists(t.queued_buys, signal_id):
+            return False
+        s.queued_ids[signal_id] = s.queue_seq
+        s.queue_seq += 1
         waiting = s.queued[strategy]
         waiting[signal_id] = signal
         self._ledger._append(t.queued_buys, queued_buy_row(signal, strategy, queued_at))
@@ -883,12 +1108,16 @@ class _MemoryTx(LedgerTx):
         s = self._s
         if signal_id in s.settled_ids:
             return
+        if signal_id in s.retired_signals and self._ledger._signal_row_exists(t.queued_buy_settlements, signal_id):
+            return
         s.settled_ids.add(signal_id)
+        s.settled_unwritten.append(signal_id)
         found = [(waiting, waiting.pop(signal_id)) for waiting in s.queued.values() if signal_id in waiting]
         self._ledger._append(t.queued_buy_settlements, settlement_row(signal_id, time, decision_id, note))
 
         def undo() -> None:
             s.settled_ids.discard(signal_id)
+            s.settled_unwritten.remove(signal_id)
             for waiting, signal in found:
                 # Back in its place: the queue's order is the order signals were queued in.
                 restored = sorted([*waiting.items(), (signal_id, signal)], key=lambda kv: s.queued_ids[kv[0]])
@@ -1112,6 +1341,9 @@ def _load_state(tx: LedgerTx) -> _State:
         s.heads[coid] = _Head(
             seq=seq, intent=intent, status=status, broker_order_id=row.broker_order_id, terminal=bool(row.terminal)
         )
+        s.intent_seq = seq + 1
+        if row.terminal:
+            s.terminal_unretired.append(coid)  # retired at the next flush
         s.coid_by_key[intent.intent_key] = coid
         s.keys.append(intent.intent_key)
         if not row.terminal:
@@ -1129,6 +1361,7 @@ def _load_state(tx: LedgerTx) -> _State:
         sa.select(t.fills.c.execution_id, t.fills.c.client_order_id, t.fills.c.qty, t.fills.c.commission)
     ):
         s.execution_ids.add(row.execution_id)
+        s.executions_unwritten.append(row.execution_id)
         s.filled[row.client_order_id] += row.qty
         s.commission[row.client_order_id] = s.commission.get(row.client_order_id, ZERO) + row.commission
     pe = t.position_events
@@ -1165,11 +1398,14 @@ def _load_state(tx: LedgerTx) -> _State:
         if fill is not None:
             s.unapplied_fills[unapplied.execution_id] = fill
     q, st = t.queued_buys, t.queued_buy_settlements
+    # Settled signals are kept as retired ids (see SeenIds); the waiting ones in full.
     settled = {row.signal_id for row in conn.execute(sa.select(st.c.signal_id))}
-    s.settled_ids = set(settled)
-    for seq, row in enumerate(conn.execute(sa.select(q.c.signal_id, q.c.strategy, q.c.signal).order_by(q.c.id))):
-        s.queued_ids[row.signal_id] = seq
+    for signal_id in settled:
+        s.retired_signals.add(signal_id)
+    for row in conn.execute(sa.select(q.c.signal_id, q.c.strategy, q.c.signal).order_by(q.c.id)):
         if row.signal_id not in settled:
+            s.queued_ids[row.signal_id] = s.queue_seq
+            s.queue_seq += 1
             s.queued[row.strategy][row.signal_id] = signal_from_text(row.signal)
     states = tx.trading_states()
     s.holds = {(hold.scope, hold.trigger): hold for hold in states.holds}

@@ -422,7 +422,11 @@ class LedgerTx:
             raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded") from None
 
     def intents_with_prefix(self, prefix: str) -> list[OrderIntent]:
-        """Intents whose key starts with ``prefix`` (e.g. every order of one signal)."""
+        """Intents whose key starts with ``prefix`` (e.g. every order of one signal).
+
+        ``prefix`` is whole "|"-separated parts of a key (``strategy|symbol|signal|buy``,
+        ``exit|<exit intent id>``): the buffered ledger remembers the orders it no longer
+        keeps in memory by those parts."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = self._conn.execute(
             sa.select(t.order_intents)
