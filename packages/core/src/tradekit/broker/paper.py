@@ -408,6 +408,7 @@ class _Snapshot:
 
     account: AccountSnapshot | None = None
     positions: tuple[BrokerPosition, ...] | None = None
+    open_orders: tuple[Order, ...] | None = None
 
 
 class PaperBroker:
@@ -604,8 +605,13 @@ class PaperBroker:
         """Return every order not yet filled, canceled, rejected or expired, oldest first."""
         with self._lock:
             self._connected_for_read("get_open_orders")
+            kept = self._snapshot.open_orders
+            if kept is not None:
+                return kept
             open_orders = [w.order for by_id in self._open.values() for w in by_id.values()]
-            return tuple(sorted(open_orders, key=lambda order: order.broker_order_id))
+            answer = tuple(sorted(open_orders, key=lambda order: order.broker_order_id))
+            self._snapshot.open_orders = answer
+            return answer
 
     @_mutates
     def cancel_order(self, client_order_id: str) -> None:

@@ -26,12 +26,17 @@ import shutil
 import sqlite3
 import tempfile
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tradekit.domain.orders import Fill, Order
 from tradekit.serialization import StructureError, structure, unstructure
+
+# The latest archived orders are also kept as objects: a trader asks for an order's fills
+# right after it fills (and so is archived), and that answer costs no read and no parsing.
+_RECENT = 256
 
 # Rows are committed at least this often, so an account that never saves (a replay between
 # checkpoints) holds a bounded amount of unwritten work in SQLite's cache.
@@ -62,6 +67,7 @@ class OrderArchive:
         self._uncommitted = 0
         self._cleanup: weakref.finalize[Any, Any] | None = None
         self._existed = path is not None and path.exists()
+        self._recent: OrderedDict[str, tuple[Order, tuple[Fill, ...]]] = OrderedDict()
 
     @property
     def path(self) -> Path | None:
@@ -76,6 +82,11 @@ class OrderArchive:
 
     def put_order(self, order: Order, fills: Sequence[Fill], generation: int) -> None:
         """Keep a terminal order and its fills (replacing an earlier copy of the same order)."""
+        recent = self._recent
+        recent[order.client_order_id] = (order, tuple(fills))
+        recent.move_to_end(order.client_order_id)
+        if len(recent) > _RECENT:
+            recent.popitem(last=False)
         row = (
             order.client_order_id,
             generation,
@@ -106,6 +117,7 @@ class OrderArchive:
         if not self._existed:
             return
         conn = self._open()
+        self._recent.clear()
         conn.execute("DELETE FROM orders WHERE generation > ?", (generation,))
         conn.execute("DELETE FROM received WHERE generation > ?", (generation,))
         conn.commit()
@@ -113,6 +125,8 @@ class OrderArchive:
     # --- reading ---------------------------------------------------------------------------------
 
     def __contains__(self, client_order_id: str) -> bool:
+        if client_order_id in self._recent:
+            return True
         if self._conn is None:
             return False
         row = self._conn.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
@@ -120,6 +134,9 @@ class OrderArchive:
 
     def order(self, client_order_id: str) -> tuple[Order, tuple[Fill, ...]] | None:
         """Return the archived order and its fills, or None if it is not here."""
+        kept = self._recent.get(client_order_id)
+        if kept is not None:
+            return kept
         if self._conn is None:
             return None
         row = self._conn.execute(

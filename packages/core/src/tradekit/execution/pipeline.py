@@ -170,6 +170,7 @@ class OrderPipeline:
             else TradingGuard(ledger=ledger, settings=settings.guard, calendar=calendar, plugins=plugins)
         )
         self._assets: dict[str, AssetInfo] = {}
+        self._last_truth: tuple[object, object, object, BrokerTruth] | None = None
         # A fill the ledger could not apply, or an unresolved order settled: the positions of
         # their symbols are re-derived from the broker (reconcile_if_due).
         self._reconcile_due = False
@@ -257,8 +258,16 @@ class OrderPipeline:
 
     def _broker_truth(self) -> BrokerTruth:
         account = self.broker.get_account()
-        positions = {p.symbol: p for p in self.broker.get_positions()}
-        return BrokerTruth(account=account, positions=positions, open_orders=tuple(self.broker.get_open_orders()))
+        listed = self.broker.get_positions()
+        open_orders = self.broker.get_open_orders()
+        # A broker that answers with the very same objects as last time (the paper broker
+        # between two changes of its book) gets the same truth back, not a rebuilt one.
+        last = self._last_truth
+        if last is not None and last[0] is account and last[1] is listed and last[2] is open_orders:
+            return last[3]
+        truth = BrokerTruth(account=account, positions={p.symbol: p for p in listed}, open_orders=tuple(open_orders))
+        self._last_truth = (account, listed, open_orders, truth)
+        return truth
 
     def _asset(self, symbol: str) -> AssetInfo:
         if symbol not in self._assets:
