@@ -25,9 +25,10 @@ from tradekit.execution.paper_run import run_paper_replay
 from tradekit.ledger import DuplicateIntentError, Ledger, LedgerError, LedgerOrderStatus
 from tradekit.ledger import buffered as write_behind
 from tradekit.ledger import schema as t
-from tradekit.ledger.buffered import BufferedLedger, SeenIds
+from tradekit.ledger.buffered import BufferedLedger
 from tradekit.ledger.records import FillResult, IntentPurpose, OrderIntent
 from tradekit.plugins import Plugins
+from tradekit.seen_ids import SeenIds
 from tradekit.strategy import PriceStructure
 from tradekit.strategy.history import indicator, prior_high_column, sma_column
 from tradekit.testing import make_context

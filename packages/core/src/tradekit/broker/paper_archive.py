@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tradekit.domain.orders import Fill, Order
+from tradekit.seen_ids import SeenIds
 from tradekit.serialization import StructureError, structure, unstructure
 
 # The latest archived orders are also kept as objects: a trader asks for an order's fills
@@ -68,6 +69,9 @@ class OrderArchive:
         self._cleanup: weakref.finalize[Any, Any] | None = None
         self._existed = path is not None and path.exists()
         self._recent: OrderedDict[str, tuple[Order, tuple[Fill, ...]]] = OrderedDict()
+        # Client order ids archived by this process: a new order's id (the usual question)
+        # is answered without a read. Ids archived before it started are read.
+        self._seen = SeenIds()
 
     @property
     def path(self) -> Path | None:
@@ -83,6 +87,7 @@ class OrderArchive:
     def put_order(self, order: Order, fills: Sequence[Fill], generation: int) -> None:
         """Keep a terminal order and its fills (replacing an earlier copy of the same order)."""
         recent = self._recent
+        self._seen.add(order.client_order_id)
         recent[order.client_order_id] = (order, tuple(fills))
         recent.move_to_end(order.client_order_id)
         if len(recent) > _RECENT:
@@ -127,7 +132,7 @@ class OrderArchive:
     def __contains__(self, client_order_id: str) -> bool:
         if client_order_id in self._recent:
             return True
-        if self._conn is None:
+        if self._conn is None or (not self._existed and client_order_id not in self._seen):
             return False
         row = self._conn.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
         return row is not None

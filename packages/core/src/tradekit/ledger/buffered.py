@@ -86,6 +86,7 @@ from tradekit.ledger.store import (
     unapplied_row,
 )
 from tradekit.reconcile.report import ReconcileReport
+from tradekit.seen_ids import SeenIds
 
 R = TypeVar("R")
 
@@ -151,60 +152,6 @@ class _Exit:
 
     seq_key: tuple[datetime, str]
     intent: ExitIntent
-
-
-class SeenIds:
-    """A set of ids that answers "certainly not seen" or "perhaps seen", in ~1.2 bytes an id.
-
-    A Bloom filter (four bit positions an id, ~1% false "perhaps" at capacity) that adds a
-    filter twice the size whenever the newest is full, so it never gives a wrong "not seen"
-    however many ids it takes. The buffered ledger keeps the ids of settled queued buys and
-    finished orders here once their rows are written, instead of the ids themselves (a replay
-    settles one signal a decision), and confirms a "perhaps" against the ledger file.
-    """
-
-    _HASHES = 4
-    _BITS_PER_ID = 10
-
-    def __init__(self, capacity: int = 1 << 16) -> None:
-        self._filters: list[tuple[bytearray, int]] = []
-        self._capacity = capacity
-        self._count = 0
-        self._grow()
-
-    def _grow(self) -> None:
-        bits = self._capacity * self._BITS_PER_ID
-        self._filters.append((bytearray((bits + 7) // 8), bits))
-        self._count = 0
-
-    def add(self, key: str) -> None:
-        if self._count >= self._capacity:
-            self._capacity *= 2
-            self._grow()
-        table, bits = self._filters[-1]
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
-        first, step = h & 0xFFFF_FFFF, (h >> 32) | 1
-        for i in range(self._HASHES):
-            p = (first + i * step) % bits
-            table[p >> 3] |= 1 << (p & 7)
-        self._count += 1
-
-    def __contains__(self, key: str) -> bool:
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
-        first, step = h & 0xFFFF_FFFF, (h >> 32) | 1
-        for table, bits in self._filters:
-            # Most ids asked about are new: the first clear bit answers.
-            for i in range(self._HASHES):
-                p = (first + i * step) % bits
-                if not table[p >> 3] & (1 << (p & 7)):
-                    break
-            else:
-                return True
-        return False
-
-    @property
-    def nbytes(self) -> int:
-        return sum(len(table) for table, _ in self._filters)
 
 
 class _State:
