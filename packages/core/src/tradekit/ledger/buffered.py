@@ -744,6 +744,9 @@ class _MemoryTx(LedgerTx):
     def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
         return self._ledger._sql(lambda tx: tx.order_intents(symbol=symbol))
 
+    def each_order_intent(self, visit: Callable[[OrderIntent], None], *, symbol: str | None = None) -> None:
+        self._ledger._sql(lambda tx: tx.each_order_intent(visit, symbol=symbol))
+
     def intent(self, client_order_id: str) -> OrderIntent | None:
         head = self._head(client_order_id)
         return None if head is None else head.intent
@@ -993,14 +996,25 @@ class _MemoryTx(LedgerTx):
     def fills_with_purpose(self, symbols: Iterable[str] | None = None) -> list[tuple[Fill, IntentPurpose | None]]:
         return self._ledger._sql(lambda tx: tx.fills_with_purpose(symbols))
 
+    def each_fill_with_purpose(
+        self, visit: Callable[[Fill, IntentPurpose | None], None], symbols: Iterable[str] | None = None
+    ) -> None:
+        self._ledger._sql(lambda tx: tx.each_fill_with_purpose(visit, symbols))
+
     def intent_counts(self) -> dict[str, int]:
         return self._ledger._sql(lambda tx: tx.intent_counts())
 
     def position_history(self) -> list[Position]:
         return self._ledger._sql(lambda tx: tx.position_history())
 
+    def each_position(self, visit: Callable[[Position], None]) -> None:
+        self._ledger._sql(lambda tx: tx.each_position(visit))
+
     def position_events(self) -> list[PositionEventRecord]:
         return self._ledger._sql(lambda tx: tx.position_events())
+
+    def each_position_life(self, visit: Callable[[list[PositionEventRecord]], None]) -> None:
+        self._ledger._sql(lambda tx: tx.each_position_life(visit))
 
     # --- equity ------------------------------------------------------------------------------------
 

@@ -448,10 +448,17 @@ class LedgerTx:
 
     def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
         """Every order intent (of ``symbol``), in the order they were recorded."""
+        result: list[OrderIntent] = []
+        self.each_order_intent(result.append, symbol=symbol)
+        return result
+
+    def each_order_intent(self, visit: Callable[[OrderIntent], None], *, symbol: str | None = None) -> None:
+        """``order_intents`` handed to ``visit`` one at a time, as the rows are read."""
         query = sa.select(t.order_intents).order_by(t.order_intents.c.id)
         if symbol is not None:
             query = query.where(t.order_intents.c.symbol == symbol)
-        return [_intent_from_row(r._mapping) for r in self._conn.execute(query)]
+        for r in self._conn.execute(query):
+            visit(_intent_from_row(r._mapping))
 
     def intent(self, client_order_id: str) -> OrderIntent | None:
         i = t.order_intents
@@ -781,15 +788,21 @@ class LedgerTx:
 
     def fills_with_purpose(self, symbols: Iterable[str] | None = None) -> list[tuple[Fill, IntentPurpose | None]]:
         """Every fill, oldest first, with the purpose of the intent it filled (None: not ours)."""
+        result: list[tuple[Fill, IntentPurpose | None]] = []
+        self.each_fill_with_purpose(lambda fill, purpose: result.append((fill, purpose)), symbols)
+        return result
+
+    def each_fill_with_purpose(
+        self, visit: Callable[[Fill, IntentPurpose | None], None], symbols: Iterable[str] | None = None
+    ) -> None:
+        """``fills_with_purpose`` handed to ``visit`` one at a time, as the rows are read (a
+        long run's summary reads every fill without holding them all)."""
         f, i = t.fills, t.order_intents
         query = sa.select(f, i.c.purpose).select_from(f.outerjoin(i, f.c.client_order_id == i.c.client_order_id))
         if symbols is not None:
             query = query.where(f.c.symbol.in_(list(symbols)))
-        result = []
         for row in self._conn.execute(query.order_by(f.c.id)):
-            fill = _fill_from_row(row)
-            result.append((fill, IntentPurpose(row.purpose) if row.purpose else None))
-        return result
+            visit(_fill_from_row(row), IntentPurpose(row.purpose) if row.purpose else None)
 
     def intent_counts(self) -> dict[str, int]:
         """How many order intents were recorded, by purpose."""
@@ -800,30 +813,42 @@ class LedgerTx:
 
     def position_history(self) -> list[Position]:
         """Every position's life (closed ones included), each folded from its events."""
+        result: list[Position] = []
+        self.each_position(result.append)
+        return result
+
+    def each_position(self, visit: Callable[[Position], None]) -> None:
+        """``position_history`` handed to ``visit`` one position at a time, as its events are
+        read (by symbol, then lifecycle): only one position's events are held at once."""
         pe = t.position_events
-        grouped: dict[tuple[str, int], list[Any]] = defaultdict(list)
+        key: tuple[str, int] | None = None
+        events: list[Any] = []
         for row in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
-            grouped[(row.symbol, row.lifecycle)].append(row)
-        return [fold_position(symbol, events) for (symbol, _), events in grouped.items()]
+            if (row.symbol, row.lifecycle) != key:
+                if key is not None:
+                    visit(fold_position(key[0], events))
+                key, events = (row.symbol, row.lifecycle), []
+            events.append(row)
+        if key is not None:
+            visit(fold_position(key[0], events))
 
     def position_events(self) -> list[PositionEventRecord]:
         """Every stored change of exposure, oldest first (what trade lists are built from)."""
         pe = t.position_events
-        return [
-            PositionEventRecord(
-                symbol=r.symbol,
-                lifecycle=r.lifecycle,
-                kind=r.kind,
-                qty=r.qty,
-                price=r.price,
-                time=r.time,
-                strategy=r.strategy,
-                client_order_id=r.client_order_id,
-                execution_id=r.execution_id,
-                reason=r.reason,
-            )
-            for r in self._conn.execute(sa.select(pe).order_by(pe.c.id))
-        ]
+        return [_position_event_record(r) for r in self._conn.execute(sa.select(pe).order_by(pe.c.id))]
+
+    def each_position_life(self, visit: Callable[[list[PositionEventRecord]], None]) -> None:
+        """Each position's events (one lifecycle of one symbol, oldest first) handed to
+        ``visit`` as they are read, by symbol then lifecycle: one life is held at a time."""
+        pe = t.position_events
+        life: list[PositionEventRecord] = []
+        for r in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
+            if life and (r.symbol, r.lifecycle) != (life[0].symbol, life[0].lifecycle):
+                visit(life)
+                life = []
+            life.append(_position_event_record(r))
+        if life:
+            visit(life)
 
     # --- equity -------------------------------------------------------------------------------
 
@@ -1598,6 +1623,21 @@ def intent_row(intent: OrderIntent) -> dict[str, Any]:
         # Day orders, nearly all of them, keep the column empty, as ledgers before schema 3 did.
         "time_in_force": None if intent.time_in_force is TimeInForce.DAY else intent.time_in_force.value,
     }
+
+
+def _position_event_record(r: Any) -> PositionEventRecord:
+    return PositionEventRecord(
+        symbol=r.symbol,
+        lifecycle=r.lifecycle,
+        kind=r.kind,
+        qty=r.qty,
+        price=r.price,
+        time=r.time,
+        strategy=r.strategy,
+        client_order_id=r.client_order_id,
+        execution_id=r.execution_id,
+        reason=r.reason,
+    )
 
 
 def _intent_from_row(row: RowMapping) -> OrderIntent:

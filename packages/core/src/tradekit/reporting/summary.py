@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from tradekit.domain.orders import Fill
+from tradekit.domain.positions import Position
 from tradekit.domain.signals import Side
 from tradekit.domain.values import ZERO
 from tradekit.ledger.store import Ledger
@@ -51,16 +53,21 @@ class RunSummary:
 
 
 def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal) -> RunSummary:
-    with ledger.reading() as tx:
-        history = tx.position_history()
-        fills = tx.fills_with_purpose()
-        orders = tx.intent_counts()
-        decisions = tx.decision_counts()
-        guard_blocked = tx.guard_blocked_buys()
-    by_entries: Counter[int] = Counter(p.entry_count for p in history)
+    # Positions and fills are read one at a time (a long run holds hundreds of thousands).
+    by_entries: Counter[int] = Counter()
+    lives = Counter[bool]()  # is_open -> how many
+
+    def count_position(position: Position) -> None:
+        by_entries[position.entry_count] += 1
+        lives[position.is_open] += 1
+
     realized = ZERO
+    fill_count = 0
     cost: dict[str, tuple[Decimal, Decimal]] = {}
-    for fill, _purpose in fills:
+
+    def add_fill(fill: Fill, _purpose: object) -> None:
+        nonlocal realized, fill_count
+        fill_count += 1
         qty, basis = cost.get(fill.symbol, (ZERO, ZERO))
         if fill.side is Side.BUY:
             cost[fill.symbol] = (qty + fill.qty, basis + fill.qty * fill.price)
@@ -69,15 +76,22 @@ def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal
             realized += (fill.price - avg) * fill.qty
             cost[fill.symbol] = (qty - fill.qty, basis - avg * fill.qty)
         realized -= fill.commission
+
+    with ledger.reading() as tx:
+        tx.each_position(count_position)
+        tx.each_fill_with_purpose(add_fill)
+        orders = tx.intent_counts()
+        decisions = tx.decision_counts()
+        guard_blocked = tx.guard_blocked_buys()
     return RunSummary(
         orders_by_purpose=orders,
         positions_by_entry_count=dict(by_entries),
         decisions_by_reason=decisions,
-        round_trips=sum(1 for p in history if not p.is_open),
-        open_positions=sum(1 for p in history if p.is_open),
+        round_trips=lives[False],
+        open_positions=lives[True],
         realized_pnl=realized,
         starting_equity=starting_equity,
         final_equity=final_equity,
-        fills=len(fills),
+        fills=fill_count,
         guard_blocked_buys=guard_blocked,
     )

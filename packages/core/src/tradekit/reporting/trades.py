@@ -9,14 +9,14 @@ one exit, priced notional-weighted, as the ledger folds positions.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
+from tradekit.domain.orders import Fill
 from tradekit.domain.values import HUNDRED, ZERO
 from tradekit.ledger.records import IntentPurpose, OrderIntent, PositionEventRecord
 from tradekit.ledger.store import LedgerTx
@@ -186,14 +186,31 @@ def plain_number(value: Decimal, places: int | None = None) -> str:
 
 def read_trades(tx: LedgerTx) -> list[Trade]:
     """Every position in the ledger as a trade, in the order they opened."""
-    fees = {fill.execution_id: fill.commission for fill, _purpose in tx.fills_with_purpose()}
-    intents = {i.client_order_id: i for i in tx.order_intents()}
+    fees: dict[str, Decimal] = {}
+
+    def fee(fill: Fill, _purpose: object) -> None:  # one fill at a time: only its fee is kept
+        fees[fill.execution_id] = fill.commission
+
+    tx.each_fill_with_purpose(fee)
+    # Of each order, what a trade shows: its purpose, decision and exit intent.
+    intents: dict[str, _OrderFacts] = {}
+
+    def facts(intent: OrderIntent) -> None:
+        intents[intent.client_order_id] = _OrderFacts(intent.purpose, intent.decision_id, intent.exit_intent_id)
+
+    tx.each_order_intent(facts)
     exit_reasons = {x.intent_id: x.reason for x in tx.exit_intents()}
-    lives: dict[tuple[str, int], list[PositionEventRecord]] = defaultdict(list)
-    for event in tx.position_events():
-        lives[(event.symbol, event.lifecycle)].append(event)
-    trades = [_trade(symbol, number, events, fees, intents, exit_reasons) for (symbol, number), events in lives.items()]
-    return sorted(trades, key=lambda trade: (trade.opened_at, trade.symbol))
+    trades: list[Trade] = []
+    tx.each_position_life(
+        lambda events: trades.append(_trade(events[0].symbol, events[0].lifecycle, events, fees, intents, exit_reasons))
+    )
+    return sorted(trades, key=lambda trade: (trade.opened_at, trade.symbol, trade.number))
+
+
+class _OrderFacts(NamedTuple):
+    purpose: IntentPurpose
+    decision_id: str | None
+    exit_intent_id: str | None
 
 
 def _trade(
@@ -201,7 +218,7 @@ def _trade(
     number: int,
     events: Sequence[PositionEventRecord],
     fees: dict[str, Decimal],
-    intents: dict[str, OrderIntent],
+    intents: dict[str, _OrderFacts],
     exit_reasons: dict[str, str],
 ) -> Trade:
     entries: list[TradeEntry] = []
