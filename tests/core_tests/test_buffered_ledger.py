@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -477,3 +478,22 @@ def test_finished_orders_left_memory_and_are_answered_like_the_committing_ledger
     assert answers[0] == answers[2]
     assert answers[1] == answers[3]
     assert answers[0][:4] == (["exit|x1|1", "exit|x1|2"], FillResult.DUPLICATE, FillResult.APPLIED, ["exit|y1|1"])
+
+
+def test_a_replay_keeps_its_paper_orders_beside_the_ledger_not_in_memory(tmp_path: Path) -> None:
+    run = run_paper_replay(
+        strategy=TrendAdder, settings=Settings(), plugins=Plugins(load_entrypoints=False, env={}),
+        bars=_bars(), out_dir=tmp_path / "run", chart=False,
+    )  # fmt: skip
+    archive = tmp_path / "run" / "paper-orders.db"
+    conn = sqlite3.connect(archive)
+    try:
+        archived = {row[0] for row in conn.execute("SELECT client_order_id FROM orders")}
+        received = conn.execute("SELECT count(*) FROM received").fetchone()[0]
+    finally:
+        conn.close()
+    rows = _dump(run.ledger_url)
+    sent = {row[1] for row in rows["tk_order_intents"]}
+    assert len(sent) == sum(run.summary.orders_by_purpose.values()) > 10
+    assert archived == sent  # every order the run placed finished, and is kept there
+    assert received == len(sent)

@@ -106,12 +106,15 @@ def run_paper_replay(
     if ledger_path.exists():
         raise FileExistsError(f"{ledger_path} exists: a replay starts from an empty ledger; choose another --out")
     ledger_url = f"sqlite:///{ledger_path}"
-    broker = PaperBroker(config)
+    # The paper account's finished orders and received requests, beside the ledger (not in a
+    # temporary directory, which may be memory-backed): ~1.2 KB an order.
+    broker = PaperBroker(config, archive_path=out_dir / PAPER_ORDERS_FILE)
     kind = BufferedLedger if buffered else Ledger
     with kind.open(ledger_url, for_trading=True, durable=durable) as ledger:
         runner = _runner(strategy, settings, plugins, bars, ledger, broker)
         startup(runner.pipeline)
         result = runner.run(progress)
+        broker.close()
         return _finish(ledger, ledger_url, result, bars, out_dir, strategy, notes, chart, "new")
 
 
@@ -215,6 +218,9 @@ def _read_run(ledger: Ledger) -> _RunRecord | None:
         progress=ReplayProgress.from_json(progress) if progress else None,
         finished=bool(row["finished"]),
     )
+
+
+PAPER_ORDERS_FILE = "paper-orders.db"
 
 
 def _paper_state_file(ledger_path: Path, checkpoint: int) -> Path:
