@@ -435,8 +435,8 @@ class PaperBroker:
         # Terminal orders and the received-request log (only what is open stays in the book).
         if archive_path is None and self._state_path is not None:
             archive_path = self._state_path.with_name(self._state_path.name + ".orders.db")
-        persistent = archive_path is not None
-        self._archive = OrderArchive(Path(archive_path) if archive_path is not None else None, durable=persistent)
+        archive = Path(archive_path) if archive_path is not None else None
+        self._archive = OrderArchive(archive, durable=archive is not None)
         # False: the state file is read at construction and written only by save_state() (a
         # replay saves it at its checkpoints, together with the ledger's rows).
         self._autosave = autosave

@@ -15,8 +15,8 @@ file is written, so a state file of generation G always finds its rows here; row
 G (written after the last save that completed) describe orders the restored book still holds
 as working, or never saw, and are dropped when that book is loaded (``forget_after``).
 
-An account without a state file keeps its archive in a temporary directory, removed on
-``close`` or when the broker is collected.
+An account given neither a state file nor an archive path keeps its archive in a temporary
+directory, removed when the archive is closed or collected.
 """
 
 from __future__ import annotations
@@ -162,11 +162,6 @@ class OrderArchive:
         if self._conn is None:
             return []
         return [json.loads(doc) for (doc,) in self._conn.execute("SELECT doc FROM received ORDER BY seq")]
-
-    def order_count(self) -> int:
-        if self._conn is None:
-            return 0
-        return int(self._conn.execute("SELECT count(*) FROM orders").fetchone()[0])
 
     # --- lifetime ------------------------------------------------------------------------------------
 

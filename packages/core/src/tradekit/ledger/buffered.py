@@ -182,7 +182,7 @@ class _State:
         self.settled_unwritten: list[str] = []
         self.retired_signals = SeenIds()
         # Orders over and done with leave memory the same way once their rows are written
-        # (``BufferedLedger._retire``): a finished order that is asked about again is read
+        # (``BufferedLedger._retire_orders``): a finished order that is asked about again is read
         # back from the file. ``retired_keys`` holds every "|"-separated prefix of their keys.
         self.intent_seq = 0  # the next intent's place in recording order (its row id - 1)
         self.terminal_unretired: list[str] = []
@@ -417,14 +417,6 @@ class BufferedLedger(Ledger):
         except exc.DBAPIError as e:
             raise self._translate(e) from None
 
-    def _written_fill(self, execution_id: str) -> bool:
-        try:
-            with self._engine.connect() as conn:
-                found = conn.execute(sa.select(t.fills.c.id).where(t.fills.c.execution_id == execution_id).limit(1))
-                return found.first() is not None
-        except exc.DBAPIError as e:
-            raise self._translate(e) from None
-
     def _retire_settled_signals(self) -> None:
         state = self._state
         retired = state.retired_signals
@@ -434,12 +426,11 @@ class BufferedLedger(Ledger):
             retired.add(signal_id)
         state.settled_unwritten = []
 
-    def _signal_row_exists(self, table: sa.Table, signal_id: str) -> bool:
-        """Whether a written row of ``table`` (queued buys or their settlements) has this id."""
+    def _written(self, column: sa.Column[Any], value: str) -> bool:
+        """Whether a row already in the file has ``value`` in ``column`` (a retired id's "perhaps")."""
         try:
             with self._engine.connect() as conn:
-                found = conn.execute(sa.select(table.c.signal_id).where(table.c.signal_id == signal_id).limit(1))
-                return found.first() is not None
+                return conn.execute(sa.select(column).where(column == value).limit(1)).first() is not None
         except exc.DBAPIError as e:
             raise self._translate(e) from None
 
@@ -835,7 +826,7 @@ class _MemoryTx(LedgerTx):
         s = self._s
         execution_id = fill.execution_id
         if execution_id in s.execution_ids or (
-            execution_id in s.retired_executions and self._ledger._written_fill(execution_id)
+            execution_id in s.retired_executions and self._ledger._written(t.fills.c.execution_id, execution_id)
         ):
             return FillResult.DUPLICATE
         head = self._head(fill.client_order_id)  # a retired order's filled qty comes back with it
@@ -1047,7 +1038,7 @@ class _MemoryTx(LedgerTx):
         signal_id = signal.signal_id
         if signal_id in s.queued_ids:
             return False
-        if signal_id in s.retired_signals and self._ledger._signal_row_exists(t.queued_buys, signal_id):
+        if signal_id in s.retired_signals and self._ledger._written(t.queued_buys.c.signal_id, signal_id):
             return False
         s.queued_ids[signal_id] = s.queue_seq
         s.queue_seq += 1
@@ -1069,7 +1060,7 @@ class _MemoryTx(LedgerTx):
         s = self._s
         if signal_id in s.settled_ids:
             return
-        if signal_id in s.retired_signals and self._ledger._signal_row_exists(t.queued_buy_settlements, signal_id):
+        if signal_id in s.retired_signals and self._ledger._written(t.queued_buy_settlements.c.signal_id, signal_id):
             return
         s.settled_ids.add(signal_id)
         s.settled_unwritten.append(signal_id)

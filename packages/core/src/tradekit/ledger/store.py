@@ -820,17 +820,8 @@ class LedgerTx:
     def each_position(self, visit: Callable[[Position], None]) -> None:
         """``position_history`` handed to ``visit`` one position at a time, as its events are
         read (by symbol, then lifecycle): only one position's events are held at once."""
-        pe = t.position_events
-        key: tuple[str, int] | None = None
-        events: list[Any] = []
-        for row in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
-            if (row.symbol, row.lifecycle) != key:
-                if key is not None:
-                    visit(fold_position(key[0], events))
-                key, events = (row.symbol, row.lifecycle), []
-            events.append(row)
-        if key is not None:
-            visit(fold_position(key[0], events))
+        for rows in self._position_lives():
+            visit(fold_position(rows[0].symbol, rows))
 
     def position_events(self) -> list[PositionEventRecord]:
         """Every stored change of exposure, oldest first (what trade lists are built from)."""
@@ -840,15 +831,20 @@ class LedgerTx:
     def each_position_life(self, visit: Callable[[list[PositionEventRecord]], None]) -> None:
         """Each position's events (one lifecycle of one symbol, oldest first) handed to
         ``visit`` as they are read, by symbol then lifecycle: one life is held at a time."""
+        for rows in self._position_lives():
+            visit([_position_event_record(r) for r in rows])
+
+    def _position_lives(self) -> Iterator[list[Any]]:
+        """The position event rows of each life (symbol, lifecycle), one life at a time."""
         pe = t.position_events
-        life: list[PositionEventRecord] = []
-        for r in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
-            if life and (r.symbol, r.lifecycle) != (life[0].symbol, life[0].lifecycle):
-                visit(life)
+        life: list[Any] = []
+        for row in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
+            if life and (row.symbol, row.lifecycle) != (life[0].symbol, life[0].lifecycle):
+                yield life
                 life = []
-            life.append(_position_event_record(r))
+            life.append(row)
         if life:
-            visit(life)
+            yield life
 
     # --- equity -------------------------------------------------------------------------------
 
