@@ -77,13 +77,16 @@ def hold_at_the_gate(fast: int) -> None:
     gate, hold = os.environ.get(GATE_ENV), os.environ.get(HOLD_ENV)
     if not gate or hold is None or int(hold) != fast:
         return
-    held = Path(gate) / "held"
+    # ``held`` appears with the pid already in it (written aside, then linked: the link is
+    # both atomic and exclusive), so the test never reads it half written.
+    aside = Path(gate) / f"held.{os.getpid()}"
+    aside.write_text(str(os.getpid()))
     try:
-        fd = os.open(held, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.link(aside, Path(gate) / "held")
     except FileExistsError:
         return  # the retry of the held trial: run through
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
+    finally:
+        aside.unlink()
     deadline = time.monotonic() + HOLD_LIMIT_SECONDS
     while not (Path(gate) / "release").exists() and time.monotonic() < deadline:
         time.sleep(0.05)

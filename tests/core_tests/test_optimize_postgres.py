@@ -3,6 +3,7 @@ same figures as one process, and a killed worker's trial run again rather than l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,6 +84,19 @@ def _single_process_results() -> dict[int, float]:
     return found
 
 
+@contextlib.contextmanager
+def _spawned(options: StorageOptions, study: str, env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Two worker processes; whatever the test's outcome, none outlives it (killed and reaped)."""
+    processes = worker.spawn(options, study, 2, program=KIT_WORKER, env=env)
+    try:
+        yield processes
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=WAIT_LIMIT)
+
+
 def _wait_for(path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
     """Wait (bounded) until a worker creates ``path``; fail at once if every worker has ended."""
     pause = threading.Event()
@@ -100,8 +114,8 @@ def test_two_worker_processes_run_each_grid_point_once_with_one_process_figures(
         _, created = create_or_join(storage, "shared", prepared, 4)
     assert created
 
-    processes = worker.spawn(options, "shared", 2, program=KIT_WORKER, env=_env())
-    codes = [p.wait(timeout=WAIT_LIMIT) for p in processes]
+    with _spawned(options, "shared", _env()) as processes:
+        codes = [p.wait(timeout=WAIT_LIMIT) for p in processes]
 
     assert codes == [0, 0]
     with opened(options) as storage:
@@ -118,16 +132,14 @@ def test_a_killed_workers_trial_is_run_again_and_the_study_finishes(pg_storage: 
     gate = tmp_path / "gate"
     gate.mkdir()
 
-    processes = worker.spawn(
-        options, "killed", 2, program=KIT_WORKER, env=_env(**{GATE_ENV: str(gate), HOLD_ENV: "10"})
-    )
-    _wait_for(gate / "held", processes)
-    held_pid = int((gate / "held").read_text())
-    held = next(p for p in processes if p.pid == held_pid)
-    os.kill(held_pid, signal.SIGKILL)
-    assert held.wait(timeout=WAIT_LIMIT) == -signal.SIGKILL
-    survivor = next(p for p in processes if p is not held)
-    assert survivor.wait(timeout=WAIT_LIMIT) == 0
+    with _spawned(options, "killed", _env(**{GATE_ENV: str(gate), HOLD_ENV: "10"})) as processes:
+        _wait_for(gate / "held", processes)
+        held_pid = int((gate / "held").read_text())
+        held = next(p for p in processes if p.pid == held_pid)
+        os.kill(held_pid, signal.SIGKILL)
+        assert held.wait(timeout=WAIT_LIMIT) == -signal.SIGKILL
+        survivor = next(p for p in processes if p is not held)
+        assert survivor.wait(timeout=WAIT_LIMIT) == 0
 
     with opened(options) as storage:
         trials = load(storage, "killed").get_trials()
