@@ -386,7 +386,7 @@ def run_tradekit(total: int | None, variant: str, phases: bool = False) -> dict[
     from tradekit.execution.paper_run import run_paper_replay
     from tradekit.ledger.store import Ledger
     from tradekit.plugins import Plugins
-    from tradekit.reporting.trades import read_trades
+    from tradekit.reporting.trades import Trade, each_trade
 
     spent = _wrap_phases() if phases else {}
     bars = case_bars(total)
@@ -406,18 +406,20 @@ def run_tradekit(total: int | None, variant: str, phases: bool = False) -> dict[
         )
         elapsed = time.perf_counter() - start
         ledger_bytes = sum(p.stat().st_size for p in (Path(d) / "run").glob("ledger.db*"))
-        with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
-            found = read_trades(tx)
-    times = {symbol: [b.time for b in series] for symbol, series in bars.items()}
-    buys: dict[str, list[tuple[int, Decimal]]] = {s: [] for s in bars}
-    sells: dict[str, list[tuple[int, Decimal]]] = {s: [] for s in bars}
-    for trade in found:
-        # A fill at a session's open is the signal bar's close: the last bar before it.
-        def signal_bar(moment: Any, symbol: str = trade.symbol) -> int:
-            return bisect.bisect_left(times[symbol], moment) - 1
+        times = {symbol: [b.time for b in series] for symbol, series in bars.items()}
+        buys: dict[str, list[tuple[int, Decimal]]] = {s: [] for s in bars}
+        sells: dict[str, list[tuple[int, Decimal]]] = {s: [] for s in bars}
 
-        buys[trade.symbol] += [(signal_bar(e.time), e.price) for e in trade.entries]
-        sells[trade.symbol] += [(signal_bar(x.time), x.price) for x in trade.exits if x.price is not None]
+        def compared(trade: Trade) -> None:  # one trade at a time, as the ledger is read
+            # A fill at a session's open is the signal bar's close: the last bar before it.
+            def signal_bar(moment: Any, symbol: str = trade.symbol) -> int:
+                return bisect.bisect_left(times[symbol], moment) - 1
+
+            buys[trade.symbol] += [(signal_bar(e.time), e.price) for e in trade.entries]
+            sells[trade.symbol] += [(signal_bar(x.time), x.price) for x in trade.exits if x.price is not None]
+
+        with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
+            each_trade(tx, compared)
     trades = {s: (tuple(sorted(buys[s])), tuple(sorted(sells[s]))) for s in bars}
     decisions = sum(run.result.tally.decisions.values())
     return {

@@ -10,7 +10,7 @@ from pathlib import Path
 import empyrical
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradekit.broker.paper import PaperBrokerConfig
@@ -20,7 +20,13 @@ from tradekit.execution.paper_run import run_paper_replay
 from tradekit.ledger import Ledger
 from tradekit.ledger.records import EquityPoint
 from tradekit.plugins import Plugins
-from tradekit.reporting.statistics import compute_statistics, return_statistics, symbol_curve, trade_statistics
+from tradekit.reporting.statistics import (
+    compute_statistics,
+    return_statistics,
+    statistics_of,
+    symbol_curve,
+    trade_statistics,
+)
 from tradekit.reporting.trades import Trade, TradeEntry, TradeExit, read_trades
 
 from .test_buffered_ledger import TrendAdder
@@ -85,7 +91,12 @@ def test_return_statistics_of_a_replay_match_empyrical_and_the_ledger_holds_one_
     with Ledger.open(run.ledger_url) as ledger, ledger.reading() as tx:
         curve = tx.equity_curve()
         trades = read_trades(tx)
+        counts = tx.decision_counts()
     assert len(curve) == run.result.days
+    assert {t.symbol for t in trades} == set(bars)
+    # The run's figures were read one symbol's trades at a time; from the whole trade list
+    # they are the same, figure for figure.
+    assert statistics_of(curve, trades, counts, bars) == run.statistics
     assert curve[-1].equity == run.result.final_equity
     _oracle_matches(curve)
     stats = run.statistics
@@ -168,6 +179,34 @@ def test_trade_statistics_count_wins_losses_and_the_add_ons_share() -> None:
     assert stats.entries_per_position == 1.5
     assert stats.positions_by_entry_count == {1: 1, 2: 1}
     assert stats.average_holding_days == pytest.approx((10 + 10) / 2)
+
+
+_awkward_trade = st.builds(
+    lambda symbol, entries, exit_price: _trade(symbol, entries, exit_price, fee="0.37"),
+    st.sampled_from(["KO", "PEP", "AAPL"]),
+    st.lists(
+        st.tuples(st.sampled_from(["entry", "add-on"]), st.integers(1, 10_000), st.integers(1, 7)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(1, 10_000),
+)
+
+
+@settings(max_examples=200)
+@given(trades=st.lists(_awkward_trade, min_size=2, max_size=40), data=st.data())
+def test_trade_figures_do_not_depend_on_the_order_the_trades_are_read_in(
+    trades: list[Trade], data: st.DataObject
+) -> None:
+    # Average prices over quantities of 3 or 7 have 28 significant digits, so a running
+    # Decimal sum would round differently in another order; the run statistics read the
+    # trades by symbol and the report by opening time, and must agree to the last digit.
+    shuffled = data.draw(st.permutations(trades))
+    stats = trade_statistics(trades)
+    assert trade_statistics(shuffled) == stats
+    closed = [t for t in trades if not t.is_open]
+    assert stats.expectancy is not None
+    assert stats.expectancy == pytest.approx(sum((t.realized_pnl for t in closed), D(0)) / len(closed), abs=D("1e-20"))
 
 
 def test_the_equity_curve_is_stored_exactly_and_read_back_in_time_order(ledger: Ledger) -> None:

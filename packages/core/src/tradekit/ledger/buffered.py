@@ -50,6 +50,7 @@ from tradekit.ledger.records import (
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
+    LifeEvent,
     OrderCounts,
     OrderEventRecord,
     OrderIntent,
@@ -1004,7 +1005,7 @@ class _MemoryTx(LedgerTx):
     def position_events(self) -> list[PositionEventRecord]:
         return self._ledger._sql(lambda tx: tx.position_events())
 
-    def each_position_life(self, visit: Callable[[list[PositionEventRecord]], None]) -> None:
+    def each_position_life(self, visit: Callable[[list[LifeEvent]], None]) -> None:
         self._ledger._sql(lambda tx: tx.each_position_life(visit))
 
     # --- equity ------------------------------------------------------------------------------------

@@ -258,6 +258,20 @@ class PositionEventRecord:
 
 
 @attrs.frozen(kw_only=True)
+class LifeEvent:
+    """A position event with what the trade list shows beside it, read in the same query:
+    its fill's commission, and its order's purpose, decision and exit intent (with that
+    exit intent's reason). Each is None when the ledger has no such row."""
+
+    event: PositionEventRecord
+    commission: Decimal | None
+    purpose: IntentPurpose | None
+    decision_id: str | None
+    exit_intent_id: str | None
+    exit_reason: str | None
+
+
+@attrs.frozen(kw_only=True)
 class OrderCounts:
     """Ledger-derived counters for one symbol on one trading day."""
 

@@ -83,6 +83,7 @@ from tradekit.ledger.records import (
     IntentPurpose,
     IntentState,
     LedgerOrderStatus,
+    LifeEvent,
     OrderCounts,
     OrderEventRecord,
     OrderIntent,
@@ -828,17 +829,46 @@ class LedgerTx:
         pe = t.position_events
         return [_position_event_record(r) for r in self._conn.execute(sa.select(pe).order_by(pe.c.id))]
 
-    def each_position_life(self, visit: Callable[[list[PositionEventRecord]], None]) -> None:
+    def each_position_life(self, visit: Callable[[list[LifeEvent]], None]) -> None:
         """Each position's events (one lifecycle of one symbol, oldest first) handed to
-        ``visit`` as they are read, by symbol then lifecycle: one life is held at a time."""
-        for rows in self._position_lives():
-            visit([_position_event_record(r) for r in rows])
+        ``visit`` as they are read, by symbol then lifecycle: one life is held at a time.
 
-    def _position_lives(self) -> Iterator[list[Any]]:
-        """The position event rows of each life (symbol, lifecycle), one life at a time."""
+        Each event comes with its fill's commission and its order's purpose, decision and
+        exit intent, joined in the same query, so a reader of every trade (the trade list,
+        the run statistics) needs no index of every fill and order beside them."""
+        pe, f, i, x = t.position_events, t.fills, t.order_intents, t.exit_intents
+        query = (
+            sa.select(pe, f.c.commission, i.c.purpose, i.c.decision_id, i.c.exit_intent_id, x.c.reason.label("why"))
+            .select_from(
+                pe.outerjoin(f, f.c.execution_id == pe.c.execution_id)
+                .outerjoin(i, i.c.client_order_id == pe.c.client_order_id)
+                .outerjoin(x, x.c.intent_id == i.c.exit_intent_id)
+            )
+            .order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)
+        )
+        for rows in self._position_lives(query):
+            visit(
+                [
+                    LifeEvent(
+                        event=_position_event_record(r),
+                        commission=r.commission,
+                        purpose=IntentPurpose(r.purpose) if r.purpose else None,
+                        decision_id=r.decision_id,
+                        exit_intent_id=r.exit_intent_id,
+                        exit_reason=r.why,
+                    )
+                    for r in rows
+                ]
+            )
+
+    def _position_lives(self, query: sa.Select[Any] | None = None) -> Iterator[list[Any]]:
+        """The position event rows of each life (symbol, lifecycle), one life at a time;
+        ``query`` (ordered by symbol, lifecycle, id) may add columns to each row."""
         pe = t.position_events
+        if query is None:
+            query = sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)
         life: list[Any] = []
-        for row in self._conn.execute(sa.select(pe).order_by(pe.c.symbol, pe.c.lifecycle, pe.c.id)):
+        for row in self._conn.execute(query):
             if life and (row.symbol, row.lifecycle) != (life[0].symbol, life[0].lifecycle):
                 yield life
                 life = []

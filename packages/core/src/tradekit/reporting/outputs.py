@@ -9,7 +9,7 @@ import attrs
 
 from tradekit.domain.market import Bar
 from tradekit.ledger.store import Ledger
-from tradekit.reporting.statistics import RunStatistics, statistics_of
+from tradekit.reporting.statistics import RunStatistics, statistics_from_ledger, statistics_of
 from tradekit.reporting.trades import read_trades
 
 CHART_FILE = "chart.png"
@@ -34,15 +34,17 @@ def write_run_outputs(
 ) -> RunOutputs:
     """Compute the run's statistics from the ledger and, with ``pictures``, write the PNG
     chart and the HTML report into ``out_dir``."""
-    with ledger.reading() as tx:
+    if not pictures:
+        # The statistics alone: the trades are read one symbol at a time, never all held.
+        with ledger.reading() as tx:
+            return RunOutputs(statistics_from_ledger(tx, tx.equity_curve(), tx.decision_counts(), bars), None, None)
+    with ledger.reading() as tx:  # the report lists every trade and decision
         curve = tx.equity_curve()
         trades = read_trades(tx)
         counts = tx.decision_counts()
-        fills = tx.fills_with_purpose() if pictures else []
-        decisions = tx.decisions(limit=2**62) if pictures else []
+        fills = tx.fills_with_purpose()
+        decisions = tx.decisions(limit=2**62)
     statistics = statistics_of(curve, trades, counts, bars)
-    if not pictures:
-        return RunOutputs(statistics, None, None)
     from tradekit.reporting.chart import render_chart
     from tradekit.reporting.html_report import ReportInputs, write_report
 

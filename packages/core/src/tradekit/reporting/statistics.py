@@ -25,9 +25,10 @@ entries, and the buy decisions by action and reason.
 from __future__ import annotations
 
 import bisect
+import decimal
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -39,8 +40,8 @@ import numpy.typing as npt
 from tradekit.domain.market import Bar
 from tradekit.domain.values import ZERO
 from tradekit.ledger.records import EquityPoint
-from tradekit.ledger.store import Ledger
-from tradekit.reporting.trades import Trade, read_trades
+from tradekit.ledger.store import Ledger, LedgerTx
+from tradekit.reporting.trades import Trade, each_trade
 
 TRADING_DAYS_PER_YEAR = 252
 
@@ -134,10 +135,30 @@ class SymbolStatistics:
 def compute_statistics(ledger: Ledger, bars: Mapping[str, Sequence[Bar]] | None = None) -> RunStatistics:
     """Read the ledger and compute a run's statistics; ``bars`` adds the buy-and-hold return."""
     with ledger.reading() as tx:
-        curve = tx.equity_curve()
-        trades = read_trades(tx)
-        decisions = tx.decision_counts()
-    return statistics_of(curve, trades, decisions, bars)
+        return statistics_from_ledger(tx, tx.equity_curve(), tx.decision_counts(), bars)
+
+
+def statistics_from_ledger(
+    tx: LedgerTx,
+    curve: Sequence[EquityPoint],
+    decisions: Mapping[tuple[str, str], int],
+    bars: Mapping[str, Sequence[Bar]] | None = None,
+) -> RunStatistics:
+    """``statistics_of`` the ledger's trades, read one symbol's trades at a time (the trade
+    list arrives by symbol): only one symbol's trades are held, however long the run."""
+    run = _RunTally(curve, bars)
+    group: list[Trade] = []
+
+    def visit(trade: Trade) -> None:
+        if group and group[0].symbol != trade.symbol:
+            run.add_symbol(group[0].symbol, group)
+            group.clear()
+        group.append(trade)
+
+    each_trade(tx, visit)
+    if group:
+        run.add_symbol(group[0].symbol, group)
+    return run.result(decisions)
 
 
 def statistics_of(
@@ -147,29 +168,53 @@ def statistics_of(
     bars: Mapping[str, Sequence[Bar]] | None = None,
 ) -> RunStatistics:
     """A run's statistics from what the ledger holds (and the bars, for buy-and-hold)."""
-    closes = [p.time for p in curve]
     own_trades: dict[str, list[Trade]] = {}
     for trade in trades:  # grouped once: a million-bar replay has hundreds of symbols
         own_trades.setdefault(trade.symbol, []).append(trade)
-    symbols = sorted(own_trades.keys() | set(bars or {}))
-    by_symbol = {}
-    for symbol in symbols:
-        own = own_trades.get(symbol, [])
-        series = bars.get(symbol) if bars else None
-        by_symbol[symbol] = SymbolStatistics(
+    run = _RunTally(curve, bars)
+    for symbol, own in own_trades.items():
+        run.add_symbol(symbol, own)
+    return run.result(decisions)
+
+
+class _RunTally:
+    """The run's statistics built one symbol at a time: each symbol's figures when its
+    trades are added, the run's trade figures accumulated (``_TradeTally``)."""
+
+    def __init__(self, curve: Sequence[EquityPoint], bars: Mapping[str, Sequence[Bar]] | None) -> None:
+        self._curve = curve
+        self._closes = [p.time for p in curve]
+        self._bars = bars or {}
+        self._trades = _TradeTally()
+        self._by_symbol: dict[str, SymbolStatistics] = {}
+
+    def add_symbol(self, symbol: str, own: Sequence[Trade]) -> None:
+        """All of ``symbol``'s trades (once per symbol)."""
+        for trade in own:
+            self._trades.add(trade)
+        series = self._bars.get(symbol)
+        curve = self._curve
+        self._by_symbol[symbol] = SymbolStatistics(
             trades=trade_statistics(own),
-            exposure=_symbol_exposure(own, closes),
+            exposure=_symbol_exposure(own, self._closes),
             buy_and_hold_return=buy_and_hold(series) if series else None,
-            returns=return_statistics(symbol_curve(own, series, closes, curve[0].equity)) if series and curve else None,
+            returns=return_statistics(symbol_curve(own, series, self._closes, curve[0].equity))
+            if series and curve
+            else None,
         )
-    held = [r for r in (s.buy_and_hold_return for s in by_symbol.values()) if r is not None]
-    return RunStatistics(
-        returns=return_statistics(curve),
-        trades=trade_statistics(trades),
-        buy_and_hold_return=float(np.mean(held)) if held else None,
-        decisions_by_reason=dict(decisions),
-        by_symbol=by_symbol,
-    )
+
+    def result(self, decisions: Mapping[tuple[str, str], int]) -> RunStatistics:
+        for symbol in self._bars.keys() - self._by_symbol.keys():
+            self.add_symbol(symbol, ())
+        by_symbol = {symbol: self._by_symbol[symbol] for symbol in sorted(self._by_symbol)}
+        held = [r for r in (s.buy_and_hold_return for s in by_symbol.values()) if r is not None]
+        return RunStatistics(
+            returns=return_statistics(self._curve),
+            trades=self._trades.result(),
+            buy_and_hold_return=float(np.mean(held)) if held else None,
+            decisions_by_reason=dict(decisions),
+            by_symbol=by_symbol,
+        )
 
 
 def symbol_curve(
@@ -269,45 +314,110 @@ def _longest_drawdown(curve: Sequence[EquityPoint], drawdowns: npt.NDArray[np.fl
     return best
 
 
-def trade_statistics(trades: Sequence[Trade]) -> TradeStatistics:
+def trade_statistics(trades: Iterable[Trade]) -> TradeStatistics:
     """Win rate, profit factor, expectancy and the rest, over the closed trades."""
-    closed = [t for t in trades if not t.is_open]
-    pnls = [t.realized_pnl for t in closed]
-    returns = [r for r in (t.return_pct for t in closed) if r is not None]
-    wins = [p for p in pnls if p > 0]
-    losses = [p for p in pnls if p < 0]
-    gross_loss = -sum(losses, ZERO)
-    holding = [h for h in (t.holding_time for t in closed) if h is not None]
-    first_entry_pnl = ZERO
-    add_on_pnl = ZERO
-    for trade in closed:
-        for entry, pnl in zip(trade.entries, trade.entry_pnl(), strict=True):
-            if entry.kind == "add-on":
-                add_on_pnl += pnl
-            else:
-                first_entry_pnl += pnl
-    return TradeStatistics(
-        positions=len(trades),
-        closed=len(closed),
-        open=len(trades) - len(closed),
-        win_rate=len(wins) / len(closed) if closed else None,
-        profit_factor=float(sum(wins, ZERO) / gross_loss) if gross_loss > 0 else None,
-        expectancy=sum(pnls, ZERO) / len(pnls) if pnls else None,
-        average_pnl=sum(pnls, ZERO) / len(pnls) if pnls else None,
-        best_pnl=max(pnls) if pnls else None,
-        worst_pnl=min(pnls) if pnls else None,
-        average_return_pct=sum(returns, ZERO) / len(returns) if returns else None,
-        best_return_pct=max(returns) if returns else None,
-        worst_return_pct=min(returns) if returns else None,
-        average_holding_days=(sum(holding, timedelta(0)) / len(holding)).total_seconds() / 86400 if holding else None,
-        realized_pnl=sum((t.realized_pnl for t in trades), ZERO),
-        fees=sum((t.fees for t in trades), ZERO),
-        entries_per_position=sum(len(t.entries) for t in trades) / len(trades) if trades else None,
-        positions_by_entry_count=dict(sorted(Counter(len(t.entries) for t in trades).items())),
-        first_entry_pnl=first_entry_pnl,
-        add_on_pnl=add_on_pnl,
-        add_ons=sum(1 for t in trades for e in t.entries if e.kind == "add-on"),
-    )
+    tally = _TradeTally()
+    for trade in trades:
+        tally.add(trade)
+    return tally.result()
+
+
+# Sums of money are accumulated exactly and rounded once (to the context's 28 digits) when
+# read: the figures do not depend on the order the trades are read in.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
+class _Sum:
+    __slots__ = ("best", "count", "total", "worst")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = ZERO
+        self.best: Decimal | None = None
+        self.worst: Decimal | None = None
+
+    def add(self, value: Decimal) -> None:
+        self.count += 1
+        self.total = _EXACT.add(self.total, value)
+        self.best = value if self.best is None or value > self.best else self.best
+        self.worst = value if self.worst is None or value < self.worst else self.worst
+
+    @property
+    def sum(self) -> Decimal:
+        return +self.total
+
+    @property
+    def mean(self) -> Decimal | None:
+        return +self.total / self.count if self.count else None
+
+
+class _TradeTally:
+    """``trade_statistics`` taken one trade at a time (nothing per trade is kept)."""
+
+    def __init__(self) -> None:
+        self.positions = 0
+        self.pnl = _Sum()  # closed trades
+        self.wins = _Sum()
+        self.losses = _Sum()
+        self.returns = _Sum()
+        self.realized = _Sum()  # every trade
+        self.fees = _Sum()
+        self.first_entry_pnl = _Sum()
+        self.add_on_pnl = _Sum()
+        self.holding = timedelta(0)
+        self.held = 0
+        self.entries = 0
+        self.add_ons = 0
+        self.by_entry_count: Counter[int] = Counter()
+
+    def add(self, trade: Trade) -> None:
+        self.positions += 1
+        self.realized.add(trade.realized_pnl)
+        self.fees.add(trade.fees)
+        self.entries += len(trade.entries)
+        self.by_entry_count[len(trade.entries)] += 1
+        self.add_ons += sum(1 for e in trade.entries if e.kind == "add-on")
+        if trade.is_open:
+            return
+        pnl = trade.realized_pnl
+        self.pnl.add(pnl)
+        if pnl > 0:
+            self.wins.add(pnl)
+        elif pnl < 0:
+            self.losses.add(pnl)
+        if (r := trade.return_pct) is not None:
+            self.returns.add(r)
+        if (h := trade.holding_time) is not None:
+            self.holding += h
+            self.held += 1
+        for entry, share in zip(trade.entries, trade.entry_pnl(), strict=True):
+            (self.add_on_pnl if entry.kind == "add-on" else self.first_entry_pnl).add(share)
+
+    def result(self) -> TradeStatistics:
+        closed = self.pnl.count
+        gross_loss = -self.losses.sum
+        return TradeStatistics(
+            positions=self.positions,
+            closed=closed,
+            open=self.positions - closed,
+            win_rate=self.wins.count / closed if closed else None,
+            profit_factor=float(self.wins.sum / gross_loss) if gross_loss > 0 else None,
+            expectancy=self.pnl.mean,
+            average_pnl=self.pnl.mean,
+            best_pnl=self.pnl.best,
+            worst_pnl=self.pnl.worst,
+            average_return_pct=self.returns.mean,
+            best_return_pct=self.returns.best,
+            worst_return_pct=self.returns.worst,
+            average_holding_days=(self.holding / self.held).total_seconds() / 86400 if self.held else None,
+            realized_pnl=self.realized.sum,
+            fees=self.fees.sum,
+            entries_per_position=self.entries / self.positions if self.positions else None,
+            positions_by_entry_count=dict(sorted(self.by_entry_count.items())),
+            first_entry_pnl=self.first_entry_pnl.sum,
+            add_on_pnl=self.add_on_pnl.sum,
+            add_ons=self.add_ons,
+        )
 
 
 def buy_and_hold(series: Sequence[Bar]) -> float | None:

@@ -9,16 +9,15 @@ one exit, priced notional-weighted, as the ledger folds positions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 import attrs
 
-from tradekit.domain.orders import Fill
 from tradekit.domain.values import HUNDRED, ZERO
-from tradekit.ledger.records import IntentPurpose, OrderIntent, PositionEventRecord
+from tradekit.ledger.records import IntentPurpose, LifeEvent
 from tradekit.ledger.store import LedgerTx
 
 
@@ -186,90 +185,71 @@ def plain_number(value: Decimal, places: int | None = None) -> str:
 
 def read_trades(tx: LedgerTx) -> list[Trade]:
     """Every position in the ledger as a trade, in the order they opened."""
-    fees: dict[str, Decimal] = {}
-
-    def fee(fill: Fill, _purpose: object) -> None:  # one fill at a time: only its fee is kept
-        fees[fill.execution_id] = fill.commission
-
-    tx.each_fill_with_purpose(fee)
-    # Of each order, what a trade shows: its purpose, decision and exit intent.
-    intents: dict[str, _OrderFacts] = {}
-
-    def facts(intent: OrderIntent) -> None:
-        intents[intent.client_order_id] = _OrderFacts(intent.purpose, intent.decision_id, intent.exit_intent_id)
-
-    tx.each_order_intent(facts)
-    exit_reasons = {x.intent_id: x.reason for x in tx.exit_intents()}
     trades: list[Trade] = []
-    tx.each_position_life(
-        lambda events: trades.append(_trade(events[0].symbol, events[0].lifecycle, events, fees, intents, exit_reasons))
-    )
+    each_trade(tx, trades.append)
     return sorted(trades, key=lambda trade: (trade.opened_at, trade.symbol, trade.number))
 
 
-class _OrderFacts(NamedTuple):
-    purpose: IntentPurpose
-    decision_id: str | None
-    exit_intent_id: str | None
+def each_trade(tx: LedgerTx, visit: Callable[[Trade], None]) -> None:
+    """Every position in the ledger as a trade, handed to ``visit`` one at a time as it is
+    read: by symbol, then in the order the symbol's positions opened. Only the trade being
+    built is held (a million-bar replay has tens of thousands)."""
+    tx.each_position_life(lambda events: visit(_trade(events)))
 
 
-def _trade(
-    symbol: str,
-    number: int,
-    events: Sequence[PositionEventRecord],
-    fees: dict[str, Decimal],
-    intents: dict[str, _OrderFacts],
-    exit_reasons: dict[str, str],
-) -> Trade:
+def _trade(events: Sequence[LifeEvent]) -> Trade:
     entries: list[TradeEntry] = []
     exits: list[TradeExit] = []
-    strategy = next((e.strategy for e in events if e.strategy), None)
+    head = events[0].event
+    strategy = next((e.event.strategy for e in events if e.event.strategy), None)
     for group in _by_order(events):
         first = group[0]
-        qty = sum((e.qty for e in group), ZERO)
-        paid = sum((fees.get(e.execution_id or "", ZERO) for e in group), ZERO)
-        intent = intents.get(first.client_order_id or "")
-        if first.kind in ("entry", "backfill"):
-            kind = "backfill" if first.kind == "backfill" else "add-on" if entries else "entry"
-            if intent is not None and intent.purpose is IntentPurpose.SCALE_IN:
+        event = first.event
+        qty = sum((e.event.qty for e in group), ZERO)
+        paid = sum((e.commission for e in group if e.commission is not None), ZERO)
+        if event.kind in ("entry", "backfill"):
+            kind = "backfill" if event.kind == "backfill" else "add-on" if entries else "entry"
+            if first.purpose is IntentPurpose.SCALE_IN:
                 kind = "add-on"
             entries.append(
                 TradeEntry(
-                    time=first.time,
+                    time=event.time,
                     price=_weighted_price(group),
                     qty=qty,
                     fees=paid,
                     kind=kind,
-                    decision_id=intent.decision_id if intent is not None else None,
-                    client_order_id=first.client_order_id,
+                    decision_id=first.decision_id,
+                    client_order_id=event.client_order_id,
                 )
             )
         else:
-            reason = first.reason
-            if intent is not None and intent.exit_intent_id is not None:
-                reason = exit_reasons.get(intent.exit_intent_id, reason)
-            elif first.kind == "external_close":
-                reason = f"closed outside tradekit: {first.reason}" if first.reason else "closed outside tradekit"
-            priced = all(e.price is not None for e in group)
+            reason = event.reason
+            if first.exit_intent_id is not None:
+                reason = first.exit_reason if first.exit_reason is not None else reason
+            elif event.kind == "external_close":
+                reason = f"closed outside tradekit: {event.reason}" if event.reason else "closed outside tradekit"
+            priced = all(e.event.price is not None for e in group)
             exits.append(
                 TradeExit(
-                    time=first.time,
+                    time=event.time,
                     price=_weighted_price(group) if priced else None,
                     qty=qty,
                     fees=paid,
                     reason=reason,
                 )
             )
-    return Trade(symbol=symbol, strategy=strategy, number=number, entries=tuple(entries), exits=tuple(exits))
+    return Trade(
+        symbol=head.symbol, strategy=strategy, number=head.lifecycle, entries=tuple(entries), exits=tuple(exits)
+    )
 
 
-def _by_order(events: Iterable[PositionEventRecord]) -> list[list[PositionEventRecord]]:
+def _by_order(events: Iterable[LifeEvent]) -> list[list[LifeEvent]]:
     # Fills of one order make one entry or exit; events without an order stand alone.
-    groups: list[list[PositionEventRecord]] = []
+    groups: list[list[LifeEvent]] = []
     index: dict[tuple[str, str], int] = {}
     for event in events:
-        side = "in" if event.kind in ("entry", "backfill") else "out"
-        key = (side, event.client_order_id) if event.client_order_id else None
+        side = "in" if event.event.kind in ("entry", "backfill") else "out"
+        key = (side, event.event.client_order_id) if event.event.client_order_id else None
         if key is not None and key in index:
             groups[index[key]].append(event)
             continue
@@ -279,6 +259,6 @@ def _by_order(events: Iterable[PositionEventRecord]) -> list[list[PositionEventR
     return groups
 
 
-def _weighted_price(group: Sequence[PositionEventRecord]) -> Decimal:
-    qty = sum((e.qty for e in group), ZERO)
-    return sum((e.qty * (e.price or ZERO) for e in group), ZERO) / qty
+def _weighted_price(group: Sequence[LifeEvent]) -> Decimal:
+    qty = sum((e.event.qty for e in group), ZERO)
+    return sum((e.event.qty * (e.event.price or ZERO) for e in group), ZERO) / qty
