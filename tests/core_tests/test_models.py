@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradekit.broker.paper import ReceiptOutcome, ReceivedOrder
 from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.verdict import Check
 from tradekit.domain import (
@@ -29,8 +30,9 @@ from tradekit.domain import (
     Side,
     Signal,
 )
+from tradekit.domain.orders import TimeInForce
 from tradekit.domain.signals import Urgency
-from tradekit.serialization import StructureError, structure, unstructure
+from tradekit.serialization import StructureError, record_json, structure, unstructure
 
 T0 = datetime(2024, 1, 2, 15, tzinfo=UTC)
 
@@ -241,3 +243,103 @@ def test_a_queued_signal_is_stored_as_the_converters_json(**fields: Any) -> None
     signal = Signal(**fields)
     assert signal_text(signal) == json.dumps(unstructure(signal), separators=(",", ":"))
     assert signal_from_text(signal_text(signal)) == signal
+
+
+_times = st.datetimes(
+    min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - hypothesis attaches the zone
+    max_value=datetime(2030, 1, 1),  # noqa: DTZ001
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(minutes=330))]),
+)
+_amounts = st.decimals(min_value=Decimal("1E-9"), max_value=Decimal(10**9), allow_nan=False, allow_infinity=False)
+_ids = st.text(min_size=1, max_size=12)  # any text: quotes, backslashes, non-ASCII, "%s"
+
+
+@st.composite
+def _order_requests(draw: st.DrawFn) -> OrderRequest:
+    order_type = draw(st.sampled_from(list(OrderType)))
+    by_qty = draw(st.booleans())
+    return OrderRequest(
+        client_order_id=draw(st.text(alphabet="abcXYZ019-_|.", min_size=1, max_size=20)),
+        symbol=draw(_ids),
+        side=draw(st.sampled_from(list(Side))),
+        order_type=order_type,
+        qty=draw(_amounts) if by_qty else None,
+        notional=None if by_qty else draw(_amounts),
+        limit_price=draw(_amounts) if order_type is OrderType.LIMIT else None,
+        time_in_force=draw(st.sampled_from(list(TimeInForce))),
+    )
+
+
+_orders = st.builds(
+    Order,
+    client_order_id=_ids,
+    broker_order_id=_ids,
+    symbol=_ids,
+    side=st.sampled_from(list(Side)),
+    order_type=st.sampled_from(list(OrderType)),
+    status=st.sampled_from(list(OrderStatus)),
+    qty=st.none() | _amounts,
+    notional=st.none() | _amounts,
+    limit_price=st.none() | _amounts,
+    filled_qty=st.just(Decimal(0)) | _amounts,
+    filled_avg_price=st.none() | _amounts,
+    submitted_at=_times,
+    updated_at=st.none() | _times,
+    reject_reason=st.text(max_size=30),
+)
+_fills = st.builds(
+    Fill,
+    execution_id=_ids,
+    client_order_id=_ids,
+    broker_order_id=_ids,
+    symbol=_ids,
+    side=st.sampled_from(list(Side)),
+    qty=_amounts,
+    price=_amounts,
+    time=_times,
+    commission=st.just(Decimal(0)) | _amounts,
+    position_qty_after=st.none() | _amounts.map(lambda d: -d) | _amounts,
+)
+_received = st.builds(
+    ReceivedOrder,
+    request=_order_requests(),
+    received_at=_times,
+    outcome=st.sampled_from(list(ReceiptOutcome)),
+    reason=st.text(max_size=30),
+)
+
+
+@given(record=st.one_of(_order_requests(), _orders, _fills, _received))
+def test_the_generated_json_of_archived_records_is_the_converters_byte_for_byte(record: Any) -> None:
+    """The paper broker's archive writes orders, fills and received requests with generated
+    code (``record_json``): the text is what ``json.dumps`` writes of the converter's
+    document, and it reads back as the same record."""
+    import json
+
+    expected = json.dumps(unstructure(record), separators=(",", ":"))
+    assert record_json(record) == expected
+    assert structure(json.loads(record_json(record)), type(record)) == record
+
+
+def test_a_record_without_a_generated_writer_goes_through_the_converter() -> None:
+    import json
+
+    signal = RECORDS[0]
+    assert record_json(signal) == json.dumps(unstructure(signal), separators=(",", ":"))
+
+
+def test_passing_checks_are_shared_values_and_their_memo_stays_bounded() -> None:
+    from tradekit.decision import verdict
+
+    first = verdict.passed("max_entries", RulePhase.HARD_SAFETY, "entry 2 of at most 4")
+    again = verdict.passed("max_entries", RulePhase.HARD_SAFETY, "entry 2 of at most 4")
+    assert again is first
+    assert (again.outcome, again.reason, again.detail) == (CheckOutcome.PASS, None, "entry 2 of at most 4")
+    # The same rule and sentence in another phase, or not applicable, is another check.
+    assert verdict.passed("max_entries", RulePhase.LIMITS, "entry 2 of at most 4").phase is RulePhase.LIMITS
+    na = verdict.not_applicable("max_entries", RulePhase.HARD_SAFETY, "entry 2 of at most 4")
+    assert na.outcome is CheckOutcome.NOT_APPLICABLE
+    for i in range(3 * verdict._MEMO_LIMIT):  # every sentence different (a price in it)
+        check = verdict.passed("allocation_cap", RulePhase.HARD_SAFETY, f"{i / 100:.2f}% of equity, cap 10%")
+        assert check.detail == f"{i / 100:.2f}% of equity, cap 10%"
+        assert len(verdict._passes) <= verdict._MEMO_LIMIT

@@ -8,13 +8,18 @@ typo in a config file or a broker payload is caught rather than ignored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import types
+import typing
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import Enum, IntEnum, StrEnum
 from functools import cache
+from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.preconf.json import make_converter as _make_json_converter
 from cattrs.v import format_exception
@@ -213,3 +218,91 @@ def as_mapping(obj: Any) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise TypeError(f"{type(obj).__name__} does not unstructure to a mapping")
     return data
+
+
+# --- fast JSON text of flat records --------------------------------------------------------------
+
+
+def record_json(obj: Any) -> str:
+    """``json.dumps(unstructure(obj), separators=(",", ":"))``, byte for byte.
+
+    For the records registered with ``fast_json`` (plain fields: str, int, bool, Decimal,
+    datetime, str enums, optional ones, nested registered records, lists of them) the text is
+    written by code generated once per class; anything else goes through the converter. The
+    paper broker's archive writes one per order and per request it receives, ~2.5x cheaper
+    this way. Tests hold each registered record's text to the converter's.
+    """
+    writer = _WRITERS.get(type(obj))
+    return _fallback_json(obj) if writer is None else writer(obj)
+
+
+def fast_json(*classes: type) -> None:
+    """Write ``classes`` (attrs records with no unstructure hook of their own) by generated code."""
+    for cls in classes:
+        _WRITERS[cls] = _record_writer(cls)
+
+
+_WRITERS: dict[type, Callable[[Any], str]] = {}
+
+
+def _datetime_json(value: datetime) -> str:
+    return '"' + _unstructure_datetime(value) + '"'
+
+
+def _fallback_json(value: Any) -> str:
+    return json.dumps(unstructure(value), separators=(",", ":"))
+
+
+def _value_writer(hint: Any) -> str | None:
+    """An expression over ``{v}`` writing a value of type ``hint``; None: not a plain type."""
+    if hint is str:
+        return "_q({v})"
+    if hint is bool:
+        return "('true' if {v} else 'false')"
+    if hint is int:
+        return "repr(int({v}))"
+    if hint is Decimal:
+        return "('\"' + str({v}) + '\"')"
+    if hint is datetime:
+        return "_dt({v})"
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return "_q({v}._value_)"
+    if hint in _WRITERS:
+        return "_record({v})"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list and len(args) == 1 and (item := _value_writer(args[0])) is not None:
+        return "('[' + ','.join([" + item.format(v="x") + " for x in {v}]) + ']')"
+    return None
+
+
+def _record_writer(cls: type) -> Callable[[Any], str]:
+    hints = typing.get_type_hints(cls)
+    parts: list[str] = []
+    keys: list[str] = []
+    for i, field in enumerate(attrs.fields(cls)):
+        hint = hints[field.name]
+        optional = False
+        args = typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            rest = [a for a in args if a is not type(None)]
+            optional = len(rest) == 1 and len(args) == 2
+            hint = rest[0] if optional else hint
+        plain = _value_writer(hint)
+        value = f"o.{field.name}"
+        expression = plain.format(v=value) if plain is not None else f"_fallback({value})"
+        if optional:
+            expression = f"('null' if {value} is None else {expression})"
+        parts.append(expression)
+        keys.append(f"{'{' if i == 0 else ','}{json.dumps(field.name)}:%s")
+    # One %-format of every field's text: cheaper than concatenating the pieces.
+    template = "".join(keys) + "}"
+    source = f"def write(o):\n    return {template!r} % (\n        " + ",\n        ".join(parts) + ",\n    )\n"
+    namespace: dict[str, Any] = {
+        "_q": encode_basestring_ascii,
+        "_dt": _datetime_json,
+        "_record": record_json,
+        "_fallback": _fallback_json,
+    }
+    exec(compile(source, f"<record_json {cls.__qualname__}>", "exec"), namespace)
+    write: Callable[[Any], str] = namespace["write"]
+    return write

@@ -59,7 +59,7 @@ from tradekit.domain.values import (
     utc,
     utcnow,
 )
-from tradekit.serialization import StructureError, structure, unstructure
+from tradekit.serialization import StructureError, fast_json, structure, unstructure
 
 PAPER_BROKER_NAME = "paper"
 STATE_FORMAT_VERSION = 1
@@ -296,6 +296,10 @@ class ReceivedOrder:
     received_at: datetime = attrs.field(converter=to_utc, validator=utc)
     outcome: ReceiptOutcome
     reason: str = ""
+
+
+# What the archive writes for every order and request (tests hold the text to the converter's).
+fast_json(OrderRequest, Order, Fill, ReceivedOrder)
 
 
 # --------------------------------------------------------------------------- persisted state

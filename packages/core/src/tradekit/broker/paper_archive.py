@@ -33,7 +33,7 @@ from typing import Any
 
 from tradekit.domain.orders import Fill, Order
 from tradekit.seen_ids import SeenIds
-from tradekit.serialization import StructureError, structure, unstructure
+from tradekit.serialization import StructureError, record_json, structure
 
 # The latest archived orders are also kept as objects: a trader asks for an order's fills
 # right after it fills (and so is archived), and that answer costs no read and no parsing.
@@ -95,14 +95,14 @@ class OrderArchive:
         row = (
             order.client_order_id,
             generation,
-            json.dumps(unstructure(order), separators=(",", ":")),
-            json.dumps(unstructure(list(fills)), separators=(",", ":")),
+            record_json(order),
+            "[" + ",".join([record_json(fill) for fill in fills]) + "]",
         )
         self._write("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?)", row)
 
     def add_received(self, received: Any, generation: int) -> None:
         """Append one received request (a ``ReceivedOrder``) to the log."""
-        doc = json.dumps(unstructure(received), separators=(",", ":"))
+        doc = record_json(received)
         self._write("INSERT INTO received (generation, doc) VALUES (?, ?)", (generation, doc))
 
     def commit(self) -> None:

@@ -41,12 +41,32 @@ class Check:
         return self.outcome in _STOPPING
 
 
+# Passing and not-applicable checks are values: the same rule with the same sentence is the
+# same check, and most decisions repeat the last one's ("entry 2 of at most 4"). A check is
+# ~5x dearer to build than to look up; the memo is cleared when full, so it stays small.
+_MEMO_LIMIT = 4096
+_passes: dict[tuple[str, int, str], Check] = {}
+_not_applicable: dict[tuple[str, int, str], Check] = {}
+
+
+def _memoized(
+    memo: dict[tuple[str, int, str], Check], rule: str, phase: RulePhase, outcome: CheckOutcome, detail: str
+) -> Check:
+    key = (rule, phase._value_, detail)  # the phase's number: an enum member hashes in Python
+    check = memo.get(key)
+    if check is None:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        check = memo[key] = Check(rule=rule, phase=phase, outcome=outcome, detail=detail)
+    return check
+
+
 def passed(rule: str, phase: RulePhase, detail: str) -> Check:
-    return Check(rule=rule, phase=phase, outcome=CheckOutcome.PASS, detail=detail)
+    return _memoized(_passes, rule, phase, CheckOutcome.PASS, detail)
 
 
 def not_applicable(rule: str, phase: RulePhase, detail: str) -> Check:
-    return Check(rule=rule, phase=phase, outcome=CheckOutcome.NOT_APPLICABLE, detail=detail)
+    return _memoized(_not_applicable, rule, phase, CheckOutcome.NOT_APPLICABLE, detail)
 
 
 def skip(rule: str, phase: RulePhase, reason: Reason, detail: str) -> Check:
