@@ -26,7 +26,7 @@ from tradekit.decision.trace import (
     trace_document,
     trace_text,
 )
-from tradekit.decision.verdict import Check
+from tradekit.decision.verdict import Check, block, passed
 from tradekit.plugins import Plugins
 from tradekit.serialization import unstructure
 from tradekit.testing import make_context, make_position
@@ -158,3 +158,22 @@ def test_a_damaged_packed_trace_is_an_error_not_a_wrong_document() -> None:
     for damaged in (stored[:-5], flipped, PACKED_PREFIX + "~~not base64"):
         with pytest.raises(TraceError, match=r"cannot be unpacked|not JSON"):
             decode_trace(damaged)
+
+
+def test_a_checks_text_is_written_once_and_never_taken_for_another_checks() -> None:
+    from tradekit.decision import trace
+
+    shared = passed("max_entries", RulePhase.HARD_SAFETY, 'entry 2 of "at most" 4')
+    assert trace._check_json(shared) == trace._check_json(shared) == trace._check_text(shared)
+    # Checks built and dropped one after another may get the id of an earlier one: each is
+    # still written from its own fields, however many came before.
+    for i in range(2 * trace._TEXTS_LIMIT):
+        check = block("allocation_cap", RulePhase.HARD_SAFETY, ReasonCode.ALLOCATION_CAP, f"at {i}% of equity")
+        assert json.loads(trace._check_json(check)) == [
+            "allocation_cap",
+            int(RulePhase.HARD_SAFETY),
+            "block",
+            f"at {i}% of equity",
+            "allocation_cap",
+        ]
+        assert len(trace._TEXTS) <= trace._TEXTS_LIMIT

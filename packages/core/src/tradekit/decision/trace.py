@@ -121,7 +121,26 @@ def trace_document(decision: BuyDecision) -> str:
 _HEADS: dict[tuple[str, int, str, str | None], tuple[str, str]] = {}
 
 
+# Each check's text, by the check: passing checks are shared values (``verdict.passed``), so
+# most of a trace's checks were written for an earlier decision. Keyed by ``id`` (hashing a
+# check hashes its fields) with the check held beside its text, so an id is never reused
+# while its entry stands; cleared when full.
+_TEXTS: dict[int, tuple[Check, str]] = {}
+_TEXTS_LIMIT = 4096
+
+
 def _check_json(check: Check) -> str:
+    known = _TEXTS.get(id(check))
+    if known is not None and known[0] is check:
+        return known[1]
+    text = _check_text(check)
+    if len(_TEXTS) >= _TEXTS_LIMIT:
+        _TEXTS.clear()
+    _TEXTS[id(check)] = (check, text)
+    return text
+
+
+def _check_text(check: Check) -> str:
     reason = None if check.reason is None else check.reason._value_
     key = (check.rule, check.phase._value_, check.outcome._value_, reason)
     parts = _HEADS.get(key)
