@@ -25,7 +25,11 @@ class TestAlpacaBrokerContract(BrokerContract):
 
     def make_broker(self) -> Broker:
         broker = AlpacaBroker(emulator_config(self.venue), AlpacaCredentials(key_id=KEY_ID, secret_key=SECRET_KEY))
-        self.venue.wait_for_stream_listeners(1)
+        try:
+            self.venue.wait_for_stream_listeners(1)
+        except BaseException:
+            broker.close()  # its stream thread would go on reconnecting for the rest of the session
+            raise
         self.current = broker
         return broker
 

@@ -421,7 +421,9 @@ def test_an_endless_run_stops_cleanly_on_sigterm_and_ctrl_c(
         finally:
             if process.poll() is None:
                 process.kill()
-                process.wait()
+            if process.stderr is not None:  # closed and reaped, whatever happened above
+                process.stderr.close()
+            process.wait()
     lines = out.read_text().splitlines()
     assert process.returncode == 0, stderr.decode()
     assert lines[-1] == "stopped"

@@ -159,55 +159,58 @@ def run_alpaca(
         symbols = ",".join(SYMBOLS)
         argv = [tradekit, "run", "--broker", "alpaca", "--strategy", "pyramid", "--symbols", symbols]
         trader = Worker("trader", [*argv, "--interval", "0.05", "--json"], env, workdir, narrative)
-        kills = KillSwitch(
-            trader,
-            _kill_plan(seed, len(run_moments), calm, kill_triggers),
-            frozenset({"submit_order"}),
-        )
-        narrative.add("kill plan: " + ("; ".join(t.describe() for t in kills.triggers) or "none"))
+        try:
+            kills = KillSwitch(
+                trader,
+                _kill_plan(seed, len(run_moments), calm, kill_triggers),
+                frozenset({"submit_order"}),
+            )
+            narrative.add("kill plan: " + ("; ".join(t.describe() for t in kills.triggers) or "none"))
 
-        def enter(moment: Moment) -> str:
-            emu.set_time(moment.at)
-            return f"{moment.label} {moment.at.isoformat()}"
+            def enter(moment: Moment) -> str:
+                emu.set_time(moment.at)
+                return f"{moment.label} {moment.at.isoformat()}"
 
-        timeline = Timeline(enter, narrative)
+            timeline = Timeline(enter, narrative)
 
-        def hook(event: CallEvent) -> bool:
-            if event.phase == "before":
-                coid = f" coid={event.client_order_id}" if event.client_order_id else ""
-                fault = f" FAULT {event.fault.value}" if event.fault else ""
-                narrative.add(f"call {event.kind}#{event.n} {event.method} {event.path}{coid}{fault}")
-                if event.kind == "clock":
-                    timeline.tick()
-            return kills.on_call(event, _side(event))
+            def hook(event: CallEvent) -> bool:
+                if event.phase == "before":
+                    coid = f" coid={event.client_order_id}" if event.client_order_id else ""
+                    fault = f" FAULT {event.fault.value}" if event.fault else ""
+                    narrative.add(f"call {event.kind}#{event.n} {event.method} {event.path}{coid}{fault}")
+                    if event.kind == "clock":
+                        timeline.tick()
+                return kills.on_call(event, _side(event))
 
-        emu.add_call_hook(hook)
-        # The first clock read (the startup's) and the first cycle's both see the first moment.
-        timeline.load([run_moments[0], *run_moments])
-        trader.start()
-        violations += supervise(trader, timeline, narrative)
-
-        # The clean finish: no more faults or kills, a trader run through one more session.
-        plan.stop()
-        kills.disarm()
-        narrative.add("FAULTS STOP")
-        stop(trader)
-        last = run_sessions(calendar, sessions + 1)[-1]
-        timeline.load([Moment(label, last.open + offset) for label, offset in CLEAN_MOMENTS])
-        trader.start()
-        if not violations:
+            emu.add_call_hook(hook)
+            # The first clock read (the startup's) and the first cycle's both see the first moment.
+            timeline.load([run_moments[0], *run_moments])
+            trader.start()
             violations += supervise(trader, timeline, narrative)
-        stop(trader)
-        reconcile = Worker(
-            "reconcile", [tradekit, "reconcile", "--broker", "alpaca", "--json"], env, workdir, narrative
-        )
-        reconcile.run_to_end(timeout=120)
-        emu.remove_call_hook(hook)
 
-        exits = trader.exits + reconcile.exits
-        violations += exit_violations(exits)
-        view = read_ledger(reader_url(ledger_url), schema)
-        violations += check_invariants(emu, view)
+            # The clean finish: no more faults or kills, a trader run through one more session.
+            plan.stop()
+            kills.disarm()
+            narrative.add("FAULTS STOP")
+            stop(trader)
+            last = run_sessions(calendar, sessions + 1)[-1]
+            timeline.load([Moment(label, last.open + offset) for label, offset in CLEAN_MOMENTS])
+            trader.start()
+            if not violations:
+                violations += supervise(trader, timeline, narrative)
+            stop(trader)
+            reconcile = Worker(
+                "reconcile", [tradekit, "reconcile", "--broker", "alpaca", "--json"], env, workdir, narrative
+            )
+            reconcile.run_to_end(timeout=120)
+            emu.remove_call_hook(hook)
+
+            exits = trader.exits + reconcile.exits
+            violations += exit_violations(exits)
+            view = read_ledger(reader_url(ledger_url), schema)
+            violations += check_invariants(emu, view)
+        finally:
+            trader.close()
     narrative.flush()
     backend.drop(schema)
     return RunResult(

@@ -157,6 +157,7 @@ def run_pairs(
     violations: list[Violation] = []
     emulators = {LONG_VENUE: new_emulator(LONG_VENUE).start(), SHORT_VENUE: new_emulator(SHORT_VENUE).start()}
     long_emu, short_emu = emulators[LONG_VENUE], emulators[SHORT_VENUE]
+    trader: Worker | None = None
     try:
         run_moments = moments(seed)
 
@@ -227,6 +228,8 @@ def run_pairs(
         narrative.add("course: " + course)
         faults = [f"{name} {line}" for name, emu in emulators.items() for line in emu.fault_plan.schedule()]
     finally:
+        if trader is not None:
+            trader.close()
         for emu in emulators.values():
             emu.stop()
         narrative.flush()

@@ -211,6 +211,16 @@ class Worker:
         self.narrative.add(f"exit pid {process.pid}: rc={ended.returncode} killed={ended.killed}")
         return ended
 
+    def close(self) -> None:
+        """Kill the running process, if any, and wait for it: a run that failed midway (an
+        assertion, a test's timeout) leaves no process behind, nor a ``Popen`` that warns
+        when collected."""
+        with self._lock:
+            process = self._process
+        if process is not None and process.poll() is None:
+            self.kill("the run ended before its process did")
+            process.wait()
+
     def run_to_end(self, timeout: float) -> ProcessExit:
         """Run the command once to its end (a one-shot command such as reconcile)."""
         self.start()

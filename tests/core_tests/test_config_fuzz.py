@@ -100,7 +100,7 @@ def _loads_or_refuses(path: Path, env: dict[str, str]) -> None:
     _derived(loaded.settings)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(document=documents())
 def test_any_document_loads_usable_settings_or_fails_with_settings_error(
     tmp_path: Path, document: dict[str, Any]
@@ -115,7 +115,7 @@ def test_any_document_loads_usable_settings_or_fails_with_settings_error(
     _loads_or_refuses(path, {})
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=st.text(max_size=200))
 def test_any_text_loads_or_fails_with_settings_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "tradekit.toml"

@@ -194,7 +194,7 @@ quantities = st.sampled_from(["-5", "0.5", "1", "10", "100"])
 holdings = st.dictionaries(symbols, quantities, max_size=6)
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], max_examples=40)
 @given(broker_holds=holdings, ledger_holds=holdings, backfill=st.booleans(), close_unknown=st.booleans())
 def test_reconciling_twice_changes_nothing_the_second_time(
     ledger_factory: LedgerFactory,

@@ -41,17 +41,22 @@ def checkpoints(ledger: Path) -> int:
 
 def killed_after_checkpoint(ledger: Path, target: int, env: dict[str, str]) -> bool:
     """Start the run, SIGKILL it once its checkpoint ``target`` is on disk; False if it ended first."""
-    process = subprocess.Popen(command(ledger), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + CHECKPOINT_WAIT_S
-    while process.poll() is None and checkpoints(ledger) < target and time.monotonic() < deadline:
-        time.sleep(POLL_S)
-    if process.poll() is not None:
-        _, stderr = process.communicate()
-        assert process.returncode == 0, stderr.decode()
-        return False
-    os.kill(process.pid, signal.SIGKILL)
-    process.communicate()
-    return True
+    with subprocess.Popen(command(ledger), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+        try:
+            deadline = time.monotonic() + CHECKPOINT_WAIT_S
+            while process.poll() is None and checkpoints(ledger) < target and time.monotonic() < deadline:
+                time.sleep(POLL_S)
+            if process.poll() is not None:
+                _, stderr = process.communicate()
+                assert process.returncode == 0, stderr.decode()
+                return False
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate()
+            return True
+        finally:  # a failure or the test's timeout above leaves no run behind
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def finish(ledger: Path, env: dict[str, str]) -> dict[str, Any]:
