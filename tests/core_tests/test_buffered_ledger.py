@@ -121,6 +121,8 @@ def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(
     """Flushing every few rows, finished orders and settled signals leave memory all through
     the run and are read back whenever asked about: the rows are still the same."""
     monkeypatch.setattr(write_behind, "FLUSH_EVERY", flush_every)
+    if flush_every < 10:  # and nothing stays for being recent: every order leaves as soon as it may
+        monkeypatch.setattr(write_behind, "KEEP_RECENT", 0)
     retired: list[int] = []
     read_back: list[int] = []
     retire, back = BufferedLedger._retire_orders, BufferedLedger._read_back
@@ -431,7 +433,10 @@ def test_a_resumed_buffered_ledger_keeps_refusing_settled_signals(tmp_path: Path
     assert len(rows["tk_queued_buys"]) == 5
 
 
-def test_finished_orders_left_memory_and_are_answered_like_the_committing_ledger(tmp_path: Path) -> None:
+def test_finished_orders_left_memory_and_are_answered_like_the_committing_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_behind, "KEEP_RECENT", 0)  # finished orders leave at the first flush
     answers: list[Any] = []
     for kind in (Ledger, BufferedLedger):
         with kind.open(f"sqlite:///{tmp_path / f'{kind.__name__}.db'}", for_trading=True) as ledger:
@@ -478,6 +483,53 @@ def test_finished_orders_left_memory_and_are_answered_like_the_committing_ledger
     assert answers[0] == answers[2]
     assert answers[1] == answers[3]
     assert answers[0][:4] == (["exit|x1|1", "exit|x1|2"], FillResult.DUPLICATE, FillResult.APPLIED, ["exit|y1|1"])
+
+
+def test_the_most_recent_finished_orders_stay_in_memory_and_older_ones_leave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's events about an order arrive after it was recorded: the latest finished
+    orders and executions are answered from memory (no read of the file), the older ones
+    leave it at a flush, and both are answered as the committing ledger answers."""
+    monkeypatch.setattr(write_behind, "KEEP_RECENT", 3)
+    reads: list[int] = []
+    back, written = BufferedLedger._read_back, BufferedLedger._written
+
+    def counted_back(self: BufferedLedger, where: Any) -> Any:
+        reads.append(1)
+        return back(self, where)
+
+    def counted_written(self: BufferedLedger, column: Any, value: str) -> bool:
+        reads.append(1)
+        return written(self, column, value)
+
+    monkeypatch.setattr(BufferedLedger, "_read_back", counted_back)
+    monkeypatch.setattr(BufferedLedger, "_written", counted_written)
+    intents = [_intent(f"buy|k{n}|1", symbol=f"K{n}") for n in range(5)]
+    with BufferedLedger.open(f"sqlite:///{tmp_path / 'ledger.db'}", for_trading=True) as ledger:
+        for n, intent in enumerate(intents):
+            with ledger.transaction() as tx:
+                tx.record_intent(intent)
+                tx.record_fill(_fill(intent, f"e{n}"))
+                tx.record_order_event(intent.client_order_id, LedgerOrderStatus.FILLED, T0)
+            with ledger.transaction() as tx:  # closed, so nothing holds the order in memory
+                sell = _intent(f"sell|k{n}|1", side=Side.SELL, symbol=f"K{n}")
+                tx.record_intent(sell)
+                tx.record_fill(_fill(sell, f"x{n}", side=Side.SELL))
+                tx.record_order_event(sell.client_order_id, LedgerOrderStatus.FILLED, T0)
+        ledger.flush()
+        state = ledger._state
+        kept = [i for i in intents if i.client_order_id in state.heads]
+        assert kept == intents[-1:]  # 10 finished orders: the last three are the last sells and buy
+        assert [e for e in ("e0", "e1", "e2", "e3", "e4") if e in state.execution_ids] == ["e4"]
+        with ledger.transaction() as tx:  # a late duplicate event of a recent order: memory answers
+            assert tx.record_fill(_fill(intents[-1], "e4")) is FillResult.DUPLICATE
+            assert tx.filled_qty(intents[-1].client_order_id) == Decimal(10)
+        assert reads == []
+        with ledger.transaction() as tx:  # an older one is read back from the file
+            assert tx.record_fill(_fill(intents[0], "e0")) is FillResult.DUPLICATE
+            assert tx.filled_qty(intents[0].client_order_id) == Decimal(10)
+        assert len(reads) == 2
 
 
 def test_a_replay_keeps_its_paper_orders_beside_the_ledger_not_in_memory(tmp_path: Path) -> None:

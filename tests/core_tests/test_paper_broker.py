@@ -1176,3 +1176,27 @@ def test_books_always_balance_and_a_cash_account_never_overdraws_or_goes_short(
     assert paper.get_account().cash >= 0
     delivered = {e.fill.execution_id for e in paper.drain_events() if e.fill is not None}
     assert delivered == {fill.execution_id for fill in all_fills(paper)}
+
+
+def test_a_change_to_one_holding_reports_that_position_anew_and_the_others_as_they_were(paper: PaperBroker) -> None:
+    paper.set_price("MSFT", D(200), T0)
+    paper.submit_order(order("a1", qty=D(3)))
+    paper.submit_order(order("m1", qty=D(2), symbol="MSFT"))
+    aapl, msft = paper.get_positions()
+
+    paper.submit_order(order("a2", qty=D(1)))  # AAPL only
+    again_aapl, again_msft = paper.get_positions()
+    assert again_msft is msft  # nothing it shows changed: the very same record
+    assert (again_aapl.qty, again_aapl.avg_entry_price) == (D(4), D(100))
+    assert again_aapl is not aapl
+
+    later = T0 + timedelta(minutes=5)
+    paper.set_prices({"AAPL": D(101), "MSFT": D(200)}, later)  # a new moment: every position anew
+    moved_aapl, moved_msft = paper.get_positions()
+    assert (moved_aapl.current_price, moved_aapl.as_of) == (D(101), later)
+    assert (moved_msft.qty, moved_msft.as_of) == (D(2), later)
+    assert moved_msft is not msft
+
+    paper.submit_order(order("m2", Side.SELL, qty=D(2), symbol="MSFT"))  # flat: no longer reported
+    (left,) = paper.get_positions()
+    assert left is moved_aapl

@@ -450,6 +450,10 @@ class PaperBroker:
         # Reads between two changes of the book return the same objects (a replay asks for
         # the account and positions before every decision).
         self._snapshot = _Snapshot()
+        # Each held symbol's last reported position, given again while nothing it shows
+        # changed: a change to one holding rebuilds one position, not every one (a replay of
+        # hundreds of symbols asks after each order).
+        self._reported: dict[str, BrokerPosition] = {}
         loaded = self._load()
         self._book = loaded if loaded is not None else self._fresh_book()
         self._restore_archive()
@@ -514,17 +518,34 @@ class PaperBroker:
 
     def _positions(self) -> tuple[BrokerPosition, ...]:
         now = self._now()
-        return tuple(
-            BrokerPosition(
-                symbol=symbol,
-                qty=holding.qty,
-                avg_entry_price=holding.avg_entry_price,
-                as_of=now,
-                current_price=self._last_price(symbol),
-                opened_at=holding.opened_at,
-            )
-            for symbol, holding in sorted(self._book.holdings.items())
-        )
+        reported = self._reported
+        positions = []
+        for symbol, holding in sorted(self._book.holdings.items()):
+            price = self._last_price(symbol)
+            kept = reported.get(symbol)
+            # The same figures (the very objects: an equal Decimal may be written otherwise)
+            # at the same moment: the position reported last time.
+            if (
+                kept is None
+                or kept.qty is not holding.qty
+                or kept.avg_entry_price is not holding.avg_entry_price
+                or kept.current_price is not price
+                or kept.as_of != now
+                or kept.opened_at != holding.opened_at
+            ):
+                kept = reported[symbol] = BrokerPosition(
+                    symbol=symbol,
+                    qty=holding.qty,
+                    avg_entry_price=holding.avg_entry_price,
+                    as_of=now,
+                    current_price=price,
+                    opened_at=holding.opened_at,
+                )
+            positions.append(kept)
+        if len(reported) > len(positions):  # symbols no longer held
+            for symbol in reported.keys() - self._book.holdings.keys():
+                del reported[symbol]
+        return tuple(positions)
 
     def get_asset(self, symbol: str) -> AssetInfo:
         """Return whether ``symbol`` trades here and whether it trades in fractions."""

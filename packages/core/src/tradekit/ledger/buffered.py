@@ -93,6 +93,11 @@ R = TypeVar("R")
 
 # Rows are flushed once this many are pending (and at close): bounds memory on long replays.
 FLUSH_EVERY = 500
+# The most recent finished orders and written executions stay in memory, however many
+# flushes pass: the broker's events about an order (its acceptance, its fills) are applied
+# after the pipeline recorded it, a replay drains them once a step, and a session of
+# hundreds of symbols flushes several times in between. Older ones leave memory.
+KEEP_RECENT = 1024
 
 _APPEND_ORDER = (
     t.order_intents,
@@ -190,6 +195,7 @@ class _State:
         self.retired_orders = SeenIds()
         self.retired_keys = SeenIds()
         self.retired_count = 0
+        # Executions recorded and not yet retired, oldest first (the last KEEP_RECENT stay).
         self.executions_unwritten: list[str] = []
         self.retired_executions = SeenIds()
         self.reconciliation_ids = 0
@@ -336,20 +342,23 @@ class BufferedLedger(Ledger):
     def _retire_orders(self) -> None:
         """Forget finished orders whose rows are written, unless something still reads them
         from memory: an open position's entries (their commissions count when it closes) and
-        fills kept for re-derivation. Those wait for a later flush."""
+        fills kept for re-derivation wait for a later flush, and the KEEP_RECENT most recent
+        stay (their broker events may not have been applied yet). Executions likewise."""
         state = self._state
-        for execution_id in state.executions_unwritten:
+        unretired = state.executions_unwritten
+        cut = max(0, len(unretired) - KEEP_RECENT)
+        for execution_id in unretired[:cut]:
             if execution_id in state.execution_ids:
                 state.execution_ids.discard(execution_id)
                 state.retired_executions.add(execution_id)
-        state.executions_unwritten = []
-        if not state.terminal_unretired:
+        state.executions_unwritten = unretired[cut:]
+        if len(state.terminal_unretired) <= KEEP_RECENT:
             return
         in_use = {
             e.client_order_id for lifecycle in state.positions.values() if lifecycle.is_open for e in lifecycle.events
         }
         in_use.update(fill.client_order_id for fill in state.unapplied_fills.values())
-        waiting = []
+        ready, waiting = [], []
         for coid in dict.fromkeys(state.terminal_unretired):
             head = state.heads.get(coid)
             if head is None or not head.terminal:
@@ -357,6 +366,11 @@ class BufferedLedger(Ledger):
             if coid in in_use or coid in state.dirty_intent_heads:
                 waiting.append(coid)
                 continue
+            ready.append(coid)
+        cut = max(0, len(ready) - KEEP_RECENT)
+        waiting += ready[cut:]  # the most recent stay a while
+        for coid in ready[:cut]:
+            head = state.heads[coid]
             key = head.intent.intent_key
             del state.heads[coid]
             del state.coid_by_key[key]
