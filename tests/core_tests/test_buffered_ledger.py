@@ -490,7 +490,7 @@ def test_the_most_recent_finished_orders_stay_in_memory_and_older_ones_leave(
 ) -> None:
     """The broker's events about an order arrive after it was recorded: the latest finished
     orders and executions are answered from memory (no read of the file), the older ones
-    leave it at a flush, and both are answered as the committing ledger answers."""
+    leave it at a flush and are read back, with the same answers."""
     monkeypatch.setattr(write_behind, "KEEP_RECENT", 3)
     reads: list[int] = []
     back, written = BufferedLedger._read_back, BufferedLedger._written

@@ -750,9 +750,6 @@ class _MemoryTx(LedgerTx):
     def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
         return self._ledger._sql(lambda tx: tx.order_intents(symbol=symbol))
 
-    def each_order_intent(self, visit: Callable[[OrderIntent], None], *, symbol: str | None = None) -> None:
-        self._ledger._sql(lambda tx: tx.each_order_intent(visit, symbol=symbol))
-
     def intent(self, client_order_id: str) -> OrderIntent | None:
         head = self._head(client_order_id)
         return None if head is None else head.intent

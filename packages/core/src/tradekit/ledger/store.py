@@ -449,17 +449,10 @@ class LedgerTx:
 
     def order_intents(self, *, symbol: str | None = None) -> list[OrderIntent]:
         """Every order intent (of ``symbol``), in the order they were recorded."""
-        result: list[OrderIntent] = []
-        self.each_order_intent(result.append, symbol=symbol)
-        return result
-
-    def each_order_intent(self, visit: Callable[[OrderIntent], None], *, symbol: str | None = None) -> None:
-        """``order_intents`` handed to ``visit`` one at a time, as the rows are read."""
         query = sa.select(t.order_intents).order_by(t.order_intents.c.id)
         if symbol is not None:
             query = query.where(t.order_intents.c.symbol == symbol)
-        for r in self._conn.execute(query):
-            visit(_intent_from_row(r._mapping))
+        return [_intent_from_row(r._mapping) for r in self._conn.execute(query)]
 
     def intent(self, client_order_id: str) -> OrderIntent | None:
         i = t.order_intents

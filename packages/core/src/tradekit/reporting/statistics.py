@@ -189,13 +189,15 @@ class _RunTally:
         self._by_symbol: dict[str, SymbolStatistics] = {}
 
     def add_symbol(self, symbol: str, own: Sequence[Trade]) -> None:
-        """All of ``symbol``'s trades (once per symbol)."""
+        """All of ``symbol``'s trades (once per symbol): its figures, and the run's."""
+        tally = _TradeTally()
         for trade in own:
-            self._trades.add(trade)
+            tally.add(trade)
+        self._trades.merge(tally)
         series = self._bars.get(symbol)
         curve = self._curve
         self._by_symbol[symbol] = SymbolStatistics(
-            trades=trade_statistics(own),
+            trades=tally.result(),
             exposure=_symbol_exposure(own, self._closes),
             buy_and_hold_return=buy_and_hold(series) if series else None,
             returns=return_statistics(symbol_curve(own, series, self._closes, curve[0].equity))
@@ -342,6 +344,15 @@ class _Sum:
         self.best = value if self.best is None or value > self.best else self.best
         self.worst = value if self.worst is None or value < self.worst else self.worst
 
+    def merge(self, other: _Sum) -> None:
+        """Take in what ``other`` added (another symbol's trades, say)."""
+        self.count += other.count
+        self.total = _EXACT.add(self.total, other.total)
+        if other.best is not None and (self.best is None or other.best > self.best):
+            self.best = other.best
+        if other.worst is not None and (self.worst is None or other.worst < self.worst):
+            self.worst = other.worst
+
     @property
     def sum(self) -> Decimal:
         return +self.total
@@ -370,16 +381,18 @@ class _TradeTally:
         self.add_ons = 0
         self.by_entry_count: Counter[int] = Counter()
 
+    _SUMS = ("pnl", "wins", "losses", "returns", "realized", "fees", "first_entry_pnl", "add_on_pnl")
+
     def add(self, trade: Trade) -> None:
+        pnl = trade.realized_pnl
         self.positions += 1
-        self.realized.add(trade.realized_pnl)
+        self.realized.add(pnl)
         self.fees.add(trade.fees)
         self.entries += len(trade.entries)
         self.by_entry_count[len(trade.entries)] += 1
         self.add_ons += sum(1 for e in trade.entries if e.kind == "add-on")
         if trade.is_open:
             return
-        pnl = trade.realized_pnl
         self.pnl.add(pnl)
         if pnl > 0:
             self.wins.add(pnl)
@@ -392,6 +405,17 @@ class _TradeTally:
             self.held += 1
         for entry, share in zip(trade.entries, trade.entry_pnl(), strict=True):
             (self.add_on_pnl if entry.kind == "add-on" else self.first_entry_pnl).add(share)
+
+    def merge(self, other: _TradeTally) -> None:
+        """Take in another tally's trades (the run's figures from each symbol's)."""
+        for name in self._SUMS:
+            getattr(self, name).merge(getattr(other, name))
+        self.positions += other.positions
+        self.holding += other.holding
+        self.held += other.held
+        self.entries += other.entries
+        self.add_ons += other.add_ons
+        self.by_entry_count.update(other.by_entry_count)
 
     def result(self) -> TradeStatistics:
         closed = self.pnl.count
