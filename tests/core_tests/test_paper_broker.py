@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -1200,3 +1201,54 @@ def test_a_change_to_one_holding_reports_that_position_anew_and_the_others_as_th
     paper.submit_order(order("m2", Side.SELL, qty=D(2), symbol="MSFT"))  # flat: no longer reported
     (left,) = paper.get_positions()
     assert left is moved_aapl
+
+
+SYMBOLS = ("AAPL", "IBM", "MSFT", "GOOG")
+
+
+@given(
+    operations=st.lists(
+        st.one_of(
+            st.tuples(st.just("buy"), st.sampled_from(SYMBOLS), st.integers(1, 5)),
+            st.tuples(st.just("sell"), st.sampled_from(SYMBOLS), st.integers(1, 5)),
+            st.tuples(st.just("price"), st.sampled_from(SYMBOLS), st.integers(-9, 9)),
+            st.tuples(st.just("prices"), st.booleans(), st.integers(-9, 9)),
+            st.tuples(st.just("seed"), st.sampled_from(SYMBOLS), st.integers(0, 4)),
+        ),
+        max_size=40,
+    )
+)
+def test_positions_and_equity_worked_out_from_what_changed_equal_a_full_pass(operations: list[tuple[Any, ...]]) -> None:
+    """The broker works positions and marks out again only for the symbols whose holding or
+    quote was written since it last did; after any sequence of orders, fills, price moves
+    (one symbol, or all at a new moment) and seeded positions, what it reports is what a
+    pass over every holding gives, in the same order, with the equity summing each
+    holding at its last price."""
+    paper = PaperBroker(PaperBrokerConfig(starting_cash=D(1_000_000), allow_short_selling=True))
+    prices = {symbol: D(100 + 10 * n) for n, symbol in enumerate(SYMBOLS)}
+    now = T0
+    paper.set_prices(prices, now)
+    for number, (kind, first, amount) in enumerate(operations):
+        if kind in ("buy", "sell"):
+            side = Side.BUY if kind == "buy" else Side.SELL
+            with contextlib.suppress(OrderRejected):  # a refused order changes nothing
+                paper.submit_order(order(f"o{number}", side, D(amount), symbol=first))
+        elif kind == "price":
+            prices[first] = max(D(1), prices[first] + amount)
+            paper.set_price(first, prices[first], now)  # the same moment: positions kept where unchanged
+        elif kind == "prices":
+            now += timedelta(minutes=1) if first else timedelta(0)
+            prices = {symbol: max(D(1), price + amount) for symbol, price in prices.items()}
+            paper.set_prices(prices, now)
+        else:
+            paper.seed_position(first, D(amount), prices[first])
+        positions = paper.get_positions()
+        account = paper.get_account()
+        assert [p.symbol for p in positions] == sorted(p.symbol for p in positions)
+        assert account.equity == account.cash + sum(
+            (p.qty * (p.current_price if p.current_price is not None else p.avg_entry_price) for p in positions), D(0)
+        )
+        # The same broker's pass over every holding (forget what changed: everything did).
+        paper._stale_positions = paper._stale_marks = None
+        assert paper._positions() == positions
+        assert paper._account() == account

@@ -19,6 +19,7 @@ every order that reached it, and an optional state file makes it survive a proce
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import os
@@ -49,9 +50,11 @@ from tradekit.domain.orders import Fill, Order, OrderRequest, OrderStatus, Order
 from tradekit.domain.positions import BrokerPosition
 from tradekit.domain.signals import Side
 from tradekit.domain.values import (
+    EXACT,
     ONE,
     ZERO,
     InvalidValueError,
+    exact_sum,
     non_negative,
     positive,
     str_frozenset,
@@ -454,6 +457,17 @@ class PaperBroker:
         # changed: a change to one holding rebuilds one position, not every one (a replay of
         # hundreds of symbols asks after each order).
         self._reported: dict[str, BrokerPosition] = {}
+        # What changed since the positions and the account's marks were last worked out:
+        # the symbols whose holding or quote was written (``_touched``), or None for
+        # everything. Both then cost what changed, not what is held (``_positions``,
+        # ``_account``). The marks (each holding's quantity times its mark) are summed
+        # exactly, so the equity does not depend on the order they were updated in.
+        self._stale_positions: set[str] | None = None
+        self._stale_marks: set[str] | None = None
+        self._reported_at: datetime | None = None
+        self._held_sorted: list[str] = []
+        self._marked: dict[str, Decimal] = {}
+        self._marked_total = ZERO
         loaded = self._load()
         self._book = loaded if loaded is not None else self._fresh_book()
         self._restore_archive()
@@ -502,11 +516,36 @@ class PaperBroker:
         # Without a market time, "now" (the snapshot's as_of) is the wall clock: keep nothing.
         return self._book.pinned_clock is not None or self._book.market_time is not None
 
+    def _touched(self, symbol: str) -> None:
+        """``symbol``'s holding or quote was written: its position and mark are worked out again."""
+        if self._stale_positions is not None:
+            self._stale_positions.add(symbol)
+        if self._stale_marks is not None:
+            self._stale_marks.add(symbol)
+
+    def _marks(self) -> Decimal:
+        """The exact sum of each held symbol's quantity times its mark."""
+        holdings, marked, stale = self._book.holdings, self._marked, self._stale_marks
+        if stale is None:
+            marked.clear()
+            marked.update((symbol, holding.qty * self._mark(symbol, holding)) for symbol, holding in holdings.items())
+            self._marked_total = exact_sum(marked.values())
+        else:
+            # Exact arithmetic: taking a mark out and putting the new one in leaves the very
+            # total a full pass adds up.
+            total = self._marked_total
+            for symbol in stale:
+                total = EXACT.subtract(total, marked.pop(symbol, ZERO))
+                holding = holdings.get(symbol)
+                if holding is not None:
+                    mark = marked[symbol] = holding.qty * self._mark(symbol, holding)
+                    total = EXACT.add(total, mark)
+            self._marked_total = total
+        self._stale_marks = set()
+        return self._marked_total
+
     def _account(self) -> AccountSnapshot:
-        equity = self._book.cash + sum(
-            (holding.qty * self._mark(symbol, holding) for symbol, holding in self._book.holdings.items()),
-            ZERO,
-        )
+        equity = self._book.cash + self._marks()
         return AccountSnapshot(
             equity=equity,
             cash=self._book.cash,
@@ -518,34 +557,54 @@ class PaperBroker:
 
     def _positions(self) -> tuple[BrokerPosition, ...]:
         now = self._now()
-        reported = self._reported
-        positions = []
-        for symbol, holding in sorted(self._book.holdings.items()):
-            price = self._last_price(symbol)
-            kept = reported.get(symbol)
-            # The same figures (the very objects: an equal Decimal may be written otherwise)
-            # at the same moment: the position reported last time.
-            if (
-                kept is None
-                or kept.qty is not holding.qty
-                or kept.avg_entry_price is not holding.avg_entry_price
-                or kept.current_price is not price
-                or kept.as_of != now
-                or kept.opened_at != holding.opened_at
-            ):
-                kept = reported[symbol] = BrokerPosition(
-                    symbol=symbol,
-                    qty=holding.qty,
-                    avg_entry_price=holding.avg_entry_price,
-                    as_of=now,
-                    current_price=price,
-                    opened_at=holding.opened_at,
-                )
-            positions.append(kept)
+        reported, stale, holdings = self._reported, self._stale_positions, self._book.holdings
+        if stale is not None and now == self._reported_at:
+            # The same moment: only what was touched since can differ.
+            held = self._held_sorted
+            for symbol in stale:
+                holding = holdings.get(symbol)
+                if holding is None:
+                    if reported.pop(symbol, None) is not None:
+                        del held[bisect.bisect_left(held, symbol)]
+                    continue
+                if symbol not in reported:
+                    bisect.insort(held, symbol)
+                self._report(symbol, holding, now)
+            self._stale_positions = set()
+            return tuple(map(reported.__getitem__, held))
+        positions = [self._report(symbol, holding, now) for symbol, holding in sorted(holdings.items())]
         if len(reported) > len(positions):  # symbols no longer held
-            for symbol in reported.keys() - self._book.holdings.keys():
+            for symbol in reported.keys() - holdings.keys():
                 del reported[symbol]
+        self._held_sorted = sorted(holdings)
+        self._reported_at = now
+        self._stale_positions = set()
         return tuple(positions)
+
+    def _report(self, symbol: str, holding: _Holding, now: datetime) -> BrokerPosition:
+        """``symbol``'s position, the one reported last time while nothing it shows changed."""
+        reported = self._reported
+        price = self._last_price(symbol)
+        kept = reported.get(symbol)
+        # The same figures (the very objects: an equal Decimal may be written otherwise)
+        # at the same moment: the position reported last time.
+        if (
+            kept is None
+            or kept.qty is not holding.qty
+            or kept.avg_entry_price is not holding.avg_entry_price
+            or kept.current_price is not price
+            or kept.as_of != now
+            or kept.opened_at != holding.opened_at
+        ):
+            kept = reported[symbol] = BrokerPosition(
+                symbol=symbol,
+                qty=holding.qty,
+                avg_entry_price=holding.avg_entry_price,
+                as_of=now,
+                current_price=price,
+                opened_at=holding.opened_at,
+            )
+        return kept
 
     def get_asset(self, symbol: str) -> AssetInfo:
         """Return whether ``symbol`` trades here and whether it trades in fractions."""
@@ -751,6 +810,7 @@ class PaperBroker:
                 self._book.holdings[symbol] = _Holding(
                     qty=qty, avg_entry_price=avg_entry_price, opened_at=opened or self._now()
                 )
+            self._touched(symbol)
             self._save()
 
     @property
@@ -911,6 +971,7 @@ class PaperBroker:
         if not resting:
             # Nothing can execute: only the quote and the market time move.
             self._book.quotes[symbol] = _Quote(price=closing, time=at)
+            self._touched(symbol)
             if self._book.market_time is None or at > self._book.market_time:
                 self._book.market_time = at
             if save:
@@ -935,6 +996,7 @@ class PaperBroker:
             if reference is not None:
                 self._execute(working, reference, at)
         self._book.quotes[symbol] = _Quote(price=closing, time=at)
+        self._touched(symbol)
         if self._book.market_time is None or at > self._book.market_time:
             self._book.market_time = at
         for working in list(self._open.get(symbol, {}).values()):
@@ -1072,6 +1134,7 @@ class PaperBroker:
         self._emit(OrderEventKind.FILL if complete else OrderEventKind.PARTIAL_FILL, working, at, fill)
 
     def _move_position(self, symbol: str, signed_qty: Decimal, price: Decimal, at: datetime) -> Decimal:
+        self._touched(symbol)
         holding = self._book.holdings.get(symbol)
         if holding is None:
             self._book.holdings[symbol] = _Holding(qty=signed_qty, avg_entry_price=price, opened_at=at)

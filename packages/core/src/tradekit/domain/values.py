@@ -7,9 +7,10 @@ every model, so a NaN price or a naive timestamp is refused where it enters, wit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
 
 import attrs
@@ -17,6 +18,15 @@ import attrs
 ZERO = Decimal(0)
 ONE = Decimal(1)
 HUNDRED = Decimal(100)
+
+# Exact arithmetic, for sums that must not depend on the order they are added in: round the
+# total once (``+total`` in the default context) where it is read.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """The exact sum of ``values`` (not rounded: add it to a rounded figure, or ``+`` it)."""
+    return functools.reduce(EXACT.add, values, ZERO)
 
 
 class InvalidValueError(ValueError):
