@@ -192,6 +192,10 @@ class _State:
         # back from the file. ``retired_keys`` holds every "|"-separated prefix of their keys.
         self.intent_seq = 0  # the next intent's place in recording order (its row id - 1)
         self.terminal_unretired: list[str] = []
+        # How many of them the last retirement left waiting (in use, or among the most
+        # recent): the next looks again once KEEP_RECENT more have finished, so a flush
+        # costs what finished since, not every order an open position still holds.
+        self.terminal_kept = 0
         self.retired_orders = SeenIds()
         self.retired_keys = SeenIds()
         self.retired_count = 0
@@ -352,7 +356,7 @@ class BufferedLedger(Ledger):
                 state.execution_ids.discard(execution_id)
                 state.retired_executions.add(execution_id)
         state.executions_unwritten = unretired[cut:]
-        if len(state.terminal_unretired) <= KEEP_RECENT:
+        if len(state.terminal_unretired) <= state.terminal_kept + KEEP_RECENT:
             return
         in_use = {
             e.client_order_id for lifecycle in state.positions.values() if lifecycle.is_open for e in lifecycle.events
@@ -384,6 +388,7 @@ class BufferedLedger(Ledger):
             state.retired_keys.add(key)
             state.retired_count += 1
         state.terminal_unretired = waiting
+        state.terminal_kept = len(waiting)
 
     def _read_back(self, where: sa.ColumnElement[bool]) -> list[_Head]:
         """Retired intents matching ``where``, back in memory (to leave again at a later flush)."""
