@@ -123,6 +123,8 @@ def test_return_statistics_of_a_replay_match_empyrical_and_the_ledger_holds_one_
         by_symbol = stats.by_symbol[symbol].returns
         assert by_symbol is not None
         assert by_symbol.total_return == pytest.approx(float(contribution[-1].equity / base - 1))
+        # Worked out from columns, the figures are those of the symbol's curve of points.
+        assert by_symbol == return_statistics(contribution)
 
 
 def test_drawdown_duration_runs_from_the_peak_to_the_close_that_regains_it() -> None:

@@ -25,7 +25,6 @@ entries, and the buy decisions by action and reason.
 from __future__ import annotations
 
 import bisect
-import decimal
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tradekit.domain.market import Bar
-from tradekit.domain.values import ZERO
+from tradekit.domain.values import EXACT, ZERO
 from tradekit.ledger.records import EquityPoint
 from tradekit.ledger.store import Ledger, LedgerTx
 from tradekit.reporting.trades import Trade, each_trade
@@ -200,7 +199,7 @@ class _RunTally:
             trades=tally.result(),
             exposure=_symbol_exposure(own, self._closes),
             buy_and_hold_return=buy_and_hold(series) if series else None,
-            returns=return_statistics(symbol_curve(own, series, self._closes, curve[0].equity))
+            returns=_return_statistics(self._closes, *symbol_columns(own, series, self._closes, curve[0].equity))
             if series and curve
             else None,
         )
@@ -228,12 +227,22 @@ def symbol_curve(
     The symbols' contributions add up to the account: at every close, the sum of
     ``equity - base`` over the symbols is the account's equity minus its starting equity.
     """
+    equity, cash = symbol_columns(trades, series, closes, base)
+    return [EquityPoint(time=close, equity=e, cash=c) for close, e, c in zip(closes, equity, cash, strict=True)]
+
+
+def symbol_columns(
+    trades: Sequence[Trade], series: Sequence[Bar], closes: Sequence[datetime], base: Decimal
+) -> tuple[list[Decimal], list[Decimal]]:
+    """``symbol_curve``'s equity and cash at each of ``closes``, as two columns (the run
+    statistics need no point objects: a symbol per close each, on a wide replay)."""
     flows: list[tuple[datetime, Decimal, Decimal]] = []  # (time, shares in, cash in)
     for trade in trades:
         flows += [(e.time, e.qty, -e.notional - e.fees) for e in trade.entries]
         flows += [(x.time, -x.qty, x.qty * x.price - x.fees if x.price is not None else ZERO) for x in trade.exits]
     flows.sort(key=lambda f: f[0])
-    points = []
+    equity: list[Decimal] = []
+    cashes: list[Decimal] = []
     qty = cash = ZERO
     price: Decimal | None = None
     i = j = 0
@@ -245,8 +254,9 @@ def symbol_curve(
             price = series[j].close
             j += 1
         held = qty * price if price is not None and qty else ZERO
-        points.append(EquityPoint(time=close, equity=base + cash + held, cash=base + cash))
-    return points
+        equity.append(base + cash + held)
+        cashes.append(base + cash)
+    return equity, cashes
 
 
 def daily_returns(equity: Sequence[Decimal]) -> npt.NDArray[np.float64]:
@@ -260,10 +270,16 @@ def daily_returns(equity: Sequence[Decimal]) -> npt.NDArray[np.float64]:
 
 def return_statistics(curve: Sequence[EquityPoint]) -> ReturnStatistics | None:
     """The equity series' statistics; None with fewer than two closes."""
-    if len(curve) < 2 or curve[0].equity <= 0:
+    return _return_statistics([p.time for p in curve], [p.equity for p in curve], [p.cash for p in curve])
+
+
+def _return_statistics(
+    times: Sequence[datetime], equities: Sequence[Decimal], cash: Sequence[Decimal]
+) -> ReturnStatistics | None:
+    if len(times) < 2 or equities[0] <= 0:
         return None
-    equity = np.array([float(p.equity) for p in curve], dtype=np.float64)
-    returns = daily_returns([p.equity for p in curve])
+    equity = np.array([float(e) for e in equities], dtype=np.float64)
+    returns: npt.NDArray[np.float64] = equity[1:] / equity[:-1] - 1.0  # daily_returns(equities)
     periods = len(returns)
     growth = equity[-1] / equity[0]
     cagr = growth ** (TRADING_DAYS_PER_YEAR / periods) - 1.0 if growth > 0 else -1.0
@@ -272,12 +288,12 @@ def return_statistics(curve: Sequence[EquityPoint]) -> ReturnStatistics | None:
     downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2))) * math.sqrt(TRADING_DAYS_PER_YEAR)
     drawdowns = equity / np.maximum.accumulate(equity) - 1.0
     max_drawdown = float(drawdowns.min())
-    trough_closes, days = _longest_drawdown(curve, drawdowns)
-    exposed = sum(1 for p in curve if p.equity != p.cash)
+    trough_closes, days = _longest_drawdown(times, drawdowns)
+    exposed = sum(1 for e, c in zip(equities, cash, strict=True) if e != c)
     return ReturnStatistics(
-        start=curve[0].time.date().isoformat(),
-        end=curve[-1].time.date().isoformat(),
-        closes=len(curve),
+        start=times[0].date().isoformat(),
+        end=times[-1].date().isoformat(),
+        closes=len(times),
         total_return=float(growth - 1.0),
         cagr=float(cagr),
         volatility=std * math.sqrt(TRADING_DAYS_PER_YEAR),
@@ -287,7 +303,7 @@ def return_statistics(curve: Sequence[EquityPoint]) -> ReturnStatistics | None:
         max_drawdown=max_drawdown,
         max_drawdown_days=days,
         max_drawdown_closes=trough_closes,
-        exposure=exposed / len(curve),
+        exposure=exposed / len(times),
     )
 
 
@@ -299,17 +315,17 @@ def drawdown_series(curve: Sequence[EquityPoint]) -> list[float]:
     return [float(d) for d in equity / np.maximum.accumulate(equity) - 1.0]
 
 
-def _longest_drawdown(curve: Sequence[EquityPoint], drawdowns: npt.NDArray[np.float64]) -> tuple[int, int]:
+def _longest_drawdown(times: Sequence[datetime], drawdowns: npt.NDArray[np.float64]) -> tuple[int, int]:
     # (closes, calendar days) of the longest spell below a peak, peak to recovery.
     best = (0, 0)
     start: int | None = None
     for i, dd in enumerate([*drawdowns.tolist(), 0.0]):
-        under = dd < 0 and i < len(curve)
+        under = dd < 0 and i < len(times)
         if under and start is None:
             start = i - 1
         elif not under and start is not None:
-            end = min(i, len(curve) - 1)
-            days = (curve[end].time - curve[start].time).days
+            end = min(i, len(times) - 1)
+            days = (times[end] - times[start]).days
             if days > best[1]:
                 best = (end - start, days)
             start = None
@@ -326,7 +342,7 @@ def trade_statistics(trades: Iterable[Trade]) -> TradeStatistics:
 
 # Sums of money are accumulated exactly and rounded once (to the context's 28 digits) when
 # read: the figures do not depend on the order the trades are read in.
-_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+_EXACT = EXACT
 
 
 class _Sum:
