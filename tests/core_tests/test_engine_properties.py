@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given
@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from tradekit import BuyAction, PriceStructure, StrategyScalingPolicy, evaluate_buy
 from tradekit.decision import AccountLimits, CheckOutcome, ReasonCode, RulePhase, ScalingContext
-from tradekit.decision.verdict import Check, fold
+from tradekit.decision.context import OrderCounters
+from tradekit.decision.rules import freshness, waiting
+from tradekit.decision.verdict import Check, fold, order_checks
 from tradekit.plugins import Plugins
 from tradekit.testing import make_context, make_position
 
@@ -129,3 +131,59 @@ def test_repeated_signals_never_build_more_entries_than_allowed(
         if evaluate_buy(ctx, plugins=PLUGINS).action is BuyAction.SCALE_IN:
             entries.append((ago, price, Decimal(1)))
         assert len(entries) <= min(max_entries, account_max)
+
+
+@st.composite
+def timed_contexts(draw: st.DrawFn) -> ScalingContext:
+    """Contexts that differ in every input of the signal-age and cooldown checks."""
+    now = datetime(2024, 3, 4, 14, 35, tzinfo=UTC) + timedelta(hours=draw(st.integers(0, 24 * 20)))
+    in_sessions = draw(st.booleans())
+    limits = AccountLimits(
+        max_signal_age_sessions=draw(st.integers(0, 3)) if in_sessions else None,
+        max_signal_age=timedelta(hours=draw(st.integers(1, 120))),
+        calendar=draw(st.sampled_from(["XNYS", "XLON"])),
+        min_time_between_entries=timedelta(hours=draw(st.sampled_from([0, 5, 24, 48, 72]))),
+        order_cooldown=timedelta(hours=draw(st.sampled_from([0, 1, 24, 48]))),
+    )
+    entries = [(timedelta(hours=draw(st.integers(1, 24 * 6))), Decimal(50), Decimal(1))]
+    last_order = now - timedelta(hours=draw(st.integers(0, 24 * 6)))
+    return make_context(
+        limits=limits,
+        policy=StrategyScalingPolicy(allow_scaling=True, max_entries=4),
+        position=make_position(strategy="test-strategy", entries=entries, now=now),
+        signal_age=timedelta(hours=draw(st.integers(-2, 24 * 6))),
+        now=now,
+        counters=OrderCounters(last_order_at=last_order),
+    )
+
+
+@given(st.lists(timed_contexts(), min_size=2, max_size=6))
+def test_remembered_signal_ages_and_cooldowns_are_those_worked_out_afresh(ctxs: list[ScalingContext]) -> None:
+    """The signal-age check and the cooldowns' waits are remembered by what they depend on;
+    whatever was asked before, each answer is the one worked out from its own context."""
+    for ctx in ctxs:
+        assert freshness.signal_age(ctx) == freshness._signal_age(ctx)
+        assert ctx.position is not None
+        assert ctx.counters.last_order_at is not None
+        for since, wait in (
+            (ctx.position.last_entry_time, ctx.limits.min_time_between_entries),
+            (ctx.counters.last_order_at, ctx.limits.order_cooldown),
+        ):
+            calendar = ctx.limits.calendar if ctx.limits.max_signal_age_sessions is not None else None
+            assert waiting.waited(ctx, since, wait) == waiting._waited(since, ctx.now, wait, calendar)
+
+
+@given(
+    st.lists(
+        st.builds(
+            Check,
+            rule=st.sampled_from(["a", "b", "c"]),
+            phase=st.sampled_from(list(RulePhase)),
+            outcome=st.just(CheckOutcome.PASS),
+            detail=st.text(max_size=3),
+        ),
+        max_size=30,
+    )
+)
+def test_checks_are_ordered_by_phase_then_rule_keeping_the_order_of_ties(items: list[Check]) -> None:
+    assert order_checks(items) == tuple(sorted(items, key=lambda c: (c.phase, c.rule)))

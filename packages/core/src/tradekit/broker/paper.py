@@ -267,6 +267,8 @@ class FaultInjector:
             return any(armed.fault is Fault.DISCONNECT for armed in self._armed)
 
     def _take(self, fault: Fault, symbol: str | None = None) -> bool:
+        if not self._armed:  # nothing armed (every call outside fault tests): nothing to look for
+            return False
         return self._take_first(fault, lambda armed: armed.symbol is None or armed.symbol == symbol) is not None
 
     def _take_first(self, fault: Fault, applies: Callable[[ArmedFault], bool]) -> ArmedFault | None:

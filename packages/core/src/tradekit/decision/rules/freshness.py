@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import ReasonCode, RulePhase
@@ -21,6 +21,22 @@ _CLOCK_SKEW = timedelta(minutes=1)
 
 
 def signal_age(ctx: ScalingContext) -> Check:
+    limits = ctx.limits
+    # The check depends on these alone; the signals judged at one open share all of them.
+    key = (ctx.signal.generated_at, ctx.now, limits.max_signal_age_sessions, limits.max_signal_age, limits.calendar)
+    check = _AGE_CHECKS.get(key)
+    if check is None:
+        if len(_AGE_CHECKS) >= _MEMO_LIMIT:
+            _AGE_CHECKS.clear()
+        check = _AGE_CHECKS[key] = _signal_age(ctx)
+    return check
+
+
+_AGE_CHECKS: dict[tuple[datetime, datetime, int | None, timedelta, str], Check] = {}
+_MEMO_LIMIT = 4096
+
+
+def _signal_age(ctx: ScalingContext) -> Check:
     age = ctx.now - ctx.signal.generated_at
     if age < -_CLOCK_SKEW:
         return skip(

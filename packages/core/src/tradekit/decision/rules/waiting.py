@@ -39,10 +39,29 @@ _trading_calendar: Callable[[str], TradingCalendar] | None = None
 
 def waited(ctx: ScalingContext, since: datetime, wait: timedelta) -> tuple[bool, str]:
     """Whether ``wait`` has passed since ``since`` at the decision's moment, and how much has."""
-    elapsed = ctx.now - since
-    if ctx.limits.max_signal_age_sessions is None or wait <= timedelta(0) or wait % _DAY:
+    limits = ctx.limits
+    in_sessions = limits.max_signal_age_sessions is not None
+    key = (since, ctx.now, wait, in_sessions, limits.calendar)
+    known = _WAITED.get(key)
+    if known is None:
+        if len(_WAITED) >= _MEMO_LIMIT:
+            _WAITED.clear()
+        known = _WAITED[key] = _waited(since, ctx.now, wait, limits.calendar if in_sessions else None)
+    return known
+
+
+# What ``waited`` answered, by everything the answer depends on: the decisions of one moment
+# ask about the same few times (one symbol's entry and order cooldowns both count from its
+# last fill, and the symbols that entered at one open share that moment). Cleared when full.
+_WAITED: dict[tuple[datetime, datetime, timedelta, bool, str], tuple[bool, str]] = {}
+_MEMO_LIMIT = 4096
+
+
+def _waited(since: datetime, now: datetime, wait: timedelta, calendar: str | None) -> tuple[bool, str]:
+    elapsed = now - since
+    if calendar is None or wait <= timedelta(0) or wait % _DAY:
         return elapsed >= wait, f"{elapsed}"
     # Something that happened between sessions (an adopted position, a pre-market fill)
     # belongs to the session that opens next: that open does not end its wait.
-    sessions = calendar_of(ctx.limits.calendar).sessions_opened_since(since, ctx.now)
+    sessions = calendar_of(calendar).sessions_opened_since(since, now)
     return sessions >= wait // _DAY, f"{elapsed} ({sessions} session{'' if sessions == 1 else 's'} opened since)"
