@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -19,6 +21,7 @@ from tradekit.decision.reasons import CheckOutcome, ReasonCode, RulePhase
 from tradekit.decision.trace import (
     PACKED_PREFIX,
     TraceError,
+    _dictionary,
     decision_from_trace,
     decode_trace,
     encode_trace,
@@ -65,6 +68,20 @@ def test_a_trace_is_stored_packed_in_a_fraction_of_its_document(decision: BuyDec
     assert stored.startswith(PACKED_PREFIX)
     assert trace_text(stored) == trace_document(decision)
     assert len(stored) < 0.3 * len(trace_document(decision))
+
+
+@pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
+@pytest.mark.parametrize(("wbits", "mem_level", "level"), [(-15, 8, 2), (-15, 9, 6), (-9, 1, 1)])
+def test_packed_traces_read_back_whatever_window_and_level_wrote_them(
+    decision: BuyDecision, wbits: int, mem_level: int, level: int
+) -> None:
+    """The first packed traces were deflated with a 32 KB window and the default hash; the
+    writer's settings are its own choice, and every one reads back to the same document."""
+    document = trace_document(decision)
+    deflate = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level, zlib.Z_DEFAULT_STRATEGY, _dictionary())
+    stored = PACKED_PREFIX + base64.b64encode(deflate.compress(document.encode()) + deflate.flush()).decode()
+    assert trace_text(stored) == document
+    assert decision_from_trace(stored) == decision
 
 
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
