@@ -425,6 +425,19 @@ def test_stored_times_are_the_fixed_width_utc_text_ledgers_always_held(moment: d
     assert stored == moment.astimezone(UTC).strftime(_TIME_FORMAT)
     assert len(stored) == 32
     assert UtcText().process_result_value(stored, dialect) == moment
+    assert UtcText().process_bind_param(moment, dialect) == stored  # remembered: the same text
+
+
+def test_a_remembered_time_text_is_never_given_for_another_time() -> None:
+    """Texts are remembered by the time object; times made and dropped one after another
+    (whose ids are reused) each get their own text, past the memo's size."""
+    dialect = sa.create_engine("sqlite://").dialect
+    column = UtcText()
+    for minute in range(3000):
+        moment = T0 + timedelta(minutes=minute)
+        assert column.process_bind_param(moment, dialect) == moment.astimezone(UTC).strftime(_TIME_FORMAT)
+        shifted = moment.astimezone(timezone(timedelta(hours=-5)))  # the same instant, another object
+        assert column.process_bind_param(shifted, dialect) == moment.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
 def test_queued_buys_wait_in_order_and_leave_the_queue_once_settled(ledger: Ledger) -> None:

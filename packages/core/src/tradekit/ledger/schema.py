@@ -36,6 +36,14 @@ class DecimalText(sa.types.TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
+# Each time's stored text, by the time object: a flush writes the same moment into many rows
+# (every decision, queued buy and order event of one step share the clock's datetime). Keyed
+# by ``id`` with the time held beside its text, so an id is never reused while its entry
+# stands (datetimes are immutable); cleared when full.
+_UTC_TEXTS: dict[int, tuple[datetime, str]] = {}
+_UTC_TEXTS_LIMIT = 1024
+
+
 class UtcText(sa.types.TypeDecorator[datetime]):
     """A timezone-aware datetime stored as fixed-width UTC text."""
 
@@ -45,10 +53,17 @@ class UtcText(sa.types.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
+        known = _UTC_TEXTS.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"the ledger stores timezone-aware times only, got {value!r}")
         # isoformat (C) writes exactly what strftime(_TIME_FORMAT) does for a UTC time, ~5x faster.
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
+        text = value.astimezone(UTC).isoformat(timespec="microseconds")
+        if len(_UTC_TEXTS) >= _UTC_TEXTS_LIMIT:
+            _UTC_TEXTS.clear()
+        _UTC_TEXTS[id(value)] = (value, text)
+        return text
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         # fromisoformat (C) reads the stored form exactly and is ~10x faster than strptime.
