@@ -177,22 +177,20 @@ def test_a_damaged_packed_trace_is_an_error_not_a_wrong_document() -> None:
             decode_trace(damaged)
 
 
-@given(
-    rule=st.text(max_size=12),
-    detail=st.text(max_size=40),
-    reason=st.sampled_from([None, *ReasonCode]),
-    phase=st.sampled_from(list(RulePhase)),
-)
-def test_a_checks_trace_text_is_the_json_of_its_fields_and_written_once(
-    rule: str, detail: str, reason: ReasonCode | None, phase: RulePhase
-) -> None:
-    """Any rule name and sentence (quotes, control characters, any script): the text a trace
-    stores for a check is ``json``'s array of its five fields, and a shared check writes it once."""
-    check = passed(rule, phase, detail) if reason is None else block(rule, phase, reason, detail)
-    expected = json.dumps(
-        [rule, int(phase), check.outcome.value, detail, None if reason is None else reason.value], separators=(",", ":")
-    )
-    assert check.trace_json == expected
-    assert check.trace_json is check.trace_json  # kept on the check: written once
-    if reason is None:  # a passing check is a shared value: the next decision's is the same
-        assert passed(rule, phase, detail).trace_json is check.trace_json
+def test_a_checks_text_is_written_once_and_never_taken_for_another_checks() -> None:
+    from tradekit.decision import trace
+
+    shared = passed("max_entries", RulePhase.HARD_SAFETY, 'entry 2 of "at most" 4')
+    assert trace._check_json(shared) == trace._check_json(shared) == trace._check_text(shared)
+    # Checks built and dropped one after another may get the id of an earlier one: each is
+    # still written from its own fields, however many came before.
+    for i in range(2 * trace._TEXTS_LIMIT):
+        check = block("allocation_cap", RulePhase.HARD_SAFETY, ReasonCode.ALLOCATION_CAP, f"at {i}% of equity")
+        assert json.loads(trace._check_json(check)) == [
+            "allocation_cap",
+            int(RulePhase.HARD_SAFETY),
+            "block",
+            f"at {i}% of equity",
+            "allocation_cap",
+        ]
+        assert len(trace._TEXTS) <= trace._TEXTS_LIMIT

@@ -28,7 +28,7 @@ from importlib.resources import files
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
-from tradekit.decision.verdict import BuyDecision
+from tradekit.decision.verdict import BuyDecision, Check
 from tradekit.serialization import structure
 
 TRACE_FORMAT = 2
@@ -104,7 +104,7 @@ def trace_document(decision: BuyDecision) -> str:
     for byte, and the document is the converter's, key for key, which tests hold it to.
     """
     price = decision.price
-    checks = ",".join([c.trace_json for c in decision.checks])
+    checks = ",".join([_check_json(c) for c in decision.checks])
     return (
         f'{{"decision_id":{_q(decision.decision_id)},"symbol":{_q(decision.symbol)},'
         f'"strategy":{_q(decision.strategy)},"signal_id":{_q(decision.signal_id)},'
@@ -118,6 +118,41 @@ def trace_document(decision: BuyDecision) -> str:
         f'"evaluated_at":{_q(decision.evaluated_at.astimezone(UTC).isoformat())},'
         f'"trace_format":{TRACE_FORMAT}}}'
     )
+
+
+# What the same (rule, phase, outcome, reason) always writes around its detail: a trace has
+# ~30 checks, and there are as many heads as rules times their outcomes and reasons.
+_HEADS: dict[tuple[str, int, str, str | None], tuple[str, str]] = {}
+
+
+# Each check's text, by the check: passing checks are shared values (``verdict.passed``), so
+# most of a trace's checks were written for an earlier decision. Keyed by ``id`` (hashing a
+# check hashes its fields) with the check held beside its text, so an id is never reused
+# while its entry stands; cleared when full.
+_TEXTS: dict[int, tuple[Check, str]] = {}
+_TEXTS_LIMIT = 4096
+
+
+def _check_json(check: Check) -> str:
+    known = _TEXTS.get(id(check))
+    if known is not None and known[0] is check:
+        return known[1]
+    text = _check_text(check)
+    if len(_TEXTS) >= _TEXTS_LIMIT:
+        _TEXTS.clear()
+    _TEXTS[id(check)] = (check, text)
+    return text
+
+
+def _check_text(check: Check) -> str:
+    reason = None if check.reason is None else check.reason._value_
+    key = (check.rule, check.phase._value_, check.outcome._value_, reason)
+    parts = _HEADS.get(key)
+    if parts is None:
+        head = f"[{_q(check.rule)},{int(check.phase._value_)!r},{_q(check.outcome._value_)},"
+        tail = ",null]" if reason is None else f",{_q(reason)}]"
+        parts = _HEADS[key] = (head, tail)
+    return parts[0] + _q(check.detail) + parts[1]
 
 
 def decode_trace(text: str) -> dict[str, Any]:

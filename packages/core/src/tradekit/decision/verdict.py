@@ -7,8 +7,6 @@ import operator
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from json.encoder import encode_basestring_ascii
-from typing import Final
 
 import attrs
 
@@ -41,28 +39,6 @@ class Check:
     @property
     def stops_buy(self) -> bool:
         return self.outcome in _STOPPING
-
-    @functools.cached_property
-    def trace_json(self) -> str:
-        """The check as a decision's trace stores it (format 2, ``tradekit.decision.trace``):
-        the JSON array ``[rule, phase, outcome, detail, reason]``, byte for byte as ``json``
-        writes it with the separators ``,`` and ``:``. Written once per check: passing checks
-        are shared values, so most of a trace's checks were written for an earlier decision."""
-        reason = None if self.reason is None else self.reason._value_
-        key = (self.rule, self.phase._value_, self.outcome._value_, reason)
-        parts = _HEADS.get(key)
-        if parts is None:
-            head = f"[{_q(self.rule)},{int(self.phase._value_)!r},{_q(self.outcome._value_)},"
-            tail = ",null]" if reason is None else f",{_q(reason)}]"
-            parts = _HEADS[key] = (head, tail)
-        return parts[0] + _q(self.detail) + parts[1]
-
-
-# What the same (rule, phase, outcome, reason) always writes around its detail in a trace:
-# there are as many as rules times their outcomes and reasons.
-_HEADS: dict[tuple[str, int, str, str | None], tuple[str, str]] = {}
-# JSON string literals as ``json.dumps`` writes them (ASCII, escaped): the C encoder.
-_q: Final = encode_basestring_ascii
 
 
 # Passing and not-applicable checks are values: the same rule with the same sentence is the
