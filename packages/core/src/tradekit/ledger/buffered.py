@@ -91,8 +91,11 @@ from tradekit.seen_ids import SeenIds
 
 R = TypeVar("R")
 
-# Rows are flushed once this many are pending (and at close): bounds memory on long replays.
-FLUSH_EVERY = 500
+# Rows are flushed once this many are pending (and at close): bounds memory on long replays
+# (~2 KB a pending decision row, trace included: ~8 MB). Fewer, larger batches write each hot
+# page (a table's last leaf, its indexes') fewer times: 4,000 instead of 500 made a 47-symbol
+# every-bar replay ~10% faster. A resumable replay flushes at its checkpoints instead.
+FLUSH_EVERY = 4000
 # The most recent finished orders and written executions stay in memory, however many
 # flushes pass: the broker's events about an order (its acceptance, its fills) are applied
 # after the pipeline recorded it, a replay drains them once a step, and a session of
