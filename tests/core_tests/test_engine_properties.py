@@ -162,7 +162,11 @@ def test_remembered_signal_ages_and_cooldowns_are_those_worked_out_afresh(ctxs: 
     """The signal-age check and the cooldowns' waits are remembered by what they depend on;
     whatever was asked before, each answer is the one worked out from its own context."""
     for ctx in ctxs:
-        assert freshness.signal_age(ctx) == freshness._signal_age(ctx)
+        limits = ctx.limits
+        afresh = freshness._signal_age.__wrapped__(
+            ctx.signal.generated_at, ctx.now, limits.max_signal_age_sessions, limits.max_signal_age, limits.calendar
+        )
+        assert freshness.signal_age(ctx) == afresh
         assert ctx.position is not None
         assert ctx.counters.last_order_at is not None
         for since, wait in (
@@ -170,7 +174,7 @@ def test_remembered_signal_ages_and_cooldowns_are_those_worked_out_afresh(ctxs: 
             (ctx.counters.last_order_at, ctx.limits.order_cooldown),
         ):
             calendar = ctx.limits.calendar if ctx.limits.max_signal_age_sessions is not None else None
-            assert waiting.waited(ctx, since, wait) == waiting._waited(since, ctx.now, wait, calendar)
+            assert waiting.waited(ctx, since, wait) == waiting._waited.__wrapped__(since, ctx.now, wait, calendar)
 
 
 @given(

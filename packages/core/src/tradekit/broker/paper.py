@@ -525,7 +525,7 @@ class PaperBroker:
         if self._stale_marks is not None:
             self._stale_marks.add(symbol)
 
-    def _marks(self) -> Decimal:
+    def _holdings_value(self) -> Decimal:
         """The exact sum of each held symbol's quantity times its mark."""
         holdings, marked, stale = self._book.holdings, self._marked, self._stale_marks
         if stale is None:
@@ -547,7 +547,7 @@ class PaperBroker:
         return self._marked_total
 
     def _account(self) -> AccountSnapshot:
-        equity = self._book.cash + self._marks()
+        equity = self._book.cash + self._holdings_value()
         return AccountSnapshot(
             equity=equity,
             cash=self._book.cash,

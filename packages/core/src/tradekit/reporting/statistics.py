@@ -259,15 +259,6 @@ def symbol_columns(
     return equity, cashes
 
 
-def daily_returns(equity: Sequence[Decimal]) -> npt.NDArray[np.float64]:
-    """``E_t / E_{t-1} - 1`` for each close after the first."""
-    values = np.array([float(e) for e in equity], dtype=np.float64)
-    if len(values) < 2:
-        return np.array([], dtype=np.float64)
-    returns: npt.NDArray[np.float64] = values[1:] / values[:-1] - 1.0
-    return returns
-
-
 def return_statistics(curve: Sequence[EquityPoint]) -> ReturnStatistics | None:
     """The equity series' statistics; None with fewer than two closes."""
     return _return_statistics([p.time for p in curve], [p.equity for p in curve], [p.cash for p in curve])
@@ -279,7 +270,7 @@ def _return_statistics(
     if len(times) < 2 or equities[0] <= 0:
         return None
     equity = np.array([float(e) for e in equities], dtype=np.float64)
-    returns: npt.NDArray[np.float64] = equity[1:] / equity[:-1] - 1.0  # daily_returns(equities)
+    returns = equity[1:] / equity[:-1] - 1.0  # each close's return on the one before
     periods = len(returns)
     growth = equity[-1] / equity[0]
     cagr = growth ** (TRADING_DAYS_PER_YEAR / periods) - 1.0 if growth > 0 else -1.0
@@ -340,11 +331,8 @@ def trade_statistics(trades: Iterable[Trade]) -> TradeStatistics:
     return tally.result()
 
 
-# Sums of money are accumulated exactly and rounded once (to the context's 28 digits) when
-# read: the figures do not depend on the order the trades are read in.
-_EXACT = EXACT
-
-
+# Sums of money are accumulated exactly (domain.values.EXACT) and rounded once (to the
+# context's 28 digits) when read: the figures do not depend on the order trades are read in.
 class _Sum:
     __slots__ = ("best", "count", "total", "worst")
 
@@ -356,14 +344,14 @@ class _Sum:
 
     def add(self, value: Decimal) -> None:
         self.count += 1
-        self.total = _EXACT.add(self.total, value)
+        self.total = EXACT.add(self.total, value)
         self.best = value if self.best is None or value > self.best else self.best
         self.worst = value if self.worst is None or value < self.worst else self.worst
 
     def merge(self, other: _Sum) -> None:
         """Take in what ``other`` added (another symbol's trades, say)."""
         self.count += other.count
-        self.total = _EXACT.add(self.total, other.total)
+        self.total = EXACT.add(self.total, other.total)
         if other.best is not None and (self.best is None or other.best > self.best):
             self.best = other.best
         if other.worst is not None and (self.worst is None or other.worst < self.worst):

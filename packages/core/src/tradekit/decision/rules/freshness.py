@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 from tradekit.decision.context import ScalingContext
@@ -22,22 +23,18 @@ _CLOCK_SKEW = timedelta(minutes=1)
 
 def signal_age(ctx: ScalingContext) -> Check:
     limits = ctx.limits
-    # The check depends on these alone; the signals judged at one open share all of them.
-    key = (ctx.signal.generated_at, ctx.now, limits.max_signal_age_sessions, limits.max_signal_age, limits.calendar)
-    check = _AGE_CHECKS.get(key)
-    if check is None:
-        if len(_AGE_CHECKS) >= _MEMO_LIMIT:
-            _AGE_CHECKS.clear()
-        check = _AGE_CHECKS[key] = _signal_age(ctx)
-    return check
+    return _signal_age(
+        ctx.signal.generated_at, ctx.now, limits.max_signal_age_sessions, limits.max_signal_age, limits.calendar
+    )
 
 
-_AGE_CHECKS: dict[tuple[datetime, datetime, int | None, timedelta, str], Check] = {}
-_MEMO_LIMIT = 4096
-
-
-def _signal_age(ctx: ScalingContext) -> Check:
-    age = ctx.now - ctx.signal.generated_at
+# The check depends on these alone (UTC times), and the signals judged at one open share all
+# of them: remembered, not worked out again for each.
+@functools.lru_cache(maxsize=4096)
+def _signal_age(
+    generated_at: datetime, now: datetime, sessions: int | None, max_age: timedelta, calendar: str
+) -> Check:
+    age = now - generated_at
     if age < -_CLOCK_SKEW:
         return skip(
             "signal_age",
@@ -45,15 +42,14 @@ def _signal_age(ctx: ScalingContext) -> Check:
             ReasonCode.STALE_SIGNAL,
             f"signal is stamped {-age} in the future; the clock or the source is wrong",
         )
-    sessions = ctx.limits.max_signal_age_sessions
     if sessions is not None:
-        opened = calendar_of(ctx.limits.calendar).opens_between(ctx.signal.generated_at, ctx.now)
+        opened = calendar_of(calendar).opens_between(generated_at, now)
         if opened > sessions:
             return skip(
                 "signal_age",
                 PHASE,
                 ReasonCode.STALE_SIGNAL,
-                f"{opened} {ctx.limits.calendar} sessions opened since the signal ({age} ago); "
+                f"{opened} {calendar} sessions opened since the signal ({age} ago); "
                 f"it may be acted on in the first {_sessions(sessions)} only",
             )
         return passed(
@@ -61,12 +57,12 @@ def _signal_age(ctx: ScalingContext) -> Check:
             PHASE,
             f"signal is {max(age, timedelta(0))} old: {_sessions(opened)} opened since, {sessions} allowed",
         )
-    if age > ctx.limits.max_signal_age:
+    if age > max_age:
         return skip(
             "signal_age",
             PHASE,
             ReasonCode.STALE_SIGNAL,
-            f"signal is {age} old, more than the {ctx.limits.max_signal_age} allowed",
+            f"signal is {age} old, more than the {max_age} allowed",
         )
     return passed("signal_age", PHASE, f"signal is {max(age, timedelta(0))} old")
 

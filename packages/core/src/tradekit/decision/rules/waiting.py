@@ -11,6 +11,7 @@ cooldown is measured on the clock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -40,23 +41,13 @@ _trading_calendar: Callable[[str], TradingCalendar] | None = None
 def waited(ctx: ScalingContext, since: datetime, wait: timedelta) -> tuple[bool, str]:
     """Whether ``wait`` has passed since ``since`` at the decision's moment, and how much has."""
     limits = ctx.limits
-    in_sessions = limits.max_signal_age_sessions is not None
-    key = (since, ctx.now, wait, in_sessions, limits.calendar)
-    known = _WAITED.get(key)
-    if known is None:
-        if len(_WAITED) >= _MEMO_LIMIT:
-            _WAITED.clear()
-        known = _WAITED[key] = _waited(since, ctx.now, wait, limits.calendar if in_sessions else None)
-    return known
+    return _waited(since, ctx.now, wait, limits.calendar if limits.max_signal_age_sessions is not None else None)
 
 
-# What ``waited`` answered, by everything the answer depends on: the decisions of one moment
-# ask about the same few times (one symbol's entry and order cooldowns both count from its
-# last fill, and the symbols that entered at one open share that moment). Cleared when full.
-_WAITED: dict[tuple[datetime, datetime, timedelta, bool, str], tuple[bool, str]] = {}
-_MEMO_LIMIT = 4096
-
-
+# Remembered by everything the answer depends on (UTC times): the decisions of one moment ask
+# about the same few (one symbol's entry and order cooldowns both count from its last fill,
+# and the symbols that entered at one open share that moment).
+@functools.lru_cache(maxsize=4096)
 def _waited(since: datetime, now: datetime, wait: timedelta, calendar: str | None) -> tuple[bool, str]:
     elapsed = now - since
     if calendar is None or wait <= timedelta(0) or wait % _DAY:
