@@ -169,8 +169,12 @@ def test_a_buffered_replay_leaves_exactly_the_rows_a_committing_replay_leaves(
         assert sum(retired) >= len(committing["tk_order_intents"]) * 0.9
         assert sum(read_back) > 0  # orders asked about after they left memory
     # And a decision trace is still a full, readable trace.
-    trace = decode_trace(committing["tk_decisions"][0][8])
+    row = committing["tk_decisions"][0]
+    fields = ("decision_id", "symbol", "strategy", "signal_id", "action")
+    trace = decode_trace(row[8], {**dict(zip(fields, row[1:6], strict=True)), "evaluated_at": row[9]})
     assert trace["checks"]
+    assert trace["decision_id"] == row[1]
+    assert row[7] == ""  # the summary is rendered from the trace when read
 
 
 def _intent(key: str, side: Side = Side.BUY, symbol: str = "KO") -> OrderIntent:

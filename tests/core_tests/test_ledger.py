@@ -212,6 +212,74 @@ def test_decision_trace_round_trips_and_explains_the_same(ledger: Ledger) -> Non
         assert stored.decision() == decision
         assert stored.decision().explain() == decision.explain()
         assert [d.decision_id for d in tx.decisions(action="skip")] == [decision.decision_id]
+        # Schema 5: the row holds no summary (it is rendered from the trace when read).
+        assert stored.stored_summary == ""
+        assert stored.document()["decision_id"] == decision.decision_id
+
+
+def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_upgrade(tmp_path: Path) -> None:
+    """Rows as schema 4 wrote them (a stored summary, a packed format-2 trace holding every
+    field, a queued signal's whole document) read back as they did, next to new rows."""
+    import json
+
+    from tradekit.decision.trace import pack_trace
+    from tradekit.serialization import unstructure
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    ctx = make_context(
+        policy=StrategyScalingPolicy(allow_scaling=True, max_entries=4), position=make_position(), confidence=3
+    )
+    decision = evaluate_buy(ctx, plugins=Plugins(load_entrypoints=False, env={}))
+    document = unstructure(decision)
+    document["checks"] = [list(c.values()) for c in document["checks"]]
+    old_trace = pack_trace(json.dumps({**document, "trace_format": 2}, separators=(",", ":")))
+    signal = Signal(symbol="PEP", side=Side.BUY, confidence=4, generated_at=T0, reference_price=Decimal("170.5"))
+    Ledger.open(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO tk_decisions (decision_id, symbol, strategy, signal_id, action, reasons, summary, "
+                "trace, evaluated_at) VALUES (:d, :sym, :st, :sig, :a, :r, :summary, :trace, :t)"
+            ),
+            {
+                "d": decision.decision_id,
+                "sym": decision.symbol,
+                "st": decision.strategy,
+                "sig": decision.signal_id,
+                "a": decision.action.value,
+                "r": ",".join(decision.reasons),
+                "summary": "what schema 4 stored",
+                "trace": old_trace,
+                "t": UtcText().process_bind_param(decision.evaluated_at, conn.dialect),
+            },
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO tk_queued_buys (signal_id, strategy, symbol, signal, queued_at) "
+                "VALUES (:sig, 'pyr', 'PEP', :text, :t)"
+            ),
+            {
+                "sig": signal.signal_id,
+                "text": json.dumps(unstructure(signal), separators=(",", ":")),
+                "t": UtcText().process_bind_param(T0, conn.dialect),
+            },
+        )
+        conn.exec_driver_sql("UPDATE tk_meta SET value = '4' WHERE key = 'schema_version'")
+    engine.dispose()
+    newer = Signal(symbol="KO", side=Side.BUY, confidence=2, generated_at=T0, reason="new row")
+    with Ledger.open(url) as ledger:
+        with ledger.transaction() as tx:
+            tx.queue_buy(newer, "pyr", T0)
+        with ledger.reading() as tx:
+            stored = tx.decision(decision.decision_id)
+            assert stored is not None
+            assert stored.summary == "what schema 4 stored"
+            assert stored.decision() == decision
+            assert stored.document() == unstructure(decision)
+            assert tx.queued_buys("pyr") == [signal, newer]
+            version = tx._conn.exec_driver_sql("SELECT value FROM tk_meta WHERE key = 'schema_version'").scalar()
+    assert version == "5"
 
 
 def exit_intent(intent_id: str = "x1") -> ExitIntent:

@@ -30,6 +30,7 @@ from tradekit.decision.trace import (
     trace_text,
 )
 from tradekit.decision.verdict import Check, block, passed
+from tradekit.ledger.store import decision_row
 from tradekit.plugins import Plugins
 from tradekit.serialization import unstructure
 from tradekit.testing import make_context, make_position
@@ -49,17 +50,33 @@ def _decisions() -> list[BuyDecision]:
     return [evaluate_buy(ctx, plugins=PLUGINS) for ctx in contexts]
 
 
+def row_fields(decision: BuyDecision) -> dict[str, str]:
+    # The row the ledger writes beside the trace, as StoredDecision gives it to the reader.
+    row = decision_row(decision)
+    return {**row, "evaluated_at": row["evaluated_at"].isoformat()}
+
+
 def _format_1(decision: BuyDecision) -> str:
     # What ledgers of schema 1 hold: the whole decision, checks as objects.
     return json.dumps(unstructure(decision), separators=(",", ":"))
 
 
+def _format_2(decision: BuyDecision) -> str:
+    # What ledgers of schemas 2 to 4 hold (schema 4 packed): the whole decision, checks as arrays.
+    return json.dumps(_converter_document(decision, version=2), separators=(",", ":"))
+
+
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
-def test_a_compact_trace_reads_back_as_the_full_document_and_decision(decision: BuyDecision) -> None:
+def test_a_compact_trace_reads_back_with_its_row_as_the_full_document_and_decision(decision: BuyDecision) -> None:
     stored = encode_trace(decision)
-    assert decode_trace(stored) == json.loads(_format_1(decision))
-    assert decision_from_trace(stored) == decision
+    row = row_fields(decision)
+    full = json.loads(_format_1(decision))
+    # The same document, key for key and in the same order (explain --json prints it).
+    assert list(decode_trace(stored, row).items()) == list(full.items())
+    assert decision_from_trace(stored, row) == decision
     assert len(trace_document(decision)) < 0.7 * len(_format_1(decision))
+    assert len(trace_document(decision)) < len(_format_2(decision)) - 150
+    assert not any(json.dumps(row[f]) in trace_document(decision) for f in ("decision_id", "signal_id"))
 
 
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
@@ -67,7 +84,20 @@ def test_a_trace_is_stored_packed_in_a_fraction_of_its_document(decision: BuyDec
     stored = encode_trace(decision)
     assert stored.startswith(PACKED_PREFIX)
     assert trace_text(stored) == trace_document(decision)
-    assert len(stored) < 0.3 * len(trace_document(decision))
+    assert len(stored) < 0.3 * len(_format_2(decision))
+    # Leaving the row's fields out saves about their ids' worth (~40 characters) or more.
+    assert len(stored) <= len(pack_trace(_format_2(decision))) - 40
+
+
+def test_a_format_3_trace_is_not_read_without_its_row() -> None:
+    decision = _decisions()[0]
+    stored = encode_trace(decision)
+    with pytest.raises(TraceError, match="read with its ledger row"):
+        decode_trace(stored)
+    row = row_fields(decision)
+    del row["signal_id"]
+    with pytest.raises(TraceError, match="lacks signal_id"):
+        decode_trace(stored, row)
 
 
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
@@ -81,22 +111,29 @@ def test_packed_traces_read_back_whatever_window_and_level_wrote_them(
     deflate = zlib.compressobj(level, zlib.DEFLATED, wbits, mem_level, zlib.Z_DEFAULT_STRATEGY, _dictionary())
     stored = PACKED_PREFIX + base64.b64encode(deflate.compress(document.encode()) + deflate.flush()).decode()
     assert trace_text(stored) == document
-    assert decision_from_trace(stored) == decision
+    assert decision_from_trace(stored, row_fields(decision)) == decision
 
 
 @pytest.mark.parametrize("decision", _decisions(), ids=lambda d: d.action.value)
-def test_format_2_traces_written_before_packing_stay_readable(decision: BuyDecision) -> None:
-    unpacked = trace_document(decision)
-    assert trace_text(unpacked) == unpacked
-    assert decode_trace(unpacked) == decode_trace(encode_trace(decision)) == json.loads(_format_1(decision))
-    assert decision_from_trace(unpacked) == decision
+def test_format_2_traces_stay_readable_packed_or_not_with_or_without_a_row(decision: BuyDecision) -> None:
+    unpacked = _format_2(decision)
+    packed = pack_trace(unpacked)  # as ledgers of schema 4 hold them
+    assert trace_text(unpacked) == unpacked == trace_text(packed)
+    full = json.loads(_format_1(decision))
+    for stored in (unpacked, packed):
+        assert decode_trace(stored) == decode_trace(stored, row_fields(decision)) == full
+        assert decision_from_trace(stored) == decision
 
 
-def _converter_document(decision: BuyDecision) -> dict[str, object]:
-    # The format-2 document as the cattrs converter builds it, keys in the same order.
+def _converter_document(decision: BuyDecision, version: int = 3) -> dict[str, object]:
+    # The trace document as the cattrs converter builds it, keys in the same order: format 2
+    # is the whole decision, format 3 leaves out what the ledger row holds.
     data: dict[str, object] = unstructure(attrs.evolve(decision, checks=()))
     data["checks"] = [list(unstructure(c).values()) for c in decision.checks]
-    data["trace_format"] = 2
+    if version == 3:
+        for field in ("decision_id", "symbol", "strategy", "signal_id", "action", "evaluated_at"):
+            del data[field]
+    data["trace_format"] = version
     return data
 
 
@@ -146,7 +183,7 @@ def test_any_checks_survive_the_compact_format(
     )
     decision = _decisions()[0]
     decision = BuyDecision(**{**{f: getattr(decision, f) for f in unstructure(decision)}, "checks": built})
-    read = decision_from_trace(encode_trace(decision)).checks
+    read = decision_from_trace(encode_trace(decision), row_fields(decision)).checks
     assert read == built
     assert trace_document(decision) == json.dumps(_converter_document(decision), separators=(",", ":"))
     assert [type(c.reason) for c in read] == [type(c.reason) for c in built]
@@ -157,7 +194,7 @@ def test_any_checks_survive_the_compact_format(
     [
         ("not json", "not JSON"),
         ("[1, 2]", "not a JSON object"),
-        ('{"trace_format": 3, "checks": []}', "format 3 is newer"),
+        ('{"trace_format": 4, "checks": []}', "format 4 is newer"),
         ('{"trace_format": 2, "checks": [["rule", 0, "pass"]]}', "arrays"),
     ],
 )

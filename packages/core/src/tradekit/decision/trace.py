@@ -1,6 +1,11 @@
 """A decision's persisted trace: compact on disk, the full record when read.
 
-Format 2 (written since ledger schema 2) stores each check as a JSON array
+Format 3 (written since ledger schema 5) is format 2 without the fields its ledger row already
+holds in columns (``ROW_FIELDS``: decision id, symbol, strategy, signal id, action, evaluated
+at): they were written twice, and the ids do not compress. It is read with its row
+(``decode_trace(text, row)``), which supplies them; the document read is the same as format 2's.
+
+Format 2 (written by ledger schemas 2 to 4) stores each check as a JSON array
 ``[rule, phase, outcome, detail, reason]`` instead of an object with those five keys: the
 same content in about half the bytes (a million-bar replay persists ~180,000 decisions).
 Format 1 (objects) is still read. ``decode_trace`` returns the format-1 mapping either way,
@@ -23,7 +28,7 @@ import functools
 import hashlib
 import json
 import zlib
-from datetime import UTC
+from collections.abc import Mapping
 from importlib.resources import files
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
@@ -31,8 +36,23 @@ from typing import Any, Final
 from tradekit.decision.verdict import BuyDecision, Check
 from tradekit.serialization import structure
 
-TRACE_FORMAT = 2
+TRACE_FORMAT = 3
 CHECK_FIELDS = ("rule", "phase", "outcome", "detail", "reason")
+# What a format-3 trace leaves to its row: the decision's fields the ledger keeps in columns.
+ROW_FIELDS = ("decision_id", "symbol", "strategy", "signal_id", "action", "evaluated_at")
+# Every field of the document, in the order readers get them (the converter's, as format 2).
+_DOCUMENT_ORDER = (
+    *ROW_FIELDS[:5],
+    "checks",
+    "entry_count",
+    "max_entries",
+    "position_pct",
+    "allocation_cap_pct",
+    "risk_amount",
+    "price",
+    "confidence",
+    "evaluated_at",
+)
 # JSON string literals as ``json.dumps`` writes them (ASCII, escaped): the C encoder.
 _q: Final = encode_basestring_ascii
 
@@ -91,31 +111,29 @@ def trace_text(stored: str) -> str:
 
 
 def encode_trace(decision: BuyDecision) -> str:
-    """The decision as persisted: ``trace_document``, packed."""
+    """The decision as persisted beside its row (``decision_row``): ``trace_document``, packed."""
     return pack_trace(trace_document(decision))
 
 
 def trace_document(decision: BuyDecision) -> str:
-    """The decision's trace document (format 2): its fields, with checks as compact arrays.
+    """The decision's trace document (format 3): what its row does not hold, checks as arrays.
 
     Written out by hand rather than through the cattrs converter or ``json`` (a replay
     persists one per buy signal, and this is ~3x faster than building a dict for the
     encoder); the text is the one ``json`` writes with the separators ``,`` and ``:``, byte
-    for byte, and the document is the converter's, key for key, which tests hold it to.
+    for byte, and the document is the converter's less ``ROW_FIELDS``, key for key, which
+    tests hold it to.
     """
     price = decision.price
     checks = ",".join([_check_json(c) for c in decision.checks])
     return (
-        f'{{"decision_id":{_q(decision.decision_id)},"symbol":{_q(decision.symbol)},'
-        f'"strategy":{_q(decision.strategy)},"signal_id":{_q(decision.signal_id)},'
-        f'"action":{_q(decision.action._value_)},"checks":[{checks}],'
+        f'{{"checks":[{checks}],'
         f'"entry_count":{int(decision.entry_count)!r},"max_entries":{int(decision.max_entries)!r},'
         f'"position_pct":{_q(str(decision.position_pct))},'
         f'"allocation_cap_pct":{_q(str(decision.allocation_cap_pct))},'
         f'"risk_amount":{_q(str(decision.risk_amount))},'
         f'"price":{"null" if price is None else _q(str(price))},'
         f'"confidence":{int(decision.confidence)!r},'
-        f'"evaluated_at":{_q(decision.evaluated_at.astimezone(UTC).isoformat())},'
         f'"trace_format":{TRACE_FORMAT}}}'
     )
 
@@ -155,8 +173,13 @@ def _check_text(check: Check) -> str:
     return parts[0] + _q(check.detail) + parts[1]
 
 
-def decode_trace(text: str) -> dict[str, Any]:
-    """The full trace document (checks as objects), from any stored format."""
+def decode_trace(text: str, row: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The full trace document (checks as objects), from any stored format.
+
+    ``row`` gives the ``ROW_FIELDS`` of the ledger row the trace was stored in (``evaluated_at``
+    as ISO 8601 text); a format-3 trace cannot be read without it, and earlier formats carry
+    their own.
+    """
     try:
         data = json.loads(trace_text(text))
     except json.JSONDecodeError as exc:
@@ -166,15 +189,29 @@ def decode_trace(text: str) -> dict[str, Any]:
     version = data.pop("trace_format", 1)
     if version == 1:
         return data
-    if version != TRACE_FORMAT:
+    if version not in (2, TRACE_FORMAT):
         raise TraceError(f"decision trace format {version!r} is newer than this tradekit reads ({TRACE_FORMAT})")
     checks = data.get("checks")
     if not isinstance(checks, list) or not all(isinstance(c, list) and len(c) == len(CHECK_FIELDS) for c in checks):
-        raise TraceError("decision trace format 2 needs checks as [rule, phase, outcome, detail, reason] arrays")
+        raise TraceError(
+            f"decision trace format {version} needs checks as [rule, phase, outcome, detail, reason] arrays"
+        )
     data["checks"] = [dict(zip(CHECK_FIELDS, c, strict=True)) for c in checks]
-    return data
+    if version == 2:
+        return data
+    if row is None:
+        raise TraceError(
+            f"a format-3 decision trace is read with its ledger row: it leaves {', '.join(ROW_FIELDS)} to it"
+        )
+    missing = [f for f in ROW_FIELDS if f not in row]
+    if missing:
+        raise TraceError(f"the row given with a format-3 decision trace lacks {', '.join(missing)}")
+    data.update((f, row[f]) for f in ROW_FIELDS)
+    ordered = {f: data.pop(f) for f in _DOCUMENT_ORDER if f in data}
+    ordered.update(data)  # anything else is the converter's to refuse, by name
+    return ordered
 
 
-def decision_from_trace(text: str) -> BuyDecision:
-    """Rebuild the ``BuyDecision`` a stored trace records."""
-    return structure(decode_trace(text), BuyDecision, what="decision trace")
+def decision_from_trace(text: str, row: Mapping[str, str] | None = None) -> BuyDecision:
+    """Rebuild the ``BuyDecision`` a stored trace records (``row`` as for ``decode_trace``)."""
+    return structure(decode_trace(text, row), BuyDecision, what="decision trace")

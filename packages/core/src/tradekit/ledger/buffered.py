@@ -1374,11 +1374,11 @@ def _load_state(tx: LedgerTx) -> _State:
     settled = {row.signal_id for row in conn.execute(sa.select(st.c.signal_id))}
     for signal_id in settled:
         s.retired_signals.add(signal_id)
-    for row in conn.execute(sa.select(q.c.signal_id, q.c.strategy, q.c.signal).order_by(q.c.id)):
+    for row in conn.execute(sa.select(q.c.signal_id, q.c.strategy, q.c.symbol, q.c.signal).order_by(q.c.id)):
         if row.signal_id not in settled:
             s.queued_ids[row.signal_id] = s.queue_seq
             s.queue_seq += 1
-            s.queued[row.strategy][row.signal_id] = signal_from_text(row.signal)
+            s.queued[row.strategy][row.signal_id] = signal_from_text(row.signal, row.symbol, row.signal_id)
     states = tx.trading_states()
     s.holds = {(hold.scope, hold.trigger): hold for hold in states.holds}
     s.trading_states = None

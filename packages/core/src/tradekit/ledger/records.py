@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -206,7 +207,11 @@ class IntentState:
 
 @attrs.frozen(kw_only=True)
 class StoredDecision:
-    """A buy decision as persisted: its summary and its full trace (JSON)."""
+    """A buy decision as persisted: its row's columns and its full trace.
+
+    ``stored_summary`` is the one-line summary as the row holds it: ledgers before schema 5
+    stored it, later ones render it from the trace when read (``summary``).
+    """
 
     decision_id: str
     symbol: str
@@ -214,21 +219,41 @@ class StoredDecision:
     signal_id: str
     action: str
     reasons: tuple[str, ...]
-    summary: str
     trace: str
     evaluated_at: datetime = attrs.field(converter=to_utc, validator=utc)
+    stored_summary: str = ""
+
+    @functools.cached_property
+    def summary(self) -> str:
+        """The decision on one line (``BuyDecision.one_line``)."""
+        return self.stored_summary or self.decision().one_line()
+
+    def _row(self) -> dict[str, str]:
+        # What a format-3 trace leaves to its row (tradekit.decision.trace.ROW_FIELDS).
+        return {
+            "decision_id": self.decision_id,
+            "symbol": self.symbol,
+            "strategy": self.strategy,
+            "signal_id": self.signal_id,
+            "action": self.action,
+            "evaluated_at": self.evaluated_at.isoformat(),
+        }
 
     def document(self) -> dict[str, Any]:
         """The full trace as a mapping (checks as objects), whatever format it was stored in."""
         from tradekit.decision.trace import decode_trace
 
-        return decode_trace(self.trace)
+        return decode_trace(self.trace, self._row())
 
     def decision(self) -> BuyDecision:
-        """The ``BuyDecision`` this row records."""
+        """The ``BuyDecision`` this row records (read once, then kept: it is immutable)."""
+        return self._decision
+
+    @functools.cached_property
+    def _decision(self) -> BuyDecision:
         from tradekit.decision.trace import decision_from_trace
 
-        return decision_from_trace(self.trace)
+        return decision_from_trace(self.trace, self._row())
 
 
 @attrs.frozen(kw_only=True)

@@ -159,7 +159,7 @@ def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]
     for decision in inputs.decisions:
         if decision.symbol != symbol or decision.decision_id in entered or decision.action in ("enter_new", "scale_in"):
             continue
-        price = decision.document().get("price")
+        price = decision.decision().price  # read once: the summary below is rendered from it
         if price is None:
             continue
         add(
