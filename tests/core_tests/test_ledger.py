@@ -217,7 +217,9 @@ def test_decision_trace_round_trips_and_explains_the_same(ledger: Ledger) -> Non
         assert stored.document()["decision_id"] == decision.decision_id
 
 
-def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_upgrade(tmp_path: Path) -> None:
+def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_upgrade(
+    ledger_factory: LedgerFactory,
+) -> None:
     """Rows as schema 4 wrote them (a stored summary, a packed format-2 trace holding every
     field, a queued signal's whole document) read back as they did, next to new rows."""
     import json
@@ -225,7 +227,6 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
     from tradekit.decision.trace import pack_trace
     from tradekit.serialization import unstructure
 
-    url = f"sqlite:///{tmp_path / 'l.db'}"
     ctx = make_context(
         policy=StrategyScalingPolicy(allow_scaling=True, max_entries=4), position=make_position(), confidence=3
     )
@@ -234,9 +235,13 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
     document["checks"] = [list(c.values()) for c in document["checks"]]
     old_trace = pack_trace(json.dumps({**document, "trace_format": 2}, separators=(",", ":")))
     signal = Signal(symbol="PEP", side=Side.BUY, confidence=4, generated_at=T0, reference_price=Decimal("170.5"))
-    Ledger.open(url).close()
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
+    old = ledger_factory()
+    with old.transaction() as tx:
+        conn = tx._conn
+        # Schema 4's indexes on tk_decisions.
+        conn.exec_driver_sql("DROP INDEX ix_tk_decisions_symbol")
+        conn.exec_driver_sql("CREATE INDEX ix_tk_decisions_symbol_time ON tk_decisions (symbol, evaluated_at)")
+        conn.exec_driver_sql("CREATE INDEX ix_tk_decisions_time ON tk_decisions (evaluated_at)")
         conn.execute(
             sa.text(
                 "INSERT INTO tk_decisions (decision_id, symbol, strategy, signal_id, action, reasons, summary, "
@@ -266,9 +271,9 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
             },
         )
         conn.exec_driver_sql("UPDATE tk_meta SET value = '4' WHERE key = 'schema_version'")
-    engine.dispose()
+    old.close()
     newer = Signal(symbol="KO", side=Side.BUY, confidence=2, generated_at=T0, reason="new row")
-    with Ledger.open(url) as ledger:
+    with ledger_factory() as ledger:
         with ledger.transaction() as tx:
             tx.queue_buy(newer, "pyr", T0)
         with ledger.reading() as tx:
@@ -279,7 +284,11 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
             assert stored.document() == unstructure(decision)
             assert tx.queued_buys("pyr") == [signal, newer]
             version = tx._conn.exec_driver_sql("SELECT value FROM tk_meta WHERE key = 'schema_version'").scalar()
+            indexes = {ix["name"] for ix in sa.inspect(tx._conn).get_indexes("tk_decisions")}
     assert version == "5"
+    # The two indexes on evaluated_at gave way to one on symbol (PostgreSQL lists the
+    # unique decision_id constraint's index too).
+    assert indexes - {"tk_decisions_decision_id_key"} == {"ix_tk_decisions_symbol"}
 
 
 def exit_intent(intent_id: str = "x1") -> ExitIntent:

@@ -195,8 +195,10 @@ decisions = sa.Table(
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("trace", sa.Text, nullable=False),
     sa.Column("evaluated_at", UtcText, nullable=False),
-    sa.Index("ix_tk_decisions_symbol_time", "symbol", "evaluated_at"),
-    sa.Index("ix_tk_decisions_time", "evaluated_at"),
+    # A symbol's decisions, newest first, are read through this index (its entries are in
+    # (symbol, id) order); nothing looks decisions up by time (schema 5 dropped the two
+    # indexes on evaluated_at, ~90 bytes a decision).
+    sa.Index("ix_tk_decisions_symbol", "symbol"),
 )
 
 reconciliations = sa.Table(

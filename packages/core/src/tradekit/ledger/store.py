@@ -1360,8 +1360,16 @@ MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
     # read) and their traces are format 3 (without the fields the row holds in columns);
     # queued signals are stored without the symbol and signal id their row holds. Earlier
     # rows stay readable; an older tradekit could not read the new ones, so the version moves.
-    5: lambda conn: None,
+    # The decisions' two indexes on evaluated_at, which no query used, become one on symbol.
+    5: lambda conn: _decisions_indexed_by_symbol(conn),
 }
+
+
+def _decisions_indexed_by_symbol(conn: Connection) -> None:
+    for name in ("ix_tk_decisions_symbol_time", "ix_tk_decisions_time"):
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    for index in t.decisions.indexes:
+        index.create(conn, checkfirst=True)
 
 
 def _create_missing(conn: Connection) -> None:
