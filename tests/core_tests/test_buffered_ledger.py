@@ -413,6 +413,49 @@ def test_settled_signals_leave_memory_and_are_still_refused_like_the_committing_
     assert answers[0] == ([False] * len(signals[::7]), True, ["PFE", "XOM"])
 
 
+def test_a_decision_settles_its_signals_queued_buy_in_both_ledgers_alike(tmp_path: Path) -> None:
+    """Schema 5: the decision on a queued signal is what settles it (no settlement row); a
+    transaction that fails puts it back in the queue, in its place; a signal decided before
+    it was ever queued does not wait; and a reopened (resumed) ledger sees the same queue."""
+    base = make_context()
+    decided = evaluate_buy(base, plugins=Plugins(load_entrypoints=False, env={}))
+    signals = [
+        Signal(symbol=f"S{i}", side=Side.BUY, confidence=5, generated_at=T0 + timedelta(days=i), source="k")
+        for i in range(4)
+    ]
+
+    def decision_on(signal: Signal, n: int) -> Any:
+        return attrs.evolve(decided, decision_id=f"dec-{n}", symbol=signal.symbol, signal_id=signal.signal_id)
+
+    seen: list[Any] = []
+    for kind in (Ledger, BufferedLedger):
+        url = f"sqlite:///{tmp_path / f'{kind.__name__}.db'}"
+        with kind.open(url, for_trading=True) as ledger:
+            with ledger.transaction() as tx:
+                for signal in signals[:3]:
+                    tx.queue_buy(signal, "k", T0)
+            with ledger.transaction() as tx:
+                tx.record_decision(decision_on(signals[1], 1))
+                tx.settle_queued_buy(signals[1].signal_id, T0, decision_id="dec-1")
+            with pytest.raises(LedgerError), ledger.transaction() as tx:  # noqa: PT012
+                tx.record_decision(decision_on(signals[0], 2))
+                assert [s.symbol for s in tx.queued_buys("k")] == ["S2"]
+                raise LedgerError("the transaction fails after the decision")
+            with ledger.transaction() as tx:
+                tx.record_decision(decision_on(signals[3], 3))  # never queued: settles nothing
+                assert tx.queue_buy(signals[3], "k", T0)  # kept, but already judged
+            with ledger.reading() as tx:
+                live = [s.symbol for s in tx.queued_buys("k")]
+        reopened = kind.open(url, for_trading=True, **({"resume": True} if kind is BufferedLedger else {}))
+        with reopened as ledger, ledger.reading() as tx:
+            after = [s.symbol for s in tx.queued_buys("k")]
+        rows = _dump(url)
+        seen.append((live, after, rows["tk_queued_buys"], rows["tk_queued_buy_settlements"], rows["tk_decisions"]))
+    assert seen[0][:2] == seen[1][:2] == (["S0", "S2"], ["S0", "S2"])
+    assert seen[0][2:] == seen[1][2:]
+    assert seen[0][3] == []  # the decisions settled; no settlement rows
+
+
 def test_a_resumed_buffered_ledger_keeps_refusing_settled_signals(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     signals = [

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
@@ -235,11 +236,13 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
     document["checks"] = [list(c.values()) for c in document["checks"]]
     old_trace = pack_trace(json.dumps({**document, "trace_format": 2}, separators=(",", ":")))
     signal = Signal(symbol="PEP", side=Side.BUY, confidence=4, generated_at=T0, reference_price=Decimal("170.5"))
+    judged = Signal(symbol="KO", side=Side.BUY, confidence=3, generated_at=T0, source="judged")
     old = ledger_factory()
     with old.transaction() as tx:
         conn = tx._conn
         # Schema 4's indexes on tk_decisions.
         conn.exec_driver_sql("DROP INDEX ix_tk_decisions_symbol")
+        conn.exec_driver_sql("DROP INDEX ix_tk_decisions_signal")
         conn.exec_driver_sql("CREATE INDEX ix_tk_decisions_symbol_time ON tk_decisions (symbol, evaluated_at)")
         conn.exec_driver_sql("CREATE INDEX ix_tk_decisions_time ON tk_decisions (evaluated_at)")
         conn.execute(
@@ -259,16 +262,26 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
                 "t": UtcText().process_bind_param(decision.evaluated_at, conn.dialect),
             },
         )
+        for queued in (judged, signal):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tk_queued_buys (signal_id, strategy, symbol, signal, queued_at) "
+                    "VALUES (:sig, 'pyr', :sym, :text, :t)"
+                ),
+                {
+                    "sig": queued.signal_id,
+                    "sym": queued.symbol,
+                    "text": json.dumps(unstructure(queued), separators=(",", ":")),
+                    "t": UtcText().process_bind_param(T0, conn.dialect),
+                },
+            )
+        # Schema 4 closed a judged signal with a settlement row naming its decision.
         conn.execute(
             sa.text(
-                "INSERT INTO tk_queued_buys (signal_id, strategy, symbol, signal, queued_at) "
-                "VALUES (:sig, 'pyr', 'PEP', :text, :t)"
+                "INSERT INTO tk_queued_buy_settlements (signal_id, decision_id, note, time) "
+                "VALUES (:sig, 'dec-old', '', :t)"
             ),
-            {
-                "sig": signal.signal_id,
-                "text": json.dumps(unstructure(signal), separators=(",", ":")),
-                "t": UtcText().process_bind_param(T0, conn.dialect),
-            },
+            {"sig": judged.signal_id, "t": UtcText().process_bind_param(T0, conn.dialect)},
         )
         conn.exec_driver_sql("UPDATE tk_meta SET value = '4' WHERE key = 'schema_version'")
     old.close()
@@ -285,10 +298,19 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
             assert tx.queued_buys("pyr") == [signal, newer]
             version = tx._conn.exec_driver_sql("SELECT value FROM tk_meta WHERE key = 'schema_version'").scalar()
             indexes = {ix["name"] for ix in sa.inspect(tx._conn).get_indexes("tk_decisions")}
+        # A schema-5 decision on a waiting signal settles it by itself: no settlement row.
+        on_pep = attrs.evolve(decision, decision_id="dec-new", symbol="PEP", signal_id=signal.signal_id)
+        with ledger.transaction() as tx:
+            tx.record_decision(on_pep)
+            tx.settle_queued_buy(signal.signal_id, T0, decision_id=on_pep.decision_id)
+        with ledger.reading() as tx:
+            assert tx.queued_buys("pyr") == [newer]
+            settlements = tx._conn.exec_driver_sql("SELECT signal_id FROM tk_queued_buy_settlements").scalars().all()
+    assert settlements == [judged.signal_id]
     assert version == "5"
-    # The two indexes on evaluated_at gave way to one on symbol (PostgreSQL lists the
-    # unique decision_id constraint's index too).
-    assert indexes - {"tk_decisions_decision_id_key"} == {"ix_tk_decisions_symbol"}
+    # The two indexes on evaluated_at gave way to one on symbol and one on signal_id
+    # (PostgreSQL lists the unique decision_id constraint's index too).
+    assert indexes - {"tk_decisions_decision_id_key"} == {"ix_tk_decisions_symbol", "ix_tk_decisions_signal"}
 
 
 def exit_intent(intent_id: str = "x1") -> ExitIntent:

@@ -63,6 +63,7 @@ from tradekit.ledger.store import (
     _BLOCKING_FINDINGS,
     _EXIT_IN_FLIGHT,
     _REDUCING,
+    SETTLING_COLUMNS,
     Ledger,
     LedgerTx,
     PositionKind,
@@ -85,6 +86,7 @@ from tradekit.ledger.store import (
     signal_from_text,
     unapplicable,
     unapplied_row,
+    waiting_buys_query,
 )
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.seen_ids import SeenIds
@@ -1039,6 +1041,9 @@ class _MemoryTx(LedgerTx):
 
     def record_decision(self, decision: BuyDecision) -> None:
         self._ledger._append(t.decisions, decision_row(decision))
+        # The decision settles its signal's queued buy, if it has one (schema 5).
+        if not self._settled(decision.signal_id):
+            self._settle(decision.signal_id)
 
     def decision(self, decision_id: str) -> StoredDecision | None:
         return self._ledger._sql(lambda tx: tx.decision(decision_id))
@@ -1063,7 +1068,8 @@ class _MemoryTx(LedgerTx):
         s.queued_ids[signal_id] = s.queue_seq
         s.queue_seq += 1
         waiting = s.queued[strategy]
-        waiting[signal_id] = signal
+        if not self._settled(signal_id):  # a signal already judged is kept, not waiting (as in SQL)
+            waiting[signal_id] = signal
         self._ledger._append(t.queued_buys, queued_buy_row(signal, strategy, queued_at))
 
         def undo() -> None:
@@ -1077,15 +1083,24 @@ class _MemoryTx(LedgerTx):
         return list(self._s.queued.get(strategy, {}).values())
 
     def settle_queued_buy(self, signal_id: str, time: datetime, *, decision_id: str | None, note: str = "") -> None:
+        if self._settled(signal_id):  # by a decision on it (schema 5) or an earlier settlement
+            return
+        self._settle(signal_id)
+        self._ledger._append(t.queued_buy_settlements, settlement_row(signal_id, time, decision_id, note))
+
+    def _settled(self, signal_id: str) -> bool:
         s = self._s
         if signal_id in s.settled_ids:
-            return
-        if signal_id in s.retired_signals and self._ledger._written(t.queued_buy_settlements.c.signal_id, signal_id):
-            return
+            return True
+        ledger = self._ledger
+        return signal_id in s.retired_signals and any(ledger._written(c, signal_id) for c in SETTLING_COLUMNS)
+
+    def _settle(self, signal_id: str) -> None:
+        # The signal leaves the queue (if it waits there) and is remembered as settled.
+        s = self._s
         s.settled_ids.add(signal_id)
         s.settled_unwritten.append(signal_id)
         found = [(waiting, waiting.pop(signal_id)) for waiting in s.queued.values() if signal_id in waiting]
-        self._ledger._append(t.queued_buy_settlements, settlement_row(signal_id, time, decision_id, note))
 
         def undo() -> None:
             s.settled_ids.discard(signal_id)
@@ -1369,16 +1384,15 @@ def _load_state(tx: LedgerTx) -> _State:
         fill = tx.fill(unapplied.execution_id)
         if fill is not None:
             s.unapplied_fills[unapplied.execution_id] = fill
-    q, st = t.queued_buys, t.queued_buy_settlements
-    # Settled signals are kept as retired ids (see SeenIds); the waiting ones in full.
-    settled = {row.signal_id for row in conn.execute(sa.select(st.c.signal_id))}
-    for signal_id in settled:
-        s.retired_signals.add(signal_id)
-    for row in conn.execute(sa.select(q.c.signal_id, q.c.strategy, q.c.symbol, q.c.signal).order_by(q.c.id)):
-        if row.signal_id not in settled:
-            s.queued_ids[row.signal_id] = s.queue_seq
-            s.queue_seq += 1
-            s.queued[row.strategy][row.signal_id] = signal_from_text(row.signal, row.symbol, row.signal_id)
+    # Settled signals (and the settled ones' queue rows) are kept as retired ids (see
+    # SeenIds); the waiting ones in full.
+    for column in SETTLING_COLUMNS:
+        for (signal_id,) in conn.execute(sa.select(column)):
+            s.retired_signals.add(signal_id)
+    for row in conn.execute(waiting_buys_query()):
+        s.queued_ids[row.signal_id] = s.queue_seq
+        s.queue_seq += 1
+        s.queued[row.strategy][row.signal_id] = signal_from_text(row.signal, row.symbol, row.signal_id)
     states = tx.trading_states()
     s.holds = {(hold.scope, hold.trigger): hold for hold in states.holds}
     s.trading_states = None

@@ -199,6 +199,9 @@ decisions = sa.Table(
     # (symbol, id) order); nothing looks decisions up by time (schema 5 dropped the two
     # indexes on evaluated_at, ~90 bytes a decision).
     sa.Index("ix_tk_decisions_symbol", "symbol"),
+    # A decision settles the queued buy of its signal (schema 5): what is still waiting is
+    # read through this index, instead of a settlement row per decision.
+    sa.Index("ix_tk_decisions_signal", "signal_id"),
 )
 
 reconciliations = sa.Table(
@@ -271,8 +274,9 @@ exit_transitions = sa.Table(
 )
 
 # Buy signals made at a close and waiting for the next session's open, so that a restart in
-# between neither loses them nor depends on running the strategy again. A row of
-# tk_queued_buy_settlements closes each one (the decision that judged it).
+# between neither loses them nor depends on running the strategy again. A decision on the
+# signal closes it (since schema 5; before, a settlement row naming the decision did), and
+# a row of tk_queued_buy_settlements closes one set aside without a decision.
 queued_buys = sa.Table(
     "tk_queued_buys",
     metadata,

@@ -923,20 +923,24 @@ class LedgerTx:
 
     def queued_buys(self, strategy: str) -> list[Signal]:
         """``strategy``'s buy signals still waiting to be judged, in the order they were queued."""
-        q, s = t.queued_buys, t.queued_buy_settlements
-        rows = self._conn.execute(
-            sa.select(q.c.signal, q.c.symbol, q.c.signal_id)
-            .select_from(q.outerjoin(s, s.c.signal_id == q.c.signal_id))
-            .where(q.c.strategy == strategy, s.c.id.is_(None))
-            .order_by(q.c.id)
-        )
+        rows = self._conn.execute(waiting_buys_query().where(t.queued_buys.c.strategy == strategy))
         return [signal_from_text(row.signal, row.symbol, row.signal_id) for row in rows]
 
     def settle_queued_buy(self, signal_id: str, time: datetime, *, decision_id: str | None, note: str = "") -> None:
-        """Close a queued buy: judged by ``decision_id`` (or set aside, ``note`` says why)."""
-        s = t.queued_buy_settlements
-        if self._conn.execute(sa.select(s.c.id).where(s.c.signal_id == signal_id)).first() is None:
+        """Close a queued buy: judged by ``decision_id`` (or set aside, ``note`` says why).
+
+        A decision on the signal settles it by itself (schema 5): when its row is written,
+        in this transaction or before, nothing more is written here.
+        """
+        if not self._signal_settled(signal_id):
+            s = t.queued_buy_settlements
             self._conn.execute(s.insert().values(**settlement_row(signal_id, time, decision_id, note)))
+
+    def _signal_settled(self, signal_id: str) -> bool:
+        return any(
+            self._conn.execute(sa.select(column).where(column == signal_id).limit(1)).first() is not None
+            for column in SETTLING_COLUMNS
+        )
 
     # --- reconciliation ------------------------------------------------------------------------
 
@@ -1360,12 +1364,13 @@ MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
     # read) and their traces are format 3 (without the fields the row holds in columns);
     # queued signals are stored without the symbol and signal id their row holds. Earlier
     # rows stay readable; an older tradekit could not read the new ones, so the version moves.
-    # The decisions' two indexes on evaluated_at, which no query used, become one on symbol.
-    5: lambda conn: _decisions_indexed_by_symbol(conn),
+    # The decisions' two indexes on evaluated_at, which no query used, become one on symbol,
+    # and one on signal_id: a decision settles its signal's queued buy (no settlement row).
+    5: lambda conn: _reindex_decisions(conn),
 }
 
 
-def _decisions_indexed_by_symbol(conn: Connection) -> None:
+def _reindex_decisions(conn: Connection) -> None:
     for name in ("ix_tk_decisions_symbol_time", "ix_tk_decisions_time"):
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     for index in t.decisions.indexes:
@@ -1777,6 +1782,18 @@ def signal_text(signal: Signal) -> str:
     if signal.payload:
         text += f',"payload":{json.dumps(signal.payload, separators=(",", ":"))}'
     return text + "}"
+
+
+# What settles a queued buy: a settlement row (a signal set aside, or one judged by a ledger
+# before schema 5), or a decision on its signal (schema 5: the decision's row is the record).
+SETTLING_COLUMNS = (t.queued_buy_settlements.c.signal_id, t.decisions.c.signal_id)
+
+
+def waiting_buys_query() -> sa.Select[Any]:
+    """Queued buys no settlement or decision has settled, in the order they were queued."""
+    q = t.queued_buys
+    unsettled = [~sa.exists().where(column == q.c.signal_id) for column in SETTLING_COLUMNS]
+    return sa.select(q.c.signal_id, q.c.strategy, q.c.symbol, q.c.signal).where(*unsettled).order_by(q.c.id)
 
 
 def settlement_row(signal_id: str, time: datetime, decision_id: str | None, note: str) -> dict[str, Any]:
