@@ -446,7 +446,9 @@ def test_a_decision_settles_its_signals_queued_buy_in_both_ledgers_alike(tmp_pat
                 assert tx.queue_buy(signals[3], "k", T0)  # kept, but already judged
             with ledger.reading() as tx:
                 live = [s.symbol for s in tx.queued_buys("k")]
-        reopened = kind.open(url, for_trading=True, **({"resume": True} if kind is BufferedLedger else {}))
+        reopened = (
+            BufferedLedger.open(url, for_trading=True, resume=True) if kind is BufferedLedger else Ledger.open(url)
+        )
         with reopened as ledger, ledger.reading() as tx:
             after = [s.symbol for s in tx.queued_buys("k")]
         rows = _dump(url)
