@@ -180,8 +180,8 @@ class SessionDriver:
         if decision is not None:
             reason = decision.reasons[0].value if decision.reasons else ""
             self.tally.decisions[(decision.action.value, reason)] += 1
-            if decision.action in (BuyAction.ENTER_NEW, BuyAction.SCALE_IN):
-                log.info("buy %s: %s", symbol, decision.one_line())
+            if decision.action in (BuyAction.ENTER_NEW, BuyAction.SCALE_IN) and log.isEnabledFor(logging.INFO):
+                log.info("buy %s: %s", symbol, decision.one_line())  # rendered only when logged
         return outcome
 
     # --- during the session --------------------------------------------------------------------

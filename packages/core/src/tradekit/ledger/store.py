@@ -1251,7 +1251,8 @@ def _sqlite_engine(url: sa.URL, *, durable: bool) -> Engine:
         cur.execute("PRAGMA busy_timeout = 10000")
         cur.execute("PRAGMA foreign_keys = ON")
         if url.database and url.database != ":memory:":
-            # A decision row (trace included) is ~2.5 KB: 4 KB pages hold one, 8 KB pages three.
+            # 8 KB pages: chosen when a decision row was ~2.5 KB (now ~400 bytes); on the peers'
+            # every-bar replay 4 KB and 16 KB pages were no faster (docs/performance.md).
             # Only takes effect when the file is created (before WAL); a no-op afterwards.
             cur.execute("PRAGMA page_size = 8192")
             mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
