@@ -31,7 +31,9 @@ peer run). The trades compared are, per symbol, every buy (bar, price) and every
 
 Each case runs in a fresh child process, so its peak RSS is its own. Printed: seconds,
 bars/s, the ratio to backtesting.py, peak RSS and, for tradekit, decisions persisted and
-ledger bytes per decision.
+ledger bytes per decision. Then what a bar with no decision costs each: backtesting.py
+running the same ``next`` without orders, and tradekit's replay of the when-due strategy with
+its signals dropped (``Watching``), per bar.
 
 Run with ``nox -s bench`` or ``python benchmarks/bench_peers.py [--tiled-bars 100000]
 [--million]`` (1,000,000 tiled bars: minutes per tradekit case).
@@ -177,7 +179,9 @@ def run_plain(total: int | None) -> dict[str, Any]:
 # --- backtesting.py ----------------------------------------------------------------------------------
 
 
-def run_backtesting(total: int | None) -> dict[str, Any]:
+def run_backtesting(total: int | None, trade: bool = True) -> dict[str, Any]:
+    """backtesting.py on each symbol; ``trade=False`` runs the same ``next`` without orders
+    (what a bar costs it with nothing to do but look: ``--watching``'s baseline)."""
     import numpy as np
     import pandas as pd
     from backtesting import Backtest
@@ -200,12 +204,13 @@ def run_backtesting(total: int | None) -> dict[str, Any]:
             if np.isnan(before):
                 return
             if self.position and previous > before and close < now:
-                self.position.close()
+                self.position.close()  # (a watching run never holds a position)
                 self.entries = 0
             elif (not self.position and previous < before and close > now) or (
                 0 < self.entries < MAX_ENTRIES and close >= self.last_price * 1.02 and i - self.last_bar >= MIN_BARS
             ):
-                self.buy(size=SHARES)
+                if trade:
+                    self.buy(size=SHARES)
                 self.entries, self.last_bar, self.last_price = self.entries + 1, i, close
 
     warnings.filterwarnings("ignore", message="Some trades remain open")  # compared as open entries below
@@ -316,6 +321,18 @@ class WhenDue(Strategy):
         return []
 
 
+class Watching(WhenDue):
+    """The when-due strategy's work on every bar with its signals dropped: what a bar with no
+    decision costs the replay (the driver, the strategy view, the indicators, the paper
+    broker's prices, each session's fixed steps)."""
+
+    name = "peers-watching"
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        super().on_bar(view)
+        return []
+
+
 def _time(bar: Bar) -> Any:
     return bar.time
 
@@ -392,7 +409,8 @@ def run_tradekit(total: int | None, variant: str, phases: bool = False) -> dict[
     bars = case_bars(total)
     plugins = Plugins(env={"TRADEKIT_LOAD_PLUGINS": ""})
     plugins.register(FixedShares(), "bench-fixed-shares")
-    strategy = EveryBar if variant == "every-bar" else WhenDue
+    strategies: dict[str, type[Strategy]] = {"every-bar": EveryBar, "when-due": WhenDue, "watching": Watching}
+    strategy = strategies[variant]
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
         run = run_paper_replay(
@@ -496,6 +514,16 @@ def run_case(label: str, total: int | None, phases: bool = False) -> None:
             f"  {name:<22} {seconds:8.2f} s {bars / seconds:12,.0f} bars/s {seconds / base:7.2f}x backtesting.py"
             f"  peak RSS {got['rss_mb']:6.0f} MB{extra}"
         )
+    # A bar with no decision: the same strategy work on every bar, nothing ordered.
+    looked = in_child(run_backtesting, total, False)
+    idle = in_child(run_tradekit, total, "watching", False)
+    if idle["decisions"] or any(b or x for b, x in looked["trades"].values()):
+        raise AssertionError("a watching run decided or traded")
+    ours, theirs, full = (r["seconds"] / bars * 1e6 for r in (idle, looked, peer))
+    print(
+        f"  a bar with no decision (the strategy looks, nothing is ordered): tradekit {ours:.1f} us, "
+        f"backtesting.py {theirs:.1f} us ({ours / theirs:.2f}x; backtesting.py trading: {full:.1f} us a bar)"
+    )
     for name, got in rows:
         if got.get("phases"):
             print(f"  where {name}'s {got['seconds']:.1f} s went ({bars:,} bars, {got['decisions']:,} decisions):")
