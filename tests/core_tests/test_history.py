@@ -112,3 +112,31 @@ def test_a_column_of_the_wrong_length_is_refused() -> None:
     bars = _bars([Decimal(1), Decimal(2)])
     with pytest.raises(ValueError, match="returned 1 values for 2 bars"):
         History(bars, 2).at_current("bad", lambda series: [1])
+
+
+@given(
+    gaps=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=60),
+    data=st.data(),
+)
+def test_bars_since_on_a_history_counts_what_a_plain_list_of_the_same_bars_counts(
+    gaps: list[int], data: st.DataObject
+) -> None:
+    """On a replay's ``History`` the count bisects the series' times column (seeded by the
+    runner, or computed on first use); on a plain list it bisects the bars by their time.
+    Both count the completed bars stamped at or after the moment."""
+    from tradekit.execution.market import bars_since
+    from tradekit.strategy.history import BAR_TIMES
+
+    times = [T0 + timedelta(days=sum(gaps[: i + 1])) for i in range(len(gaps))]
+    bars = [
+        Bar(symbol="X", time=t, open=Decimal(1), high=Decimal(1), low=Decimal(1), close=Decimal(1), volume=Decimal(1))
+        for t in times
+    ]
+    end = data.draw(st.integers(min_value=1, max_value=len(bars)))
+    moment = T0 + timedelta(
+        days=data.draw(st.integers(min_value=-2, max_value=sum(gaps) + 2)), hours=data.draw(st.sampled_from([0, 3]))
+    )
+    expected = sum(1 for b in bars[:end] if b.time >= moment)
+    assert bars_since(bars[:end], moment) == expected
+    assert bars_since(History(bars, end), moment) == expected
+    assert bars_since(History(bars, end, {BAR_TIMES: [b.time for b in bars]}), moment) == expected

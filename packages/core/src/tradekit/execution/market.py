@@ -19,7 +19,7 @@ import numpy as np
 from tradekit.decision.context import MarketSnapshot
 from tradekit.domain.market import Bar
 from tradekit.domain.positions import Position
-from tradekit.strategy.history import FloatColumn, indicator
+from tradekit.strategy.history import BAR_TIMES, FloatColumn, History, bar_times, indicator
 
 VOLATILITY_LOOKBACK = 20
 
@@ -55,6 +55,10 @@ def bars_since(completed: Sequence[Bar], moment: datetime) -> int:
     An entry filled at a session's open is counted from that session's bar (stamped at its
     close), so the entry's own session counts as one bar once it has closed.
     """
+    if isinstance(completed, History):
+        # The whole series' times, bisected up to the view's end (no Python call per probe).
+        times = completed.column(BAR_TIMES, bar_times)
+        return len(completed) - bisect.bisect_left(times, moment, 0, len(completed))
     return len(completed) - bisect.bisect_left(completed, moment, key=_time)
 
 

@@ -36,7 +36,7 @@ from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.session import Focus, SessionDriver, SessionTally
 from tradekit.exits.calendar import Session, TradingCalendar
 from tradekit.strategy.base import Strategy
-from tradekit.strategy.history import History
+from tradekit.strategy.history import BAR_TIMES, History
 
 # A bar on a day the calendar has no session for (bad data) is given a 6.5-hour session.
 _UNLISTED_SESSION = timedelta(hours=6, minutes=30)
@@ -146,7 +146,7 @@ class ReplayRunner:
                         f"{after.isoformat()} follows {before.isoformat()}"
                     )
         # Indicator columns, computed once per series (see tradekit.strategy.history).
-        self._columns: dict[str, dict[Hashable, Sequence[object]]] = {s: {} for s in self.bars}
+        self._columns: dict[str, dict[Hashable, Sequence[object]]] = {s: {BAR_TIMES: t} for s, t in self._times.items()}
 
     def run(
         self,

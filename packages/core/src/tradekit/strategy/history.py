@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, overload
 
@@ -73,6 +74,15 @@ class History(Sequence[Bar]):
 
     def at_current(self, key: Hashable, compute: Column[T]) -> T:
         return self.column(key, compute)[self._end - 1]
+
+
+# The bars' times as a column (a replay seeds it with the list it already keeps): what is
+# found by time is found by a bisection over a list, not through the view bar by bar.
+BAR_TIMES = ("bar_times",)
+
+
+def bar_times(bars: Sequence[Bar]) -> list[datetime]:
+    return [b.time for b in bars]
 
 
 def indicator(history: Sequence[Bar], key: Hashable, compute: Column[T]) -> T:
