@@ -218,6 +218,27 @@ def test_decision_trace_round_trips_and_explains_the_same(ledger: Ledger) -> Non
         assert stored.document()["decision_id"] == decision.decision_id
 
 
+def test_a_decision_whose_trace_cannot_be_read_still_lists_and_says_so(ledger: Ledger) -> None:
+    """Listings render each schema-5 row's summary from its trace: one damaged trace must not
+    take the listing down (the status page, ``tradekit decisions``); ``explain`` names the error."""
+    from tradekit.decision.trace import TraceError
+
+    plugins = Plugins(load_entrypoints=False, env={})
+    good = evaluate_buy(make_context(), plugins=plugins)
+    bad = evaluate_buy(make_context(symbol="PEP"), plugins=plugins)
+    with ledger.transaction() as tx:
+        tx.record_decision(good)
+        tx.record_decision(bad)
+        tx._conn.execute(sa.text("UPDATE tk_decisions SET trace = 'z1:~~damaged' WHERE symbol = 'PEP'"))
+    with ledger.reading() as tx:
+        listed = {d.symbol: d for d in tx.decisions()}
+    assert listed["KO"].summary == good.one_line()
+    assert listed["PEP"].summary.startswith(f"{bad.action.value.upper()} PEP [{bad.strategy}] — its stored trace")
+    assert "cannot be unpacked" in listed["PEP"].summary
+    with pytest.raises(TraceError, match="cannot be unpacked"):
+        listed["PEP"].decision()
+
+
 def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_upgrade(
     ledger_factory: LedgerFactory,
 ) -> None:

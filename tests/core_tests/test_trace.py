@@ -231,3 +231,56 @@ def test_a_checks_text_is_written_once_and_never_taken_for_another_checks() -> N
             "allocation_cap",
         ]
         assert len(trace._TEXTS) <= trace._TEXTS_LIMIT
+
+
+@given(
+    checks=st.lists(
+        st.tuples(
+            st.sampled_from(["allocation_cap", "max_entries", "house_rule"]),
+            st.sampled_from(list(CheckOutcome)),
+            st.text(max_size=30),
+            st.sampled_from([None, *ReasonCode, PluginReason("house_rules", "no_friday_buys")]),
+        ),
+        max_size=6,
+    ),
+    figures=st.tuples(
+        st.decimals(min_value=-1000, max_value=1000, places=6),
+        st.decimals(min_value=0, max_value=100, places=3),
+        st.decimals(min_value=-(10**6), max_value=10**6, places=4),
+    ),
+    counts=st.tuples(st.integers(0, 9), st.integers(1, 9), st.integers(1, 5)),
+)
+def test_a_summary_rendered_from_any_stored_format_is_the_decisions_one_line(
+    checks: list[tuple[str, CheckOutcome, str, Reason | None]],
+    figures: tuple[Decimal, Decimal, Decimal],
+    counts: tuple[int, int, int],
+) -> None:
+    """Rows of schema 5 store no summary: it is rendered from the trace document when read,
+    without rebuilding the decision, and must be the very text ``one_line`` gives (which older
+    schemas stored), whichever format the trace was written in."""
+    from tradekit.decision.trace import summary_from_document
+
+    built = tuple(
+        Check(
+            rule=rule,
+            phase=RulePhase.HARD_SAFETY,
+            outcome=outcome,
+            detail=detail,
+            reason=reason or (ReasonCode.RULE_ERROR if outcome in (CheckOutcome.SKIP, CheckOutcome.BLOCK) else None),
+        )
+        for rule, outcome, detail, reason in checks
+    )
+    position_pct, cap, risk = figures
+    entries, most, confidence = counts
+    decision = attrs.evolve(
+        _decisions()[0],
+        checks=built,
+        position_pct=position_pct,
+        allocation_cap_pct=cap,
+        risk_amount=risk,
+        entry_count=entries,
+        max_entries=most,
+        confidence=confidence,
+    )
+    for stored in (encode_trace(decision), pack_trace(_format_2(decision)), _format_1(decision)):
+        assert summary_from_document(decode_trace(stored, row_fields(decision))) == decision.one_line()

@@ -29,11 +29,13 @@ import hashlib
 import json
 import zlib
 from collections.abc import Mapping
+from decimal import Decimal
 from importlib.resources import files
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
-from tradekit.decision.verdict import BuyDecision, Check
+from tradekit.decision.reasons import CheckOutcome
+from tradekit.decision.verdict import BuyDecision, Check, one_line_text
 from tradekit.serialization import structure
 
 TRACE_FORMAT = 3
@@ -210,6 +212,26 @@ def decode_trace(text: str, row: Mapping[str, str] | None = None) -> dict[str, A
     ordered = {f: data.pop(f) for f in _DOCUMENT_ORDER if f in data}
     ordered.update(data)  # anything else is the converter's to refuse, by name
     return ordered
+
+
+_STOPPING_OUTCOMES = frozenset({CheckOutcome.SKIP.value, CheckOutcome.BLOCK.value})
+
+
+def summary_from_document(document: Mapping[str, Any]) -> str:
+    """``BuyDecision.one_line`` of the decision a trace document (``decode_trace``) records,
+    without rebuilding the decision (a listing renders one per row)."""
+    return one_line_text(
+        action=document["action"],
+        symbol=document["symbol"],
+        strategy=document["strategy"],
+        entry_count=int(document["entry_count"]),
+        max_entries=int(document["max_entries"]),
+        position_pct=Decimal(document["position_pct"]),
+        allocation_cap_pct=Decimal(document["allocation_cap_pct"]),
+        risk_amount=Decimal(document["risk_amount"]),
+        confidence=int(document["confidence"]),
+        stops=[(c["reason"], c["detail"]) for c in document["checks"] if c["outcome"] in _STOPPING_OUTCOMES],
+    )
 
 
 def decision_from_trace(text: str, row: Mapping[str, str] | None = None) -> BuyDecision:

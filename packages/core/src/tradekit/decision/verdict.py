@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -144,13 +144,17 @@ class BuyDecision:
 
     @functools.cached_property
     def _one_line(self) -> str:
-        # Rendered once: the ledger stores it as the decision's summary, and the log shows it.
-        stops = [c for c in self.checks if c.outcome in _STOPPING]
-        why = "; ".join(f"{c.reason}: {c.detail}" for c in stops) if stops else "all checks passed"
-        return (
-            f"{self.action.value.upper()} {self.symbol} [{self.strategy}] "
-            f"entries={self.entry_count}/{self.max_entries} position={self.position_pct:.2f}% "
-            f"cap={self.allocation_cap_pct}% risk={self.risk_amount:.2f} confidence={self.confidence} — {why}"
+        return one_line_text(
+            action=self.action.value,
+            symbol=self.symbol,
+            strategy=self.strategy,
+            entry_count=self.entry_count,
+            max_entries=self.max_entries,
+            position_pct=self.position_pct,
+            allocation_cap_pct=self.allocation_cap_pct,
+            risk_amount=self.risk_amount,
+            confidence=self.confidence,
+            stops=[(str(c.reason), c.detail) for c in self.checks if c.outcome in _STOPPING],
         )
 
     def explain(self) -> str:
@@ -175,3 +179,27 @@ class BuyDecision:
             for c in self.checks
         ]
         return "\n".join(head + rows)
+
+
+def one_line_text(
+    *,
+    action: str,
+    symbol: str,
+    strategy: str,
+    entry_count: int,
+    max_entries: int,
+    position_pct: Decimal,
+    allocation_cap_pct: Decimal,
+    risk_amount: Decimal,
+    confidence: int,
+    stops: Sequence[tuple[str, str]],
+) -> str:
+    """A decision on one line (``BuyDecision.one_line``), from its figures and the (reason,
+    detail) of each check that stopped it: also what a stored trace's summary is rendered
+    from without rebuilding the decision."""
+    why = "; ".join(f"{reason}: {detail}" for reason, detail in stops) if stops else "all checks passed"
+    return (
+        f"{action.upper()} {symbol} [{strategy}] "
+        f"entries={entry_count}/{max_entries} position={position_pct:.2f}% "
+        f"cap={allocation_cap_pct}% risk={risk_amount:.2f} confidence={confidence} — {why}"
+    )

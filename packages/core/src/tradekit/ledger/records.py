@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -223,10 +222,22 @@ class StoredDecision:
     evaluated_at: datetime = attrs.field(converter=to_utc, validator=utc)
     stored_summary: str = ""
 
-    @functools.cached_property
+    @property
     def summary(self) -> str:
-        """The decision on one line (``BuyDecision.one_line``)."""
-        return self.stored_summary or self.decision().one_line()
+        """The decision on one line (``BuyDecision.one_line``). A row whose trace cannot be
+        read still lists, saying so (``explain`` names the error)."""
+        if self.stored_summary:
+            return self.stored_summary
+        try:
+            return self.summary_from(self.document())
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:  # TraceError is a ValueError
+            return f"{self.action.upper()} {self.symbol} [{self.strategy}] — its stored trace cannot be read: {exc}"
+
+    def summary_from(self, document: Mapping[str, Any]) -> str:
+        """``summary``, given this row's ``document()`` already read."""
+        from tradekit.decision.trace import summary_from_document
+
+        return self.stored_summary or summary_from_document(document)
 
     def _row(self) -> dict[str, str]:
         # What a format-3 trace leaves to its row (tradekit.decision.trace.ROW_FIELDS).
@@ -246,11 +257,7 @@ class StoredDecision:
         return decode_trace(self.trace, self._row())
 
     def decision(self) -> BuyDecision:
-        """The ``BuyDecision`` this row records (read once, then kept: it is immutable)."""
-        return self._decision
-
-    @functools.cached_property
-    def _decision(self) -> BuyDecision:
+        """The ``BuyDecision`` this row records (rebuilt at each call: rows are read in bulk)."""
         from tradekit.decision.trace import decision_from_trace
 
         return decision_from_trace(self.trace, self._row())

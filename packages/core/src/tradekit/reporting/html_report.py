@@ -159,7 +159,8 @@ def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]
     for decision in inputs.decisions:
         if decision.symbol != symbol or decision.decision_id in entered or decision.action in ("enter_new", "scale_in"):
             continue
-        price = decision.decision().price  # read once: the summary below is rendered from it
+        document = decision.document()  # read once: the summary below is rendered from it
+        price = document.get("price")
         if price is None:
             continue
         add(
@@ -167,7 +168,7 @@ def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]
             decision.evaluated_at,
             float(price),
             f"{decision.action.upper()}: {', '.join(decision.reasons)} (decision {decision.decision_id})",
-            decision.summary,
+            decision.summary_from(document),
         )
     return found
 
