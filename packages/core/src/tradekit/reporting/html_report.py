@@ -10,6 +10,7 @@ trade list. BokehJS is inlined, so the page opens without a network.
 from __future__ import annotations
 
 import html
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,9 +62,17 @@ class ReportInputs:
 def write_report(inputs: ReportInputs, path: Path) -> Path:
     """Write ``report.html`` to ``path`` and return it."""
     charts: list[Any] = []
+    # Each symbol's trades and decisions, grouped once (not every decision per symbol's chart).
+    trades: dict[str, list[Trade]] = defaultdict(list)
+    for trade in inputs.trades:
+        trades[trade.symbol].append(trade)
+    decisions: dict[str, list[StoredDecision]] = defaultdict(list)
+    for decision in inputs.decisions:
+        decisions[decision.symbol].append(decision)
     for symbol in sorted(inputs.bars):
         # Every chart shares the first one's time axis: zooming one zooms all.
-        charts.append(_price_figure(symbol, inputs, charts[0].x_range if charts else None))
+        points = _markers(symbol, trades[symbol], decisions[symbol])
+        charts.append(_price_figure(symbol, inputs, points, charts[0].x_range if charts else None))
     if inputs.equity:
         equity, drawdown = _equity_figures(inputs.equity, charts[0] if charts else None)
         charts += [equity, drawdown]
@@ -94,11 +103,10 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def _price_figure(symbol: str, inputs: ReportInputs, x_range: Any) -> Any:
+def _price_figure(symbol: str, inputs: ReportInputs, points: dict[str, list[dict[str, Any]]], x_range: Any) -> Any:
     series = inputs.bars[symbol]
     fig = _time_figure(symbol, 300, f"price-{symbol}", **({"x_range": x_range} if x_range is not None else {}))
     fig.line([_naive(b.time) for b in series], [float(b.close) for b in series], color="#555555", legend_label="close")
-    points = _markers(symbol, inputs)
     renderers: list[DataRenderer] = []
     for kind, (marker, color, label) in _MARKERS.items():
         rows = points.get(kind, [])
@@ -125,8 +133,11 @@ def _price_figure(symbol: str, inputs: ReportInputs, x_range: Any) -> Any:
     return fig
 
 
-def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]]]:
-    by_id = {d.decision_id: d for d in inputs.decisions}
+def _markers(
+    symbol: str, trades: Sequence[Trade], decisions: Sequence[StoredDecision]
+) -> dict[str, list[dict[str, Any]]]:
+    """``symbol``'s chart markers, from its own trades and decisions."""
+    by_id = {d.decision_id: d for d in decisions}
     found: dict[str, list[dict[str, Any]]] = {}
 
     def add(kind: str, when: datetime, price: float, action: str, why: str) -> None:
@@ -144,9 +155,7 @@ def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]
         )
 
     entered = set()
-    for trade in inputs.trades:
-        if trade.symbol != symbol:
-            continue
+    for trade in trades:
         for entry in trade.entries:
             decision = by_id.get(entry.decision_id or "")
             entered.add(entry.decision_id)
@@ -156,8 +165,8 @@ def _markers(symbol: str, inputs: ReportInputs) -> dict[str, list[dict[str, Any]
         for leaving in trade.exits:
             if leaving.price is not None:
                 add("exit", leaving.time, float(leaving.price), f"SELL {leaving.qty}", leaving.reason)
-    for decision in inputs.decisions:
-        if decision.symbol != symbol or decision.decision_id in entered or decision.action in ("enter_new", "scale_in"):
+    for decision in decisions:
+        if decision.decision_id in entered or decision.action in ("enter_new", "scale_in"):
             continue
         document = decision.document()  # read once: the summary below is rendered from it
         price = document.get("price")
