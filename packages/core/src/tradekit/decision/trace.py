@@ -44,7 +44,11 @@ CHECK_FIELDS = ("rule", "phase", "outcome", "detail", "reason")
 ROW_FIELDS = ("decision_id", "symbol", "strategy", "signal_id", "action", "evaluated_at")
 # Every field of the document, in the order readers get them (the converter's, as format 2).
 _DOCUMENT_ORDER = (
-    *ROW_FIELDS[:5],
+    "decision_id",
+    "symbol",
+    "strategy",
+    "signal_id",
+    "action",
     "checks",
     "entry_count",
     "max_entries",

@@ -94,7 +94,7 @@ from tradekit.seen_ids import SeenIds
 R = TypeVar("R")
 
 # Rows are flushed once this many are pending (and at close): bounds memory on long replays
-# (~2 KB a pending decision row, trace included: ~8 MB). Fewer, larger batches write each hot
+# (a pending decision row is ~0.5 KB with its packed trace: a few MB). Fewer, larger batches write each hot
 # page (a table's last leaf, its indexes') fewer times: 4,000 instead of 500 made a 47-symbol
 # every-bar replay ~10% faster. A resumable replay flushes at its checkpoints instead.
 FLUSH_EVERY = 4000

@@ -1785,9 +1785,10 @@ def signal_text(signal: Signal) -> str:
     return text + "}"
 
 
-# What settles a queued buy: a settlement row (a signal set aside, or one judged by a ledger
-# before schema 5), or a decision on its signal (schema 5: the decision's row is the record).
-SETTLING_COLUMNS = (t.queued_buy_settlements.c.signal_id, t.decisions.c.signal_id)
+# What settles a queued buy: a decision on its signal (schema 5: the decision's row is the
+# record), or a settlement row (a signal set aside, or one judged by a ledger before schema 5).
+# Decisions first: a signal judged at the open is found by the first lookup.
+SETTLING_COLUMNS = (t.decisions.c.signal_id, t.queued_buy_settlements.c.signal_id)
 
 
 def waiting_buys_query() -> sa.Select[Any]:
