@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -86,3 +87,23 @@ def require_chromium() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI=true but {why}")
     pytest.skip(why)
+
+
+def open_offline(
+    browser: Any, page: Path, outside_requests: list[str], *, width: int = 1400, height: int = 1000
+) -> Any:
+    """``page`` (a file) open in a new tab of ``browser``, BokehJS drawn; every request for
+    anything but the file is refused and noted in ``outside_requests``."""
+    opened = browser.new_page(viewport={"width": width, "height": height})
+
+    def only_the_file(route: Any) -> None:
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            outside_requests.append(route.request.url)
+            route.abort()
+
+    opened.route("**/*", only_the_file)
+    opened.goto(page.resolve().as_uri())
+    opened.wait_for_function("() => window.Bokeh !== undefined && Bokeh.index.roots.length > 0")
+    return opened

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,10 +13,11 @@ from pathlib import Path
 import attrs
 import pytest
 import sqlalchemy as sa
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradekit import StrategyScalingPolicy, evaluate_buy
+from tradekit.decision.reasons import BuyAction
 from tradekit.domain import Fill, OrderType, Side, Signal, Urgency
 from tradekit.exits import ExitIntent, ExitState
 from tradekit.ledger import (
@@ -216,6 +218,54 @@ def test_decision_trace_round_trips_and_explains_the_same(ledger: Ledger) -> Non
         # Schema 5: the row holds no summary (it is rendered from the trace when read).
         assert stored.stored_summary == ""
         assert stored.document()["decision_id"] == decision.decision_id
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    actions=st.lists(st.sampled_from(["skip", "block", "enter_new", "scale_in"]), max_size=40), limit=st.integers(0, 12)
+)
+def test_a_symbols_passed_over_buys_are_counted_and_sampled_evenly_oldest_first(
+    ledger: Ledger, actions: list[str], limit: int
+) -> None:
+    """What a long run's chart marks: every k-th skipped or blocked buy of the symbol (k the
+    smallest stride that keeps at most ``limit``), and how many there are in all."""
+    symbol = f"S{uuid.uuid4().hex[:8].upper()}"  # each example its own symbol in the one ledger
+    made = evaluate_buy(make_context(symbol=symbol), plugins=Plugins(load_entrypoints=False, env={}))
+    decisions = [
+        attrs.evolve(made, decision_id=f"dec-{symbol}-{n:03d}", action=BuyAction(action))
+        for n, action in enumerate(actions)
+    ]
+    with ledger.transaction() as tx:
+        for decision in decisions:
+            tx.record_decision(decision)
+        tx.record_decision(attrs.evolve(made, decision_id=f"dec-{symbol}-other", symbol="OTHER", action=BuyAction.SKIP))
+    passed = [d.decision_id for d in decisions if d.action in (BuyAction.SKIP, BuyAction.BLOCK)]
+    with ledger.reading() as tx:
+        total, sample = tx.passed_over(symbol, limit)
+    assert total == len(passed)
+    if not passed or limit == 0:
+        assert sample == []
+        return
+    step = -(-len(passed) // limit)
+    assert [d.decision_id for d in sample] == passed[::step]
+    assert len(sample) <= limit
+    assert all(d.symbol == symbol and d.action in ("skip", "block") for d in sample)
+
+
+def test_decisions_are_read_by_id_in_chunks_and_unknown_ids_are_left_out(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tradekit.ledger.store as store
+
+    monkeypatch.setattr(store, "_IDS_PER_QUERY", 2)  # five ids: three queries
+    made = evaluate_buy(make_context(), plugins=Plugins(load_entrypoints=False, env={}))
+    with ledger.transaction() as tx:
+        for n in range(4):
+            tx.record_decision(attrs.evolve(made, decision_id=f"dec-{n}"))
+    with ledger.reading() as tx:
+        found = tx.decisions_by_id(["dec-3", "dec-0", "dec-unknown", "dec-2", "dec-0"])
+    assert sorted(found) == ["dec-0", "dec-2", "dec-3"]
+    assert all(found[i].decision_id == i and found[i].decision() == attrs.evolve(made, decision_id=i) for i in found)
 
 
 def test_a_decision_whose_trace_cannot_be_read_still_lists_and_says_so(ledger: Ledger) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from tradekit.cli import cli
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from .conftest import CHROMIUM, CHROMIUM_ARGS, open_offline, require_chromium
 from .optimize_kit import Gated, kit_plugins
 
 CURVE_BLUE = (0x1F, 0x77, 0xB4)
@@ -70,18 +70,7 @@ def page(walked: dict[str, Any]) -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:
-            opened = browser.new_page(viewport={"width": 1200, "height": 900})
-
-            def only_the_file(route: Any) -> None:
-                if route.request.url.startswith("file://"):
-                    route.continue_()
-                else:
-                    outside.append(route.request.url)
-                    route.abort()
-
-            opened.route("**/*", only_the_file)
-            opened.goto(report.resolve().as_uri())
-            opened.wait_for_function("() => window.Bokeh !== undefined && Bokeh.index.roots.length > 0")
+            opened = open_offline(browser, report, outside, width=1200, height=900)
             yield opened
             assert outside == []
         finally:

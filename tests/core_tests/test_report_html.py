@@ -15,11 +15,15 @@ from PIL import Image
 from tradekit.broker.paper import PaperBrokerConfig
 from tradekit.config import Settings
 from tradekit.data import load_daily_bars
+from tradekit.domain.market import Bar
 from tradekit.execution.paper_run import PaperRun, run_paper_replay
+from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
+from tradekit.reporting.outputs import OutputLimits, RunOutputs, write_run_outputs
 from tradekit.reporting.terminal import decision_rows, statistics_rows
+from tradekit.reporting.trades import read_trades
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from .conftest import CHROMIUM, CHROMIUM_ARGS, open_offline, require_chromium
 from .test_buffered_ledger import TrendAdder
 
 pytestmark = pytest.mark.browser
@@ -45,14 +49,17 @@ _POINT_OF = """([plotName, rendererName]) => {
 }"""
 
 
+def _bars() -> dict[str, list[Bar]]:
+    return {s: [b for b in series if b.time.year < 2003] for s, series in load_daily_bars(["AAPL", "MSFT"]).items()}
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> PaperRun:
-    bars = {s: [b for b in series if b.time.year < 2003] for s, series in load_daily_bars(["AAPL", "MSFT"]).items()}
     return run_paper_replay(
         strategy=TrendAdder,
         settings=Settings(),
         plugins=Plugins(load_entrypoints=False, env={}),
-        bars=bars,
+        bars=_bars(),
         out_dir=tmp_path_factory.mktemp("report"),
         broker_config=PaperBrokerConfig(commission_per_order=Decimal(1)),
         notes=[("data", "two symbols of the shipped sample"), ("costs", "1.00 per order")],
@@ -66,29 +73,23 @@ def outside_requests() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def page(run: PaperRun, outside_requests: list[str]) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
+    """Headless Chromium, one for the module's pages."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
-    assert run.report is not None
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:
-            opened = browser.new_page(viewport={"width": 1400, "height": 1000})
-
-            def only_the_file(route: Any) -> None:
-                if route.request.url.startswith("file://"):
-                    route.continue_()
-                else:
-                    outside_requests.append(route.request.url)
-                    route.abort()
-
-            opened.route("**/*", only_the_file)
-            opened.goto(run.report.as_uri())
-            opened.wait_for_function("() => window.Bokeh !== undefined && Bokeh.index.roots.length > 0")
-            yield opened
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(run: PaperRun, browser: Any, outside_requests: list[str]) -> Any:
+    assert run.report is not None
+    return open_offline(browser, run.report, outside_requests)
 
 
 def test_the_report_sits_beside_the_chart_and_needs_no_network(
@@ -145,3 +146,79 @@ def test_hovering_a_skipped_buy_shows_its_reasons(page: Any) -> None:
     tip.wait_for(state="visible")
     assert point["action"] in tip.inner_text()
     assert re.search(r"(SKIP|BLOCK): [a-z_]+", tip.inner_text())
+
+
+# --- a long run's report: what it leaves out, and that it says so ---------------------------------
+
+LIMITS = OutputLimits(charted_symbols=1, passed_over_per_symbol=3, trade_rows=2)
+
+
+@pytest.fixture(scope="module")
+def limited(run: PaperRun, browser: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunOutputs, Any]:
+    """The same run's outputs written again with small limits (as a long run meets the defaults)."""
+    with Ledger.open(run.ledger_url, create=False) as ledger:
+        outputs = write_run_outputs(ledger, _bars(), tmp_path_factory.mktemp("limited"), title="limited", limits=LIMITS)
+    assert outputs.report is not None
+    return outputs, open_offline(browser, outputs.report, [])
+
+
+def _busiest(run: PaperRun) -> str:
+    """The symbol with the most positions (ties by name): the one a one-chart report draws."""
+    positions = {s: run.statistics.by_symbol[s].trades.positions for s in ("AAPL", "MSFT")}
+    return min(positions, key=lambda s: (-positions[s], s))
+
+
+def test_a_long_runs_report_charts_its_busiest_symbols_and_says_how_many_it_left_out(
+    run: PaperRun, limited: tuple[RunOutputs, Any]
+) -> None:
+    outputs, page = limited
+    busiest = _busiest(run)
+    other = ({"AAPL", "MSFT"} - {busiest}).pop()
+    assert page.locator(".bk-Figure").count() == 3  # one price chart, equity, drawdown
+    assert page.evaluate(f"() => Bokeh.documents[0].get_model_by_name('price-{busiest}') !== null")
+    assert page.evaluate(f"() => Bokeh.documents[0].get_model_by_name('price-{other}') === null")
+    assert "Price charts for 1 of 2 symbols" in page.locator("#charted-note").inner_text()
+    # Every symbol still has its statistics, and the statistics count every trade.
+    assert other in page.locator("#by-symbol").inner_text()
+    assert outputs.statistics == run.statistics
+    # The PNG draws the same symbol (and the equity): two panels where the full run has three.
+    assert outputs.chart is not None
+    assert run.chart is not None
+    with Image.open(outputs.chart) as limited_png, Image.open(run.chart) as full_png:
+        assert limited_png.size[1] < full_png.size[1]
+
+
+def test_a_long_runs_report_marks_a_sample_of_the_passed_over_buys_spread_over_the_run(
+    run: PaperRun, limited: tuple[RunOutputs, Any]
+) -> None:
+    _, page = limited
+    busiest = _busiest(run)
+    with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
+        passed = [d for d in reversed(tx.decisions(symbol=busiest, limit=10_000)) if d.action in ("skip", "block")]
+    assert len(passed) > LIMITS.passed_over_per_symbol, "the run must pass over more buys than the sample holds"
+    step = -(-len(passed) // LIMITS.passed_over_per_symbol)
+    marked = page.evaluate(
+        f"() => Bokeh.documents[0].get_model_by_name('passed over-{busiest}').data_source.data.action"
+    )
+    assert [a.rsplit("(decision ", 1)[1].rstrip(")") for a in marked] == [d.decision_id for d in passed[::step]]
+    labels = page.evaluate(
+        f"() => Bokeh.documents[0].get_model_by_name('price-{busiest}').above"
+        ".filter(m => m.items !== undefined).flatMap(l => l.items.map(i => i.label.value))"
+    )
+    assert f"skipped / blocked buys ({len(marked)} of {len(passed):,})" in labels
+
+
+def test_a_long_runs_trade_table_lists_the_latest_positions_numbered_as_in_the_whole_run(
+    run: PaperRun, limited: tuple[RunOutputs, Any]
+) -> None:
+    _, page = limited
+    total = run.statistics.trades.positions
+    assert total > LIMITS.trade_rows
+    with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
+        every = read_trades(tx)
+    rows = page.locator("#trades tbody tr")
+    assert rows.count() == LIMITS.trade_rows
+    for row, (n, trade) in zip(rows.all(), list(enumerate(every, start=1))[-LIMITS.trade_rows :], strict=True):
+        cells = row.locator("td").all_inner_texts()
+        assert cells[:3] == [str(n), trade.symbol, f"{trade.opened_at:%Y-%m-%d}"]
+    assert f"The latest {LIMITS.trade_rows} of {total} positions" in page.locator("#trades-note").inner_text()

@@ -1053,6 +1053,12 @@ class _MemoryTx(LedgerTx):
     ) -> list[StoredDecision]:
         return self._ledger._sql(lambda tx: tx.decisions(symbol=symbol, action=action, limit=limit))
 
+    def passed_over(self, symbol: str, limit: int) -> tuple[int, list[StoredDecision]]:
+        return self._ledger._sql(lambda tx: tx.passed_over(symbol, limit))
+
+    def decisions_by_id(self, decision_ids: Iterable[str]) -> dict[str, StoredDecision]:
+        return self._ledger._sql(lambda tx: tx.decisions_by_id(decision_ids))
+
     def decision_counts(self) -> dict[tuple[str, str], int]:
         return self._ledger._sql(lambda tx: tx.decision_counts())
 

@@ -44,7 +44,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 import tradekit.ledger.schema as t
-from tradekit.decision.reasons import ReasonCode
+from tradekit.decision.reasons import BuyAction, ReasonCode
 from tradekit.decision.trace import encode_trace
 from tradekit.decision.verdict import BuyDecision
 from tradekit.domain.account import AccountSnapshot
@@ -901,6 +901,30 @@ class LedgerTx:
         if action is not None:
             query = query.where(t.decisions.c.action == action)
         return [_decision_from_row(r._mapping) for r in self._conn.execute(query)]
+
+    def passed_over(self, symbol: str, limit: int) -> tuple[int, list[StoredDecision]]:
+        """``symbol``'s skipped and blocked buys: how many there are, and at most ``limit`` of
+        them spread evenly over the run (every k-th, oldest first). Only those are read: a
+        long replay holds tens of thousands a symbol, and a chart marks a few hundred."""
+        d = t.decisions
+        where = (d.c.symbol == symbol, d.c.action.in_(PASSED_OVER_ACTIONS))
+        total = int(self._conn.execute(sa.select(sa.func.count()).select_from(d).where(*where)).scalar_one())
+        if total == 0 or limit <= 0:
+            return total, []
+        step = -(-total // limit)  # the smallest stride that keeps at most ``limit``
+        numbered = sa.select(d, sa.func.row_number().over(order_by=d.c.id).label("n")).where(*where).subquery()
+        rows = self._conn.execute(sa.select(numbered).where((numbered.c.n - 1) % step == 0).order_by(numbered.c.n))
+        return total, [_decision_from_row(r._mapping) for r in rows]
+
+    def decisions_by_id(self, decision_ids: Iterable[str]) -> dict[str, StoredDecision]:
+        """The decisions with these ids (those the ledger holds), by id."""
+        ids = list(dict.fromkeys(decision_ids))
+        found: dict[str, StoredDecision] = {}
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            for row in self._conn.execute(sa.select(t.decisions).where(t.decisions.c.decision_id.in_(chunk))):
+                found[row.decision_id] = _decision_from_row(row._mapping)
+        return found
 
     def decision_counts(self) -> dict[tuple[str, str], int]:
         """How many decisions per (action, first reason) — for run summaries."""
@@ -1784,6 +1808,11 @@ def signal_text(signal: Signal) -> str:
         text += f',"payload":{json.dumps(signal.payload, separators=(",", ":"))}'
     return text + "}"
 
+
+# The decisions a chart marks as passed over (the approved ones are its entries and add-ons).
+PASSED_OVER_ACTIONS = (BuyAction.SKIP.value, BuyAction.BLOCK.value)
+# Ids bound in one ``IN (...)``: well under SQLite's and PostgreSQL's limits on parameters.
+_IDS_PER_QUERY = 500
 
 # What settles a queued buy: a decision on its signal (schema 5: the decision's row is the
 # record), or a settlement row (a signal set aside, or one judged by a ledger before schema 5).

@@ -10,7 +10,6 @@ trade list. BokehJS is inlined, so the page opens without a network.
 from __future__ import annotations
 
 import html
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,8 @@ from bokeh.plotting import figure
 from bokeh.resources import Resources
 
 from tradekit.domain.market import Bar
-from tradekit.ledger.records import EquityPoint, StoredDecision
+from tradekit.ledger.records import EquityPoint
+from tradekit.reporting.marks import SymbolMarkers
 from tradekit.reporting.statistics import RunStatistics, drawdown_series
 from tradekit.reporting.terminal import SYMBOL_COLUMNS, decision_rows, statistics_rows, symbol_rows
 from tradekit.reporting.trades import Trade
@@ -53,8 +53,9 @@ class ReportInputs:
     title: str
     bars: Mapping[str, Sequence[Bar]]
     equity: Sequence[EquityPoint]
-    trades: Sequence[Trade]
-    decisions: Sequence[StoredDecision]
+    charted: Mapping[str, SymbolMarkers]  # the symbols drawn, with what their charts mark
+    trades: Sequence[Trade]  # the trade table's rows: the latest positions, in opening order
+    trades_total: int  # how many positions the run had
     statistics: RunStatistics
     notes: Sequence[tuple[str, str]] = ()  # (label, text) lines under the title: data, costs...
 
@@ -62,17 +63,12 @@ class ReportInputs:
 def write_report(inputs: ReportInputs, path: Path) -> Path:
     """Write ``report.html`` to ``path`` and return it."""
     charts: list[Any] = []
-    # Each symbol's trades and decisions, grouped once (not every decision per symbol's chart).
-    trades: dict[str, list[Trade]] = defaultdict(list)
-    for trade in inputs.trades:
-        trades[trade.symbol].append(trade)
-    decisions: dict[str, list[StoredDecision]] = defaultdict(list)
-    for decision in inputs.decisions:
-        decisions[decision.symbol].append(decision)
-    for symbol in sorted(inputs.bars):
+    for symbol, marks in inputs.charted.items():
         # Every chart shares the first one's time axis: zooming one zooms all.
-        points = _markers(symbol, trades[symbol], decisions[symbol])
-        charts.append(_price_figure(symbol, inputs, points, charts[0].x_range if charts else None))
+        points = _markers(symbol, marks)
+        charts.append(
+            _price_figure(symbol, inputs, points, marks.passed_over_total, charts[0].x_range if charts else None)
+        )
     if inputs.equity:
         equity, drawdown = _equity_figures(inputs.equity, charts[0] if charts else None)
         charts += [equity, drawdown]
@@ -81,6 +77,7 @@ def write_report(inputs: ReportInputs, path: Path) -> Path:
     page = _PAGE.format(
         title=html.escape(inputs.title),
         notes="".join(f"<li><b>{html.escape(k)}</b> {html.escape(v)}</li>" for k, v in inputs.notes),
+        charted=_charted_note(inputs),
         bokeh_js=resources.render_js(),
         script=script,
         div=div,
@@ -89,9 +86,10 @@ def write_report(inputs: ReportInputs, path: Path) -> Path:
         decisions=_table(("action", "reason", "count"), decision_rows(inputs.statistics), "decisions"),
         trades=_table(
             ("#", "symbol", "opened", "closed", "entries", "avg entry", "avg exit", "P&L", "return", "why it closed"),
-            _trade_rows(inputs.trades),
+            _trade_rows(inputs.trades, first=inputs.trades_total - len(inputs.trades) + 1),
             "trades",
         ),
+        trades_note=_trades_note(inputs),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -103,7 +101,29 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def _price_figure(symbol: str, inputs: ReportInputs, points: dict[str, list[dict[str, Any]]], x_range: Any) -> Any:
+def _charted_note(inputs: ReportInputs) -> str:
+    shown, total = len(inputs.charted), len(inputs.bars)
+    if shown == total:
+        return ""
+    return (
+        f'<p id="charted-note">Price charts for {shown:,} of {total:,} symbols: those with the most '
+        "positions. Every symbol is in the table &ldquo;By symbol&rdquo; below.</p>"
+    )
+
+
+def _trades_note(inputs: ReportInputs) -> str:
+    shown, total = len(inputs.trades), inputs.trades_total
+    if shown == total:
+        return ""
+    return (
+        f'<p id="trades-note">The latest {shown:,} of {total:,} positions, in the order they opened; '
+        "<code>tradekit trades</code> lists them all.</p>"
+    )
+
+
+def _price_figure(
+    symbol: str, inputs: ReportInputs, points: dict[str, list[dict[str, Any]]], passed_over: int, x_range: Any
+) -> Any:
     series = inputs.bars[symbol]
     fig = _time_figure(symbol, 300, f"price-{symbol}", **({"x_range": x_range} if x_range is not None else {}))
     fig.line([_naive(b.time) for b in series], [float(b.close) for b in series], color="#555555", legend_label="close")
@@ -113,6 +133,9 @@ def _price_figure(symbol: str, inputs: ReportInputs, points: dict[str, list[dict
         if not rows:
             continue
         source = ColumnDataSource({key: [row[key] for row in rows] for key in rows[0]})
+        count = f"{len(rows):,}"
+        if kind == "passed over" and passed_over > len(rows):
+            count += f" of {passed_over:,}"  # a sample, spread over the run
         renderer = fig.scatter(
             "x",
             "y",
@@ -120,7 +143,7 @@ def _price_figure(symbol: str, inputs: ReportInputs, points: dict[str, list[dict
             marker=marker,
             size=7 if kind == "passed over" else 11,
             color=color,
-            legend_label=f"{label} ({len(rows)})",
+            legend_label=f"{label} ({count})",
             name=f"{kind}-{symbol}",
         )
         renderer.visible = kind != "passed over"
@@ -133,11 +156,9 @@ def _price_figure(symbol: str, inputs: ReportInputs, points: dict[str, list[dict
     return fig
 
 
-def _markers(
-    symbol: str, trades: Sequence[Trade], decisions: Sequence[StoredDecision]
-) -> dict[str, list[dict[str, Any]]]:
-    """``symbol``'s chart markers, from its own trades and decisions."""
-    by_id = {d.decision_id: d for d in decisions}
+def _markers(symbol: str, marks: SymbolMarkers) -> dict[str, list[dict[str, Any]]]:
+    """``symbol``'s chart markers: its trades' entries and exits, and its passed-over buys."""
+    by_id = marks.entered
     found: dict[str, list[dict[str, Any]]] = {}
 
     def add(kind: str, when: datetime, price: float, action: str, why: str) -> None:
@@ -154,20 +175,16 @@ def _markers(
             }
         )
 
-    entered = set()
-    for trade in trades:
+    for trade in marks.trades:
         for entry in trade.entries:
             decision = by_id.get(entry.decision_id or "")
-            entered.add(entry.decision_id)
             action = f"{decision.action.upper()} (decision {decision.decision_id})" if decision else entry.kind
             why = decision.summary if decision else "no decision recorded (adopted from the broker)"
             add(entry.kind if entry.kind != "backfill" else "entry", entry.time, float(entry.price), action, why)
         for leaving in trade.exits:
             if leaving.price is not None:
                 add("exit", leaving.time, float(leaving.price), f"SELL {leaving.qty}", leaving.reason)
-    for decision in decisions:
-        if decision.decision_id in entered or decision.action in ("enter_new", "scale_in"):
-            continue
+    for decision in marks.passed_over:
         document = decision.document()  # read once: the summary below is rendered from it
         price = document.get("price")
         if price is None:
@@ -216,9 +233,10 @@ def _equity_figures(curve: Sequence[EquityPoint], shared: Any) -> tuple[Any, Any
     return equity, drawdown
 
 
-def _trade_rows(trades: Sequence[Trade]) -> list[tuple[str, ...]]:
+def _trade_rows(trades: Sequence[Trade], *, first: int = 1) -> list[tuple[str, ...]]:
+    """The table's rows, numbered from ``first`` (the rank of the first in the whole run)."""
     rows: list[tuple[str, ...]] = []
-    for n, t in enumerate(trades, start=1):
+    for n, t in enumerate(trades, start=first):
         exit_price = t.average_exit
         pct = t.return_pct
         rows.append(
@@ -263,7 +281,8 @@ ul.notes {{ list-style: none; padding: 0; }}
 <h1>{title}</h1>
 <ul class="notes">{notes}</ul>
 <p>Hover a marker for its decision and reasons; click a legend entry to show or hide it
-(skipped and blocked buys start hidden).</p>
+(skipped and blocked buys start hidden; on a long run, a sample of them spread over it).</p>
+{charted}
 {div}
 {script}
 <h2>Statistics</h2>
@@ -273,6 +292,7 @@ ul.notes {{ list-style: none; padding: 0; }}
 <h2>Buy decisions by action and reason</h2>
 {decisions}
 <h2>Trades</h2>
+{trades_note}
 {trades}
 </body>
 </html>
