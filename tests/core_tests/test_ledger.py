@@ -227,8 +227,8 @@ def test_decision_trace_round_trips_and_explains_the_same(ledger: Ledger) -> Non
 def test_a_symbols_passed_over_buys_are_counted_and_sampled_evenly_oldest_first(
     ledger: Ledger, actions: list[str], limit: int
 ) -> None:
-    """What a long run's chart marks: every k-th skipped or blocked buy of the symbol (k the
-    smallest stride that keeps at most ``limit``), and how many there are in all."""
+    """What a long run's chart marks: ``min(limit, total)`` of the symbol's skipped or blocked
+    buys, one in each stretch of ``total / limit`` (the first included), and how many in all."""
     symbol = f"S{uuid.uuid4().hex[:8].upper()}"  # each example its own symbol in the one ledger
     made = evaluate_buy(make_context(symbol=symbol), plugins=Plugins(load_entrypoints=False, env={}))
     decisions = [
@@ -246,9 +246,16 @@ def test_a_symbols_passed_over_buys_are_counted_and_sampled_evenly_oldest_first(
     if not passed or limit == 0:
         assert sample == []
         return
-    step = -(-len(passed) // limit)
-    assert [d.decision_id for d in sample] == passed[::step]
-    assert len(sample) <= limit
+    total = len(passed)
+    kept = [passed[i] for i in range(total) if i * limit % total < limit]
+    assert [d.decision_id for d in sample] == kept
+    assert len(sample) == min(limit, total)
+    assert sample[0].decision_id == passed[0]
+    # Evenly: the j-th kept is the first at or after j * total / limit (all of them when they fit).
+    if limit < total:
+        assert all(passed.index(k) == -(-j * total // limit) for j, k in enumerate(kept))
+    else:
+        assert kept == passed
     assert all(d.symbol == symbol and d.action in ("skip", "block") for d in sample)
 
 
@@ -257,14 +264,25 @@ def test_decisions_are_read_by_id_in_chunks_and_unknown_ids_are_left_out(
 ) -> None:
     import tradekit.ledger.store as store
 
-    monkeypatch.setattr(store, "_IDS_PER_QUERY", 2)  # five ids: three queries
+    monkeypatch.setattr(store, "_IDS_PER_QUERY", 2)  # five distinct ids: three queries
     made = evaluate_buy(make_context(), plugins=Plugins(load_entrypoints=False, env={}))
     with ledger.transaction() as tx:
-        for n in range(4):
+        for n in range(5):
             tx.record_decision(attrs.evolve(made, decision_id=f"dec-{n}"))
-    with ledger.reading() as tx:
-        found = tx.decisions_by_id(["dec-3", "dec-0", "dec-unknown", "dec-2", "dec-0"])
-    assert sorted(found) == ["dec-0", "dec-2", "dec-3"]
+    queries: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "tk_decisions" in statement:
+            queries.append(statement)
+
+    sa.event.listen(ledger._engine, "before_cursor_execute", count)
+    try:
+        with ledger.reading() as tx:
+            found = tx.decisions_by_id(["dec-3", "dec-0", "dec-unknown", "dec-2", "dec-0", "dec-4", "dec-1"])
+    finally:
+        sa.event.remove(ledger._engine, "before_cursor_execute", count)
+    assert len(queries) == 3
+    assert sorted(found) == ["dec-0", "dec-1", "dec-2", "dec-3", "dec-4"]
     assert all(found[i].decision_id == i and found[i].decision() == attrs.evolve(made, decision_id=i) for i in found)
 
 

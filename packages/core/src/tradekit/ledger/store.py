@@ -903,17 +903,19 @@ class LedgerTx:
         return [_decision_from_row(r._mapping) for r in self._conn.execute(query)]
 
     def passed_over(self, symbol: str, limit: int) -> tuple[int, list[StoredDecision]]:
-        """``symbol``'s skipped and blocked buys: how many there are, and at most ``limit`` of
-        them spread evenly over the run (every k-th, oldest first). Only those are read: a
-        long replay holds tens of thousands a symbol, and a chart marks a few hundred."""
+        """``symbol``'s skipped and blocked buys: how many there are, and ``min(limit, total)``
+        of them spread evenly over the run, oldest first: the i-th of ``total`` (from 0) is
+        kept when ``i * limit % total < limit``, which keeps exactly one in each stretch of
+        ``total / limit``, the first one included. Only the kept rows are read whole: a long
+        replay holds tens of thousands a symbol, and a chart marks a few hundred."""
         d = t.decisions
         where = (d.c.symbol == symbol, d.c.action.in_(PASSED_OVER_ACTIONS))
         total = int(self._conn.execute(sa.select(sa.func.count()).select_from(d).where(*where)).scalar_one())
         if total == 0 or limit <= 0:
             return total, []
-        step = -(-total // limit)  # the smallest stride that keeps at most ``limit``
-        numbered = sa.select(d, sa.func.row_number().over(order_by=d.c.id).label("n")).where(*where).subquery()
-        rows = self._conn.execute(sa.select(numbered).where((numbered.c.n - 1) % step == 0).order_by(numbered.c.n))
+        numbered = sa.select(d.c.id, sa.func.row_number().over(order_by=d.c.id).label("n")).where(*where).subquery()
+        kept = sa.select(numbered.c.id).where((numbered.c.n - 1) * limit % total < limit)
+        rows = self._conn.execute(sa.select(d).where(d.c.id.in_(kept)).order_by(d.c.id))
         return total, [_decision_from_row(r._mapping) for r in rows]
 
     def decisions_by_id(self, decision_ids: Iterable[str]) -> dict[str, StoredDecision]:

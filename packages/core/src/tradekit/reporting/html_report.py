@@ -66,9 +66,9 @@ def write_report(inputs: ReportInputs, path: Path) -> Path:
     for symbol, marks in inputs.charted.items():
         # Every chart shares the first one's time axis: zooming one zooms all.
         points = _markers(symbol, marks)
-        charts.append(
-            _price_figure(symbol, inputs, points, marks.passed_over_total, charts[0].x_range if charts else None)
-        )
+        # "n of N" when the passed-over buys are a sample (not when some had no price to mark).
+        sampled = marks.passed_over_total if marks.passed_over_total > len(marks.passed_over) else None
+        charts.append(_price_figure(symbol, inputs, points, sampled, charts[0].x_range if charts else None))
     if inputs.equity:
         equity, drawdown = _equity_figures(inputs.equity, charts[0] if charts else None)
         charts += [equity, drawdown]
@@ -122,7 +122,7 @@ def _trades_note(inputs: ReportInputs) -> str:
 
 
 def _price_figure(
-    symbol: str, inputs: ReportInputs, points: dict[str, list[dict[str, Any]]], passed_over: int, x_range: Any
+    symbol: str, inputs: ReportInputs, points: dict[str, list[dict[str, Any]]], sampled: int | None, x_range: Any
 ) -> Any:
     series = inputs.bars[symbol]
     fig = _time_figure(symbol, 300, f"price-{symbol}", **({"x_range": x_range} if x_range is not None else {}))
@@ -134,8 +134,8 @@ def _price_figure(
             continue
         source = ColumnDataSource({key: [row[key] for row in rows] for key in rows[0]})
         count = f"{len(rows):,}"
-        if kind == "passed over" and passed_over > len(rows):
-            count += f" of {passed_over:,}"  # a sample, spread over the run
+        if kind == "passed over" and sampled is not None:
+            count += f" of {sampled:,}"  # a sample, spread over the run
         renderer = fig.scatter(
             "x",
             "y",

@@ -1,12 +1,13 @@
 """What a finished run leaves beside its ledger: statistics, ``chart.png`` and ``report.html``.
 
-The statistics count every trade and decision. The pictures show what a person can read:
-however long the run, they draw at most ``OutputLimits.charted_symbols`` symbols (those with
-the most positions), mark at most ``passed_over_per_symbol`` skipped or blocked buys on each
-(spread evenly over the run) and list the latest ``trade_rows`` positions, and say so when
-they leave something out. The ledger is read one symbol at a time for them, so the memory
-and the time the pictures take stay bounded by those limits, not by the run's length (a
-million-bar replay records hundreds of thousands of decisions: ``tradekit decisions`` and
+The statistics count every trade and decision. The pictures are kept to what a person can
+read, and say what they leave out: they draw at most ``OutputLimits.charted_symbols``
+symbols (those with the most positions), mark at most ``passed_over_per_symbol`` skipped or
+blocked buys on each (spread evenly over the run) and list the latest ``trade_rows``
+positions. The ledger is read one symbol at a time for them, so what they hold grows with
+the charted symbols' own history (each bar, entry and exit of theirs is drawn), not with the
+number of symbols, decisions or positions of the whole run: a million-bar replay over
+hundreds of symbols records hundreds of thousands of decisions (``tradekit decisions`` and
 ``tradekit trades`` list them all).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import attrs
@@ -22,7 +24,7 @@ from tradekit.domain.market import Bar
 from tradekit.ledger.store import Ledger, LedgerTx
 from tradekit.reporting.marks import SymbolMarkers
 from tradekit.reporting.statistics import RunStatistics, statistics_from_ledger
-from tradekit.reporting.trades import Trade, each_trade
+from tradekit.reporting.trades import Trade
 
 CHART_FILE = "chart.png"
 REPORT_FILE = "report.html"
@@ -33,8 +35,8 @@ class OutputLimits:
     """How much of a long run the chart and the report draw (the statistics count it all)."""
 
     charted_symbols: int = attrs.field(default=24, validator=attrs.validators.ge(1))
-    passed_over_per_symbol: int = attrs.field(default=250, validator=attrs.validators.ge(0))
-    trade_rows: int = attrs.field(default=2_000, validator=attrs.validators.ge(0))
+    passed_over_per_symbol: int = attrs.field(default=250, validator=attrs.validators.ge(1))
+    trade_rows: int = attrs.field(default=2_000, validator=attrs.validators.ge(1))
 
 
 @attrs.frozen
@@ -60,17 +62,20 @@ def write_run_outputs(
     with ledger.reading() as tx:
         # The trades are read one symbol at a time, never all held.
         curve = tx.equity_curve()
-        statistics = statistics_from_ledger(tx, curve, tx.decision_counts(), bars)
         if not pictures:
-            return RunOutputs(statistics, None, None)
+            return RunOutputs(statistics_from_ledger(tx, curve, tx.decision_counts(), bars), None, None)
+        # One pass over the trades for the statistics, the trade table and the charts.
+        kept = _KeptTrades(limits.trade_rows, limits.charted_symbols)
+        statistics = statistics_from_ledger(tx, curve, tx.decision_counts(), bars, also=kept.add)
         charted = charted_symbols(statistics, bars, limits.charted_symbols)
-        latest, total, trades = _read_trades(tx, charted, limits.trade_rows)
         fills = tx.fills_with_purpose(charted)
-        markers = {symbol: _symbol_markers(tx, symbol, trades[symbol], limits) for symbol in charted}
+        markers = {symbol: _symbol_markers(tx, symbol, kept.of(symbol), limits) for symbol in charted}
     from tradekit.reporting.chart import render_chart
     from tradekit.reporting.html_report import ReportInputs, write_report
 
     chart_bars = {symbol: bars[symbol] for symbol in charted}
+    if len(charted) < len(bars):
+        title += f" ({len(charted)} of {len(bars)} symbols, those with the most positions)"
     chart = render_chart(chart_bars, fills, out_dir / CHART_FILE, title=title, equity=curve)
     report = write_report(
         ReportInputs(
@@ -78,8 +83,8 @@ def write_run_outputs(
             bars=bars,
             equity=curve,
             charted=markers,
-            trades=latest,
-            trades_total=total,
+            trades=kept.latest(),
+            trades_total=kept.total,
             statistics=statistics,
             notes=notes,
         ),
@@ -101,30 +106,46 @@ def charted_symbols(statistics: RunStatistics, bars: Mapping[str, Sequence[Bar]]
     return sorted(busiest)
 
 
-def _read_trades(tx: LedgerTx, charted: Sequence[str], rows: int) -> tuple[list[Trade], int, dict[str, list[Trade]]]:
-    """The latest ``rows`` trades in the order they opened, how many there are, and the
-    charted symbols' trades; one pass over the ledger, holding no other trade."""
-    latest: list[tuple[tuple[object, ...], Trade]] = []
-    mine: dict[str, list[Trade]] = {symbol: [] for symbol in charted}
-    total = 0
+class _KeptTrades:
+    """What the pictures keep of the trades as they stream by, a symbol's trades together:
+    the latest ``rows`` in the order the trade list reads them (opened, symbol, number), how
+    many there were, and the trades of the ``symbols`` symbols with the most positions (ties
+    by name: ``charted_symbols``' choice, a position being a trade). Nothing else is held."""
 
-    def visit(trade: Trade) -> None:
-        nonlocal total
-        total += 1
-        own = mine.get(trade.symbol)
-        if own is not None:
-            own.append(trade)
-        if rows:
-            # (opened, symbol, number) is the order the trade list is read in; the order the
-            # trades arrive in (by symbol) breaks no tie, each key being unique.
-            keyed = ((trade.opened_at, trade.symbol, trade.number), trade)
-            if len(latest) < rows:
-                heapq.heappush(latest, keyed)
-            elif keyed[0] > latest[0][0]:
-                heapq.heapreplace(latest, keyed)
+    def __init__(self, rows: int, symbols: int) -> None:
+        self._rows, self._symbols = rows, symbols
+        self._latest: list[tuple[tuple[datetime, str, int], Trade]] = []
+        self._busiest: dict[str, list[Trade]] = {}
+        self._group: list[Trade] = []
+        self.total = 0
 
-    each_trade(tx, visit)
-    return [trade for _, trade in sorted(latest, key=lambda kv: kv[0])], total, mine
+    def add(self, trade: Trade) -> None:
+        self.total += 1
+        if self._group and self._group[0].symbol != trade.symbol:
+            self._close_group()
+        self._group.append(trade)
+        # The key is unique (a symbol's positions are numbered), so no two trades are compared.
+        keyed = ((trade.opened_at, trade.symbol, trade.number), trade)
+        if len(self._latest) < self._rows:
+            heapq.heappush(self._latest, keyed)
+        elif keyed[0] > self._latest[0][0]:
+            heapq.heapreplace(self._latest, keyed)
+
+    def _close_group(self) -> None:
+        group, self._group = self._group, []
+        busiest = self._busiest
+        busiest[group[0].symbol] = group
+        if len(busiest) > self._symbols:
+            # Out goes the one ``charted_symbols`` would rank last: fewest positions, then latest name.
+            del busiest[max(busiest, key=lambda symbol: (-len(busiest[symbol]), symbol))]
+
+    def latest(self) -> list[Trade]:
+        return [trade for _, trade in sorted(self._latest, key=lambda kv: kv[0])]
+
+    def of(self, symbol: str) -> list[Trade]:
+        if self._group:
+            self._close_group()
+        return self._busiest.get(symbol, [])
 
 
 def _symbol_markers(tx: LedgerTx, symbol: str, trades: Sequence[Trade], limits: OutputLimits) -> SymbolMarkers:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -142,9 +142,12 @@ def statistics_from_ledger(
     curve: Sequence[EquityPoint],
     decisions: Mapping[tuple[str, str], int],
     bars: Mapping[str, Sequence[Bar]] | None = None,
+    *,
+    also: Callable[[Trade], None] | None = None,
 ) -> RunStatistics:
     """``statistics_of`` the ledger's trades, read one symbol's trades at a time (the trade
-    list arrives by symbol): only one symbol's trades are held, however long the run."""
+    list arrives by symbol): only one symbol's trades are held, however long the run.
+    ``also`` is shown each trade too, as it is read (the report's pictures keep some)."""
     run = _RunTally(curve, bars)
     group: list[Trade] = []
 
@@ -153,6 +156,8 @@ def statistics_from_ledger(
             run.add_symbol(group[0].symbol, group)
             group.clear()
         group.append(trade)
+        if also is not None:
+            also(trade)
 
     each_trade(tx, visit)
     if group:
