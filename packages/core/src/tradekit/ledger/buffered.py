@@ -81,6 +81,7 @@ from tradekit.ledger.store import (
     fold_position,
     intent_row,
     order_event_row,
+    pack_rows,
     queued_buy_row,
     settlement_row,
     signal_from_text,
@@ -321,6 +322,7 @@ class BufferedLedger(Ledger):
         ):
             return 0
         written = state.pending_count
+        pack_rows(state.pending[t.decisions])  # in place, and only once: a failed flush keeps them packed
         try:
             with self._engine.connect() as conn:
                 conn = conn.execution_options(tk_write=True)
@@ -1040,7 +1042,7 @@ class _MemoryTx(LedgerTx):
     # --- decisions ---------------------------------------------------------------------------------
 
     def record_decision(self, decision: BuyDecision) -> None:
-        self._ledger._append(t.decisions, decision_row(decision))
+        self._ledger._append(t.decisions, decision_row(decision, packed=False))  # packed at the flush
         # The decision settles its signal's queued buy, if it has one (schema 5).
         if not self._settled(decision.signal_id):
             self._settle(decision.signal_id)
