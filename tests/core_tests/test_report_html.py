@@ -53,6 +53,11 @@ def _bars() -> dict[str, list[Bar]]:
     return {s: [b for b in series if b.time.year < 2003] for s, series in load_daily_bars(["AAPL", "MSFT"]).items()}
 
 
+# A chart's legend entries (drawn on the canvas, so read from BokehJS's models).
+_LEGEND_OF = """(plotName) => Bokeh.documents[0].get_model_by_name(plotName).above
+  .filter(m => m.items !== undefined).flatMap(l => l.items.map(i => i.label.value))"""
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> PaperRun:
     return run_paper_replay(
@@ -148,6 +153,19 @@ def test_hovering_a_skipped_buy_shows_its_reasons(page: Any) -> None:
     assert re.search(r"(SKIP|BLOCK): [a-z_]+", tip.inner_text())
 
 
+def test_a_short_runs_chart_marks_every_passed_over_buy_and_says_no_sample(run: PaperRun, page: Any) -> None:
+    with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
+        passed = [d for d in tx.decisions(symbol="AAPL", limit=10_000) if d.action in ("skip", "block")]
+    priced = sorted(d.decision_id for d in passed if d.document().get("price") is not None)
+    assert 0 < len(passed) < OutputLimits().passed_over_per_symbol
+    marked = page.evaluate("() => Bokeh.documents[0].get_model_by_name('passed over-AAPL').data_source.data.action")
+    assert sorted(a.rsplit("(decision ", 1)[1].rstrip(")") for a in marked) == priced
+    labels = page.evaluate(_LEGEND_OF, "price-AAPL")
+    assert f"skipped / blocked buys ({len(priced)})" in labels
+    assert page.locator("#charted-note").count() == 0
+    assert page.locator("#trades-note").count() == 0
+
+
 # --- a long run's report: what it leaves out, and that it says so ---------------------------------
 
 LIMITS = OutputLimits(charted_symbols=1, passed_over_per_symbol=3, trade_rows=2)
@@ -205,10 +223,7 @@ def test_a_long_runs_report_marks_a_sample_of_the_passed_over_buys_spread_over_t
     )
     assert [a.rsplit("(decision ", 1)[1].rstrip(")") for a in marked] == sample
     assert len(marked) == limit
-    labels = page.evaluate(
-        f"() => Bokeh.documents[0].get_model_by_name('price-{busiest}').above"
-        ".filter(m => m.items !== undefined).flatMap(l => l.items.map(i => i.label.value))"
-    )
+    labels = page.evaluate(_LEGEND_OF, f"price-{busiest}")
     assert f"skipped / blocked buys ({len(marked)} of {len(passed):,})" in labels
 
 

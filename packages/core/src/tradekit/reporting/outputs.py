@@ -35,7 +35,7 @@ class OutputLimits:
     """How much of a long run the chart and the report draw (the statistics count it all)."""
 
     charted_symbols: int = attrs.field(default=24, validator=attrs.validators.ge(1))
-    passed_over_per_symbol: int = attrs.field(default=250, validator=attrs.validators.ge(1))
+    passed_over_per_symbol: int = attrs.field(default=1_000, validator=attrs.validators.ge(1))
     trade_rows: int = attrs.field(default=2_000, validator=attrs.validators.ge(1))
 
 
