@@ -264,7 +264,7 @@ def test_decisions_are_read_by_id_in_chunks_and_unknown_ids_are_left_out(
 ) -> None:
     import tradekit.ledger.store as store
 
-    monkeypatch.setattr(store, "_IDS_PER_QUERY", 2)  # five distinct ids: three queries
+    monkeypatch.setattr(store, "IDS_PER_QUERY", 2)  # five distinct ids: three queries
     made = evaluate_buy(make_context(), plugins=Plugins(load_entrypoints=False, env={}))
     with ledger.transaction() as tx:
         for n in range(5):

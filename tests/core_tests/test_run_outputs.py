@@ -46,8 +46,9 @@ def test_the_pictures_keep_the_busiest_symbols_trades_and_the_latest_rows(
     }
     streamed = [trade for s in sorted(by_symbol) for trade in by_symbol[s]]
     kept = _KeptTrades(rows, limit)
-    for trade in streamed:
-        kept.add(trade)
+    for symbol in sorted(by_symbol):
+        if by_symbol[symbol]:  # the ledger hands over only symbols that traded
+            kept.add_symbol(symbol, by_symbol[symbol])
     bars: dict[str, list[Bar]] = {s: [] for s in counts}
     statistics = statistics_of([], streamed, {}, bars)
     charted = charted_symbols(statistics, bars, limit)

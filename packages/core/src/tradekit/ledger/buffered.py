@@ -63,6 +63,7 @@ from tradekit.ledger.store import (
     _BLOCKING_FINDINGS,
     _EXIT_IN_FLIGHT,
     _REDUCING,
+    IDS_PER_QUERY,
     SETTLING_COLUMNS,
     Ledger,
     LedgerTx,
@@ -600,8 +601,8 @@ def _after_prefix(prefix: str) -> str:
 def _replace(
     conn: sa.Connection, table: sa.Table, key: sa.Column[Any], keys: Sequence[str], rows: list[dict[str, Any]]
 ) -> None:
-    for start in range(0, len(keys), 500):
-        conn.execute(table.delete().where(key.in_(keys[start : start + 500])))
+    for start in range(0, len(keys), IDS_PER_QUERY):
+        conn.execute(table.delete().where(key.in_(keys[start : start + IDS_PER_QUERY])))
     if rows:
         _insert(conn, table, rows)
 

@@ -922,8 +922,8 @@ class LedgerTx:
         """The decisions with these ids (those the ledger holds), by id."""
         ids = list(dict.fromkeys(decision_ids))
         found: dict[str, StoredDecision] = {}
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start : start + _IDS_PER_QUERY]
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start : start + IDS_PER_QUERY]
             for row in self._conn.execute(sa.select(t.decisions).where(t.decisions.c.decision_id.in_(chunk))):
                 found[row.decision_id] = _decision_from_row(row._mapping)
         return found
@@ -1827,8 +1827,8 @@ def signal_text(signal: Signal) -> str:
 
 # The decisions a chart marks as passed over (the approved ones are its entries and add-ons).
 PASSED_OVER_ACTIONS = (BuyAction.SKIP.value, BuyAction.BLOCK.value)
-# Ids bound in one ``IN (...)``: well under SQLite's and PostgreSQL's limits on parameters.
-_IDS_PER_QUERY = 500
+# Keys bound in one ``IN (...)``: well under SQLite's and PostgreSQL's limits on parameters.
+IDS_PER_QUERY = 500
 
 # What settles a queued buy: a decision on its signal (schema 5: the decision's row is the
 # record), or a settlement row (a signal set aside, or one judged by a ledger before schema 5).

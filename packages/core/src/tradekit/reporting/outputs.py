@@ -66,7 +66,7 @@ def write_run_outputs(
             return RunOutputs(statistics_from_ledger(tx, curve, tx.decision_counts(), bars), None, None)
         # One pass over the trades for the statistics, the trade table and the charts.
         kept = _KeptTrades(limits.trade_rows, limits.charted_symbols)
-        statistics = statistics_from_ledger(tx, curve, tx.decision_counts(), bars, also=kept.add)
+        statistics = statistics_from_ledger(tx, curve, tx.decision_counts(), bars, also=kept.add_symbol)
         charted = charted_symbols(statistics, bars, limits.charted_symbols)
         fills = tx.fills_with_purpose(charted)
         markers = {symbol: _symbol_markers(tx, symbol, kept.of(symbol), limits) for symbol in charted}
@@ -102,49 +102,45 @@ def charted_symbols(statistics: RunStatistics, bars: Mapping[str, Sequence[Bar]]
         found = by_symbol.get(symbol)
         return found.trades.positions if found is not None else 0
 
-    busiest = sorted(bars, key=lambda symbol: (-positions(symbol), symbol))[:limit]
+    busiest = sorted(bars, key=lambda symbol: _busiest_first(positions(symbol), symbol))[:limit]
     return sorted(busiest)
 
 
+def _busiest_first(positions: int, symbol: str) -> tuple[int, str]:
+    """The charts' order of preference: most positions first, then by name."""
+    return (-positions, symbol)
+
+
 class _KeptTrades:
-    """What the pictures keep of the trades as they stream by, a symbol's trades together:
-    the latest ``rows`` in the order the trade list reads them (opened, symbol, number), how
-    many there were, and the trades of the ``symbols`` symbols with the most positions (ties
-    by name: ``charted_symbols``' choice, a position being a trade). Nothing else is held."""
+    """What the pictures keep of the trades, handed over a symbol's at a time: the latest
+    ``rows`` in the order the trade list reads them (opened, symbol, number), how many there
+    were, and the trades of the ``symbols`` symbols ``charted_symbols`` would choose (a
+    position being a trade). Nothing else is held."""
 
     def __init__(self, rows: int, symbols: int) -> None:
         self._rows, self._symbols = rows, symbols
         self._latest: list[tuple[tuple[datetime, str, int], Trade]] = []
-        self._busiest: dict[str, list[Trade]] = {}
-        self._group: list[Trade] = []
+        self._busiest: dict[str, Sequence[Trade]] = {}
         self.total = 0
 
-    def add(self, trade: Trade) -> None:
-        self.total += 1
-        if self._group and self._group[0].symbol != trade.symbol:
-            self._close_group()
-        self._group.append(trade)
-        # The key is unique (a symbol's positions are numbered), so no two trades are compared.
-        keyed = ((trade.opened_at, trade.symbol, trade.number), trade)
-        if len(self._latest) < self._rows:
-            heapq.heappush(self._latest, keyed)
-        elif keyed[0] > self._latest[0][0]:
-            heapq.heapreplace(self._latest, keyed)
-
-    def _close_group(self) -> None:
-        group, self._group = self._group, []
+    def add_symbol(self, symbol: str, trades: Sequence[Trade]) -> None:
+        self.total += len(trades)
         busiest = self._busiest
-        busiest[group[0].symbol] = group
+        busiest[symbol] = trades
         if len(busiest) > self._symbols:
-            # Out goes the one ``charted_symbols`` would rank last: fewest positions, then latest name.
-            del busiest[max(busiest, key=lambda symbol: (-len(busiest[symbol]), symbol))]
+            del busiest[max(busiest, key=lambda s: _busiest_first(len(busiest[s]), s))]
+        for trade in trades:
+            # The key is unique (a symbol's positions are numbered): no two trades are compared.
+            keyed = ((trade.opened_at, trade.symbol, trade.number), trade)
+            if len(self._latest) < self._rows:
+                heapq.heappush(self._latest, keyed)
+            elif keyed[0] > self._latest[0][0]:
+                heapq.heapreplace(self._latest, keyed)
 
     def latest(self) -> list[Trade]:
         return [trade for _, trade in sorted(self._latest, key=lambda kv: kv[0])]
 
-    def of(self, symbol: str) -> list[Trade]:
-        if self._group:
-            self._close_group()
+    def of(self, symbol: str) -> Sequence[Trade]:
         return self._busiest.get(symbol, [])
 
 

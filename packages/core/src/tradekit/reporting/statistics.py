@@ -143,25 +143,30 @@ def statistics_from_ledger(
     decisions: Mapping[tuple[str, str], int],
     bars: Mapping[str, Sequence[Bar]] | None = None,
     *,
-    also: Callable[[Trade], None] | None = None,
+    also: Callable[[str, Sequence[Trade]], None] | None = None,
 ) -> RunStatistics:
     """``statistics_of`` the ledger's trades, read one symbol's trades at a time (the trade
     list arrives by symbol): only one symbol's trades are held, however long the run.
-    ``also`` is shown each trade too, as it is read (the report's pictures keep some)."""
+    ``also`` is shown each symbol's trades too, when they are all read (the report's
+    pictures keep some)."""
     run = _RunTally(curve, bars)
     group: list[Trade] = []
 
-    def visit(trade: Trade) -> None:
-        if group and group[0].symbol != trade.symbol:
-            run.add_symbol(group[0].symbol, group)
-            group.clear()
-        group.append(trade)
+    def add(own: list[Trade]) -> None:
+        run.add_symbol(own[0].symbol, own)
         if also is not None:
-            also(trade)
+            also(own[0].symbol, own)
+
+    def visit(trade: Trade) -> None:
+        nonlocal group
+        if group and group[0].symbol != trade.symbol:
+            add(group)
+            group = []  # a new list: ``also`` may keep the one it was shown
+        group.append(trade)
 
     each_trade(tx, visit)
     if group:
-        run.add_symbol(group[0].symbol, group)
+        add(group)
     return run.result(decisions)
 
 
