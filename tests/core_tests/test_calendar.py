@@ -53,6 +53,23 @@ def test_windows_on_holidays_and_half_days() -> None:
     assert early.closes_at == datetime(2023, 7, 3, 17, tzinfo=UTC)
 
 
+@settings(max_examples=200, deadline=None)
+@given(moment=moments, start=st.integers(0, 120), length=st.integers(0, 600))
+def test_a_sessions_own_window_is_the_window_decided_just_before_its_open(
+    moment: datetime, start: int, length: int
+) -> None:
+    """The replay takes each session's exit window from the session it walks
+    (``Session.execution_window``); it must be the calendar's window for an exit decided
+    just before that open, half days (cut at the early close) included."""
+    cal = TradingCalendar("XNYS")
+    session = cal.session_of_open(cal.next_open(moment))
+    listed = {s.day: s for s in cal.sessions(session.day, session.day)}[session.day]
+    expected = cal.execution_window(session.open - timedelta(microseconds=1), start, start + length)
+    assert session.execution_window(start, start + length) == expected
+    assert listed.execution_window(start, start + length) == expected
+    assert expected.closes_at <= session.close
+
+
 def test_a_moment_beyond_the_calendar_is_an_error_that_says_so() -> None:
     cal = TradingCalendar("XNYS")
     far = datetime(2200, 1, 1, tzinfo=UTC)

@@ -971,9 +971,11 @@ class PaperBroker:
             raise ValueError(f"market time for {symbol} went backwards: {at.isoformat()} after {last.time.isoformat()}")
         resting = self._open.get(symbol)
         if not resting:
-            # Nothing can execute: only the quote and the market time move.
+            # Nothing can execute: only the quote and the market time move (and only a held
+            # symbol's quote changes a position or the holdings' value).
             self._book.quotes[symbol] = _Quote(price=closing, time=at)
-            self._touched(symbol)
+            if symbol in self._book.holdings:
+                self._touched(symbol)
             if self._book.market_time is None or at > self._book.market_time:
                 self._book.market_time = at
             if save:

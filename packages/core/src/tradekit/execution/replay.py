@@ -200,8 +200,12 @@ class ReplayRunner:
             session = sessions.get(day.date())
             opens_at = session.open if session is not None else day - _UNLISTED_SESSION
             closes_at = day
-            window = self.calendar.execution_window(
-                opens_at - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
+            window = (
+                session.execution_window(exits.window_start_minutes, exits.window_end_minutes)
+                if session is not None
+                else self.calendar.execution_window(
+                    opens_at - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
+                )
             )
             # --- the open: the market takes the day's opening prices ------------------------
             clock.now = opens_at

@@ -169,7 +169,17 @@ class SessionDriver:
         calendar = self.pipeline.calendar
         with self.pipeline.ledger.reading() as tx:
             waiting = tx.queued_buys(self.strategy_cls.name)
-        return [s for s in waiting if calendar.next_open(s.generated_at) <= now]
+        # A close's signals share its time: each time's next open is looked up once.
+        opens: dict[datetime, datetime] = {}
+        due = []
+        for signal in waiting:
+            at = signal.generated_at
+            opened = opens.get(at)
+            if opened is None:
+                opened = opens[at] = calendar.next_open(at)
+            if opened <= now:
+                due.append(signal)
+        return due
 
     def _judge(self, signal: Signal, prices: Mapping[str, Decimal]) -> BuyOutcome:
         symbol = signal.symbol

@@ -27,6 +27,13 @@ class Session:
     open: datetime
     close: datetime
 
+    def execution_window(self, start_minutes: int, end_minutes: int) -> ExecutionWindow:
+        """This session's exit window: open + start .. open + end, cut at the close on a half day."""
+        return ExecutionWindow(
+            opens_at=self.open + timedelta(minutes=start_minutes),
+            closes_at=min(self.open + timedelta(minutes=end_minutes), self.close),
+        )
+
 
 @attrs.frozen
 class ExecutionWindow:
@@ -119,12 +126,8 @@ class TradingCalendar:
     def execution_window(self, decided_at: datetime, start_minutes: int, end_minutes: int) -> ExecutionWindow:
         """The window in the next session after ``decided_at``: open + start .. open + end,
         cut at the session's close on a half day."""
-        opens = self.next_open(decided_at)
-        session = self.session_of_open(opens)
-        return ExecutionWindow(
-            opens_at=opens + timedelta(minutes=start_minutes),
-            closes_at=min(opens + timedelta(minutes=end_minutes), session.close),
-        )
+        i = bisect.bisect_right(self._open_ns, _nanos(decided_at))
+        return self._session(self._at(i, decided_at)).execution_window(start_minutes, end_minutes)
 
     def sessions(self, start: date, end: date) -> list[Session]:
         """Every session from ``start`` to ``end`` inclusive."""

@@ -283,6 +283,9 @@ class BufferedLedger(Ledger):
         return _MemoryTx(self).open_positions()
 
     def position(self, symbol: str) -> Position | None:
+        head = self._state.positions.get(symbol)
+        if head is None or not head.is_open:
+            return None  # asked for every symbol at every close: most are not held
         return _MemoryTx(self).position(symbol)
 
     def _journal(self, undo: Callable[[], None]) -> None:
