@@ -127,6 +127,35 @@ def test_return_statistics_of_a_replay_match_empyrical_and_the_ledger_holds_one_
         assert by_symbol == return_statistics(contribution)
 
 
+def test_a_symbol_never_traded_has_the_figures_of_its_flat_contribution() -> None:
+    """A symbol with bars but no trade contributes its starting equity at every close; its
+    figures (worked out once for all such symbols) are those of that flat curve, next to a
+    traded symbol's own."""
+    bars = {s: series[:300] for s, series in load_daily_bars(["AAPL", "IBM", "MSFT"]).items()}
+    closes = [b.time for b in bars["AAPL"]]
+    base = D("100000.00")
+    curve = _curve([base + i for i in range(len(closes))])
+    curve = [EquityPoint(time=t, equity=p.equity, cash=p.cash) for t, p in zip(closes, curve, strict=True)]
+    entry = TradeEntry(
+        time=closes[10],
+        price=bars["IBM"][9].close,
+        qty=D(3),
+        fees=D(1),
+        kind="entry",
+        decision_id=None,
+        client_order_id=None,
+    )
+    traded = Trade(symbol="IBM", number=1, strategy="s", entries=(entry,), exits=())
+    stats = statistics_of(curve, [traded], {}, bars)
+    for symbol in ("AAPL", "MSFT"):
+        flat = symbol_curve([], bars[symbol], closes, base)
+        assert {p.equity for p in flat} == {p.cash for p in flat} == {base}
+        assert stats.by_symbol[symbol].returns == return_statistics(flat)
+        assert stats.by_symbol[symbol].trades.positions == 0
+    assert stats.by_symbol["IBM"].returns == return_statistics(symbol_curve([traded], bars["IBM"], closes, base))
+    assert stats.by_symbol["IBM"].returns != stats.by_symbol["AAPL"].returns
+
+
 def test_drawdown_duration_runs_from_the_peak_to_the_close_that_regains_it() -> None:
     equity = [D(v) for v in (100, 110, 99, 105, 110, 120, 108, 115)]
     stats = return_statistics(_curve(equity, cash=[D(100)] * len(equity)))

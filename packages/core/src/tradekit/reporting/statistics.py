@@ -196,6 +196,10 @@ class _RunTally:
         self._bars = bars or {}
         self._trades = _TradeTally()
         self._by_symbol: dict[str, SymbolStatistics] = {}
+        # A symbol never traded contributes its starting equity at every close: one flat
+        # column, whose figures are the same for every such symbol (worked out once; a wide
+        # replay has hundreds of symbols its account never funded).
+        self._flat: ReturnStatistics | None = None
 
     def add_symbol(self, symbol: str, own: Sequence[Trade]) -> None:
         """All of ``symbol``'s trades (once per symbol): its figures, and the run's."""
@@ -205,13 +209,20 @@ class _RunTally:
         self._trades.merge(tally)
         series = self._bars.get(symbol)
         curve = self._curve
+        returns = None
+        if series and curve:
+            if own:
+                returns = _return_statistics(self._closes, *symbol_columns(own, series, self._closes, curve[0].equity))
+            else:
+                if self._flat is None:
+                    flat = [curve[0].equity] * len(self._closes)
+                    self._flat = _return_statistics(self._closes, flat, flat)
+                returns = self._flat
         self._by_symbol[symbol] = SymbolStatistics(
             trades=tally.result(),
             exposure=_symbol_exposure(own, self._closes),
             buy_and_hold_return=buy_and_hold(series) if series else None,
-            returns=_return_statistics(self._closes, *symbol_columns(own, series, self._closes, curve[0].equity))
-            if series and curve
-            else None,
+            returns=returns,
         )
 
     def result(self, decisions: Mapping[tuple[str, str], int]) -> RunStatistics:
