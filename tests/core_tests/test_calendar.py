@@ -70,6 +70,27 @@ def test_a_sessions_own_window_is_the_window_decided_just_before_its_open(
     assert expected.closes_at <= session.close
 
 
+@pytest.mark.parametrize("name", ["24/7", "CMES", "XNYS"])
+@settings(max_examples=100, deadline=None)
+@given(moment=moments, start=st.integers(0, 60), length=st.integers(1, 120))
+def test_the_session_of_an_open_is_the_one_that_opens_then_even_where_sessions_abut(
+    name: str, moment: datetime, start: int, length: int
+) -> None:
+    """On calendars whose sessions abut (a session's open is the previous one's close), the
+    session of an open is the one that opens there, and an exit window decided before it is
+    open + start .. open + end inside that session, not cut at the previous close (it closed
+    before it opened: every planned exit would escalate)."""
+    cal = TradingCalendar(name)
+    opens = cal.next_open(moment)
+    session = cal.session_of_open(opens)
+    assert session.open == opens
+    assert session.open < session.close
+    window = cal.execution_window(moment, start, start + length)
+    assert window.opens_at == opens + timedelta(minutes=start)
+    assert window.closes_at == min(opens + timedelta(minutes=start + length), session.close)
+    assert window.closes_at > opens
+
+
 def test_a_moment_beyond_the_calendar_is_an_error_that_says_so() -> None:
     cal = TradingCalendar("XNYS")
     far = datetime(2200, 1, 1, tzinfo=UTC)

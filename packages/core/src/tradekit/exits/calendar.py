@@ -98,8 +98,14 @@ class TradingCalendar:
         return max(0, opened)
 
     def session_of_open(self, opens: datetime) -> Session:
-        """The session ``opens`` falls in, or the next one when it falls between sessions."""
-        i = bisect.bisect_left(self._close_ns, _nanos(opens))
+        """The session ``opens`` falls in, or the next one when it falls between sessions.
+
+        The session that opens at ``opens`` when one does: on a calendar whose sessions abut
+        (``24/7``, ``CMES``), a session's open is also the previous one's close."""
+        at = _nanos(opens)
+        i = bisect.bisect_right(self._open_ns, at) - 1
+        if i < 0 or at > self._close_ns[i]:
+            i += 1  # before the first session, or between two: the next one
         return self._session(self._at(i, opens))
 
     def last_close(self, at: datetime) -> datetime | None:
