@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections import Counter
@@ -1252,3 +1253,91 @@ def test_positions_and_equity_worked_out_from_what_changed_equal_a_full_pass(ope
         paper._stale_positions = paper._stale_marks = None
         assert paper._positions() == positions
         assert paper._account() == account
+
+
+def _book_figures(paper: PaperBroker) -> tuple[list[tuple[Any, ...]], Decimal]:
+    """Each holding and the equity, read straight from the book (the reference)."""
+    book = paper._book
+    held: list[tuple[Any, ...]] = []
+    total = D(0)
+    for symbol, holding in sorted(book.holdings.items()):
+        quote = book.quotes.get(symbol)
+        price = quote.price if quote is not None else None
+        held.append((symbol, holding.qty, holding.avg_entry_price, price, holding.opened_at))
+        total += holding.qty * (price if price is not None else holding.avg_entry_price)
+    return held, book.cash + total
+
+
+@given(
+    operations=st.lists(
+        st.one_of(
+            st.tuples(st.just("buy"), st.sampled_from((*SYMBOLS, "NEW")), st.integers(1, 5)),
+            st.tuples(st.just("sell"), st.sampled_from((*SYMBOLS, "NEW")), st.integers(1, 5)),
+            st.tuples(st.just("limit"), st.sampled_from(SYMBOLS), st.integers(-5, 5)),
+            st.tuples(st.just("price"), st.sampled_from((*SYMBOLS, "NEW")), st.integers(-9, 9)),
+            st.tuples(st.just("bar"), st.sampled_from(SYMBOLS), st.integers(-9, 9)),
+            st.tuples(st.just("prices"), st.booleans(), st.integers(-9, 9)),
+            st.tuples(st.just("seed"), st.sampled_from((*SYMBOLS, "NEW")), st.integers(-4, 4)),
+            st.tuples(st.just("reload"), st.just(""), st.just(0)),
+            st.tuples(st.just("read"), st.just(""), st.just(0)),
+        ),
+        max_size=40,
+    ),
+    short=st.booleans(),
+)
+def test_positions_and_equity_equal_the_book_whatever_was_quoted_held_resting_or_reloaded(
+    operations: list[tuple[Any, ...]], short: bool
+) -> None:
+    """Only a held symbol's quote changes what the broker reports (the quotes of symbols
+    not held move without a second look). After any mix of orders, resting limits that a
+    bar or a price reaches, quotes of held and unheld symbols (one never quoted before),
+    seeded positions (short ones included), reloads from the state file and reads between
+    some steps only, the positions and the equity are those read straight from the book."""
+    with tempfile.TemporaryDirectory() as directory:
+        state = Path(directory) / "paper.json"
+        config = PaperBrokerConfig(starting_cash=D(1_000_000), allow_short_selling=short)
+        paper = PaperBroker(config, state_path=state)
+        prices = {symbol: D(100 + 10 * n) for n, symbol in enumerate((*SYMBOLS, "NEW"))}
+        now = T0
+        paper.set_prices({s: p for s, p in prices.items() if s != "NEW"}, now)  # NEW: no quote yet
+        for number, (kind, symbol, amount) in enumerate(operations):
+            if kind in ("buy", "sell", "limit"):
+                side = Side.BUY if kind == "buy" or (kind == "limit" and amount >= 0) else Side.SELL
+                limit = None if kind != "limit" else prices[symbol] + (-3 if side is Side.BUY else 3)
+                with contextlib.suppress(OrderRejected):  # a refused order changes nothing
+                    paper.submit_order(
+                        order(
+                            f"o{number}",
+                            side,
+                            D(1) if limit else D(amount),
+                            symbol=symbol,
+                            limit=limit,
+                            tif=TimeInForce.GTC,
+                        )
+                    )
+            elif kind == "price":
+                prices[symbol] = max(D(1), prices[symbol] + amount)
+                paper.set_price(symbol, prices[symbol], now)
+            elif kind == "bar":
+                now += timedelta(seconds=amount % 2)
+                close = max(D(5), prices[symbol] + amount)
+                low, high = max(D("0.5"), min(close, prices[symbol]) - 2), max(close, prices[symbol]) + 2
+                paper.on_bar(
+                    Bar(symbol=symbol, time=now, open=prices[symbol], high=high, low=low, close=close, volume=D(1000))
+                )
+                prices[symbol] = close
+            elif kind == "prices":
+                now += timedelta(minutes=1) if symbol else timedelta(0)
+                prices = {s: max(D(1), p + amount) for s, p in prices.items()}
+                paper.set_prices(prices, now)
+            elif kind == "seed":
+                paper.seed_position(symbol, D(amount), prices[symbol] + 1)
+            elif kind == "reload":
+                paper.close()
+                paper = PaperBroker(config, state_path=state)
+            if kind in ("read", "reload") or number == len(operations) - 1:
+                held, equity = _book_figures(paper)
+                positions = paper.get_positions()
+                assert [(p.symbol, p.qty, p.avg_entry_price, p.current_price, p.opened_at) for p in positions] == held
+                assert paper.get_account().equity == equity
+        paper.close()

@@ -154,6 +154,10 @@ def test_a_symbol_never_traded_has_the_figures_of_its_flat_contribution() -> Non
         assert stats.by_symbol[symbol].trades.positions == 0
     assert stats.by_symbol["IBM"].returns == return_statistics(symbol_curve([traded], bars["IBM"], closes, base))
     assert stats.by_symbol["IBM"].returns != stats.by_symbol["AAPL"].returns
+    # IBM's one position is still open: it has figures of its own all the same. With one close
+    # there is no return to speak of, traded or not.
+    short = statistics_of(curve[:1], [traded], {}, bars)
+    assert all(short.by_symbol[symbol].returns is None for symbol in bars)
 
 
 def test_drawdown_duration_runs_from_the_peak_to_the_close_that_regains_it() -> None:
