@@ -134,8 +134,7 @@ def test_a_symbol_never_traded_has_the_figures_of_its_flat_contribution() -> Non
     bars = {s: series[:300] for s, series in load_daily_bars(["AAPL", "IBM", "MSFT"]).items()}
     closes = [b.time for b in bars["AAPL"]]
     base = D("100000.00")
-    curve = _curve([base + i for i in range(len(closes))])
-    curve = [EquityPoint(time=t, equity=p.equity, cash=p.cash) for t, p in zip(closes, curve, strict=True)]
+    curve = [EquityPoint(time=t, equity=base + i, cash=base + i) for i, t in enumerate(closes)]
     entry = TradeEntry(
         time=closes[10],
         price=bars["IBM"][9].close,

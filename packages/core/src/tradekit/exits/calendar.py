@@ -73,8 +73,11 @@ class TradingCalendar:
 
     def next_open(self, after: datetime) -> datetime:
         """The first session open strictly after ``after``."""
-        i = bisect.bisect_right(self._open_ns, _nanos(after))
-        return self._session(self._at(i, after)).open
+        return self._next_session(after).open
+
+    def _next_session(self, after: datetime) -> Session:
+        """The first session that opens strictly after ``after``."""
+        return self._session(self._at(bisect.bisect_right(self._open_ns, _nanos(after)), after))
 
     def last_open(self, at: datetime) -> datetime | None:
         """The latest session open at or before ``at`` (None before the calendar's first)."""
@@ -132,8 +135,7 @@ class TradingCalendar:
     def execution_window(self, decided_at: datetime, start_minutes: int, end_minutes: int) -> ExecutionWindow:
         """The window in the next session after ``decided_at``: open + start .. open + end,
         cut at the session's close on a half day."""
-        i = bisect.bisect_right(self._open_ns, _nanos(decided_at))
-        return self._session(self._at(i, decided_at)).execution_window(start_minutes, end_minutes)
+        return self._next_session(decided_at).execution_window(start_minutes, end_minutes)
 
     def sessions(self, start: date, end: date) -> list[Session]:
         """Every session from ``start`` to ``end`` inclusive."""

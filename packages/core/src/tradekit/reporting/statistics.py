@@ -211,19 +211,25 @@ class _RunTally:
         curve = self._curve
         returns = None
         if series and curve:
-            if own:
-                returns = _return_statistics(self._closes, *symbol_columns(own, series, self._closes, curve[0].equity))
-            else:
-                if self._flat is None:
-                    flat = [curve[0].equity] * len(self._closes)
-                    self._flat = _return_statistics(self._closes, flat, flat)
-                returns = self._flat
+            base = curve[0].equity
+            returns = (
+                _return_statistics(self._closes, *symbol_columns(own, series, self._closes, base))
+                if own
+                else self._flat_returns(base)
+            )
         self._by_symbol[symbol] = SymbolStatistics(
             trades=tally.result(),
             exposure=_symbol_exposure(own, self._closes),
             buy_and_hold_return=buy_and_hold(series) if series else None,
             returns=returns,
         )
+
+    def _flat_returns(self, base: Decimal) -> ReturnStatistics | None:
+        """The figures of a symbol never traded: ``base`` at every close (worked out once)."""
+        if self._flat is None:
+            flat = [base] * len(self._closes)
+            self._flat = _return_statistics(self._closes, flat, flat)
+        return self._flat
 
     def result(self, decisions: Mapping[tuple[str, str], int]) -> RunStatistics:
         for symbol in self._bars.keys() - self._by_symbol.keys():
