@@ -27,7 +27,7 @@ from tradekit.ledger import DuplicateIntentError, Ledger, LedgerError, LedgerOrd
 from tradekit.ledger import buffered as write_behind
 from tradekit.ledger import schema as t
 from tradekit.ledger.buffered import BufferedLedger
-from tradekit.ledger.records import FillResult, IntentPurpose, OrderIntent
+from tradekit.ledger.records import EquityPoint, FillResult, IntentPurpose, OrderIntent
 from tradekit.plugins import Plugins
 from tradekit.seen_ids import SeenIds
 from tradekit.strategy import PriceStructure
@@ -211,6 +211,7 @@ def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path:
             tx.record_intent(first)
             tx.record_order_event(first.client_order_id, LedgerOrderStatus.SUBMITTING, T0)
             tx.record_fill(_fill(first, "x-1"))
+            tx.record_equity(EquityPoint(time=T0, equity=Decimal(100), cash=Decimal(40)))
         before = ledger.open_positions()
         # The whole transaction must roll back, so several calls sit inside the raises block.
         with pytest.raises(DuplicateIntentError), ledger.transaction() as tx:  # noqa: PT012
@@ -222,6 +223,9 @@ def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path:
             tx.record_intent(orphan)
             assert tx.record_fill(_fill(orphan, "x-3", side=Side.SELL)) is FillResult.UNAPPLIED  # nothing to reduce
             tx.queue_buy(Signal(symbol="KO", side=Side.BUY, confidence=5, generated_at=T0), "k", T0)
+            tx.record_equity(EquityPoint(time=T0, equity=Decimal(90), cash=Decimal(30)))
+            tx.record_order_event(first.client_order_id, LedgerOrderStatus.FILLED, T0)  # no longer unfinished
+            assert [s.intent for s in tx.pending_intents()] == [orphan]
             tx.record_intent(first)  # already recorded: raises, and everything above rolls back
         with ledger.reading() as tx:
             assert tx.unapplied_fills() == []
@@ -234,6 +238,7 @@ def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path:
             assert [s.intent for s in pending] == [first]
             assert pending[0].status is LedgerOrderStatus.SUBMITTING
             assert tx.order_counts("KO", day_start=T0).orders_today == 1
+            assert tx.equity_curve() == [EquityPoint(time=T0, equity=Decimal(100), cash=Decimal(40))]
             # The execution id of the rolled-back fill is free again.
             assert tx.record_fill(_fill(first, "x-2", qty="0.5")) is FillResult.APPLIED
     # What reached the file is exactly what committed.
@@ -268,6 +273,15 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
                 tx.queue_buy(signal, "k", T0)
                 tx.queue_buy(attrs.evolve(signal, symbol="PFE", signal_id="sig-pfe"), "k", T0)
                 tx.settle_queued_buy(signal.signal_id, T0, decision_id=decision.decision_id)
+            # Points out of time order, two at the same time: oldest first, then as recorded.
+            for minutes, equity in ((5, 101), (0, 100), (5, 102), (3, 99)):
+                with ledger.transaction() as tx:
+                    tx.record_equity(
+                        EquityPoint(time=T0 + timedelta(minutes=minutes), equity=Decimal(equity), cash=Decimal(1))
+                    )
+            pending = _intent("k|2")
+            with ledger.transaction() as tx:
+                tx.record_intent(pending)  # unfinished: recorded, never sent
             with ledger.reading() as tx:
                 answers.append(
                     (
@@ -279,10 +293,14 @@ def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> No
                         tx.fills_with_purpose(),
                         tx.intent_counts(),
                         tx.queued_buys("k"),
+                        tx.pending_intents(),
+                        tx.equity_curve(),
                     )
                 )
     assert answers[0] == answers[1]
-    assert [s.symbol for s in answers[0][-1]] == ["PFE"]
+    assert [s.intent for s in answers[0][-2]] == [_intent("k|exit", side=Side.SELL), _intent("k|2")]
+    assert [p.equity for p in answers[0][-1]] == [100, 99, 101, 102]
+    assert [s.symbol for s in answers[0][-3]] == ["PFE"]
     assert answers[0][0] == {}  # bought 10 in two fills, sold 10: flat
 
 

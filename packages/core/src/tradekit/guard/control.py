@@ -123,6 +123,10 @@ class TradingGuard:
         self.settings = settings or GuardSettings()
         self.calendar = calendar or trading_calendar()
         self.plugins = plugins
+        # Whether any automatic trigger is on (the settings are frozen): with none, an
+        # observation only looks for automatic holds an earlier run left to release, and a
+        # driver observes at every step of every session.
+        self._automatic = triggers.any_enabled(self.settings)
 
     # --- the order gate ------------------------------------------------------------------------
 
@@ -224,12 +228,8 @@ class TradingGuard:
         ledger. Call it once per cycle (live) or per close (replay), before buys are judged.
         """
         settings = self.settings
-        if not triggers.any_enabled(settings):
-            with self.ledger.reading() as tx:
-                states = read_trading_states(tx)
-            idle = states.unreadable is None and all(h.trigger is Trigger.MANUAL for h in states.holds)
-            if idle:
-                return []
+        if not self._automatic and self._idle():
+            return []
 
         def change(states: TradingStates, marks: triggers.Marks, tx: LedgerTx) -> list[Transition]:
             if states.unreadable is not None:
@@ -259,6 +259,8 @@ class TradingGuard:
 
         A broker that cannot be read leaves the account triggers waiting for the next call.
         """
+        if not self._automatic and self._idle():
+            return []
         account = None
         if triggers.uses_account(self.settings):
             try:
@@ -267,6 +269,15 @@ class TradingGuard:
                 log.warning("account unreadable, the guard's account triggers wait: %s", exc)
         stream = broker.stream_heartbeat() if _streams(broker) else None
         return self.observe(now=now, account=account, stream=stream)
+
+    def _idle(self) -> bool:
+        """With no automatic trigger on: whether nothing is left for an observation to do (no
+        hold but manual ones, and the state readable)."""
+        with self.ledger.reading() as tx:
+            states = read_trading_states(tx)
+        if states.unreadable is not None:
+            return False
+        return not states.holds or all(h.trigger is Trigger.MANUAL for h in states.holds)
 
     # --- writing -----------------------------------------------------------------------------------
 

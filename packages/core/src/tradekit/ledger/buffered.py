@@ -173,6 +173,7 @@ class _State:
         self.keys: list[str] = []  # intent keys, sorted (prefix lookups)
         self.coid_by_key: dict[str, str] = {}
         self.open_by_symbol: dict[str, dict[str, None]] = defaultdict(dict)
+        self.open_count = 0  # orders in open_by_symbol, all symbols together
         self.created: list[datetime] = []  # every intent's created_at, sorted
         self.buys_created: dict[str, list[datetime]] = defaultdict(list)
         self.last_created: dict[str, datetime] = {}
@@ -223,6 +224,9 @@ class _State:
         self.closed_trades: list[ClosedTrade] = []
         self.dirty_holds: set[tuple[Scope, Trigger]] = set()
         self.dirty_marks: set[str] = set()
+        # The equity curve, one point a session: the run's statistics read it back whole at
+        # the end, and it is small (13 years of sessions: ~3,300 points, whatever the symbols).
+        self.equity: list[EquityPoint] = []
 
 
 class BufferedLedger(Ledger):
@@ -237,6 +241,7 @@ class BufferedLedger(Ledger):
     def __init__(self, engine: Engine, *, lock_file: IO[str] | None, schema: str | None, resume: bool = False) -> None:
         super().__init__(engine, lock_file=lock_file, schema=schema)
         self._state = _State()
+        self._reader: _Reading | None = None
         self._undo: list[Callable[[], None]] | None = None
         # Load an existing file's state instead of refusing it: a replay continuing from its
         # last checkpoint.
@@ -271,7 +276,12 @@ class BufferedLedger(Ledger):
         return _Transaction(self)
 
     def reading(self) -> contextlib.AbstractContextManager[LedgerTx]:
-        return _Reading(_MemoryTx(self))
+        # Reads change nothing, so one view serves them all (a replay reads a dozen times a
+        # session); it is made again if the state it views was replaced (a resumed file's).
+        reader = self._reader
+        if reader is None or reader.state is not self._state:
+            reader = self._reader = _Reading(_MemoryTx(self))
+        return reader
 
     def sending(self) -> contextlib.AbstractContextManager[LedgerTx]:
         return _Reading(_MemoryTx(self))
@@ -537,6 +547,10 @@ class BufferedLedger(Ledger):
             return read(tx)
 
 
+def _point_time(point: EquityPoint) -> datetime:
+    return point.time
+
+
 def _closing_order(trade: ClosedTrade) -> tuple[datetime, str]:
     return (trade.closed_at, trade.symbol)
 
@@ -559,6 +573,10 @@ class _Reading:
 
     def __init__(self, tx: _MemoryTx) -> None:
         self._tx = tx
+
+    @property
+    def state(self) -> _State:
+        return self._tx._s
 
     def __enter__(self) -> LedgerTx:
         return self._tx
@@ -688,6 +706,7 @@ class _MemoryTx(LedgerTx):
         s.coid_by_key[key] = coid
         bisect.insort(s.keys, key)
         s.open_by_symbol[symbol][coid] = None
+        s.open_count += 1
         bisect.insort(s.created, intent.created_at)
         buys = s.buys_created[symbol]
         if intent.side is Side.BUY:
@@ -703,7 +722,8 @@ class _MemoryTx(LedgerTx):
             s.intent_seq -= 1
             del s.coid_by_key[key]
             s.keys.pop(bisect.bisect_left(s.keys, key))
-            s.open_by_symbol[symbol].pop(coid, None)
+            if s.open_by_symbol[symbol].pop(coid, 0) is None:
+                s.open_count -= 1
             s.created.pop(bisect.bisect_left(s.created, intent.created_at))
             if intent.side is Side.BUY:
                 buys.pop(bisect.bisect_left(buys, intent.created_at))
@@ -797,18 +817,24 @@ class _MemoryTx(LedgerTx):
         symbol_open = s.open_by_symbol[head.intent.symbol]
         was_open = client_order_id in symbol_open
         if head.terminal:
-            symbol_open.pop(client_order_id, None)
+            if was_open:
+                del symbol_open[client_order_id]
+                s.open_count -= 1
             s.terminal_unretired.append(client_order_id)  # checked again when it is retired
         elif not was_open:
             symbol_open[client_order_id] = None
+            s.open_count += 1
         s.dirty_intent_heads.add(client_order_id)
 
         def undo() -> None:
             head.status, head.broker_order_id, head.terminal = before
-            if was_open:
+            is_open = client_order_id in symbol_open
+            if was_open and not is_open:
                 symbol_open[client_order_id] = None
-            else:
-                symbol_open.pop(client_order_id, None)
+                s.open_count += 1
+            elif is_open and not was_open:
+                del symbol_open[client_order_id]
+                s.open_count -= 1
             if not was_dirty:
                 s.dirty_intent_heads.discard(client_order_id)
 
@@ -829,6 +855,8 @@ class _MemoryTx(LedgerTx):
     def pending_intents(self, symbol: str | None = None) -> list[IntentState]:
         s = self._s
         if symbol is None:
+            if not s.open_count:
+                return []  # asked twice a session: most often nothing is unfinished
             coids: Iterable[str] = (c for per in s.open_by_symbol.values() for c in per)
         else:
             coids = s.open_by_symbol.get(symbol, {})
@@ -1038,10 +1066,19 @@ class _MemoryTx(LedgerTx):
     # --- equity ------------------------------------------------------------------------------------
 
     def record_equity(self, point: EquityPoint) -> None:
+        curve = self._s.equity
+        curve.append(point)
+
+        def undo() -> None:
+            curve.pop()
+
+        self._ledger._journal(undo)
         self._ledger._append(t.equity, equity_row(point))
 
     def equity_curve(self) -> list[EquityPoint]:
-        return self._ledger._sql(lambda tx: tx.equity_curve())
+        # Oldest first, points of the same time in the order recorded (as the SQL ledger's
+        # ORDER BY time, id): a stable sort, which costs one pass when they came in order.
+        return sorted(self._s.equity, key=_point_time)
 
     # --- decisions ---------------------------------------------------------------------------------
 
@@ -1347,6 +1384,7 @@ def _load_state(tx: LedgerTx) -> _State:
         s.keys.append(intent.intent_key)
         if not row.terminal:
             s.open_by_symbol[symbol][coid] = None
+            s.open_count += 1
         s.created.append(intent.created_at)
         if intent.side is Side.BUY:
             s.buys_created[symbol].append(intent.created_at)
@@ -1410,4 +1448,5 @@ def _load_state(tx: LedgerTx) -> _State:
     s.trading_states = None
     s.marks = tx.trading_state_marks()
     s.closed_trades = sorted(tx.closed_trades(), key=_closing_order)
+    s.equity = tx.equity_curve()
     return s
