@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from tradekit.broker import (
     SliceTiming,
     weekday_session_clock,
 )
+from tradekit.broker.paper_archive import ArchiveError
 from tradekit.broker.paper_plugin import make_paper_broker
 from tradekit.config.settings import Settings, SettingsError
 from tradekit.domain import Bar, Fill, InvalidValueError, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
@@ -853,6 +855,58 @@ def test_terminal_orders_leave_the_book_and_are_still_answered(make_paper: MakeP
         restarted.submit_order(order("s39", Side.SELL))
 
 
+def test_an_account_without_saves_answers_for_orders_whose_rows_still_wait_in_memory() -> None:
+    """The archive hands its rows to SQLite in batches: an order that left the recent few, and
+    every received request, are answered all the same before any save or commit."""
+    paper = PaperBroker(PaperBrokerConfig(starting_cash=D(1_000_000)))
+    paper.set_price("AAPL", D(100), T0)
+    for i in range(300):  # more than the archive keeps as objects
+        paper.submit_order(order(f"b{i}"))
+    first = paper.get_order_by_client_id("b0")
+    assert first is not None
+    assert (first.status, first.filled_qty) == (OrderStatus.FILLED, D(1))
+    assert [f.qty for f in paper.get_fills("b1")] == [D(1)]
+    assert [r.request.client_order_id for r in paper.received_orders] == [f"b{i}" for i in range(300)]
+    with pytest.raises(DuplicateClientOrderId):
+        paper.submit_order(order("b2"))
+
+
+def test_a_failed_archive_write_keeps_every_waiting_row_and_writes_each_once_later() -> None:
+    paper = PaperBroker(PaperBrokerConfig(starting_cash=D(1_000_000)))
+    paper.set_price("AAPL", D(100), T0)
+    paper.submit_order(order("b0"))
+    assert len(paper.received_orders) == 1  # the file exists now; what follows waits in memory
+    for i in range(1, 4):
+        paper.submit_order(order(f"b{i}"))
+    archive = paper._archive
+    assert archive._conn is not None
+    real: sqlite3.Connection = archive._conn
+
+    class FailsOnce:
+        """The connection, but the first batch of received requests fails once its rows went in
+        (as a failure at its last row would): the orders' batch before it went in too."""
+
+        failed = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def executemany(self, sql: str, rows: Any) -> Any:
+            done = real.executemany(sql, rows)
+            if "received" in sql and not self.failed:
+                self.failed = True
+                raise sqlite3.OperationalError("disk I/O error")
+            return done
+
+    archive._conn = FailsOnce()  # type: ignore[assignment]
+    with pytest.raises(ArchiveError, match="cannot be written: disk I/O error"):
+        archive.commit()
+    archive._conn = real
+    archive.commit()
+    assert real.execute("SELECT count(*) FROM orders").fetchone() == (4,)
+    assert [r.request.client_order_id for r in paper.received_orders] == ["b0", "b1", "b2", "b3"]
+
+
 def test_archive_rows_newer_than_the_state_file_are_dropped_on_restart(
     make_paper: MakePaper, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -931,6 +985,9 @@ def test_an_account_in_memory_keeps_its_archive_in_a_temporary_file_removed_with
     paper = PaperBroker()
     paper.set_price("AAPL", D(100), T0)
     paper.submit_order(order("b"))
+    # Its rows wait in memory until something reads the file (or a save commits them).
+    assert paper._archive._conn is None
+    assert [r.request.client_order_id for r in paper.received_orders] == ["b"]
     path = paper._archive.path
     assert path is not None
     assert path.exists()

@@ -40,8 +40,11 @@ from tradekit.serialization import StructureError, record_json, structure
 _RECENT = 256
 
 # Rows are committed at least this often, so an account that never saves (a replay between
-# checkpoints) holds a bounded amount of unwritten work in SQLite's cache.
+# checkpoints) holds a bounded amount of unwritten work in memory and in SQLite's cache.
 _COMMIT_EVERY = 2_000
+
+_PUT_ORDER = "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?)"
+_ADD_RECEIVED = "INSERT INTO received (generation, doc) VALUES (?, ?)"
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, "
@@ -66,6 +69,11 @@ class OrderArchive:
         self._durable = durable
         self._conn: sqlite3.Connection | None = None
         self._uncommitted = 0
+        # Rows not yet handed to SQLite, as the objects they will be written from: written
+        # together (one executemany a table instead of a statement a row, the documents
+        # written in one loop) at the next commit, or before anything reads the file.
+        self._orders: list[tuple[Order, tuple[Fill, ...], int]] = []
+        self._received: list[tuple[Any, int]] = []
         self._cleanup: weakref.finalize[Any, Any] | None = None
         self._existed = path is not None and path.exists()
         self._recent: OrderedDict[str, tuple[Order, tuple[Fill, ...]]] = OrderedDict()
@@ -87,29 +95,31 @@ class OrderArchive:
     def put_order(self, order: Order, fills: Sequence[Fill], generation: int) -> None:
         """Keep a terminal order and its fills (replacing an earlier copy of the same order)."""
         recent = self._recent
+        kept = (order, tuple(fills))
         self._seen.add(order.client_order_id)
-        recent[order.client_order_id] = (order, tuple(fills))
+        recent[order.client_order_id] = kept
         recent.move_to_end(order.client_order_id)
         if len(recent) > _RECENT:
             recent.popitem(last=False)
-        row = (
-            order.client_order_id,
-            generation,
-            record_json(order),
-            "[" + ",".join([record_json(fill) for fill in fills]) + "]",
-        )
-        self._write("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?)", row)
+        self._orders.append((*kept, generation))
+        self._added()
 
     def add_received(self, received: Any, generation: int) -> None:
         """Append one received request (a ``ReceivedOrder``) to the log."""
-        doc = record_json(received)
-        self._write("INSERT INTO received (generation, doc) VALUES (?, ?)", (generation, doc))
+        self._received.append((received, generation))
+        self._added()
+
+    def _added(self) -> None:
+        self._uncommitted += 1
+        if self._uncommitted >= _COMMIT_EVERY:
+            self.commit()
 
     def commit(self) -> None:
         """Make every row written so far durable (a save's first step; it creates a persistent
         archive's file, which its state file then refers to)."""
-        if self._conn is None and self._durable:
+        if self._conn is None and (self._durable or self._orders or self._received):
             self._open()
+        self._write_pending()
         if self._conn is not None:
             try:
                 self._conn.commit()
@@ -122,6 +132,7 @@ class OrderArchive:
         if not self._existed:
             return
         conn = self._open()
+        self._write_pending()
         self._recent.clear()
         conn.execute("DELETE FROM orders WHERE generation > ?", (generation,))
         conn.execute("DELETE FROM received WHERE generation > ?", (generation,))
@@ -132,7 +143,10 @@ class OrderArchive:
     def __contains__(self, client_order_id: str) -> bool:
         if client_order_id in self._recent:
             return True
-        if self._conn is None or (not self._existed and client_order_id not in self._seen):
+        if not self._existed and client_order_id not in self._seen:
+            return False
+        self._write_pending()
+        if self._conn is None:
             return False
         row = self._conn.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
         return row is not None
@@ -142,6 +156,7 @@ class OrderArchive:
         kept = self._recent.get(client_order_id)
         if kept is not None:
             return kept
+        self._write_pending()
         if self._conn is None:
             return None
         row = self._conn.execute(
@@ -159,6 +174,7 @@ class OrderArchive:
 
     def received_docs(self) -> list[Any]:
         """Every received request's JSON document, in arrival order."""
+        self._write_pending()
         if self._conn is None:
             return []
         return [json.loads(doc) for (doc,) in self._conn.execute("SELECT doc FROM received ORDER BY seq")]
@@ -167,6 +183,8 @@ class OrderArchive:
 
     def close(self) -> None:
         """Commit and close; a temporary archive is removed."""
+        if self._orders or self._received:
+            self.commit()
         if self._conn is not None:
             self._conn.commit()
             self._conn.close()
@@ -174,15 +192,30 @@ class OrderArchive:
         if self._cleanup is not None:
             self._cleanup()
 
-    def _write(self, statement: str, row: tuple[object, ...]) -> None:
+    def _write_pending(self) -> None:
+        """Hand the rows kept in memory to SQLite, all or none (a failure keeps them all, to be
+        written again by the next commit or read)."""
+        orders, received = self._orders, self._received
+        if not (orders or received):
+            return
         conn = self._open()
         try:
-            conn.execute(statement, row)
-            self._uncommitted += 1
-            if self._uncommitted >= _COMMIT_EVERY:
-                self.commit()
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            conn.execute("SAVEPOINT pending")
+            try:
+                if orders:
+                    conn.executemany(_PUT_ORDER, [_order_row(*pending) for pending in orders])
+                if received:
+                    conn.executemany(_ADD_RECEIVED, [(generation, record_json(r)) for r, generation in received])
+            except sqlite3.Error:
+                conn.execute("ROLLBACK TO pending")
+                raise
+            finally:
+                conn.execute("RELEASE pending")
         except sqlite3.Error as exc:
             raise ArchiveError(f"paper broker archive {self._path} cannot be written: {exc}") from exc
+        self._orders, self._received = [], []
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is not None:
@@ -197,7 +230,9 @@ class OrderArchive:
                 conn.execute("PRAGMA journal_mode=DELETE")
                 conn.execute("PRAGMA synchronous=FULL")
             else:
-                conn.execute("PRAGMA journal_mode=OFF")
+                # Nothing to survive a crash (a temporary archive), but a failed batch must still
+                # roll back (with the journal OFF, SQLite's ROLLBACK is undefined).
+                conn.execute("PRAGMA journal_mode=MEMORY")
                 conn.execute("PRAGMA synchronous=OFF")
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -206,3 +241,12 @@ class OrderArchive:
             raise ArchiveError(f"paper broker archive {self._path} cannot be opened: {exc}") from exc
         self._conn = conn
         return conn
+
+
+def _order_row(order: Order, fills: tuple[Fill, ...], generation: int) -> tuple[str, int, str, str]:
+    return (
+        order.client_order_id,
+        generation,
+        record_json(order),
+        "[" + ",".join([record_json(fill) for fill in fills]) + "]",
+    )

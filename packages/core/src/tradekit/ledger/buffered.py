@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import operator
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -640,21 +640,17 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) ->
     if plan is None or any(row.keys() != keys for row in rows):
         conn.execute(table.insert(), rows)
         return
-    params: list[Sequence[Any]] = [plan.values(row) for row in rows]
-    if plan.processors:
-        for i, values in enumerate(params):
-            converted = list(values)
-            for column, process in plan.processors:
-                converted[column] = process(converted[column])
-            params[i] = tuple(converted)  # the driver is given tuples (SQLAlchemy refuses lists)
-    conn.exec_driver_sql(plan.sql, params)
+    conn.exec_driver_sql(plan.sql, list(map(plan.values, rows)))
+
+
+# A row's values in an insert statement's order, each through its column's bind processor.
+RowValues = Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
 @attrs.frozen
 class _InsertPlan:
     sql: str
-    values: Callable[[dict[str, Any]], Sequence[Any]]  # a row's values, in the statement's order
-    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, bind processor)
+    values: RowValues
 
 
 _PLANS: dict[tuple[str, str, tuple[str, ...]], _InsertPlan | None] = {}
@@ -672,18 +668,42 @@ def _insert_plan(dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...]) ->
             f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(k) for k in keys)}) "
             f"VALUES ({', '.join('?' for _ in keys)})"
         )
-        processors = tuple(
-            (i, process)
-            for i, k in enumerate(keys)
-            if (process := table.columns[k].type.bind_processor(dialect)) is not None
-        )
-        pick = operator.itemgetter(*keys)
-        values: Callable[[dict[str, Any]], Sequence[Any]] = (
-            pick if len(keys) > 1 else (lambda row: (pick(row),))  # one key: itemgetter gives no tuple
-        )
-        plan = _InsertPlan(sql=sql, values=values, processors=processors)
+        plan = _InsertPlan(sql=sql, values=_row_values(dialect, table, keys))
     _PLANS[cache_key] = plan
     return plan
+
+
+def _row_values(dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...]) -> RowValues:
+    """One function that turns a row into the driver's tuple, written out for these keys (as
+    attrs and dataclasses write their methods): one call a row, instead of a loop over the
+    columns and a call of SQLAlchemy's wrapper around each converting column's processor."""
+    names: dict[str, Callable[[Any], Any]] = {}
+    parts = []
+    for i, key in enumerate(keys):
+        process = _bind_processor(dialect, table.columns[key].type)
+        if process is None:
+            parts.append(f"row[{key!r}]")
+        else:
+            names[f"p{i}"] = process
+            parts.append(f"p{i}(row[{key!r}])")
+    source = f"def values(row):\n    return ({', '.join(parts)},)\n"
+    scope: dict[str, Any] = dict(names)
+    # The source holds our own column names, repr'd, and nothing else from outside.
+    exec(compile(source, f"<row values of {table.name}>", "exec"), scope)
+    values: RowValues = scope["values"]
+    return values
+
+
+def _bind_processor(dialect: sa.Dialect, column_type: sa.types.TypeEngine[Any]) -> Callable[[Any], Any] | None:
+    """The column's bind processor; for one of our decorated types whose stored type needs none
+    (DecimalText and UtcText store text), its own conversion called directly."""
+    if (
+        isinstance(column_type, sa.types.TypeDecorator)
+        and type(column_type).process_bind_param is not sa.types.TypeDecorator.process_bind_param
+        and column_type.impl_instance.bind_processor(dialect) is None
+    ):
+        return functools.partial(column_type.process_bind_param, dialect=dialect)
+    return column_type.bind_processor(dialect)
 
 
 class _MemoryTx(LedgerTx):
