@@ -124,6 +124,16 @@ def test_last_close_on_a_half_day_and_over_a_holiday_weekend() -> None:
     assert cal.last_close(datetime(2023, 7, 3, 16, 59, tzinfo=UTC)) == datetime(2023, 6, 30, 20, tzinfo=UTC)
 
 
+def test_a_moment_at_a_close_is_between_sessions_for_a_cooldowns_age() -> None:
+    cal = TradingCalendar("XNYS")
+    close = datetime(2000, 5, 1, 20, tzinfo=UTC)  # Monday's close (16:00 New York)
+    # Tuesday's open is the session after the one ``since`` falls in: it does not count.
+    assert cal.sessions_opened_since(close, datetime(2000, 5, 2, 20, tzinfo=UTC)) == 0
+    assert cal.sessions_opened_since(close, datetime(2000, 5, 3, 20, tzinfo=UTC)) == 1
+    # A minute before the close is still Monday's session: Tuesday's open counts.
+    assert cal.sessions_opened_since(close - timedelta(minutes=1), datetime(2000, 5, 2, 20, tzinfo=UTC)) == 1
+
+
 @settings(max_examples=300, deadline=None)
 @given(since=moments, days=st.integers(min_value=0, max_value=40), minutes=st.integers(min_value=0, max_value=1439))
 def test_sessions_opened_since_counts_opens_after_the_session_since_falls_in(

@@ -93,9 +93,12 @@ class TradingCalendar:
     def sessions_opened_since(self, since: datetime, until: datetime) -> int:
         """How many sessions opened in ``(start, until]``, where ``start`` is ``since`` or, when
         ``since`` falls between sessions, the next session's open (that open does not count):
-        a cooldown's age in sessions. One pass of binary searches (asked on every decision)."""
+        a cooldown's age in sessions. One pass of binary searches (asked on every decision).
+
+        A moment at a session's close is between sessions (that session has closed, as for
+        ``last_close``)."""
         since_ns = _nanos(since)
-        index = self._at(bisect.bisect_left(self._close_ns, since_ns), since)
+        index = self._at(bisect.bisect_right(self._close_ns, since_ns), since)
         start_ns = max(since_ns, self._open_ns[index])
         opened = bisect.bisect_right(self._open_ns, _nanos(until)) - bisect.bisect_right(self._open_ns, start_ns)
         return max(0, opened)
