@@ -296,7 +296,9 @@ class BufferedLedger(Ledger):
         head = self._state.positions.get(symbol)
         if head is None or not head.is_open:
             return None  # asked for every symbol at every close: most are not held
-        return _MemoryTx(self).position(symbol)
+        if head.folded is None:
+            head.folded = fold_position(symbol, head.events)
+        return head.folded
 
     def _journal(self, undo: Callable[[], None]) -> None:
         if self._undo is not None:

@@ -56,10 +56,13 @@ class UtcText(sa.types.TypeDecorator[datetime]):
         known = _UTC_TEXTS.get(id(value))
         if known is not None and known[0] is value:
             return known[1]
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"the ledger stores timezone-aware times only, got {value!r}")
+        moment = value
+        if moment.tzinfo is not UTC:
+            if moment.tzinfo is None or moment.utcoffset() is None:
+                raise ValueError(f"the ledger stores timezone-aware times only, got {value!r}")
+            moment = moment.astimezone(UTC)
         # isoformat (C) writes exactly what strftime(_TIME_FORMAT) does for a UTC time, ~5x faster.
-        text = value.astimezone(UTC).isoformat(timespec="microseconds")
+        text = moment.isoformat(timespec="microseconds")
         if len(_UTC_TEXTS) >= _UTC_TEXTS_LIMIT:
             _UTC_TEXTS.clear()
         _UTC_TEXTS[id(value)] = (value, text)
