@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import exchange_calendars as xcals
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tradekit.exits import calendar as calendar_module
 from tradekit.exits.calendar import TradingCalendar, _quiet
 
 # hypothesis takes naive bounds and attaches the zone itself.
@@ -149,3 +151,99 @@ def test_sessions_opened_since_counts_opens_after_the_session_since_falls_in(
         opens = reference.opens
     expected = int(((opens > pd.Timestamp(start)) & (opens <= pd.Timestamp(until))).sum())
     assert TradingCalendar("XNYS").sessions_opened_since(since, until) == expected
+
+
+# --- the session table kept in the user's cache ------------------------------------------------
+
+days = st.dates(min_value=NAIVE_FIRST.date(), max_value=NAIVE_LAST.date())
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=days, length=st.integers(min_value=0, max_value=60))
+def test_sessions_and_is_session_match_exchange_calendars(
+    reference: xcals.ExchangeCalendar, start: date, length: int
+) -> None:
+    ours = TradingCalendar("XNYS")
+    end = start + timedelta(days=length)
+    with _quiet():
+        labels = reference.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+        expected = [
+            (
+                label.date(),
+                reference.session_open(label).to_pydatetime(),
+                reference.session_close(label).to_pydatetime(),
+            )
+            for label in labels
+        ]
+        is_session = bool(reference.is_session(pd.Timestamp(start)))
+    assert [(s.day, s.open, s.close) for s in ours.sessions(start, end)] == expected
+    assert ours.is_session(start) is is_session
+
+
+def test_days_outside_the_calendar_are_refused_with_its_bounds() -> None:
+    ours = TradingCalendar("XNYS")
+    with pytest.raises(ValueError, match=r"start 1989-12-29 is outside the XNYS calendar \(1990-01-02 to "):
+        ours.sessions(date(1989, 12, 29), date(1990, 1, 5))
+    with pytest.raises(ValueError, match="end 2099-01-02 is outside the XNYS calendar"):
+        ours.sessions(date(2020, 1, 2), date(2099, 1, 2))
+    with pytest.raises(ValueError, match="date 1980-01-02 is outside"):
+        ours.is_session(date(1980, 1, 2))
+
+
+def _kept(cache: Path) -> list[Path]:
+    return sorted((cache / "tradekit" / "calendars").glob("*.npz"))
+
+
+def test_a_calendar_read_from_the_cache_answers_as_the_one_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    built = TradingCalendar("XNYS", env=env)
+    (kept,) = _kept(tmp_path)
+    assert kept.name.startswith(f"XNYS@t1@{xcals.__version__}@")
+    # Another exchange, its own file; a name that is no file name is kept all the same.
+    always = TradingCalendar("24/7", env=env)
+    assert [p.name.split("@")[0] for p in _kept(tmp_path)] == ["24_7", "XNYS"]
+
+    def no_build(name: str) -> None:
+        raise AssertionError(f"{name} was built again instead of read")
+
+    monkeypatch.setattr(calendar_module, "_build_table", no_build)
+    read = TradingCalendar("XNYS", env=env)
+    assert (read._days, read._open_ns, read._close_ns, read.tz) == (
+        built._days,
+        built._open_ns,
+        built._close_ns,
+        built.tz,
+    )
+    moment = datetime(2023, 7, 3, 15, tzinfo=UTC)  # a half day
+    assert read.next_open(moment) == built.next_open(moment)
+    assert read.last_close(moment) == built.last_close(moment) == datetime(2023, 6, 30, 20, tzinfo=UTC)
+    assert TradingCalendar("24/7", env=env)._open_ns == always._open_ns
+
+
+def test_a_damaged_or_stale_cached_table_is_built_again_and_replaced(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    reference = TradingCalendar("XNYS", env=env)
+    (kept,) = _kept(tmp_path)
+    whole = kept.read_bytes()
+    # A table built on an earlier day: not read, and removed once today's is written.
+    kept.rename(kept.with_name(f"XNYS@t1@{xcals.__version__}@1990-01-01@2001-01-01.npz"))
+    for damage in (None, b"", b"not a table", whole[:100], whole[:-10]):
+        if damage is not None:
+            kept.write_bytes(damage)
+        rebuilt = TradingCalendar("XNYS", env=env)
+        assert (rebuilt._days, rebuilt._open_ns, rebuilt._close_ns) == (
+            reference._days,
+            reference._open_ns,
+            reference._close_ns,
+        )
+        assert _kept(tmp_path) == [kept]
+        assert kept.read_bytes() != damage
+
+
+def test_a_cache_that_cannot_be_written_is_not_kept(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("the cache's directory cannot be made under a file")
+    ours = TradingCalendar("XNYS", env={"XDG_CACHE_HOME": str(blocked)})
+    assert ours.next_open(datetime(2024, 3, 1, 22, tzinfo=UTC)) == datetime(2024, 3, 4, 14, 30, tzinfo=UTC)

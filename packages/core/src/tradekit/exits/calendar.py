@@ -1,13 +1,28 @@
-"""The exchange's real trading calendar (holidays, half days) from exchange-calendars."""
+"""The exchange's real trading calendar (holidays, half days) from exchange-calendars.
+
+Building an exchange's calendar with exchange-calendars costs ~0.3-0.4 s of pandas work, paid
+by every process that trades, replays or answers a command. What tradekit reads of it is a
+small table (each session's day, open and close), so that table is kept in the user's cache
+(``$XDG_CACHE_HOME/tradekit/calendars``, ``~/.cache`` when unset) under a name that says which
+exchange-calendars version built it and on which day (exchange-calendars extends every
+calendar one year past the day it is built). A process finds it there and reads it in a few
+milliseconds; a table that is missing, from another day or version, or unreadable is built
+again and written over (a cache that cannot be written is simply not kept).
+"""
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import os
+import re
+import tempfile
 import warnings
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -17,6 +32,8 @@ import numpy.typing as npt
 import pandas as pd
 
 _EARLIEST = "1990-01-01"
+# The layout of a kept session table (the cache's file names carry it).
+_TABLE_FORMAT = 1
 
 
 @attrs.frozen
@@ -44,31 +61,20 @@ class ExecutionWindow:
         return self.opens_at <= moment <= self.closes_at
 
 
-def _utc(ts: pd.Timestamp) -> datetime:
-    result: datetime = ts.to_pydatetime().astimezone(UTC)
-    return result
-
-
 class TradingCalendar:
     """Sessions of one exchange (``XNYS`` by default), holidays and half days included."""
 
-    def __init__(self, name: str = "XNYS") -> None:
-        try:
-            self._cal = _load(name)
-        except xcals.errors.InvalidCalendarName:
-            raise ValueError(f"unknown exchange calendar {name!r}; e.g. XNYS, XNAS, XLON") from None
+    def __init__(self, name: str = "XNYS", *, env: Mapping[str, str] | None = None) -> None:
+        table = _session_table(name, os.environ if env is None else env)
         self.name = name
-        self.tz = ZoneInfo(str(self._cal.tz))
+        self.tz = ZoneInfo(table.tz)
         # Session opens and closes as UTC nanoseconds in Python lists, for binary search with
         # the standard library's bisect: asking the calendar for "the next open" builds its
         # index of every trading minute since 1990 (~56 MB), and numpy's searchsorted costs
         # ~1.5 us a scalar call where bisect costs ~0.2 us (a replay asks on every decision).
-        with _quiet():
-            self._labels = self._cal.sessions
-            # Each session's date as a Python date: indexing the pandas labels per call costs ~80 us.
-            self._days: list[date] = [label.date() for label in self._labels]
-            self._open_ns: list[int] = _utc_nanos(self._cal.opens).tolist()
-            self._close_ns: list[int] = _utc_nanos(self._cal.closes).tolist()
+        self._days: list[date] = [date.fromordinal(d) for d in table.days.tolist()]
+        self._open_ns: list[int] = table.opens.tolist()
+        self._close_ns: list[int] = table.closes.tolist()
         self._sessions: dict[int, Session] = {}
 
     def next_open(self, after: datetime) -> datetime:
@@ -141,19 +147,24 @@ class TradingCalendar:
         return self._next_session(decided_at).execution_window(start_minutes, end_minutes)
 
     def sessions(self, start: date, end: date) -> list[Session]:
-        """Every session from ``start`` to ``end`` inclusive."""
-        with _quiet():
-            labels = self._cal.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
-            opens = self._cal.opens[labels]
-            closes = self._cal.closes[labels]
-        return [
-            Session(day=label.date(), open=_utc(o), close=_utc(c))
-            for label, o, c in zip(labels, opens, closes, strict=True)
-        ]
+        """Every session from ``start`` to ``end`` inclusive (both within the calendar)."""
+        self._check_day("start", start)
+        self._check_day("end", end)
+        first, stop = bisect.bisect_left(self._days, start), bisect.bisect_right(self._days, end)
+        return [self._session(i) for i in range(first, stop)]
 
     def is_session(self, day: date) -> bool:
-        with _quiet():
-            return bool(self._cal.is_session(pd.Timestamp(day)))
+        self._check_day("date", day)
+        i = bisect.bisect_left(self._days, day)
+        return i < len(self._days) and self._days[i] == day
+
+    def _check_day(self, what: str, day: date) -> None:
+        first, last = self._days[0], self._days[-1]
+        if not first <= day <= last:
+            raise ValueError(
+                f"{what} {day.isoformat()} is outside the {self.name} calendar "
+                f"({first.isoformat()} to {last.isoformat()})"
+            )
 
     def day_start(self, moment: datetime) -> datetime:
         """Midnight, in the exchange's time zone, of the trading day containing ``moment``."""
@@ -199,6 +210,88 @@ def _quiet() -> Iterator[None]:
 def trading_calendar(name: str = "XNYS") -> TradingCalendar:
     """The calendar of exchange ``name``, built once per process (it is immutable)."""
     return TradingCalendar(name)
+
+
+@attrs.frozen
+class _SessionTable:
+    """What tradekit reads of an exchange's calendar: each session's day (a proleptic
+    ordinal), open and close (UTC nanoseconds), and the exchange's time zone."""
+
+    days: npt.NDArray[np.int64]
+    opens: npt.NDArray[np.int64]
+    closes: npt.NDArray[np.int64]
+    tz: str
+
+
+def _session_table(name: str, env: Mapping[str, str]) -> _SessionTable:
+    """The calendar's table from the cache when it holds this day's, else built and kept."""
+    path = _table_path(name, env)
+    table = _read_table(path)
+    if table is None:
+        table = _build_table(name)
+        _write_table(path, table)
+    return table
+
+
+def _table_path(name: str, env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    # exchange-calendars ends a calendar a year after the (local) day it is built on.
+    built = pd.Timestamp.now().floor("D").date().isoformat()
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return (
+        Path(base) / "tradekit" / "calendars" / f"{safe}@t{_TABLE_FORMAT}@{xcals.__version__}@{_EARLIEST}@{built}.npz"
+    )
+
+
+def _build_table(name: str) -> _SessionTable:
+    try:
+        cal = _load(name)
+    except xcals.errors.InvalidCalendarName:
+        raise ValueError(f"unknown exchange calendar {name!r}; e.g. XNYS, XNAS, XLON") from None
+    with _quiet():
+        days = np.array([label.date().toordinal() for label in cal.sessions], dtype=np.int64)
+        return _SessionTable(days=days, opens=_utc_nanos(cal.opens), closes=_utc_nanos(cal.closes), tz=str(cal.tz))
+
+
+def _read_table(path: Path) -> _SessionTable | None:
+    """The table kept at ``path``; None when there is none or it cannot be trusted."""
+    try:
+        with path.open("rb") as file:  # closed here whatever np.load makes of it
+            kept = np.load(file, allow_pickle=False)
+            if not isinstance(kept, np.lib.npyio.NpzFile):
+                return None
+            with kept:
+                table = _SessionTable(days=kept["days"], opens=kept["opens"], closes=kept["closes"], tz=str(kept["tz"]))
+        ZoneInfo(table.tz)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # missing, truncated or not ours: built again
+    arrays = (table.days, table.opens, table.closes)
+    n = len(table.days)
+    if n == 0 or any(a.dtype != np.int64 or a.shape != (n,) for a in arrays):
+        return None
+    if not (np.all(np.diff(table.days) > 0) and np.all(table.opens < table.closes)):
+        return None
+    return table
+
+
+def _write_table(path: Path, table: _SessionTable) -> None:
+    """Keep ``table`` at ``path`` (written whole, then renamed into place) and drop the
+    calendar's older tables; a cache that cannot be written is left alone."""
+    written: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as out:
+            written = out.name
+            np.savez(out, days=table.days, opens=table.opens, closes=table.closes, tz=np.array(table.tz))
+        os.replace(written, path)
+        stem = path.name.split("@", 1)[0]
+        for older in path.parent.glob(f"{stem}@*.npz"):
+            if older != path:
+                older.unlink(missing_ok=True)
+    except OSError:
+        if written is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(written)
 
 
 @lru_cache(maxsize=8)
