@@ -126,14 +126,16 @@ def test_last_close_on_a_half_day_and_over_a_holiday_weekend() -> None:
     assert cal.last_close(datetime(2023, 7, 3, 16, 59, tzinfo=UTC)) == datetime(2023, 6, 30, 20, tzinfo=UTC)
 
 
-def test_a_moment_at_a_close_is_between_sessions_for_a_cooldowns_age() -> None:
+def test_a_moment_at_a_close_is_in_that_session_for_a_cooldowns_age() -> None:
+    """A fill in the closing auction, or a daily bar stamped at the close, is of that session:
+    the next session's open counts, as it does a minute before the close."""
     cal = TradingCalendar("XNYS")
     close = datetime(2000, 5, 1, 20, tzinfo=UTC)  # Monday's close (16:00 New York)
-    # Tuesday's open is the session after the one ``since`` falls in: it does not count.
-    assert cal.sessions_opened_since(close, datetime(2000, 5, 2, 20, tzinfo=UTC)) == 0
-    assert cal.sessions_opened_since(close, datetime(2000, 5, 3, 20, tzinfo=UTC)) == 1
-    # A minute before the close is still Monday's session: Tuesday's open counts.
-    assert cal.sessions_opened_since(close - timedelta(minutes=1), datetime(2000, 5, 2, 20, tzinfo=UTC)) == 1
+    for since in (close, close - timedelta(minutes=1)):
+        assert cal.sessions_opened_since(since, datetime(2000, 5, 2, 13, 29, tzinfo=UTC)) == 0
+        assert cal.sessions_opened_since(since, datetime(2000, 5, 2, 20, tzinfo=UTC)) == 1
+    # A minute after it, the moment is between sessions: Tuesday's open does not count.
+    assert cal.sessions_opened_since(close + timedelta(minutes=1), datetime(2000, 5, 2, 20, tzinfo=UTC)) == 0
 
 
 @settings(max_examples=300, deadline=None)
@@ -142,11 +144,15 @@ def test_sessions_opened_since_counts_opens_after_the_session_since_falls_in(
     reference: xcals.ExchangeCalendar, since: datetime, days: int, minutes: int
 ) -> None:
     """A cooldown's age in sessions: opens strictly after ``since`` up to ``until``, where a
-    moment between sessions belongs to the next one (its open does not count)."""
+    moment between sessions belongs to the next one (its open does not count) and a moment at
+    a session's close to that session."""
     until = since + timedelta(days=days, minutes=minutes)
     with _quiet():
         # The session ``since`` falls in, or the next one when it falls between sessions.
-        label = reference.minute_to_session(pd.Timestamp(since), direction="next")
+        # exchange-calendars puts a close's minute in no session; tradekit in the one closing.
+        label = reference.minute_to_session(pd.Timestamp(since), direction="previous")
+        if reference.session_close(label).to_pydatetime() != since:
+            label = reference.minute_to_session(pd.Timestamp(since), direction="next")
         start = max(since, reference.session_open(label).to_pydatetime().astimezone(UTC))
         opens = reference.opens
     expected = int(((opens > pd.Timestamp(start)) & (opens <= pd.Timestamp(until))).sum())
@@ -200,10 +206,10 @@ def test_a_calendar_read_from_the_cache_answers_as_the_one_built(
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     built = TradingCalendar("XNYS", env=env)
     (kept,) = _kept(tmp_path)
-    assert kept.name.startswith(f"XNYS@t1@{xcals.__version__}@")
+    assert kept.name.startswith(f"XNYS@t1@{xcals.__version__}@{pd.__version__}@")
     # Another exchange, its own file; a name that is no file name is kept all the same.
     always = TradingCalendar("24/7", env=env)
-    assert [p.name.split("@")[0] for p in _kept(tmp_path)] == ["24_7", "XNYS"]
+    assert [p.name.split("@")[0] for p in _kept(tmp_path)] == ["24%2F7", "XNYS"]
 
     def no_build(name: str) -> None:
         raise AssertionError(f"{name} was built again instead of read")
@@ -228,8 +234,12 @@ def test_a_damaged_or_stale_cached_table_is_built_again_and_replaced(tmp_path: P
     (kept,) = _kept(tmp_path)
     whole = kept.read_bytes()
     # A table built on an earlier day: not read, and removed once today's is written.
-    kept.rename(kept.with_name(f"XNYS@t1@{xcals.__version__}@1990-01-01@2001-01-01.npz"))
-    for damage in (None, b"", b"not a table", whole[:100], whole[:-10]):
+    kept.rename(kept.with_name(kept.name.rsplit("@", 1)[0] + "@2001-01-01.npz"))
+    # A compression method no reader knows, in the zip's directory (zipfile raises
+    # NotImplementedError, which is neither an OSError nor a ValueError).
+    entry = whole.index(b"PK\x01\x02")
+    unknown_method = whole[: entry + 10] + b"\x63\x00" + whole[entry + 12 :]
+    for damage in (None, b"", b"not a table", whole[:100], whole[:-10], unknown_method):
         if damage is not None:
             kept.write_bytes(damage)
         rebuilt = TradingCalendar("XNYS", env=env)
@@ -242,8 +252,23 @@ def test_a_damaged_or_stale_cached_table_is_built_again_and_replaced(tmp_path: P
         assert kept.read_bytes() != damage
 
 
-def test_a_cache_that_cannot_be_written_is_not_kept(tmp_path: Path) -> None:
+def test_a_cache_that_cannot_be_written_or_found_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("the cache's directory cannot be made under a file")
-    ours = TradingCalendar("XNYS", env={"XDG_CACHE_HOME": str(blocked)})
-    assert ours.next_open(datetime(2024, 3, 1, 22, tzinfo=UTC)) == datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+    friday_close, monday_open = datetime(2024, 3, 1, 22, tzinfo=UTC), datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+    assert TradingCalendar("XNYS", env={"XDG_CACHE_HOME": str(blocked)}).next_open(friday_close) == monday_open
+
+    def homeless() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", homeless)
+    for env in ({}, {"XDG_CACHE_HOME": "relative/cache"}):  # a relative one is not the XDG spec's
+        assert TradingCalendar("XNYS", env=env).next_open(friday_close) == monday_open
+    assert not (Path("relative") / "cache").exists()
+
+
+def test_an_unknown_name_is_refused_whatever_the_cache_holds(tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    TradingCalendar("24/7", env=env)
+    with pytest.raises(ValueError, match="unknown exchange calendar '24_7'"):
+        TradingCalendar("24_7", env=env)

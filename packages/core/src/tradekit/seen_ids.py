@@ -16,7 +16,7 @@ class SeenIds:
     confirms a "perhaps" against its file.
     """
 
-    _HASHES = 6
+    _HASHES = 6  # ``add`` writes six positions out: change both together
     _BITS_PER_ID = 16
 
     def __init__(self, capacity: int = 1 << 18) -> None:

@@ -208,7 +208,7 @@ class OrderArchive:
                     conn.executemany(_PUT_ORDER, [_order_row(*pending) for pending in orders])
                 if received:
                     conn.executemany(_ADD_RECEIVED, [(generation, record_json(r)) for r, generation in received])
-            except sqlite3.Error:
+            except BaseException:  # a row that cannot be written, or serialised: none of them
                 conn.execute("ROLLBACK TO pending")
                 raise
             finally:

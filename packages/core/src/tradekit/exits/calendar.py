@@ -15,13 +15,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-import re
 import tempfile
+import urllib.parse
 import warnings
-import zipfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -101,10 +101,10 @@ class TradingCalendar:
         ``since`` falls between sessions, the next session's open (that open does not count):
         a cooldown's age in sessions. One pass of binary searches (asked on every decision).
 
-        A moment at a session's close is between sessions (that session has closed, as for
-        ``last_close``)."""
+        A moment at a session's close is in that session (a fill in the closing auction, a
+        daily bar stamped at the close): the next session's open counts."""
         since_ns = _nanos(since)
-        index = self._at(bisect.bisect_right(self._close_ns, since_ns), since)
+        index = self._at(bisect.bisect_left(self._close_ns, since_ns), since)
         start_ns = max(since_ns, self._open_ns[index])
         opened = bisect.bisect_right(self._open_ns, _nanos(until)) - bisect.bisect_right(self._open_ns, start_ns)
         return max(0, opened)
@@ -226,21 +226,53 @@ class _SessionTable:
 def _session_table(name: str, env: Mapping[str, str]) -> _SessionTable:
     """The calendar's table from the cache when it holds this day's, else built and kept."""
     path = _table_path(name, env)
-    table = _read_table(path)
+    table = None if path is None else _read_table(path)
     if table is None:
         table = _build_table(name)
-        _write_table(path, table)
+        if path is not None:
+            _write_table(path, table)
     return table
 
 
-def _table_path(name: str, env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    # exchange-calendars ends a calendar a year after the (local) day it is built on.
-    built = pd.Timestamp.now().floor("D").date().isoformat()
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return (
-        Path(base) / "tradekit" / "calendars" / f"{safe}@t{_TABLE_FORMAT}@{xcals.__version__}@{_EARLIEST}@{built}.npz"
+def _table_path(name: str, env: Mapping[str, str]) -> Path | None:
+    """Where this process's table of ``name`` is kept (None: no cache directory to be had).
+
+    The name says all that makes the table what it is: the exchange (quoted, so no two names
+    share a file), the table's layout, the versions of exchange-calendars, pandas and the
+    time-zone data that computed it, and the last day exchange-calendars builds calendars to
+    in this process (a year after the day it was imported)."""
+    base = env.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # unset, or relative: the XDG default
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no home directory to be found (an anonymous container user)
+            return None
+    stamp = "@".join(
+        (
+            f"t{_TABLE_FORMAT}",
+            xcals.__version__,
+            pd.__version__,
+            _tzdata_version(),
+            _EARLIEST,
+            _default_end().isoformat(),
+        )
     )
+    return Path(base) / "tradekit" / "calendars" / f"{urllib.parse.quote(name, safe='')}@{stamp}.npz"
+
+
+def _default_end() -> date:
+    from exchange_calendars.exchange_calendar import GLOBAL_DEFAULT_END
+
+    end: date = GLOBAL_DEFAULT_END.date()
+    return end
+
+
+@lru_cache(maxsize=1)
+def _tzdata_version() -> str:
+    try:
+        return metadata.version("tzdata")
+    except metadata.PackageNotFoundError:
+        return "system"
 
 
 def _build_table(name: str) -> _SessionTable:
@@ -254,7 +286,18 @@ def _build_table(name: str) -> _SessionTable:
 
 
 def _read_table(path: Path) -> _SessionTable | None:
-    """The table kept at ``path``; None when there is none or it cannot be trusted."""
+    """The table kept at ``path``; None when there is none or it cannot be trusted (a file that
+    cannot be read is removed: it is built again and written over)."""
+    table = _load_table(path)
+    if table is None:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    return table
+
+
+def _load_table(path: Path) -> _SessionTable | None:
+    if not path.exists():
+        return None
     try:
         with path.open("rb") as file:  # closed here whatever np.load makes of it
             kept = np.load(file, allow_pickle=False)
@@ -263,8 +306,8 @@ def _read_table(path: Path) -> _SessionTable | None:
             with kept:
                 table = _SessionTable(days=kept["days"], opens=kept["opens"], closes=kept["closes"], tz=str(kept["tz"]))
         ZoneInfo(table.tz)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # missing, truncated or not ours: built again
+    except Exception:  # noqa: BLE001 -- whatever a damaged file raises (zip, numpy, zoneinfo): built again
+        return None
     arrays = (table.days, table.opens, table.closes)
     n = len(table.days)
     if n == 0 or any(a.dtype != np.int64 or a.shape != (n,) for a in arrays):
@@ -284,7 +327,7 @@ def _write_table(path: Path, table: _SessionTable) -> None:
             written = out.name
             np.savez(out, days=table.days, opens=table.opens, closes=table.closes, tz=np.array(table.tz))
         os.replace(written, path)
-        stem = path.name.split("@", 1)[0]
+        stem = path.name.split("@", 1)[0]  # the quoted name holds no "@"
         for older in path.parent.glob(f"{stem}@*.npz"):
             if older != path:
                 older.unlink(missing_ok=True)
