@@ -949,7 +949,9 @@ def test_a_state_file_without_its_archive_is_an_error(make_paper: MakePaper, tmp
         PaperBroker(state_path=state)
 
 
-def test_a_state_file_from_before_the_archive_is_read_and_moved_over(make_paper: MakePaper, tmp_path: Path) -> None:
+def test_a_state_file_from_before_the_archive_is_read_and_moved_over(
+    make_paper: MakePaper, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     state = tmp_path / "paper.json"
     paper = make_paper(state_path=state)
     paper.submit_order(order("done"))
@@ -979,6 +981,17 @@ def test_a_state_file_from_before_the_archive_is_read_and_moved_over(make_paper:
     restored.set_price("AAPL", D(101), T0 + timedelta(minutes=1))  # a change: the book is saved
     assert list(json.loads(state.read_text())["orders"]) == ["rest"]
     assert PaperBroker(state_path=state).get_fills("done") == archived[1]
+    # The same old file, and an archive that cannot be made: the load fails, saying so,
+    # instead of the first save failing later.
+    (tmp_path / "paper.json.orders.db").unlink()
+    state.write_text(json.dumps(book))
+
+    def cannot_open(*args: object, **kwargs: object) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", cannot_open)  # the archive calls sqlite3.connect
+    with pytest.raises(PaperStateError, match=r"paper\.json\.orders\.db cannot be opened"):
+        PaperBroker(state_path=state)
 
 
 def test_an_account_in_memory_keeps_its_archive_in_a_temporary_file_removed_with_it() -> None:

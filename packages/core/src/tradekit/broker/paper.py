@@ -1355,6 +1355,7 @@ class PaperBroker:
                     self._archive.put_order(working.order, working.fills, book.generation + 1)
             for received in book.received:
                 self._archive.add_received(received, book.generation + 1)
+            self._archive.write_pending()  # an archive that cannot take them fails the load, here
         except ArchiveError as exc:
             raise PaperStateError(str(exc)) from exc
         book.received = []

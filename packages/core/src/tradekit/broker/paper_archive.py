@@ -119,7 +119,7 @@ class OrderArchive:
         archive's file, which its state file then refers to)."""
         if self._conn is None and (self._durable or self._orders or self._received):
             self._open()
-        self._write_pending()
+        self.write_pending()
         if self._conn is not None:
             try:
                 self._conn.commit()
@@ -132,7 +132,7 @@ class OrderArchive:
         if not self._existed:
             return
         conn = self._open()
-        self._write_pending()
+        self.write_pending()
         self._recent.clear()
         conn.execute("DELETE FROM orders WHERE generation > ?", (generation,))
         conn.execute("DELETE FROM received WHERE generation > ?", (generation,))
@@ -145,7 +145,7 @@ class OrderArchive:
             return True
         if not self._existed and client_order_id not in self._seen:
             return False
-        self._write_pending()
+        self.write_pending()
         if self._conn is None:
             return False
         row = self._conn.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
@@ -156,7 +156,7 @@ class OrderArchive:
         kept = self._recent.get(client_order_id)
         if kept is not None:
             return kept
-        self._write_pending()
+        self.write_pending()
         if self._conn is None:
             return None
         row = self._conn.execute(
@@ -174,7 +174,7 @@ class OrderArchive:
 
     def received_docs(self) -> list[Any]:
         """Every received request's JSON document, in arrival order."""
-        self._write_pending()
+        self.write_pending()
         if self._conn is None:
             return []
         return [json.loads(doc) for (doc,) in self._conn.execute("SELECT doc FROM received ORDER BY seq")]
@@ -192,7 +192,7 @@ class OrderArchive:
         if self._cleanup is not None:
             self._cleanup()
 
-    def _write_pending(self) -> None:
+    def write_pending(self) -> None:
         """Hand the rows kept in memory to SQLite, all or none (a failure keeps them all, to be
         written again by the next commit or read)."""
         orders, received = self._orders, self._received
