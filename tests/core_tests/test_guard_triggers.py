@@ -57,6 +57,9 @@ def test_no_trigger_fires_unless_the_config_turns_it_on(ledger: Ledger) -> None:
     with ledger.reading() as tx:
         assert tx.trading_state_transitions() == []
         assert tx.trading_state_marks() == {}
+    # The triggers are the guard's for its life (it works out once what it has to observe).
+    with pytest.raises(AttributeError):
+        guard.settings = GuardSettings(max_drawdown_pct=Decimal(5))  # type: ignore[misc]
 
 
 # --- max drawdown ---------------------------------------------------------------------------------

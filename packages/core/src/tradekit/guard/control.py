@@ -120,13 +120,19 @@ class TradingGuard:
         plugins: Plugins | None = None,
     ) -> None:
         self.ledger = ledger
-        self.settings = settings or GuardSettings()
+        self._settings = settings or GuardSettings()
         self.calendar = calendar or trading_calendar()
         self.plugins = plugins
         # Whether any automatic trigger is on (the settings are frozen): with none, an
         # observation only looks for automatic holds an earlier run left to release, and a
         # driver observes at every step of every session.
         self._automatic = triggers.any_enabled(self.settings)
+
+    @property
+    def settings(self) -> GuardSettings:
+        """The automatic triggers, fixed for the guard's life (what it observes is worked out
+        from them once)."""
+        return self._settings
 
     # --- the order gate ------------------------------------------------------------------------
 
