@@ -117,9 +117,9 @@ class OrderArchive:
     def commit(self) -> None:
         """Make every row written so far durable (a save's first step; it creates a persistent
         archive's file, which its state file then refers to)."""
-        if self._conn is None and (self._durable or self._orders or self._received):
+        if self._conn is None and self._durable:
             self._open()
-        self.write_pending()
+        self.write_pending()  # opens a temporary archive's file if it has rows to take
         if self._conn is not None:
             try:
                 self._conn.commit()
@@ -183,8 +183,7 @@ class OrderArchive:
 
     def close(self) -> None:
         """Commit and close; a temporary archive is removed."""
-        if self._orders or self._received:
-            self.commit()
+        self.write_pending()
         if self._conn is not None:
             self._conn.commit()
             self._conn.close()

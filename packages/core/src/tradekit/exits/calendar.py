@@ -226,7 +226,7 @@ class _SessionTable:
 def _session_table(name: str, env: Mapping[str, str]) -> _SessionTable:
     """The calendar's table from the cache when it holds this day's, else built and kept."""
     path = _table_path(name, env)
-    table = None if path is None else _read_table(path)
+    table = None if path is None or not path.exists() else _read_table(path)
     if table is None:
         table = _build_table(name)
         if path is not None:
@@ -286,8 +286,8 @@ def _build_table(name: str) -> _SessionTable:
 
 
 def _read_table(path: Path) -> _SessionTable | None:
-    """The table kept at ``path``; None when there is none or it cannot be trusted (a file that
-    cannot be read is removed: it is built again and written over)."""
+    """The table kept at ``path``; None when it cannot be trusted (the file is then removed: it
+    is built again and written over)."""
     table = _load_table(path)
     if table is None:
         with contextlib.suppress(OSError):
@@ -296,8 +296,6 @@ def _read_table(path: Path) -> _SessionTable | None:
 
 
 def _load_table(path: Path) -> _SessionTable | None:
-    if not path.exists():
-        return None
     try:
         with path.open("rb") as file:  # closed here whatever np.load makes of it
             kept = np.load(file, allow_pickle=False)

@@ -293,12 +293,8 @@ class BufferedLedger(Ledger):
         return _MemoryTx(self).open_positions()
 
     def position(self, symbol: str) -> Position | None:
-        head = self._state.positions.get(symbol)
-        if head is None or not head.is_open:
-            return None  # asked for every symbol at every close: most are not held
-        if head.folded is None:
-            head.folded = fold_position(symbol, head.events)
-        return head.folded
+        # Asked for every symbol at every close (most are not held): no view is made.
+        return _open_position(self._state, symbol)
 
     def _journal(self, undo: Callable[[], None]) -> None:
         if self._undo is not None:
@@ -549,6 +545,16 @@ class BufferedLedger(Ledger):
             return read(tx)
 
 
+def _open_position(state: _State, symbol: str) -> Position | None:
+    """``symbol``'s open position, folded from its events once until they change."""
+    head = state.positions.get(symbol)
+    if head is None or not head.is_open:
+        return None
+    if head.folded is None:
+        head.folded = fold_position(symbol, head.events)
+    return head.folded
+
+
 def _point_time(point: EquityPoint) -> datetime:
     return point.time
 
@@ -744,7 +750,9 @@ class _MemoryTx(LedgerTx):
             s.intent_seq -= 1
             del s.coid_by_key[key]
             s.keys.pop(bisect.bisect_left(s.keys, key))
-            if s.open_by_symbol[symbol].pop(coid, 0) is None:
+            symbol_open = s.open_by_symbol[symbol]
+            if coid in symbol_open:
+                del symbol_open[coid]
                 s.open_count -= 1
             s.created.pop(bisect.bisect_left(s.created, intent.created_at))
             if intent.side is Side.BUY:
@@ -1050,12 +1058,7 @@ class _MemoryTx(LedgerTx):
         self._ledger._journal(undo)
 
     def position(self, symbol: str) -> Position | None:
-        head = self._s.positions.get(symbol)
-        if head is None or not head.is_open:
-            return None
-        if head.folded is None:
-            head.folded = fold_position(symbol, head.events)
-        return head.folded
+        return _open_position(self._s, symbol)
 
     def open_positions(self, symbols: Iterable[str] | None = None) -> dict[str, Position]:
         wanted = sorted(self._s.positions if symbols is None else set(symbols))
