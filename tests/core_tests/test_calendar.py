@@ -126,6 +126,31 @@ def test_last_close_on_a_half_day_and_over_a_holiday_weekend() -> None:
     assert cal.last_close(datetime(2023, 7, 3, 16, 59, tzinfo=UTC)) == datetime(2023, 6, 30, 20, tzinfo=UTC)
 
 
+def test_a_daily_bar_is_of_the_session_it_closes_or_falls_in() -> None:
+    xnys, always = TradingCalendar("XNYS"), TradingCalendar("24/7")
+    wednesday = xnys.session_of_bar(datetime(2024, 11, 27, 21, tzinfo=UTC))  # at the close
+    assert wednesday is not None
+    assert wednesday.day == date(2024, 11, 27)
+    # A half day's bar stamped at the regular close, three hours after the real one.
+    friday = xnys.session_of_bar(datetime(2024, 11, 29, 21, tzinfo=UTC))
+    assert friday is not None
+    assert (friday.day, friday.close) == (date(2024, 11, 29), datetime(2024, 11, 29, 18, tzinfo=UTC))
+    # Thanksgiving and a Saturday have no session: bad data, not Wednesday's or Friday's bar.
+    assert xnys.session_of_bar(datetime(2024, 11, 28, 21, tzinfo=UTC)) is None
+    assert xnys.session_of_bar(datetime(2024, 11, 30, 21, tzinfo=UTC)) is None
+    # 24/7: the bar stamped at 00:00 on Sunday closes Saturday's session, which Sunday's opens
+    # at that same instant; a bar stamped within a day (a date-only file's row) is that day's.
+    sunday = datetime(2024, 3, 10, tzinfo=UTC)
+    saturday = always.session_of_bar(sunday)
+    assert saturday is not None
+    assert (saturday.day, saturday.open, saturday.close) == (date(2024, 3, 9), sunday - timedelta(days=1), sunday)
+    within = always.session_of_bar(sunday + timedelta(hours=21))
+    assert within is not None
+    assert within.day == date(2024, 3, 10)
+    with pytest.raises(ValueError, match="bar 2099-01-02 is outside the XNYS calendar"):
+        xnys.session_of_bar(datetime(2099, 1, 2, 21, tzinfo=UTC))
+
+
 def test_a_moment_at_a_close_is_in_that_session_for_a_cooldowns_age() -> None:
     """A fill in the closing auction, or a daily bar stamped at the close, is of that session:
     the next session's open counts, as it does a minute before the close."""

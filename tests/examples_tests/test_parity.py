@@ -18,11 +18,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
 from tradekit.broker.protocol import MarketClock
-from tradekit.config import AllocationSettings, ScannerSettings, Settings, TierSettings
+from tradekit.config import AllocationSettings, ExitSettings, ScannerSettings, Settings, TierSettings
 from tradekit.data import load_daily_bars
 from tradekit.domain import Bar
 from tradekit.execution.clock import SimClock
@@ -30,7 +31,7 @@ from tradekit.execution.live import LiveTrader
 from tradekit.execution.paper_run import run_paper_replay
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.session import Focus
-from tradekit.exits.calendar import TradingCalendar
+from tradekit.exits.calendar import TradingCalendar, trading_calendar
 from tradekit.ledger import Ledger
 from tradekit.plugins import Plugins
 from tradekit.strategy import Strategy
@@ -55,9 +56,10 @@ class LiveFeed(PaperBroker):
     """The paper broker with a broker plugin's market data: the daily bars stamped up to
     now, the prices of the symbols trading now, and a market clock from the exchange calendar."""
 
-    def __init__(self, bars: Mapping[str, list[Bar]], clock: SimClock) -> None:
+    def __init__(self, bars: Mapping[str, list[Bar]], clock: SimClock, calendar: TradingCalendar = CALENDAR) -> None:
         super().__init__(PaperBrokerConfig())
         self.bars = bars
+        self.calendar = calendar
         self.times = {s: [b.time for b in series] for s, series in bars.items()}
         self.sim_clock = clock
         self.trading_now: dict[str, Decimal] = {}
@@ -77,28 +79,29 @@ class LiveFeed(PaperBroker):
         return {s: self.trading_now[s] for s in symbols if s in self.trading_now}
 
     def get_clock(self) -> MarketClock:
-        now = self.sim_clock()
-        opens = CALENDAR.last_open(now)
-        closes = CALENDAR.session_of_open(opens).close if opens is not None else now
-        following = CALENDAR.next_open(now)
+        now, calendar = self.sim_clock(), self.calendar
+        opens = calendar.last_open(now)
+        closes = calendar.session_of_open(opens).close if opens is not None else now
+        following = calendar.next_open(now)
         return MarketClock(
             now=now,
             is_open=opens is not None and opens <= now < closes,
             next_open=following,
-            next_close=closes if now < closes else CALENDAR.session_of_open(following).close,
+            next_close=closes if now < closes else calendar.session_of_open(following).close,
         )
 
 
 def trade_live(tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list[Bar]], settings: Settings) -> str:
     """Run ``strategy`` through LiveTrader cycles over ``bars``; return the ledger's URL."""
+    calendar = trading_calendar(settings.exits.calendar)
     first = min(series[0].time for series in bars.values())
     clock = SimClock(first - timedelta(days=1))
-    feed = LiveFeed(bars, clock)
+    feed = LiveFeed(bars, clock, calendar)
     url = f"sqlite:///{tmp_path / 'live.db'}"
     exits = settings.exits
     with Ledger.open(url, for_trading=True) as ledger:
         pipeline = OrderPipeline(
-            ledger=ledger, broker=feed, settings=settings, plugins=PLUGINS, calendar=CALENDAR, clock=clock
+            ledger=ledger, broker=feed, settings=settings, plugins=PLUGINS, calendar=calendar, clock=clock
         )
         focus = Focus(PLUGINS, settings.scanner) if settings.scanner.enabled else None
         trader = LiveTrader(pipeline, strategy, sorted(bars), focus=focus)
@@ -106,8 +109,14 @@ def trade_live(tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list
         days = sorted({b.time for series in bars.values() for b in series})
         for day in days:
             todays = {s: series[i] for s, series in bars.items() if (i := _index(feed.times[s], day)) is not None}
-            session = CALENDAR.session_of_open(CALENDAR.next_open(day - timedelta(hours=12)))
-            window = CALENDAR.execution_window(
+            # The session the bar is of: the last one to open before it (a bar is stamped at
+            # its session's close, a half day's at the regular close after it; on a 24/7
+            # calendar, that close is also the next session's open).
+            opened = calendar.last_open(day - timedelta(microseconds=1))
+            assert opened is not None
+            session = calendar.session_of_open(opened)
+            assert session.close <= day < calendar.next_open(session.open) + timedelta(microseconds=1)
+            window = calendar.execution_window(
                 session.open - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
             )
             clock.now = session.open
@@ -155,6 +164,25 @@ def what_happened(url: str) -> dict[str, list[Any]]:
     }
 
 
+def replayed_and_traded_live_alike(
+    tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list[Bar]], settings: Settings
+) -> dict[str, list[Any]]:
+    """Replay ``strategy`` and trade it live over ``bars``; assert the two ledgers agree on
+    everything ``what_happened`` reads, and that they traded; return the replay's."""
+    replayed = run_paper_replay(
+        strategy=strategy, settings=settings, plugins=PLUGINS, bars=bars, out_dir=tmp_path / "replay", chart=False
+    )
+    live = what_happened(trade_live(tmp_path, strategy, bars, settings))
+    replay = what_happened(replayed.ledger_url)
+    # Not a vacuous agreement: the runs traded, and each decision kind showed up.
+    assert replay["fills"]
+    assert replay["exits"]
+    assert {d[3] for d in replay["decisions"]} >= {"enter_new", "skip"}
+    for what in replay:
+        assert live[what] == replay[what], what
+    return replay
+
+
 @pytest.mark.parametrize(
     ("strategy", "settings"),
     [
@@ -172,17 +200,33 @@ def test_the_live_trader_decides_and_orders_exactly_what_the_replay_does(
         s: [b for b in series if START <= b.time <= END]
         for s, series in load_daily_bars(["AAPL", "MSFT", "IBM", "GOOG"]).items()
     }
-    replayed = run_paper_replay(
-        strategy=strategy, settings=settings, plugins=PLUGINS, bars=bars, out_dir=tmp_path / "replay", chart=False
-    )
-    live = what_happened(trade_live(tmp_path, strategy, bars, settings))
-    replay = what_happened(replayed.ledger_url)
-
-    # Not a vacuous agreement: the runs traded, and each decision kind showed up.
-    assert replay["fills"]
-    assert replay["exits"]
-    assert {d[3] for d in replay["decisions"]} >= {"enter_new", "skip"}
+    replay = replayed_and_traded_live_alike(tmp_path, strategy, bars, settings)
     if strategy.policy().allow_scaling:
         assert any(p[1] > 1 for p in replay["positions"])
-    for what in replay:
-        assert live[what] == replay[what], what
+
+
+def every_day(series: Sequence[Bar], first_close: datetime) -> list[Bar]:
+    """The shipped bars re-stamped one a day, every day, at 00:00 UTC: the close of a 24/7
+    market's daily session, as a crypto venue's daily candle is stamped (``tradekit-venue-ccxt``)."""
+    return [
+        attrs.evolve(bar, time=first_close + timedelta(days=i))  # real prices, a 24/7 schedule
+        for i, bar in enumerate(series)
+    ]
+
+
+@pytest.mark.parametrize("strategy", [PyramidBreakout, AverageDown], ids=["pyramid", "average-down"])
+def test_on_a_24_7_calendar_the_live_trader_decides_and_orders_exactly_what_the_replay_does(
+    tmp_path: Path, strategy: type[Strategy]
+) -> None:
+    # On a 24/7 calendar a session's close is the next one's open, and weekends trade: the
+    # live trader's close phase, open phase and exit windows meet at the same instants.
+    shipped = load_daily_bars(["AAPL", "MSFT"])
+    first_close = datetime(2021, 1, 1, tzinfo=UTC)
+    bars = {s: every_day([b for b in series if START <= b.time <= END], first_close) for s, series in shipped.items()}
+    settings = Settings(exits=ExitSettings(calendar="24/7"))
+    assert any(b.time.weekday() >= 5 for b in bars["AAPL"])
+    replay = replayed_and_traded_live_alike(tmp_path, strategy, bars, settings)
+    assert "scale_in" in {d[3] for d in replay["decisions"]}
+    assert any(p[1] > 1 for p in replay["positions"])
+    # Buys queued at a close are judged in the next session, which opens at that close.
+    assert [f for f in replay["fills"] if f[4].weekday() >= 5]

@@ -219,11 +219,13 @@ class LiveTrader:
         except BrokerError as exc:
             log.warning("daily bars unavailable, the strategy waits for the next cycle: %s", exc)
             return None
-        session_day = session_close.astimezone(self.pipeline.calendar.tz).date()
+        calendar = self.pipeline.calendar
         ready: dict[str, list[Bar]] = {}
         for symbol in symbols:  # only what was asked for
             series = fetched.get(symbol) or []
-            if series and series[-1].time.astimezone(self.pipeline.calendar.tz).date() == session_day:
+            # The bar of that session, matched as the replay matches them.
+            session = calendar.session_of_bar(series[-1].time) if series else None
+            if session is not None and session.close == session_close:
                 ready[symbol] = series
         return ready
 

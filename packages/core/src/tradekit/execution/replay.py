@@ -34,7 +34,7 @@ from tradekit.domain.values import ZERO
 from tradekit.execution.clock import SimClock
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.session import Focus, SessionDriver, SessionTally
-from tradekit.exits.calendar import Session, TradingCalendar
+from tradekit.exits.calendar import TradingCalendar
 from tradekit.strategy.base import Strategy
 from tradekit.strategy.history import BAR_TIMES, History
 
@@ -188,7 +188,6 @@ class ReplayRunner:
             result.tally, result.bars, result.days = driver.tally, after.bars, after.days
             result.starting_equity = after.starting_equity
             days = days[bisect.bisect_right(days, after.last_session) :]
-        sessions = self._sessions(days)
         for day in days:
             todays = []
             for symbol, i in cursor.items():
@@ -197,7 +196,7 @@ class ReplayRunner:
                     todays.append((symbol, i))
             for symbol, i in todays:
                 cursor[symbol] = i + 1
-            session = sessions.get(day.date())
+            session = self.calendar.session_of_bar(day)
             opens_at = session.open if session is not None else day - _UNLISTED_SESSION
             closes_at = day
             window = (
@@ -235,9 +234,3 @@ class ReplayRunner:
         pipeline.apply_events()
         result.final_equity = broker.get_account().equity
         return result
-
-    def _sessions(self, days: Sequence[datetime]) -> dict[object, Session]:
-        if not days:
-            return {}
-        found = self.calendar.sessions(days[0].date(), days[-1].date())
-        return {s.day: s for s in found}

@@ -153,6 +153,28 @@ class TradingCalendar:
         first, stop = bisect.bisect_left(self._days, start), bisect.bisect_right(self._days, end)
         return [self._session(i) for i in range(first, stop)]
 
+    def session_of_bar(self, stamped: datetime) -> Session | None:
+        """The session of the daily bar stamped at ``stamped``; None for a bar on a day the
+        exchange had no session (bad data).
+
+        A bar is stamped at its session's close: at it, or within the session, the bar is that
+        session's. On a calendar whose sessions abut (``24/7``: midnight to midnight UTC, the
+        way a crypto venue's daily candle is stamped), a close is also the next session's open,
+        and the bar is the session's that closes then. A bar stamped after its session's close
+        but before the next open is that session's when it is of the same day in the
+        exchange's time zone: a half day's bar stamped at the regular close. The replay and the
+        live trader both match bars to sessions by this rule."""
+        at = _nanos(stamped)
+        self._check_day("bar", stamped.astimezone(self.tz).date())
+        i = bisect.bisect_left(self._open_ns, at) - 1  # the last session open strictly before
+        if i < 0:
+            return None
+        if at <= self._close_ns[i]:
+            return self._session(i)
+        session = self._session(i)
+        same_day = session.close.astimezone(self.tz).date() == stamped.astimezone(self.tz).date()
+        return session if same_day else None
+
     def is_session(self, day: date) -> bool:
         self._check_day("date", day)
         i = bisect.bisect_left(self._days, day)
