@@ -107,3 +107,19 @@ def test_an_unknown_source_lists_the_installed_ones(env: dict[str, str]) -> None
     )
     assert result.exit_code != 0
     assert "unknown data source 'yahoo'; installed: alpaca" in result.output
+
+
+def test_with_no_cache_directory_to_be_found_the_fetch_says_what_to_set(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def homeless() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", homeless)
+    result = CliRunner(env={**env, "XDG_CACHE_HOME": "relative/cache"}).invoke(
+        cli, ["data", "fetch", "--source", "alpaca", "--symbols", "AAPL", "--start", "2024-01-01"]
+    )
+    assert result.exit_code != 0
+    assert "set XDG_CACHE_HOME to an absolute path, or pass --cache DIR" in result.output
+    assert "Traceback" not in result.output
+    assert not Path("relative").exists()

@@ -68,7 +68,10 @@ def data_fetch(
     first, last = start.date(), (end or datetime.now(UTC)).date()
     if last < first:
         raise click.ClickException(f"the last day {last} is before the first day {first}")
-    directory = cache or default_cache_dir() / source_name
+    try:
+        directory = cache or default_cache_dir() / source_name
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         source = spec.factory(settings, dict(os.environ))
     except SettingsError as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,6 +25,7 @@ from tradekit.config.settings import Settings
 from tradekit.data.bar_files import SOURCE_FILE, DataError, parse_csv
 from tradekit.data.source import BarSource
 from tradekit.domain.market import Bar
+from tradekit.user_cache import NoCacheDirectory, user_cache_dir
 
 _NEW_YORK = ZoneInfo("America/New_York")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -52,10 +52,12 @@ class FetchResult:
 
 
 def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/tradekit/bars`` (``~/.cache/tradekit/bars`` when unset)."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tradekit" / "bars"
+    """``$XDG_CACHE_HOME/tradekit/bars`` (``~/.cache/tradekit/bars`` when it is unset or
+    relative); a DataError naming what to set when there is no home directory either."""
+    try:
+        return user_cache_dir("bars", env=env)
+    except NoCacheDirectory as exc:
+        raise DataError(f"{exc}, or pass --cache DIR") from None
 
 
 def bar_day(bar: Bar) -> str:

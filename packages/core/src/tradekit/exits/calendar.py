@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tradekit.user_cache import NoCacheDirectory, user_cache_dir
+
 _EARLIEST = "1990-01-01"
 # The layout of a kept session table (the cache's file names carry it).
 _TABLE_FORMAT = 1
@@ -263,12 +265,10 @@ def _table_path(name: str, env: Mapping[str, str]) -> Path | None:
     share a file), the table's layout, the versions of exchange-calendars, pandas and the
     time-zone data that computed it, and the last day exchange-calendars builds calendars to
     in this process (a year after the day it was imported)."""
-    base = env.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):  # unset, or relative: the XDG default
-        try:
-            base = str(Path.home() / ".cache")
-        except RuntimeError:  # no home directory to be found (an anonymous container user)
-            return None
+    try:
+        directory = user_cache_dir("calendars", env=env)
+    except NoCacheDirectory:
+        return None  # the table is built in every process instead
     stamp = "@".join(
         (
             f"t{_TABLE_FORMAT}",
@@ -279,7 +279,7 @@ def _table_path(name: str, env: Mapping[str, str]) -> Path | None:
             _default_end().isoformat(),
         )
     )
-    return Path(base) / "tradekit" / "calendars" / f"{urllib.parse.quote(name, safe='')}@{stamp}.npz"
+    return directory / f"{urllib.parse.quote(name, safe='')}@{stamp}.npz"
 
 
 def _default_end() -> date:
