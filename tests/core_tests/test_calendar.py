@@ -81,9 +81,12 @@ def test_the_session_of_an_open_is_the_one_that_opens_then_even_where_sessions_a
     """On calendars whose sessions abut (a session's open is the previous one's close), the
     session of an open is the one that opens there, and an exit window decided before it is
     open + start .. open + end inside that session, not cut at the previous close (it closed
-    before it opened: every planned exit would escalate)."""
+    before it opened: every planned exit would escalate). A window decided at a close that
+    is also an open is that session's (``session_after``)."""
     cal = TradingCalendar(name)
-    opens = cal.next_open(moment)
+    shared_boundary = cal.last_close(moment) == moment == cal.last_open(moment)
+    opens = moment if shared_boundary else cal.next_open(moment)
+    assert cal.session_after(moment).open == opens
     session = cal.session_of_open(opens)
     assert session.open == opens
     assert session.open < session.close
@@ -149,6 +152,24 @@ def test_a_daily_bar_is_of_the_session_it_closes_or_falls_in() -> None:
     assert within.day == date(2024, 3, 10)
     with pytest.raises(ValueError, match="bar 2099-01-02 is outside the XNYS calendar"):
         xnys.session_of_bar(datetime(2099, 1, 2, 21, tzinfo=UTC))
+
+
+def test_what_is_decided_at_a_close_is_acted_on_in_the_session_opening_then_if_any() -> None:
+    xnys, always = TradingCalendar("XNYS"), TradingCalendar("24/7")
+    friday_close = datetime(2024, 3, 1, 21, tzinfo=UTC)
+    monday = xnys.session_after(friday_close)
+    assert monday.open == datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+    # At an open that is no close (XNYS), or during a session: the next session.
+    assert xnys.session_after(monday.open).day == date(2024, 3, 5)
+    assert xnys.session_after(monday.open + timedelta(hours=2)).day == date(2024, 3, 5)
+    # 24/7: Saturday's close is Sunday's open, and Sunday's session is the one after it.
+    sunday = datetime(2024, 3, 10, tzinfo=UTC)
+    assert always.session_after(sunday).open == sunday
+    assert always.execution_window(sunday, 5, 30).opens_at == sunday + timedelta(minutes=5)
+    assert always.session_after(sunday + timedelta(microseconds=1)).open == sunday + timedelta(days=1)
+    assert always.session_after(sunday - timedelta(microseconds=1)).open == sunday
+    # next_open keeps its meaning (strictly after): a live trader gives up on a missing bar there.
+    assert always.next_open(sunday) == sunday + timedelta(days=1)
 
 
 def test_a_moment_at_a_close_is_in_that_session_for_a_cooldowns_age() -> None:

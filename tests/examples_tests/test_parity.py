@@ -12,6 +12,9 @@ end, the close) and lets the trader decide what is due, as a live run would.
 from __future__ import annotations
 
 import bisect
+import json
+import sqlite3
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,17 +28,18 @@ from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
 from tradekit.broker.protocol import MarketClock
 from tradekit.config import AllocationSettings, ExitSettings, ScannerSettings, Settings, TierSettings
 from tradekit.data import load_daily_bars
-from tradekit.domain import Bar
+from tradekit.domain import Bar, Side, Signal
 from tradekit.execution.clock import SimClock
 from tradekit.execution.live import LiveTrader
 from tradekit.execution.paper_run import run_paper_replay
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.session import Focus
-from tradekit.exits.calendar import TradingCalendar, trading_calendar
+from tradekit.exits.calendar import Session, TradingCalendar, trading_calendar
 from tradekit.ledger import Ledger
 from tradekit.plugins import Plugins
-from tradekit.strategy import Strategy
+from tradekit.strategy import Strategy, StrategyView
 from tradekit_strategies_examples import AverageDown, PyramidBreakout, SingleEntryBreakout, TieredMomentum
+from tradekit_strategies_examples.breakout import make_signal
 
 PLUGINS = Plugins(load_entrypoints=False, env={})
 CALENDAR = TradingCalendar()
@@ -109,28 +113,40 @@ def trade_live(tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list
         days = sorted({b.time for series in bars.values() for b in series})
         for day in days:
             todays = {s: series[i] for s, series in bars.items() if (i := _index(feed.times[s], day)) is not None}
-            # The session the bar is of: the last one to open before it (a bar is stamped at
-            # its session's close, a half day's at the regular close after it; on a 24/7
-            # calendar, that close is also the next session's open).
-            opened = calendar.last_open(day - timedelta(microseconds=1))
-            assert opened is not None
-            session = calendar.session_of_open(opened)
-            assert session.close <= day < calendar.next_open(session.open) + timedelta(microseconds=1)
+            session = _session_of(calendar, day)
+            if session is None:  # bad data: a bar on a day with no session; nothing is due
+                clock.now = day
+                trader.cycle()
+                continue
             window = calendar.execution_window(
                 session.open - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
             )
-            clock.now = session.open
+            # The moments a trader cycling all day would find something due at, in time
+            # order: the open, the window's start and the minute after its end (when before
+            # the bar's stamp), and the bar's stamp (the close, or a half day's regular close).
+            during = {window.opens_at, window.closes_at + timedelta(minutes=1)}
+            moments = [session.open, *sorted(m for m in during if session.open < m < day), day]
             feed.move({s: b.open for s, b in todays.items()}, session.open)
-            trader.cycle()
-            clock.now = window.opens_at
-            trader.cycle()
-            if window.closes_at < day:
-                clock.now = window.closes_at + timedelta(minutes=1)
+            for moment in moments:
+                if moment == day:
+                    feed.move({s: b.close for s, b in todays.items()}, day)
+                clock.now = moment
                 trader.cycle()
-            clock.now = day
-            feed.move({s: b.close for s, b in todays.items()}, day)
-            trader.cycle()
     return url
+
+
+def _session_of(calendar: TradingCalendar, day: datetime) -> Session | None:
+    """The session of the bar stamped at ``day``, worked out here independently of the
+    calendar's ``session_of_bar``: the last one to open before it, when the bar is stamped
+    at its close or within it (on a 24/7 calendar, that close is also the next session's
+    open), or after its close on the same day in the exchange's zone (a half day's bar,
+    stamped at the regular close)."""
+    opened = calendar.last_open(day - timedelta(microseconds=1))
+    assert opened is not None
+    session = calendar.session_of_open(opened)
+    if day <= session.close or session.close.astimezone(calendar.tz).date() == day.astimezone(calendar.tz).date():
+        return session
+    return None
 
 
 def _index(times: list[datetime], moment: datetime) -> int | None:
@@ -164,8 +180,16 @@ def what_happened(url: str) -> dict[str, list[Any]]:
     }
 
 
+def replayed_ledger_file(tmp_path: Path) -> Path:
+    return tmp_path / "replay" / "ledger.db"
+
+
 def replayed_and_traded_live_alike(
-    tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list[Bar]], settings: Settings
+    tmp_path: Path,
+    strategy: type[Strategy],
+    bars: Mapping[str, list[Bar]],
+    settings: Settings,
+    kinds: frozenset[str] = frozenset({"enter_new", "skip"}),
 ) -> dict[str, list[Any]]:
     """Replay ``strategy`` and trade it live over ``bars``; assert the two ledgers agree on
     everything ``what_happened`` reads, and that they traded; return the replay's."""
@@ -177,7 +201,7 @@ def replayed_and_traded_live_alike(
     # Not a vacuous agreement: the runs traded, and each decision kind showed up.
     assert replay["fills"]
     assert replay["exits"]
-    assert {d[3] for d in replay["decisions"]} >= {"enter_new", "skip"}
+    assert {d[3] for d in replay["decisions"]} >= kinds
     for what in replay:
         assert live[what] == replay[what], what
     return replay
@@ -228,5 +252,106 @@ def test_on_a_24_7_calendar_the_live_trader_decides_and_orders_exactly_what_the_
     replay = replayed_and_traded_live_alike(tmp_path, strategy, bars, settings)
     assert "scale_in" in {d[3] for d in replay["decisions"]}
     assert any(p[1] > 1 for p in replay["positions"])
-    # Buys queued at a close are judged in the next session, which opens at that close.
     assert [f for f in replay["fills"] if f[4].weekday() >= 5]
+    # What is decided at a close is acted on in the session that opens at that close: buys
+    # judged, exits given their window, five minutes after it (the window's start), not a
+    # whole day later.
+    start = timedelta(minutes=settings.exits.window_start_minutes)
+    with sqlite3.connect(replayed_ledger_file(tmp_path)) as db:
+        judged = db.execute(
+            "SELECT q.signal, d.evaluated_at FROM tk_decisions d JOIN tk_queued_buys q ON q.signal_id = d.signal_id"
+        ).fetchall()
+        planned = db.execute("SELECT decided_at, window_opens_at FROM tk_exit_intents").fetchall()
+    assert judged
+    assert planned
+    for signal, evaluated_at in judged:
+        assert (
+            datetime.fromisoformat(evaluated_at) - datetime.fromisoformat(json.loads(signal)["generated_at"]) == start
+        )
+    for decided_at, window_opens_at in planned:
+        assert datetime.fromisoformat(window_opens_at) - datetime.fromisoformat(decided_at) == start
+
+
+def shipped(symbols: Sequence[str], first: datetime, last: datetime) -> dict[str, list[Bar]]:
+    return {s: [b for b in series if first <= b.time <= last] for s, series in load_daily_bars(symbols).items()}
+
+
+def test_an_exit_window_that_ends_with_the_session_is_escalated_alike(tmp_path: Path) -> None:
+    # The window runs to the close (390 minutes on a full XNYS day). An exit whose symbol
+    # has no bar, so no price, the day after it was decided misses its window: the live
+    # trader's cycle at the close moves it to the next session's window, where it executes.
+    settings = Settings(exits=ExitSettings(window_end_minutes=390))
+    bars = shipped(["AAPL", "MSFT"], datetime(2007, 1, 1, tzinfo=UTC), datetime(2007, 9, 30, tzinfo=UTC))
+    first = what_happened(
+        run_paper_replay(
+            strategy=SingleEntryBreakout, settings=settings, plugins=PLUGINS, bars=bars, out_dir=tmp_path / "first"
+        ).ledger_url
+    )
+    decided = [e[4] for e in first["exits"] if e[1] == "AAPL"][:2]
+    times = [b.time for b in bars["AAPL"]]
+    missing = {times[times.index(d) + 1] for d in decided}
+    bars["AAPL"] = [b for b in bars["AAPL"] if b.time not in missing]
+
+    replay = replayed_and_traded_live_alike(tmp_path, SingleEntryBreakout, bars, settings, frozenset({"enter_new"}))
+    sells = sorted(f[4] for f in replay["fills"] if f[1].value == "sell")
+    for decided_at in decided:
+        # Sold in the session after the one it missed, not rolled on from window to window.
+        sold = next(t for t in sells if t > decided_at)
+        assert sold - decided_at < timedelta(days=5), (decided_at, sold)
+
+
+def test_a_window_opening_after_a_half_days_close_opens_nothing_that_day(tmp_path: Path) -> None:
+    # A window four hours after the open starts after a half day's 13:00 New York close:
+    # the live trader finds the market closed, so no exit and no buy goes out that day.
+    settings = Settings(exits=ExitSettings(window_start_minutes=240, window_end_minutes=300))
+    bars = shipped(["AAPL", "MSFT", "IBM", "GOOG"], datetime(2007, 6, 1, tzinfo=UTC), datetime(2008, 1, 15, tzinfo=UTC))
+    replay = replayed_and_traded_live_alike(tmp_path, PyramidBreakout, bars, settings)
+    calendar = trading_calendar(settings.exits.calendar)
+    for fill in replay["fills"]:
+        opened = calendar.last_open(fill[4])
+        assert opened is not None
+        assert fill[4] <= calendar.session_of_open(opened).close, fill
+
+
+class WeekendBuyer(Strategy):
+    """A buy on Friday's and Saturday's bars when flat; a sell once the close is 2% off the
+    last entry either way."""
+
+    name = "weekend-buyer"
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        position = view.position
+        if position is None:
+            if view.bar.time.weekday() in (4, 5):
+                return [make_signal(self.name, view, Side.BUY, 4, "flat on a Friday or a Saturday")]
+            return []
+        last = position.entries[-1].price
+        if abs(view.bar.close - last) >= last * Decimal("0.02"):
+            return [make_signal(self.name, view, Side.SELL, 4, "moved 2%")]
+        return []
+
+
+def test_bars_on_days_without_a_session_are_not_traded_on(tmp_path: Path) -> None:
+    # Bad data: each Friday's bars again on the Saturday after. The live trader never finds
+    # a bar of a session there; the replay keeps them in the history and trades nothing on
+    # them (it used to run each as a session of its own, the strategy on its bar included).
+    bars = shipped(["AAPL", "MSFT"], datetime(2007, 1, 1, tzinfo=UTC), datetime(2007, 6, 30, tzinfo=UTC))
+    for symbol, series in bars.items():
+        fridays = [b for b in series if b.time.weekday() == 4]
+        saturdays = [attrs.evolve(b, time=b.time + timedelta(days=1)) for b in fridays]
+        bars[symbol] = sorted([*series, *saturdays], key=lambda b: b.time)
+    inserted = sum(1 for series in bars.values() for b in series if b.time.weekday() == 5)
+    assert inserted > 40
+
+    replay = replayed_and_traded_live_alike(tmp_path, WeekendBuyer, bars, Settings(), frozenset({"enter_new"}))
+    assert not [d for d in replay["decisions"] if d[0].weekday() >= 5]
+    assert not [f for f in replay["fills"] if f[4].weekday() >= 5]
+    # Every buy judged came from a Friday's signal, none from a Saturday's: at most one
+    # decision a symbol a week.
+    weeks = Counter((d[1], d[0].isocalendar()[:2]) for d in replay["decisions"])
+    assert max(weeks.values()) == 1
+    result = run_paper_replay(
+        strategy=WeekendBuyer, settings=Settings(), plugins=PLUGINS, bars=bars, out_dir=tmp_path / "again", chart=False
+    ).result
+    assert result.bars_without_session == inserted
+    assert result.bars == sum(len(series) for series in bars.values()) - inserted

@@ -407,6 +407,8 @@ def _print_summary(paper: Any) -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("bars replayed", f"{r.bars:,} ({r.days:,} days)")
+    if r.bars_without_session:
+        table.add_row("bars not traded", f"{r.bars_without_session:,} on days with no exchange session")
     table.add_row("signals", ", ".join(f"{k} {v:,}" for k, v in sorted(tally.signals.items())) or "none")
     table.add_row("orders", ", ".join(f"{k} {v}" for k, v in sorted(s.orders_by_purpose.items())) or "none")
     table.add_row("fills", str(s.fills))

@@ -21,6 +21,7 @@ import bisect
 import contextlib
 import gc
 import itertools
+import logging
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -38,8 +39,8 @@ from tradekit.exits.calendar import TradingCalendar
 from tradekit.strategy.base import Strategy
 from tradekit.strategy.history import BAR_TIMES, History
 
-# A bar on a day the calendar has no session for (bad data) is given a 6.5-hour session.
-_UNLISTED_SESSION = timedelta(hours=6, minutes=30)
+log = logging.getLogger(__name__)
+
 # The youngest generation's collection threshold during a replay (Python's default is 700).
 _REPLAY_GEN0_THRESHOLD = 50_000
 
@@ -69,6 +70,8 @@ class ReplayResult:
     tally: SessionTally
     bars: int = 0
     days: int = 0
+    # Bars on days the exchange had no session (bad data): in the history, not traded on.
+    bars_without_session: int = 0
     starting_equity: Decimal = ZERO
     final_equity: Decimal = ZERO
 
@@ -197,34 +200,54 @@ class ReplayRunner:
             for symbol, i in todays:
                 cursor[symbol] = i + 1
             session = self.calendar.session_of_bar(day)
-            opens_at = session.open if session is not None else day - _UNLISTED_SESSION
-            closes_at = day
-            window = (
-                session.execution_window(exits.window_start_minutes, exits.window_end_minutes)
-                if session is not None
-                else self.calendar.execution_window(
-                    opens_at - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
+            if session is None:
+                # Bad data: a bar on a day the exchange had no session. The live trader never
+                # finds such a bar ready, so the replay does not trade on it either; it stays
+                # in the strategy's history, as it would in a live feed's.
+                log.warning(
+                    "no %s session for the bars stamped %s (%s): not traded on",
+                    self.calendar.name,
+                    day.isoformat(),
+                    ", ".join(symbol for symbol, _ in todays),
                 )
-            )
+                result.bars_without_session += len(todays)
+                if progress is not None:
+                    progress(len(todays))
+                continue
+            # The session's steps at the moments the live trader's cycles find them due
+            # (``LiveTrader``): the bar is stamped at (or, on a half day, after) the close.
+            opens_at, market_closes, closes_at = session.open, session.close, day
+            window = session.execution_window(exits.window_start_minutes, exits.window_end_minutes)
             # --- the open: the market takes the day's opening prices ------------------------
             clock.now = opens_at
             opens = {symbol: self.bars[symbol][i].open for symbol, i in todays}
             broker.set_prices(opens, opens_at)
             pipeline.apply_events()
-            # --- the exit window opens: exits, then the buys queued at the last close ---------
-            clock.now = max(opens_at, min(window.opens_at, closes_at))
-            driver.open_session(opens)
+            if window.opens_at > opens_at:
+                # As the live trader's cycle at the open: an exit whose window passed unexecuted
+                # (its symbol had no price) escalates now, into today's window when that is
+                # its rule, and so goes out when today's window opens.
+                driver.maintain(opens)
+            # --- the exit window opens: exits, then the buys queued at the last close; not
+            # when it opens after the market closed (a late window on a half day) -----------
+            if window.opens_at < market_closes:
+                clock.now = min(window.opens_at, closes_at)
+                driver.open_session(opens)
             # --- the exit window closed: exits it left unexecuted escalate ------------------
             if window.closes_at < closes_at:
                 clock.now = window.closes_at + timedelta(minutes=1)
                 driver.maintain(opens)
-            # --- the close: the market takes the closing prices, the strategy runs ----------
+            # --- the close: the market takes the closing prices, the strategy runs; then, as
+            # at every cycle, exits in a window still open retried and one that ended with the
+            # session escalated ------------------------------------------------------------------
             clock.now = closes_at
-            broker.set_prices({symbol: self.bars[symbol][i].close for symbol, i in todays}, closes_at)
+            closes = {symbol: self.bars[symbol][i].close for symbol, i in todays}
+            broker.set_prices(closes, closes_at)
             pipeline.apply_events()
             driver.close_session(
                 {symbol: History(self.bars[symbol], i + 1, self._columns[symbol]) for symbol, i in todays}
             )
+            driver.maintain(closes)
             result.bars += len(todays)
             result.days += 1
             if on_session_end is not None:

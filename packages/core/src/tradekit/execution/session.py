@@ -164,7 +164,8 @@ class SessionDriver:
         return OpenReport(exits=exits, buys=buys)
 
     def due_buys(self) -> list[Signal]:
-        """The queued buys a session that opened after their signal may now send."""
+        """The queued buys the session after their signal (``TradingCalendar.session_after``)
+        may now send, once it has opened."""
         now = self.pipeline.clock()
         calendar = self.pipeline.calendar
         with self.pipeline.ledger.reading() as tx:
@@ -176,7 +177,7 @@ class SessionDriver:
             at = signal.generated_at
             opened = opens.get(at)
             if opened is None:
-                opened = opens[at] = calendar.next_open(at)
+                opened = opens[at] = calendar.session_after(at).open
             if opened <= now:
                 due.append(signal)
         return due

@@ -143,10 +143,21 @@ class TradingCalendar:
             )
         return session
 
+    def session_after(self, decided_at: datetime) -> Session:
+        """The session in which what was decided at ``decided_at`` is acted on: the first to
+        open after it, or the one opening at that very moment when it is also a session's
+        close. On a calendar whose sessions abut (``24/7``), a signal made at day D's close,
+        00:00 UTC of D+1, is acted on in D+1's session, which opens then, not a day later."""
+        at = _nanos(decided_at)
+        i = bisect.bisect_right(self._open_ns, at)  # the first session opening strictly after
+        if i >= 2 and self._open_ns[i - 1] == at and self._close_ns[i - 2] == at:
+            i -= 1
+        return self._session(self._at(i, decided_at))
+
     def execution_window(self, decided_at: datetime, start_minutes: int, end_minutes: int) -> ExecutionWindow:
-        """The window in the next session after ``decided_at``: open + start .. open + end,
-        cut at the session's close on a half day."""
-        return self._next_session(decided_at).execution_window(start_minutes, end_minutes)
+        """The window in the session after ``decided_at`` (``session_after``): open + start ..
+        open + end, cut at the session's close on a half day."""
+        return self.session_after(decided_at).execution_window(start_minutes, end_minutes)
 
     def sessions(self, start: date, end: date) -> list[Session]:
         """Every session from ``start`` to ``end`` inclusive (both within the calendar)."""
