@@ -89,13 +89,15 @@ def quote(emulators: tuple[PerpVenueEmulator, PerpVenueEmulator], point: SeriesP
 
 @attrs.define
 class PairWorld:
-    """Binance long, Bybit short, on ETH/USDT perpetuals; a SQLite ledger in ``directory``."""
+    """Binance long, Bybit short (unless told), on ETH/USDT perpetuals; a SQLite ledger in ``directory``."""
 
     directory: Path
     config: PairTradingConfig
     limits: AccountLimits
     long_emu: PerpVenueEmulator
     short_emu: PerpVenueEmulator
+    long_venue: str = LONG_VENUE
+    short_venue: str = SHORT_VENUE
     depth: Decimal = Decimal(50)
     ledger: Ledger | None = None
     store: PairStore | None = None
@@ -105,14 +107,22 @@ class PairWorld:
 
     @classmethod
     def start(
-        cls, directory: Path, config: PairTradingConfig | None = None, limits: AccountLimits | None = None
+        cls,
+        directory: Path,
+        config: PairTradingConfig | None = None,
+        limits: AccountLimits | None = None,
+        *,
+        long_venue: str = LONG_VENUE,
+        short_venue: str = SHORT_VENUE,
     ) -> PairWorld:
         world = cls(
             directory=directory,
             config=config or pair_config(),
             limits=limits or pair_limits(),
-            long_emu=new_emulator(LONG_VENUE).start(),
-            short_emu=new_emulator(SHORT_VENUE).start(),
+            long_emu=new_emulator(long_venue).start(),
+            short_emu=new_emulator(short_venue).start(),
+            long_venue=long_venue,
+            short_venue=short_venue,
         )
         world.connect()
         return world
@@ -128,8 +138,8 @@ class PairWorld:
         self.ledger = Ledger.open(self.url, for_trading=True)
         self.store = PairStore.open(self.url)
         self.venues = venues or {
-            LONG_VENUE: sync_venue(self.long_emu, LONG_VENUE, timeout_ms=1000),
-            SHORT_VENUE: sync_venue(self.short_emu, SHORT_VENUE, timeout_ms=1000),
+            self.long_venue: sync_venue(self.long_emu, self.long_venue, timeout_ms=1000),
+            self.short_venue: sync_venue(self.short_emu, self.short_venue, timeout_ms=1000),
         }
         self.trader = PairTrader(
             config=self.config,
@@ -164,8 +174,8 @@ class PairWorld:
         return PairSignal(
             event_id=event_id,
             symbol=ETH,
-            long_venue=LONG_VENUE,
-            short_venue=SHORT_VENUE,
+            long_venue=self.long_venue,
+            short_venue=self.short_venue,
             generated_at=at,
             event_open=event_open,
             confidence=5,

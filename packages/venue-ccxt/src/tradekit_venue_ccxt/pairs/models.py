@@ -61,6 +61,7 @@ class PairEventKind(StrEnum):
     LEG_RETRIED = "leg_retried"
     LEG_UNWOUND = "leg_unwound"
     LEG_NAKED = "leg_naked"
+    LEG_DUST = "leg_dust"  # a remainder below what its venue can trade: left in the leg, closed with it
     LEG_MISMATCH = "leg_mismatch"
     EXIT_STARTED = "exit_started"
     CLOSED = "closed"
@@ -228,7 +229,7 @@ class EntryFailure:
 
 @attrs.frozen(kw_only=True)
 class LegNote:
-    """Something that happened to a leg: a failure, a retry, an unwind, a naked or mismatched leg."""
+    """Something that happened to a leg: a failure, a retry, an unwind, a naked, dust or mismatched leg."""
 
     leg: Leg
     reason: str
@@ -269,6 +270,7 @@ PAYLOAD_TYPES: Mapping[PairEventKind, type[EventPayload]] = {
     PairEventKind.LEG_RETRIED: LegNote,
     PairEventKind.LEG_UNWOUND: LegNote,
     PairEventKind.LEG_NAKED: LegNote,
+    PairEventKind.LEG_DUST: LegNote,
     PairEventKind.LEG_MISMATCH: LegNote,
     PairEventKind.EXIT_STARTED: ExitNote,
     PairEventKind.CLOSED: CloseResult,

@@ -4,14 +4,16 @@ One ``run_cycle(now)`` does, in order:
 
 1. **Recover.** Leg orders whose outcome is not known yet are looked up by client id (never
    sent again); an entry whose legs do not match — one leg filled, the other failed, never
-   sent, or lost in a crash — has the unmatched part unwound with a reduce-only order. A leg
-   that cannot be unwound is recorded as naked and worked on again every cycle. Exits in
-   progress are carried on.
-2. **Watch.** Funding payments are attributed to their pair; each open pair is valued on
-   both books, all entries and both legs together, and closed when a rail fires: the funding
-   hard-stop (net funding paid beyond the limit), the max-hold force-close, the take-profit
-   (PnL of the whole pair against a target anchored to the *first* entry's notional), and —
-   only when scale-in is off — the mechanical stop-loss.
+   sent, or lost in a crash — is matched on a step both venues trade, the unmatched part
+   unwound with reduce-only orders. A leg that cannot be unwound is recorded as naked and
+   worked on again every cycle; a remainder below what its venue trades is recorded as dust
+   and settled. Exits in progress are carried on (a close takes all both legs hold).
+2. **Watch.** Funding payments are attributed to their pair. The funding hard-stop (net
+   funding paid beyond the limit) and the max-hold force-close need no prices and are judged
+   every cycle, whatever the books and even while an entry is being matched. A settled pair
+   is also valued on both books, all entries and both legs together, and closed on the
+   take-profit (PnL of the whole pair against a target anchored to the *first* entry's
+   notional) and — only when scale-in is off — the mechanical stop-loss.
 3. **Decide.** Every signal still worth considering — pending, or skipped while its event is
    open or within ``closed_event_window`` — goes through ``tradekit.evaluate_buy`` with a
    ``ScalingContext`` built from the pair config's policy, both venues' accounts and
@@ -271,13 +273,15 @@ class PairTrader:
                 if status is None or not status.is_terminal:
                     self._settle(order, None, now, may_be_absent=True)
             current = self._refresh(pair)
+            if current.status is PairStatus.CLOSING:
+                # The close takes all both legs hold, an entry's unmatched part included:
+                # unwinding that part as well would race the close for the same contracts.
+                self._work_exit(current, now, log)
+                continue
             for entry_no in current.in_progress:
                 self._finalize_entry(
                     current.pair_id, entry_no, now, log, context="after a restart or an unknown outcome"
                 )
-            current = self._refresh(current)
-            if current.status is PairStatus.CLOSING:
-                self._work_exit(current, now, log)
 
     # --- leg orders --------------------------------------------------------------------------
 
@@ -536,12 +540,16 @@ class PairTrader:
         retries = (
             self._config.leg_retries if self._config.leg_failure_policy is LegFailurePolicy.RETRY_THEN_UNWIND else 0
         )
+        long_market = self._venue(pair.header.long_venue).market(pair.symbol)
         short_market = self._venue(pair.header.short_venue).market(pair.symbol)
+        assert long_market is not None
         assert short_market is not None
+        step = _common_step(long_market, short_market)
         filled = ZERO
         for attempt in range(retries + 1):
-            # What the short venue can trade of it; any rest of the long leg is unwound after.
-            remaining = short_market.round_qty(wanted - filled)
+            # On the step both venues trade, so the short is a quantity the long venue can match;
+            # any rest of the long leg is unwound after (``_finalize_entry``).
+            remaining = _floor(wanted - filled, step)
             if remaining <= 0:
                 return
             if attempt:
@@ -604,7 +612,21 @@ class PairTrader:
         return True, f"short book takes {qty} at {slippage:.2f} bps slippage"
 
     def _finalize_entry(self, pair_id: str, entry_no: int, now: datetime, log: _Log, *, context: str) -> str:
-        """Match an entry's legs: unwind what one leg holds beyond the other, then record the entry."""
+        """Match an entry's legs: unwind what one leg holds beyond the other, then record the entry.
+
+        The legs are matched at the largest quantity on the pair's common step (one both venues
+        trade) from which each leg's unwind is an order its venue accepts (a multiple of its step,
+        at least its minimum). A short that filled 0.325 on a 0.001-step venue against a 0.33 long
+        on a 0.01-step venue is matched at 0.32 — 0.01 of the long and 0.005 of the short unwound —
+        never by a 0.005 unwind the long venue would refuse for ever.
+
+        What no order can take back — a leg holding less than its venue's minimum, with nothing
+        lower to match at — is *dust*: recorded once as ``LEG_DUST``, and the entry is settled on
+        what both legs hold. Retrying could never succeed, and an entry left in progress would
+        keep the pair from adding for good. The dust stays in its leg, so the legs differ and the
+        pair takes no add; the close takes it with the rest of the leg. A pair that never opened
+        leaves it at the venue, named in the close, for someone to close by hand.
+        """
         pair = self._store.pair(pair_id)
         assert pair is not None
         if entry_no not in pair.in_progress:
@@ -613,68 +635,50 @@ class PairTrader:
         if {o.client_order_id for o in entry_orders} & {o.client_order_id for o in self._unsettled(pair)}:
             return "waiting for a leg order's outcome"
         books = {leg: _leg_entry_book(pair, entry_no, leg) for leg in Leg}
-        long_net = books[Leg.LONG].net
-        short_net = books[Leg.SHORT].net
-        if long_net != short_net:
-            excess_leg = Leg.LONG if long_net > short_net else Leg.SHORT
-            excess = abs(long_net - short_net)
-            attempt = len([o for o in pair.orders_of(entry_no, excess_leg) if o.purpose is LegPurpose.UNWIND])
-            outcome = self._send_leg(
-                pair,
-                entry_no=entry_no,
-                leg=excess_leg,
-                purpose=LegPurpose.UNWIND,
-                qty=excess,
-                attempt=attempt,
-                now=now,
-            )
-            why = (
-                f"entry {entry_no} {context}: long holds {long_net}, short holds {short_net}; "
-                f"{excess} of the {excess_leg.value} leg unmatched"
-            )
-            if outcome.settled and outcome.filled == excess:
+        nets = {leg: books[leg].net for leg in Leg}
+        dust: dict[Leg, Decimal] = {}
+        if nets[Leg.LONG] != nets[Leg.SHORT]:
+            unwinds, dust = self._matching(pair, nets)
+            why = f"entry {entry_no} {context}: long holds {nets[Leg.LONG]}, short holds {nets[Leg.SHORT]}"
+            for leg, qty in unwinds.items():
+                if not self._unwind(
+                    pair, entry_no, leg, qty, now, why=f"{why}; {qty} of the {leg.value} leg unmatched"
+                ):
+                    return "naked leg"
+            if unwinds:
+                return self._finalize_entry(pair_id, entry_no, now, log, context=context)
+            for leg, qty in dust.items():
+                venue = pair.header.long_venue if leg is Leg.LONG else pair.header.short_venue
                 self._store.append_event(
                     pair_id,
-                    PairEventKind.LEG_UNWOUND,
+                    PairEventKind.LEG_DUST,
                     now,
                     LegNote(
-                        leg=excess_leg,
+                        leg=leg,
                         entry_no=entry_no,
-                        client_order_id=outcome.order.client_order_id,
-                        qty=excess,
-                        reason=f"{why}: unwound",
+                        qty=qty,
+                        reason=f"{why}: {qty} of the {leg.value} leg is below what {venue} trades; "
+                        "kept in the leg and closed with it, no add while the legs differ",
                     ),
                 )
-                return self._finalize_entry(pair_id, entry_no, now, log, context=context)
-            self._store.append_event(
-                pair_id,
-                PairEventKind.LEG_NAKED,
-                now,
-                LegNote(
-                    leg=excess_leg,
-                    entry_no=entry_no,
-                    client_order_id=outcome.order.client_order_id,
-                    qty=excess - (outcome.filled if outcome.settled else ZERO),
-                    reason=f"{why}: unwind {outcome.status.value}"
-                    + (f" ({outcome.detail})" if outcome.detail else "")
-                    + "; retried every cycle",
-                ),
-            )
-            return "naked leg"
-        if long_net > 0:
+        matched = min(nets.values())
+        left = ", ".join(f"{leg.value} {qty}" for leg, qty in dust.items())
+        if matched > 0:
             long_book, short_book = books[Leg.LONG], books[Leg.SHORT]
             result = EntryResult(
                 entry_no=entry_no,
-                qty=long_net,
+                qty=matched,
                 long_price=long_book.cost / long_book.opened,
                 short_price=short_book.cost / short_book.opened,
                 contract_size=pair.header.contract_size,
-                note=context,
+                note=context + (f"; dust kept: {left}" if left else ""),
             )
             self._store.append_event(pair_id, PairEventKind.ENTRY_OPENED, now, result)
             log.opened.append((pair_id, entry_no))
-            return f"entry {entry_no} opened: {long_net} at spread {fmt_bps(result.spread)}"
-        reason = f"entry {entry_no} {context}: no leg holds anything"
+            return f"entry {entry_no} opened: {matched} at spread {fmt_bps(result.spread)}"
+        reason = f"entry {entry_no} {context}: " + (
+            f"nothing both legs hold, dust kept: {left}" if left else "no leg holds anything"
+        )
         self._store.append_event(
             pair_id, PairEventKind.ENTRY_FAILED, now, EntryFailure(entry_no=entry_no, reason=reason)
         )
@@ -690,10 +694,93 @@ class PairTrader:
                     realized_pnl=pair.long.realized + pair.short.realized,
                     funding_net=pair.funding_net,
                     fees=pair.fees,
+                    note=f"dust left at the venues, to close by hand: {left}" if left else "",
                 ),
             )
             log.closed.append(pair_id)
         return reason
+
+    def _unwind(self, pair: PairPosition, entry_no: int, leg: Leg, qty: Decimal, now: datetime, *, why: str) -> bool:
+        """Send one unwind and record it: unwound, or a naked leg worked on again next cycle."""
+        attempt = len([o for o in pair.orders_of(entry_no, leg) if o.purpose is LegPurpose.UNWIND])
+        outcome = self._send_leg(
+            pair, entry_no=entry_no, leg=leg, purpose=LegPurpose.UNWIND, qty=qty, attempt=attempt, now=now
+        )
+        if outcome.settled and outcome.filled == qty:
+            self._store.append_event(
+                pair.pair_id,
+                PairEventKind.LEG_UNWOUND,
+                now,
+                LegNote(
+                    leg=leg,
+                    entry_no=entry_no,
+                    client_order_id=outcome.order.client_order_id,
+                    qty=qty,
+                    reason=f"{why}: unwound",
+                ),
+            )
+            return True
+        self._store.append_event(
+            pair.pair_id,
+            PairEventKind.LEG_NAKED,
+            now,
+            LegNote(
+                leg=leg,
+                entry_no=entry_no,
+                client_order_id=outcome.order.client_order_id,
+                qty=qty - (outcome.filled if outcome.settled else ZERO),
+                reason=f"{why}: unwind {outcome.status.value}"
+                + (f" ({outcome.detail})" if outcome.detail else "")
+                + "; retried every cycle",
+            ),
+        )
+        return False
+
+    def _matching(
+        self, pair: PairPosition, nets: Mapping[Leg, Decimal]
+    ) -> tuple[dict[Leg, Decimal], dict[Leg, Decimal]]:
+        """What each leg of an entry unwinds to match the other, and what is left as dust."""
+        markets = self._leg_markets(pair)
+        low = min(nets.values())
+        if markets is None:
+            # The venues' rules cannot be read now: unwind the plain excess; a refusal is
+            # recorded as a naked leg and matched again next cycle.
+            return {leg: nets[leg] - low for leg in Leg if nets[leg] > low}, {}
+        step = _common_step(markets[Leg.LONG], markets[Leg.SHORT])
+        target = _floor(low, step)
+        # Each step down grows both unwinds by a step, so a few are enough to clear the minimums.
+        for _ in range(int(max(m.min_qty for m in markets.values()) / step) + 2):
+            if target <= 0 or all(_tradable(nets[leg] - target, markets[leg]) for leg in Leg):
+                break
+            target -= step
+        else:
+            target = ZERO
+        target = max(target, ZERO)
+        unwinds: dict[Leg, Decimal] = {}
+        dust: dict[Leg, Decimal] = {}
+        for leg in Leg:
+            excess = nets[leg] - target
+            if excess <= 0:
+                continue
+            sendable = _floor(excess, markets[leg].amount_step)
+            if sendable < markets[leg].min_qty:
+                sendable = ZERO
+            if sendable > 0:
+                unwinds[leg] = sendable
+            if excess > sendable:
+                dust[leg] = excess - sendable
+        return unwinds, dust
+
+    def _leg_markets(self, pair: PairPosition) -> dict[Leg, PerpMarket] | None:
+        try:
+            long_market = self._venue(pair.header.long_venue).market(pair.symbol)
+            short_market = self._venue(pair.header.short_venue).market(pair.symbol)
+            if long_market is None or short_market is None:
+                return None
+            _common_step(long_market, short_market)
+        except (BrokerError, PairSetupError):
+            return None
+        return {Leg.LONG: long_market, Leg.SHORT: short_market}
 
     # --- watching and exits --------------------------------------------------------------------
 
@@ -743,22 +830,29 @@ class PairTrader:
         )
 
     def _watch(self, pair: PairPosition, now: datetime, log: _Log) -> None:
-        if pair.in_progress or not pair.entries:
+        """Close the pair when a rail fires.
+
+        The funding hard-stop and max hold need no prices: they are judged on every cycle, even
+        with a book unreadable or one-sided and even while an entry's legs are still being
+        matched, and a hit closes all both legs hold (``_work_exit``, tried again every cycle
+        until done). The leg check and the price rails wait for a settled pair (an entry in
+        flight would look like a mismatch) and for both books.
+        """
+        if not pair.entries and not pair.in_progress:
             return
-        broken = self._check_legs(pair, now)
-        if broken is not None:
-            self._start_exit(pair, broken, now, log)
-            return
-        books = self._books(pair)
-        if books is None:
-            if now >= pair.header.force_close_at:
-                self._start_exit(
-                    pair, ExitNote(reason=ExitReason.MAX_HOLD, detail="max hold reached (books unreadable)"), now, log
-                )
-            return
-        mark = self.valuation(pair, books[0], books[1], now)
-        self._store.save_mark(mark)
-        note = self._rail(pair, mark, now)
+        mark: PairMark | None = None
+        if not pair.in_progress:
+            broken = self._check_legs(pair, now)
+            if broken is not None:
+                self._start_exit(pair, broken, now, log)
+                return
+            books = self._books(pair)
+            if books is not None:
+                mark = self.valuation(pair, books[0], books[1], now)
+                self._store.save_mark(mark)
+        note = self._hard_rail(pair, mark, now)
+        if note is None and mark is not None:
+            note = self._price_rail(pair, mark)
         if note is not None:
             self._start_exit(pair, note, now, log)
 
@@ -805,21 +899,37 @@ class PairTrader:
         # the pair is reported unreconciled and takes no add until someone looks.
         return None
 
-    def _rail(self, pair: PairPosition, mark: PairMark, now: datetime) -> ExitNote | None:
+    def _hard_rail(self, pair: PairPosition, mark: PairMark | None, now: datetime) -> ExitNote | None:
+        """The funding hard-stop, then max hold: the rails that need no prices."""
         config = self._config
-        common = {"pnl": mark.pnl, "funding_paid": mark.funding_paid, "spread": mark.spread}
-        if mark.funding_paid >= config.funding_hard_stop:
+        funding_paid = pair.funding_paid
+        figures: dict[str, Decimal | None] = {"funding_paid": funding_paid}
+        unpriced = ""
+        if mark is not None:
+            figures.update(pnl=mark.pnl, spread=mark.spread)
+        elif pair.in_progress:
+            unpriced = f" (unpriced: entry {', '.join(map(str, pair.in_progress))} still being matched)"
+        else:
+            unpriced = " (unpriced: a book is unreadable or one-sided)"
+        if funding_paid >= config.funding_hard_stop:
             return ExitNote(
                 reason=ExitReason.FUNDING_HARD_STOP,
-                detail=f"funding paid {mark.funding_paid:.2f} reached the hard stop {config.funding_hard_stop}",
-                **common,
+                detail=f"funding paid {funding_paid:.2f} reached the hard stop {config.funding_hard_stop}" + unpriced,
+                **figures,
             )
         if now >= pair.header.force_close_at:
             return ExitNote(
                 reason=ExitReason.MAX_HOLD,
-                detail=f"held since {pair.header.opened_at.isoformat()}, max hold {config.max_hold_days} days",
-                **common,
+                detail=f"held since {pair.header.opened_at.isoformat()}, max hold {config.max_hold_days} days"
+                + unpriced,
+                **figures,
             )
+        return None
+
+    def _price_rail(self, pair: PairPosition, mark: PairMark) -> ExitNote | None:
+        """The take-profit, then (scale-in off) the mechanical stop-loss."""
+        config = self._config
+        common = {"pnl": mark.pnl, "funding_paid": mark.funding_paid, "spread": mark.spread}
         target = pair.take_profit_target
         if target is not None and mark.pnl >= target:
             return ExitNote(
@@ -1223,6 +1333,11 @@ def _common_step(a: PerpMarket, b: PerpMarket) -> Decimal:
             f"{a.symbol}: quantity steps {a.amount_step} and {b.amount_step} have no common multiple both accept"
         )
     return coarse
+
+
+def _tradable(qty: Decimal, market: PerpMarket) -> bool:
+    """Whether an order of ``qty`` (nothing, or a multiple of the step at least the minimum) can be sent."""
+    return qty == 0 or (qty % market.amount_step == 0 and qty >= market.min_qty)
 
 
 def _floor(value: Decimal, step: Decimal) -> Decimal:
