@@ -140,3 +140,47 @@ def test_bars_since_on_a_history_counts_what_a_plain_list_of_the_same_bars_count
     assert bars_since(bars[:end], moment) == expected
     assert bars_since(History(bars, end), moment) == expected
     assert bars_since(History(bars, end, {BAR_TIMES: [b.time for b in bars]}), moment) == expected
+    # Cut to its last bars (a strategy's history_bars): counts what the plain list of them does.
+    count = data.draw(st.integers(min_value=1, max_value=end))
+    assert bars_since(History(bars, end).last(count), moment) == bars_since(bars[end - count : end], moment)
+
+
+@settings(max_examples=100)
+@given(closes=closes_strategy, data=st.data())
+def test_a_history_cut_to_its_last_bars_behaves_as_the_list_of_them(closes: list[Decimal], data: st.DataObject) -> None:
+    bars = _bars(closes)
+    end = data.draw(st.integers(min_value=1, max_value=len(bars)))
+    count = data.draw(st.integers(min_value=1, max_value=len(bars)))
+    view, expected = History(bars, end).last(count), bars[max(0, end - count) : end]
+    assert len(view) == len(expected)
+    assert list(view) == expected
+    assert view[0] is expected[0]
+    assert view[-1] is expected[-1]
+    index = data.draw(st.slices(len(expected)))
+    assert list(view[index]) == expected[index]
+    with pytest.raises(IndexError):
+        view[len(expected)]
+    with pytest.raises(IndexError):
+        view[-len(expected) - 1]
+    assert view.last(count + 5) is not view
+    assert list(view.last(count + 5)) == expected  # never wider than it was
+
+
+def test_an_indicator_is_what_the_live_trader_computes_over_the_strategys_bars(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cut to a strategy's history_bars, an indicator within them reads the whole series'
+    column; one looking back further is found out and computed over the cut bars, as a live
+    trader given those bars computes it."""
+    bars = _bars([Decimal(100 + (i % 7) * 3 - i % 5) for i in range(300)])
+    cache: dict[Hashable, Sequence[object]] = {}
+    short, long = ("sma", 20), ("sma", 120)
+    for end in range(101, 301):
+        view = History(bars, end, cache).last(100)
+        plain = bars[end - 100 : end]
+        assert indicator(view, short, sma_column(20)) == indicator(plain, short, sma_column(20))
+        assert indicator(view, long, sma_column(120)) == indicator(plain, long, sma_column(120)) is None
+    assert caplog.text.count("looks back further than the strategy's history_bars (100 bars)") == 1
+    assert "('sma', 120)" in caplog.text
+    # The 20-bar column was computed once for the whole series, not once a bar.
+    assert len(cache[short]) == 300

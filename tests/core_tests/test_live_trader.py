@@ -18,6 +18,7 @@ from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
 from tradekit.broker.protocol import MarketClock
 from tradekit.domain import Bar, Side, Signal
 from tradekit.execution.live import CycleReport, LiveTrader, run_async
+from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger import Ledger
 
 from .test_pipeline import Trading, make_trading
@@ -331,3 +332,49 @@ def test_the_strategy_runs_once_per_session_on_the_symbols_asked_for_only(tmp_pa
 
     assert CountingStrategy.seen == ["KO"]
     t.ledger.close()
+
+
+class HistoryWatcher(BuyEveryClose):
+    name = "history-watcher"
+    history_bars = 300
+    seen: ClassVar[list[int]] = []
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        self.seen.append(len(view.history))
+        return []
+
+
+class RecordingFeed(BarsBroker):
+    """Every session's close for two years before Monday's; records what it is asked for."""
+
+    def __init__(self) -> None:
+        calendar = TradingCalendar()
+        sessions = calendar.sessions(MONDAY_CLOSE.date() - timedelta(days=730), MONDAY_CLOSE.date())
+        super().__init__([s.close for s in sessions])
+        self.asked: list[datetime] = []
+
+    def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
+        self.asked.append(start)
+        return super().daily_bars(symbols, start, end)
+
+
+def test_the_live_feed_is_asked_for_the_strategys_history_and_the_strategy_sees_that_much(tmp_path: Path) -> None:
+    paper = RecordingFeed()
+    t = make_trading(tmp_path, paper=paper)
+    t.reconcile()
+    HistoryWatcher.seen = []
+    trader = LiveTrader(t.pipeline, HistoryWatcher, ["KO"])
+    at(t, MONDAY_CLOSE + timedelta(minutes=5), is_open=False)
+    trader.cycle()
+
+    # 300 bars and a margin (1.5 times, and 10 sessions more) of sessions back.
+    assert paper.asked == [TradingCalendar().open_sessions_back(MONDAY_CLOSE + timedelta(minutes=5), 460)]
+    assert len(paper.daily_bars(["KO"], paper.asked[0], MONDAY_CLOSE)["KO"]) == 461  # and Monday's
+    assert HistoryWatcher.seen == [300]
+    t.ledger.close()
+
+
+@pytest.mark.parametrize("bars", [0, -1, 1.5, True, "250", 100_001])
+def test_a_strategys_history_must_be_a_whole_number_of_bars(bars: object) -> None:
+    with pytest.raises(TypeError, match=r"Wide.history_bars must be a whole number of bars from 1 to 100,000"):
+        type("Wide", (BuyEveryClose,), {"name": "wide", "history_bars": bars})

@@ -40,6 +40,7 @@ from tradekit.plugins import Plugins
 from tradekit.strategy import Strategy, StrategyView
 from tradekit_strategies_examples import AverageDown, PyramidBreakout, SingleEntryBreakout, TieredMomentum
 from tradekit_strategies_examples.breakout import make_signal
+from tradekit_strategies_examples.indicators import sma
 
 PLUGINS = Plugins(load_entrypoints=False, env={})
 CALENDAR = TradingCalendar()
@@ -355,3 +356,47 @@ def test_bars_on_days_without_a_session_are_not_traded_on(tmp_path: Path) -> Non
     ).result
     assert result.bars_without_session == inserted
     assert result.bars == sum(len(series) for series in bars.values()) - inserted
+
+
+class LongTrend(Strategy):
+    """In above the 280-bar average, out below it: a lookback beyond the default history."""
+
+    name = "long-trend"
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        average = sma(view.history, 280)
+        if average is None:
+            return []
+        if view.position is None and view.bar.close > average:
+            return [make_signal(self.name, view, Side.BUY, 4, f"close above the 280-bar average {average}")]
+        if view.position is not None and view.bar.close < average:
+            return [make_signal(self.name, view, Side.SELL, 5, f"close below the 280-bar average {average}")]
+        return []
+
+
+class LongTrendDeclared(LongTrend):
+    name = "long-trend-declared"
+    history_bars = 300
+
+
+def test_a_strategy_sees_its_declared_history_in_both_runs(tmp_path: Path) -> None:
+    # The live trader asks its feed for the strategy's history_bars (and a margin); the
+    # replay shows no more. Declared, the 280-bar average trades alike in both.
+    bars = shipped(["AAPL", "MSFT"], datetime(2005, 1, 1, tzinfo=UTC), datetime(2008, 12, 31, tzinfo=UTC))
+    replay = replayed_and_traded_live_alike(tmp_path, LongTrendDeclared, bars, Settings(), frozenset({"enter_new"}))
+    assert len(replay["fills"]) > 4
+
+
+def test_an_indicator_looking_past_the_history_is_what_the_live_trader_computes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Undeclared, the strategy sees 250 bars: live, the 280-bar average is never known, so it
+    # never trades; the replay, which could compute it over the whole series, does as live.
+    bars = shipped(["AAPL", "MSFT"], datetime(2005, 1, 1, tzinfo=UTC), datetime(2008, 12, 31, tzinfo=UTC))
+    replayed = run_paper_replay(
+        strategy=LongTrend, settings=Settings(), plugins=PLUGINS, bars=bars, out_dir=tmp_path / "replay", chart=False
+    )
+    replay = what_happened(replayed.ledger_url)
+    assert replay == what_happened(trade_live(tmp_path, LongTrend, bars, Settings()))
+    assert replayed.result.tally.signals == {}
+    assert "looks back further than the strategy's history_bars (250 bars)" in caplog.text

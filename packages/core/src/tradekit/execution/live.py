@@ -50,7 +50,10 @@ from tradekit.strategy.base import Strategy
 
 log = logging.getLogger(__name__)
 
-HISTORY_DAYS = 400
+# The live feed is asked for this many times the strategy's ``history_bars`` in sessions
+# (and this many more), so a symbol with gaps in its bars still has them all.
+_HISTORY_MARGIN = 1.5
+_HISTORY_EXTRA_SESSIONS = 10
 
 
 @runtime_checkable
@@ -214,8 +217,9 @@ class LiveTrader:
         source = self.broker
         if not isinstance(source, BarSource):
             raise TypeError(f"broker {self.broker.name} provides no daily bars (BarSource); cannot run a strategy")
+        sessions = int(self.strategy_cls.history_bars * _HISTORY_MARGIN) + _HISTORY_EXTRA_SESSIONS
         try:
-            fetched = source.daily_bars(symbols, now - timedelta(days=HISTORY_DAYS), now)
+            fetched = source.daily_bars(symbols, self.pipeline.calendar.open_sessions_back(now, sessions), now)
         except BrokerError as exc:
             log.warning("daily bars unavailable, the strategy waits for the next cycle: %s", exc)
             return None

@@ -19,7 +19,7 @@ import numpy as np
 from tradekit.decision.context import MarketSnapshot
 from tradekit.domain.market import Bar
 from tradekit.domain.positions import Position
-from tradekit.strategy.history import BAR_TIMES, FloatColumn, History, bar_times, indicator
+from tradekit.strategy.history import FloatColumn, History, indicator
 
 VOLATILITY_LOOKBACK = 20
 
@@ -56,9 +56,7 @@ def bars_since(completed: Sequence[Bar], moment: datetime) -> int:
     close), so the entry's own session counts as one bar once it has closed.
     """
     if isinstance(completed, History):
-        # The whole series' times, bisected up to the view's end (no Python call per probe).
-        times = completed.column(BAR_TIMES, bar_times)
-        return len(completed) - bisect.bisect_left(times, moment, 0, len(completed))
+        return completed.count_since(moment)  # the whole series' times, bisected within the view
     return len(completed) - bisect.bisect_left(completed, moment, key=_time)
 
 

@@ -40,6 +40,7 @@ from tradekit.exits.intent import ExitState
 from tradekit.plugins import Plugins
 from tradekit.reconcile.report import ReconcileReport
 from tradekit.strategy.base import Strategy, StrategyView
+from tradekit.strategy.history import History
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ class SessionDriver:
         """Continue a replay stopped after the close at ``last_close``: what it had counted,
         the completed bars it had seen, and the session whose equity it had recorded."""
         self.tally = tally
-        self.histories = dict(histories)
+        count = self.strategy_cls.history_bars
+        self.histories = {symbol: _last_bars(series, count) for symbol, series in histories.items()}
         self._equity_session = self.pipeline.calendar.last_close(last_close)
 
     # --- the open ----------------------------------------------------------------------------
@@ -244,6 +246,9 @@ class SessionDriver:
         """
         now = self.pipeline.clock()
         self.observe()
+        # The strategy sees its last ``history_bars``, whichever run handed them over (a
+        # replay's whole series, or more than that from a live feed).
+        bars = {symbol: _last_bars(series, self.strategy_cls.history_bars) for symbol, series in bars.items()}
         self.histories.update(bars)
         focus = None
         if self.focus is not None:
@@ -280,3 +285,11 @@ class SessionDriver:
         tally.exits_planned += planned
         self._record_equity(now)
         return CloseReport(signals=signals, queued=added, exits_planned=planned, focus=focus, strategy_errors=errors)
+
+
+def _last_bars(series: Sequence[Bar], count: int) -> Sequence[Bar]:
+    if len(series) <= count:
+        return series
+    if isinstance(series, History):
+        return series.last(count)
+    return series[-count:]

@@ -111,6 +111,13 @@ class TradingCalendar:
         opened = bisect.bisect_right(self._open_ns, _nanos(until)) - bisect.bisect_right(self._open_ns, start_ns)
         return max(0, opened)
 
+    def open_sessions_back(self, at: datetime, count: int) -> datetime:
+        """The open of the session ``count`` sessions before the last one to open at or before
+        ``at`` (the calendar's first open when there are fewer): where ``count`` sessions of
+        daily bars before ``at`` start."""
+        i = bisect.bisect_right(self._open_ns, _nanos(at)) - 1 - count
+        return self._session(max(0, i)).open
+
     def session_of_open(self, opens: datetime) -> Session:
         """The session ``opens`` falls in, or the next one when it falls between sessions.
 

@@ -18,6 +18,11 @@ from tradekit.strategy.policy import (
     StrategyScalingPolicy,
 )
 
+# What a strategy sees unless it says otherwise: about a year of daily bars (the example
+# strategies' longest lookback is a 200-bar average).
+DEFAULT_HISTORY_BARS = 250
+MAX_HISTORY_BARS = 100_000
+
 
 @attrs.frozen(kw_only=True)
 class StrategyView:
@@ -44,17 +49,32 @@ class Strategy(abc.ABC):
     implement ``on_bar``. The policy is validated when the class is defined, so a bad policy
     fails at import with a message naming the field. A strategy that declares no policy
     keeps single-entry behaviour: every scale-in it would attempt is BLOCKed.
+
+    ``history_bars`` is how many completed bars ``on_bar`` sees, the current one included:
+    its longest lookback with any warm-up. The live trader fetches that many from its feed
+    and the replay shows no more, so a strategy sees the same bars in both (an indicator
+    read through ``tradekit.strategy.history.indicator`` must not look further back either:
+    the replay computes it over the whole series, the live trader over these bars).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     scaling_policy: ClassVar[StrategyScalingPolicy] = DEFAULT_SCALING_POLICY
+    history_bars: ClassVar[int] = DEFAULT_HISTORY_BARS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         declared = cls.__dict__.get("scaling_policy")
         if declared is not None:
             cls.scaling_policy = _coerce_policy(cls.__name__, declared)
+        bars = cls.__dict__.get("history_bars")
+        if bars is not None and (
+            isinstance(bars, bool) or not isinstance(bars, int) or not 1 <= bars <= MAX_HISTORY_BARS
+        ):
+            raise TypeError(
+                f"{cls.__qualname__}.history_bars must be a whole number of bars from 1 to "
+                f"{MAX_HISTORY_BARS:,}, got {bars!r}"
+            )
         if inspect.isabstract(cls):
             return
         name = cls.__dict__.get("name")

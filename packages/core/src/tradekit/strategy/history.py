@@ -16,9 +16,12 @@ returns the last value.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import logging
 import math
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, overload
@@ -28,23 +31,32 @@ import numpy.typing as npt
 
 from tradekit.domain.market import Bar
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 Column = Callable[[Sequence[Bar]], Sequence[T]]
 
 
 class History(Sequence[Bar]):
-    """A symbol's bars up to (and including) the current one, oldest first."""
+    """A symbol's bars up to (and including) the current one, oldest first: the last of them
+    from ``start`` (a strategy sees its ``history_bars``, see ``History.last``)."""
 
-    __slots__ = ("_bars", "_cache", "_end")
+    __slots__ = ("_bars", "_cache", "_end", "_start")
 
-    def __init__(self, bars: list[Bar], end: int, cache: dict[Hashable, Sequence[object]] | None = None) -> None:
+    def __init__(
+        self, bars: list[Bar], end: int, cache: dict[Hashable, Sequence[object]] | None = None, start: int = 0
+    ) -> None:
         self._bars = bars
         self._end = end
+        self._start = start
         # Shared by every History over the same series (the runner passes one per symbol).
         self._cache: dict[Hashable, Sequence[object]] = {} if cache is None else cache
 
     def __len__(self) -> int:
-        return self._end
+        return self._end - self._start
+
+    def __iter__(self) -> Iterator[Bar]:
+        return itertools.islice(self._bars, self._start, self._end)
 
     @overload
     def __getitem__(self, index: int) -> Bar: ...
@@ -53,14 +65,26 @@ class History(Sequence[Bar]):
     def __getitem__(self, index: slice) -> Sequence[Bar]: ...
 
     def __getitem__(self, index: int | slice) -> Bar | Sequence[Bar]:
+        first = self._start
         if isinstance(index, slice):
-            start, stop, step = index.indices(self._end)
-            return self._bars[start:stop:step]
+            lo, hi, step = index.indices(self._end - first)
+            if step == 1:
+                return self._bars[first + lo : first + max(lo, hi)]
+            return [self._bars[first + i] for i in range(lo, hi, step)]
         if index < 0:
-            index += self._end
-        if not 0 <= index < self._end:
+            index += self._end - first
+        if not 0 <= index < self._end - first:
             raise IndexError("bar index out of range")
-        return self._bars[index]
+        return self._bars[first + index]
+
+    def last(self, count: int) -> History:
+        """The same view cut to its last ``count`` bars (the columns stay the whole series')."""
+        return History(self._bars, self._end, self._cache, max(self._start, self._end - count))
+
+    def count_since(self, moment: datetime) -> int:
+        """How many bars of the view are stamped at or after ``moment`` (a bisection)."""
+        times = self.column(BAR_TIMES, bar_times)
+        return self._end - bisect.bisect_left(times, moment, self._start, self._end)
 
     def column(self, key: Hashable, compute: Column[T]) -> Sequence[T]:
         """The whole series' column for ``key``, computed on first use."""
@@ -73,7 +97,45 @@ class History(Sequence[Bar]):
         return found  # type: ignore[return-value]
 
     def at_current(self, key: Hashable, compute: Column[T]) -> T:
-        return self.column(key, compute)[self._end - 1]
+        value = self.column(key, compute)[self._end - 1]
+        if self._start == 0:
+            return value
+        # A view cut to the strategy's ``history_bars``: the live trader computes the
+        # indicator over those bars alone. The whole series' value is checked against that
+        # on the first calls that know a value and on every ``_RECHECK``-th call after; an
+        # indicator found to look back further than the view (or never to forget, like an
+        # exponential average) is computed over the view from then on, as the live trader does.
+        found = self._cache.get(("computed over the view", key))
+        state: list[int] = found if isinstance(found, list) else [0, 0]  # [differs, calls]
+        if found is None:
+            self._cache[("computed over the view", key)] = state
+        differs, calls = state
+        if differs:
+            return compute(self._bars[self._start : self._end])[-1]
+        if calls % _RECHECK == 0:
+            seen = compute(self._bars[self._start : self._end])[-1]
+            if seen != value:
+                state[0] = 1
+                log.warning(
+                    "indicator %r looks back further than the strategy's history_bars (%d bars): "
+                    "computed over those bars from now on, as the live trader does (%r, not %r "
+                    "over the whole series); declare a larger history_bars if it needs more",
+                    key,
+                    len(self),
+                    seen,
+                    value,
+                )
+                return seen
+            if seen is None:
+                return value  # nothing learnt yet: checked again on the next call
+        state[1] = calls + 1
+        return value
+
+
+# How often a windowed indicator is checked against the whole series' column (see
+# ``History.at_current``): rarely enough to cost little, often enough to catch one that only
+# differs now and then (a highest close over more bars than the view).
+_RECHECK = 64
 
 
 # The bars' times as a column (a replay seeds it with the list it already keeps): what is
