@@ -27,6 +27,7 @@ import pytest
 from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
 from tradekit.broker.protocol import MarketClock
 from tradekit.config import AllocationSettings, ExitSettings, ScannerSettings, Settings, TierSettings
+from tradekit.config.settings import OrderGuardSettings
 from tradekit.data import load_daily_bars
 from tradekit.domain import Bar, Side, Signal
 from tradekit.execution.clock import SimClock
@@ -96,8 +97,17 @@ class LiveFeed(PaperBroker):
         )
 
 
-def trade_live(tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list[Bar]], settings: Settings) -> str:
-    """Run ``strategy`` through LiveTrader cycles over ``bars``; return the ledger's URL."""
+def trade_live(
+    tmp_path: Path,
+    strategy: type[Strategy],
+    bars: Mapping[str, list[Bar]],
+    settings: Settings,
+    restarts: frozenset[datetime] = frozenset(),
+) -> str:
+    """Run ``strategy`` through LiveTrader cycles over ``bars``; return the ledger's URL.
+
+    ``restarts``: bar times whose session's window start is followed by a new process (a new
+    pipeline and trader on the same ledger and broker, started up as ``tradekit run`` does)."""
     calendar = trading_calendar(settings.exits.calendar)
     first = min(series[0].time for series in bars.values())
     clock = SimClock(first - timedelta(days=1))
@@ -111,6 +121,15 @@ def trade_live(tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list
         focus = Focus(PLUGINS, settings.scanner) if settings.scanner.enabled else None
         trader = LiveTrader(pipeline, strategy, sorted(bars), focus=focus)
         trader.startup()
+
+        def restarted() -> LiveTrader:
+            again = OrderPipeline(
+                ledger=ledger, broker=feed, settings=settings, plugins=PLUGINS, calendar=calendar, clock=clock
+            )
+            fresh = LiveTrader(again, strategy, sorted(bars), focus=focus)
+            fresh.startup()
+            return fresh
+
         days = sorted({b.time for series in bars.values() for b in series})
         for day in days:
             todays = {s: series[i] for s, series in bars.items() if (i := _index(feed.times[s], day)) is not None}
@@ -133,6 +152,9 @@ def trade_live(tmp_path: Path, strategy: type[Strategy], bars: Mapping[str, list
                     feed.move({s: b.close for s, b in todays.items()}, day)
                 clock.now = moment
                 trader.cycle()
+                if moment == window.opens_at and day in restarts:
+                    trader = restarted()
+                    trader.cycle()
     return url
 
 
@@ -400,3 +422,43 @@ def test_an_indicator_looking_past_the_history_is_what_the_live_trader_computes(
     assert replay == what_happened(trade_live(tmp_path, LongTrend, bars, Settings()))
     assert replayed.result.tally.signals == {}
     assert "looks back further than the strategy's history_bars (250 bars)" in caplog.text
+
+
+class TimeStop(Strategy):
+    """In when flat above the 10-bar average; out after holding three bars: what it signals
+    depends on the position, which each open changes."""
+
+    name = "time-stop"
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        average = sma(view.history, 10)
+        if average is None:
+            return []
+        position = view.position
+        if position is not None:
+            held = sum(1 for b in view.history if b.time >= position.last_entry_time)
+            return [make_signal(self.name, view, Side.SELL, 5, "held three bars")] if held >= 3 else []
+        if view.bar.close > average:
+            return [make_signal(self.name, view, Side.BUY, 4, "above the 10-bar average")]
+        return []
+
+
+def test_a_live_trader_restarted_during_a_session_does_not_run_its_last_close_again(tmp_path: Path) -> None:
+    # Restarted after the exit window, the new process must not run the strategy on the last
+    # close's bars again: a sell executed at that open would make the strategy buy again.
+    settings = Settings(orders=OrderGuardSettings(order_cooldown_minutes=0))
+    bars = shipped(["AAPL", "MSFT"], datetime(2007, 1, 1, tzinfo=UTC), datetime(2007, 6, 30, tzinfo=UTC))
+    days = sorted({b.time for series in bars.values() for b in series})
+    restarts = frozenset(days[30::9])
+    replayed = run_paper_replay(
+        strategy=TimeStop, settings=settings, plugins=PLUGINS, bars=bars, out_dir=tmp_path / "replay", chart=False
+    )
+    url = trade_live(tmp_path, TimeStop, bars, settings, restarts)
+    replay, live = what_happened(replayed.ledger_url), what_happened(url)
+    assert replay["exits"]
+    for what in replay:
+        assert live[what] == replay[what], what
+    # One equity point a session, restarts or not.
+    with Ledger.open(url) as ledger, ledger.reading() as tx:
+        live_curve = [p.time for p in tx.equity_curve()]
+    assert len(live_curve) == len(set(live_curve)) == len(days)

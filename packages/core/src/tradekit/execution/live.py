@@ -10,8 +10,9 @@ session's steps to ``SessionDriver`` (``tradekit.execution.session``) when they 
   close, so the session in progress is never among them; a bar not in the feed yet
   (published late, or a half day's bar stamped at the regular close) is asked for again on
   later cycles, until the next open. A trader started during a session runs it on the last
-  completed session's bars, which re-queues nothing already queued (the queue of buys lives
-  in the ledger, keyed by signal).
+  completed session's bars, unless its previous process already did (its heartbeat in the
+  ledger names the newest bar the strategy ran on): then the bars are only read, for the
+  market snapshot, since the positions the strategy would see may have changed since.
 - the open phase, once per session, from the start of the exit window while the broker says
   the market is open: due exits, then the queued buys (each judged once, and only in a
   session that opened after its signal);
@@ -99,6 +100,9 @@ class LiveTrader:
         self._session_complete = False
         # The session (by its open) whose open phase ran in this process.
         self._opened: datetime | None = None
+        # The session (by its close) whose close phase an earlier process ran (its heartbeat
+        # names the newest bar the strategy ran on): not run again, see ``startup``.
+        self._ran_before: datetime | None = None
 
     @property
     def broker(self) -> Broker:
@@ -110,7 +114,30 @@ class LiveTrader:
 
     def startup(self) -> ReconcileReport:
         self._read_clock()
-        return startup(self.pipeline)
+        report = startup(self.pipeline)
+        self._resume()
+        return report
+
+    def _resume(self) -> None:
+        """Learn from this trader's last heartbeat which session's close phase already ran.
+
+        A process started after a session's close phase ran must not run the strategy on
+        that session's bars again: the open since may have changed the positions it sees
+        (a sell executed makes a flat symbol a buy again), and the replay runs each bar once.
+        The bars are still read, for the market snapshot of the next open's buys; the
+        session's equity is not recorded twice."""
+        name = trader_name(self.strategy_cls.name, self.broker.name)
+        try:
+            with self.pipeline.ledger.reading() as tx:
+                beats = [b for b in tx.trader_heartbeats() if b.trader == name]
+        except Exception:
+            log.exception("this trader's last heartbeat could not be read: the last close phase may run again")
+            return
+        newest = beats[0].last_bar_at if beats else None
+        session = self.pipeline.calendar.session_of_bar(newest) if newest is not None else None
+        if session is not None:
+            self._ran_before = session.close
+            self.driver.resume_live(session.close)
 
     def cycle(self) -> CycleReport:
         report = self._cycle()
@@ -180,6 +207,17 @@ class LiveTrader:
         ready = self._completed_bars(now, session_close, waiting)
         if ready is None:
             return  # the bars were unavailable: the next cycle asks again
+        if ready and session_close == self._ran_before:
+            # Ran by the process before this one (``_resume``): the bars only, no strategy.
+            self._session_seen.update(ready)
+            self.driver.remember(ready)
+            log.info(
+                "the close phase of the session that closed %s ran before this process started: "
+                "its bars are read, the strategy does not run on them again",
+                session_close.isoformat(),
+            )
+            self._session_complete = True
+            return
         if ready:
             self._session_seen.update(ready)
             closed = self.driver.close_session(ready)

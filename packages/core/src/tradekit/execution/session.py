@@ -151,6 +151,17 @@ class SessionDriver:
         self.histories = {symbol: _last_bars(series, count) for symbol, series in histories.items()}
         self._equity_session = self.pipeline.calendar.last_close(last_close)
 
+    def resume_live(self, last_close: datetime) -> None:
+        """Continue a live trader whose previous process ran the close phase of the session
+        that closed at ``last_close``: its equity is recorded already."""
+        self._equity_session = last_close
+
+    def remember(self, bars: Mapping[str, Sequence[Bar]]) -> None:
+        """Keep each symbol's completed bars for the market snapshot without running the
+        strategy on them (its close phase ran in an earlier process)."""
+        count = self.strategy_cls.history_bars
+        self.histories.update({symbol: _last_bars(series, count) for symbol, series in bars.items()})
+
     # --- the open ----------------------------------------------------------------------------
 
     def open_session(self, prices: Mapping[str, Decimal]) -> OpenReport:
