@@ -31,7 +31,7 @@ from tradekit.domain.signals import Side
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
 from tradekit_venue_ccxt import plugin
-from tradekit_venue_ccxt.pairs.config import PairTradingConfig
+from tradekit_venue_ccxt.pairs.config import BookClock, PairTradingConfig
 from tradekit_venue_ccxt.pairs.models import PairPosition, PairSignal
 from tradekit_venue_ccxt.pairs.store import PairStore
 from tradekit_venue_ccxt.pairs.synthetic import SeriesPoint
@@ -71,6 +71,10 @@ def pair_config(**overrides: Any) -> PairTradingConfig:
         "funding_hard_stop": Decimal(50),
         "min_interval_minutes": 30,
         "signal_max_age_minutes": 30,
+        # A world's ``now`` is not its emulators' clock: books are aged by each venue's server
+        # time, with room for a slow machine between quoting a book and reading it.
+        "book_clock": BookClock.VENUE,
+        "max_book_age_seconds": 60,
     }
     settings.update(overrides)
     return PairTradingConfig(**settings)

@@ -54,6 +54,12 @@ def figures(**overrides: Decimal) -> dict[str, Decimal]:
         f.ORDER_QTY: Decimal("0.33"),
         f.MIN_ORDER_QTY: Decimal("0.01"),
         f.CONFLICTING_PAIRS: Decimal(0),
+        f.LONG_BOOK_AGE_SECONDS: Decimal("0.2"),
+        f.SHORT_BOOK_AGE_SECONDS: Decimal("0.3"),
+        f.MAX_BOOK_AGE_SECONDS: Decimal(5),
+        f.FAILED_ENTRIES: Decimal(0),
+        f.ENTRY_COOLDOWN_SECONDS: Decimal(0),
+        f.ENTRY_COOLDOWN_LEFT_SECONDS: Decimal(0),
     }
     values.update(overrides)
     return values

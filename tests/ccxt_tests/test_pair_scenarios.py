@@ -485,6 +485,7 @@ def test_rejected_short_leg_is_unwound_and_recorded(make_world: Callable[..., Pa
     assert world.venue_qty() == (ZERO, ZERO)
     assert world.short_emu.orders() == []
 
+    # An hour later the pair key's wait after a failed entry (30 minutes) is over: a new pair opens.
     world.step(points[1])
     assert [p.status for p in world.pairs()] == [PairStatus.CLOSED, PairStatus.OPEN]
 

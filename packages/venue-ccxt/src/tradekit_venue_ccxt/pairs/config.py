@@ -37,6 +37,21 @@ class LegFailurePolicy(StrEnum):
     RETRY_THEN_UNWIND = "retry_then_unwind"
 
 
+class BookClock(StrEnum):
+    """The clock a book's age (its own timestamp, ``OrderBook.as_of``) is measured against.
+
+    ``cycle``: the ``now`` the cycle runs at — right when the runner takes it from the venues'
+    clock (or a machine clock kept in step with them), as a runner reading the venue's server
+    time before each cycle does; a book read later in the cycle is judged a little younger
+    than it is (by the time the cycle has taken so far). ``venue``: each venue's server time,
+    read right after its book (one more request per book); a venue client without
+    ``server_time()`` falls back to the cycle's ``now``.
+    """
+
+    CYCLE = "cycle"
+    VENUE = "venue"
+
+
 def _positive(_inst: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
     if not value.is_finite() or value <= 0:
         raise SettingsError(f"{attribute.name} must be a positive amount, got {value}")
@@ -107,6 +122,14 @@ class PairTradingConfig:
     order_book_depth: int = attrs.field(default=50, validator=_at_least(5))
     leg_failure_policy: LegFailurePolicy = LegFailurePolicy.UNWIND
     leg_retries: int = attrs.field(default=1, validator=_at_least(0))
+    max_book_age_seconds: int = attrs.field(default=5, validator=_at_least(1))
+    """A book stamped longer ago than this (by ``book_clock``) takes no entry or add this cycle."""
+    book_clock: BookClock = BookClock.CYCLE
+    entry_failure_cooldown_minutes: int = attrs.field(default=30, validator=_at_least(0))
+    """After a failed entry (a paid round trip on the long leg), how long the pair key waits
+    before the next entry; doubled for each further failure in a row. 0 turns the wait off."""
+    entry_failure_cooldown_max_minutes: int = attrs.field(default=240, validator=_at_least(0))
+    """The longest that wait grows to."""
     closed_event_window_minutes: int = attrs.field(default=60, validator=_at_least(1))
     """How long a skipped signal of a closed event is still retried (open events always are)."""
     min_confidence: int = attrs.field(default=1, validator=_confidence)
@@ -117,6 +140,12 @@ class PairTradingConfig:
             raise SettingsError(
                 f"scale_in_enabled = true needs max_entries >= 2 (got {self.max_entries}): "
                 "one entry leaves nothing to scale into"
+            )
+        if self.entry_failure_cooldown_max_minutes < self.entry_failure_cooldown_minutes:
+            raise SettingsError(
+                f"entry_failure_cooldown_max_minutes {self.entry_failure_cooldown_max_minutes} is below "
+                f"entry_failure_cooldown_minutes {self.entry_failure_cooldown_minutes}: "
+                "the cap must allow the first wait"
             )
         if self.max_total_notional < self.entry_notional:
             raise SettingsError(
@@ -135,6 +164,19 @@ class PairTradingConfig:
     @property
     def max_hold(self) -> timedelta:
         return timedelta(days=self.max_hold_days)
+
+    @property
+    def max_book_age(self) -> timedelta:
+        return timedelta(seconds=self.max_book_age_seconds)
+
+    def entry_failure_cooldown(self, failures: int) -> timedelta:
+        """How long a pair key waits after ``failures`` failed entries in a row (none: no wait)."""
+        if failures <= 0 or self.entry_failure_cooldown_minutes == 0:
+            return timedelta(0)
+        # Doubling is capped before it is computed: a long streak never builds a huge integer.
+        doublings = min(failures - 1, self.entry_failure_cooldown_max_minutes.bit_length())
+        minutes = min(self.entry_failure_cooldown_minutes * 2**doublings, self.entry_failure_cooldown_max_minutes)
+        return timedelta(minutes=minutes)
 
     @property
     def closed_event_window(self) -> timedelta:

@@ -39,6 +39,16 @@ FUNDING_PAID = PREFIX + "funding_paid"
 """Net funding the pair has paid so far (negative: received)."""
 CONFLICTING_PAIRS = PREFIX + "conflicting_pairs"
 """Open pairs on the same symbol with other venues, which would net against this one."""
+LONG_BOOK_AGE_SECONDS = PREFIX + "long_book_age_seconds"
+"""Age of the long venue's book: the venue's clock minus the book's own timestamp (never below 0)."""
+SHORT_BOOK_AGE_SECONDS = PREFIX + "short_book_age_seconds"
+MAX_BOOK_AGE_SECONDS = PREFIX + "max_book_age_seconds"
+FAILED_ENTRIES = PREFIX + "failed_entries"
+"""Entries of this pair key that failed in a row since its last entry that opened."""
+ENTRY_COOLDOWN_SECONDS = PREFIX + "entry_cooldown_seconds"
+"""How long the pair key waits after the latest of those failures."""
+ENTRY_COOLDOWN_LEFT_SECONDS = PREFIX + "entry_cooldown_left_seconds"
+"""What is left of that wait now (0: the next entry may go)."""
 
 REQUIRED: tuple[str, ...] = (
     SPREAD,
@@ -56,5 +66,11 @@ REQUIRED: tuple[str, ...] = (
     ORDER_QTY,
     MIN_ORDER_QTY,
     CONFLICTING_PAIRS,
+    LONG_BOOK_AGE_SECONDS,
+    SHORT_BOOK_AGE_SECONDS,
+    MAX_BOOK_AGE_SECONDS,
+    FAILED_ENTRIES,
+    ENTRY_COOLDOWN_SECONDS,
+    ENTRY_COOLDOWN_LEFT_SECONDS,
 )
 REQUIRED_FOR_SCALE_IN: tuple[str, ...] = (INITIAL_SPREAD,)

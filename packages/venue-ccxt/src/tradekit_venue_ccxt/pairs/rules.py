@@ -9,12 +9,14 @@ pending orders, broker/ledger agreement, exits in flight, account limits.
 Its checks, in trace order:
 
 - freshness — a scale-in needs a signal no older than the pair's ``signal_max_age``
-  (SKIP ``stale_signal``);
+  (SKIP ``stale_signal``); every entry needs both books no older than ``max_book_age_seconds``
+  by the venue's clock (SKIP ``market_data_unavailable``): a frozen feed must not trade;
 - hard safety — the entries' notional including this add must stay within
   ``max_total_notional`` (BLOCK ``max_position_size``);
 - directionality — no other open pair on the same symbol with other venues, which would net
   against this one (BLOCK ``direction_conflict``);
-- qualification — an entry needs a positive spread; the k-th add needs a spread of at least
+- qualification — after a failed entry the pair key waits out its cooldown before the next
+  entry (SKIP ``entry_cooldown``); an entry needs a positive spread; the k-th add needs a spread of at least
   the initial entry's spread times ``multiplier**k`` (SKIP ``price_structure``); a pair whose
   initial spread was not positive cannot be rescued (BLOCK ``scaling_not_permitted``);
 - feasibility — both books must fill the quantity within ``max_slippage_bps`` (SKIP
@@ -40,9 +42,20 @@ RULE_CONFLICT = "ccxt_pair_conflict"
 RULE_SPREAD = "ccxt_pair_spread_trigger"
 RULE_BOOK = "ccxt_pair_book_depth"
 RULE_SIZE = "ccxt_pair_order_size"
+RULE_BOOK_AGE = "ccxt_pair_book_freshness"
+RULE_COOLDOWN = "ccxt_pair_entry_cooldown"
 RULE_FEATURES = "ccxt_pair_features"
 
-PAIR_RULES: tuple[str, ...] = (RULE_FRESHNESS, RULE_NOTIONAL, RULE_CONFLICT, RULE_SPREAD, RULE_BOOK, RULE_SIZE)
+PAIR_RULES: tuple[str, ...] = (
+    RULE_FRESHNESS,
+    RULE_BOOK_AGE,
+    RULE_NOTIONAL,
+    RULE_CONFLICT,
+    RULE_COOLDOWN,
+    RULE_SPREAD,
+    RULE_BOOK,
+    RULE_SIZE,
+)
 """Every check a pair decision's trace must contain; the trader refuses to act without them."""
 
 _ONE = Decimal(1)
@@ -70,6 +83,46 @@ def signal_freshness(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
             f"a scale-in needs a fresh signal: this one is {age:.0f}s old, at most {limit:.0f}s allowed",
         )
     return passed(RULE_FRESHNESS, phase, f"signal {age:.0f}s old, at most {limit:.0f}s allowed for a scale-in")
+
+
+def book_freshness(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
+    phase = RulePhase.FRESHNESS
+    limit = x[f.MAX_BOOK_AGE_SECONDS]
+    for leg, age in (("long", x[f.LONG_BOOK_AGE_SECONDS]), ("short", x[f.SHORT_BOOK_AGE_SECONDS])):
+        if age > limit:
+            return skip(
+                RULE_BOOK_AGE,
+                phase,
+                ReasonCode.MARKET_DATA_UNAVAILABLE,
+                f"the {leg} venue's book is {age:.3f}s old by the venue's clock, at most {limit:.0f}s allowed: "
+                "its prices may be gone",
+            )
+    return passed(
+        RULE_BOOK_AGE,
+        phase,
+        f"books {x[f.LONG_BOOK_AGE_SECONDS]:.3f}s (long) and {x[f.SHORT_BOOK_AGE_SECONDS]:.3f}s (short) old, "
+        f"at most {limit:.0f}s allowed",
+    )
+
+
+def entry_cooldown(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
+    phase = RulePhase.QUALIFICATION
+    failures, wait, left = x[f.FAILED_ENTRIES], x[f.ENTRY_COOLDOWN_SECONDS], x[f.ENTRY_COOLDOWN_LEFT_SECONDS]
+    if failures <= 0:
+        return passed(RULE_COOLDOWN, phase, "no failed entry since the pair key's last entry that opened")
+    if left > 0:
+        return skip(
+            RULE_COOLDOWN,
+            phase,
+            ReasonCode.ENTRY_COOLDOWN,
+            f"{failures:.0f} entr{'y' if failures == 1 else 'ies'} of this pair failed in a row; the next waits "
+            f"{wait / 60:.0f} min after the latest failure: {left / 60:.1f} min left",
+        )
+    return passed(
+        RULE_COOLDOWN,
+        phase,
+        f"{failures:.0f} failed entr{'y' if failures == 1 else 'ies'} in a row; the {wait / 60:.0f} min wait is over",
+    )
 
 
 def total_notional(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
@@ -185,7 +238,16 @@ def order_size(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
     return passed(RULE_SIZE, phase, f"quantity {qty} meets both venues' minimum {minimum}")
 
 
-_RULES = (signal_freshness, total_notional, conflict, spread_trigger, book_depth, order_size)
+_RULES = (
+    signal_freshness,
+    book_freshness,
+    total_notional,
+    conflict,
+    entry_cooldown,
+    spread_trigger,
+    book_depth,
+    order_size,
+)
 
 
 @hookimpl

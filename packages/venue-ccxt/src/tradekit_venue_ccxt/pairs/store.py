@@ -476,6 +476,29 @@ class PairStore:
             by_event[row.signal_event_id].append(found[row.pair_id])
         return dict(by_event)
 
+    def entry_failures(self, key: str) -> list[datetime]:
+        """When this pair key's entries failed in a row since its last entry that opened, latest first.
+
+        Read from the audit trail (``entry_failed`` and ``entry_opened`` events, across every
+        pair of the key), so a restart sees the same streak.
+        """
+        query = (
+            sa.select(pair_events.c.kind, pair_events.c.time)
+            .join(pairs, pairs.c.pair_id == pair_events.c.pair_id)
+            .where(
+                pairs.c.pair_key == key,
+                pair_events.c.kind.in_([PairEventKind.ENTRY_FAILED.value, PairEventKind.ENTRY_OPENED.value]),
+            )
+            .order_by(pair_events.c.id.desc())
+        )
+        failures: list[datetime] = []
+        with self._read() as conn:
+            for row in conn.execute(query):
+                if row.kind == PairEventKind.ENTRY_OPENED.value:
+                    break
+                failures.append(row.time)
+        return failures
+
     def live_pair(self, key: str) -> PairPosition | None:
         live = [p for p in self.pairs(key=key) if p.is_live]
         return live[-1] if live else None

@@ -18,7 +18,9 @@ One ``run_cycle(now)`` does, in order:
    open or within ``closed_event_window`` — goes through ``tradekit.evaluate_buy`` with a
    ``ScalingContext`` built from the pair config's policy, both venues' accounts and
    positions, the ledger, and the pair's figures as market features, which the pair rule
-   (``pairs.rules``) judges next to tradekit's built-in rules. An approved entry is swept
+   (``pairs.rules``) judges next to tradekit's built-in rules — among them the age of both
+   books by the venue's clock (``book_clock``, ``max_book_age_seconds``) and the pair key's
+   wait after failed entries in a row, read from its audit trail. An approved entry is swept
    on both books, confirmed by a second decision on fresh books, then sent: a market order
    on the long leg, then on the short leg for what the long leg filled; a failed short leg
    is retried or unwound per ``leg_failure_policy``.
@@ -59,7 +61,7 @@ from tradekit.guard.control import TradingGuard, read_trading_states
 from tradekit.ledger.records import IntentPurpose, LedgerOrderStatus, OrderIntent, client_order_id_for
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
-from tradekit_venue_ccxt.pairs.config import LegFailurePolicy, PairTradingConfig
+from tradekit_venue_ccxt.pairs.config import BookClock, LegFailurePolicy, PairTradingConfig
 from tradekit_venue_ccxt.pairs.models import (
     CloseResult,
     EntryFailure,
@@ -83,11 +85,12 @@ from tradekit_venue_ccxt.pairs.models import (
 from tradekit_venue_ccxt.pairs.rules import PAIR_RULES
 from tradekit_venue_ccxt.pairs.spread import fmt_bps, next_trigger, spread_of
 from tradekit_venue_ccxt.pairs.store import PairStore
-from tradekit_venue_ccxt.pairs.venue import PerpVenue
+from tradekit_venue_ccxt.pairs.venue import PerpVenue, VenueClock
 from tradekit_venue_ccxt.providers import OrderBook, PerpMarket, Sweep
 
 _HUNDRED = Decimal(100)
 _SECOND = timedelta(seconds=1)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 class PairSetupError(ValueError):
@@ -120,6 +123,12 @@ class PairPlan:
     account: AccountSnapshot
     long_position: BrokerPosition | None
     short_position: BrokerPosition | None
+    long_book_age: timedelta
+    short_book_age: timedelta
+    failed_entries: int
+    """Entries of the pair key that failed in a row since its last entry that opened."""
+    entry_cooldown: timedelta
+    cooldown_left: timedelta
 
     @property
     def long_vwap(self) -> Decimal:
@@ -553,7 +562,7 @@ class PairTrader:
             if remaining <= 0:
                 return
             if attempt:
-                ok, why = self._short_book_still_ok(pair, remaining)
+                ok, why = self._short_book_still_ok(pair, remaining, now)
                 if not ok:
                     self._store.append_event(
                         pair.pair_id,
@@ -600,11 +609,15 @@ class PairTrader:
                 ),
             )
 
-    def _short_book_still_ok(self, pair: PairPosition, qty: Decimal) -> tuple[bool, str]:
+    def _short_book_still_ok(self, pair: PairPosition, qty: Decimal, now: datetime) -> tuple[bool, str]:
+        venue = self._venue(pair.header.short_venue)
         try:
-            book = self._venue(pair.header.short_venue).order_book(pair.symbol, self._config.order_book_depth)
+            book = venue.order_book(pair.symbol, self._config.order_book_depth)
+            age = self._book_age(venue, book, now)
         except BrokerError as exc:
             return False, f"short book unreadable ({exc})"
+        if age > self._config.max_book_age:
+            return False, f"short book {_seconds(age)}s old, at most {self._config.max_book_age_seconds}s allowed"
         sweep = book.sweep(Side.SELL, qty)
         slippage = sweep.slippage_bps
         if not sweep.complete or slippage is None or slippage > self._config.max_slippage_bps:
@@ -665,13 +678,21 @@ class PairTrader:
         left = ", ".join(f"{leg.value} {qty}" for leg, qty in dust.items())
         if matched > 0:
             long_book, short_book = books[Leg.LONG], books[Leg.SHORT]
+            long_price = long_book.cost / long_book.opened
+            short_price = short_book.cost / short_book.opened
+            notes = [context]
+            if left:
+                notes.append(f"dust kept: {left}")
+            shortfall = _trigger_shortfall(pair, entry_no, spread_of(long_price, short_price))
+            if shortfall:
+                notes.append(shortfall)
             result = EntryResult(
                 entry_no=entry_no,
                 qty=matched,
-                long_price=long_book.cost / long_book.opened,
-                short_price=short_book.cost / short_book.opened,
+                long_price=long_price,
+                short_price=short_price,
                 contract_size=pair.header.contract_size,
-                note=context + (f"; dust kept: {left}" if left else ""),
+                note="; ".join(notes),
             )
             self._store.append_event(pair_id, PairEventKind.ENTRY_OPENED, now, result)
             log.opened.append((pair_id, entry_no))
@@ -1103,7 +1124,9 @@ class PairTrader:
         pair = self._store.live_pair(signal.pair_key)
         conflicts = len([p for p in self._store.live_pairs() if p.symbol == symbol and p.key != signal.pair_key])
         long_book = long_venue.order_book(symbol, self._config.order_book_depth)
+        long_book_age = self._book_age(long_venue, long_book, now)
         short_book = short_venue.order_book(symbol, self._config.order_book_depth)
+        short_book_age = self._book_age(short_venue, short_book, now)
         long_ask, short_bid = long_book.best_ask, short_book.best_bid
         if long_ask is None or short_bid is None:
             raise _EmptyBook(f"{symbol}: the long venue has no ask or the short venue no bid")
@@ -1130,6 +1153,9 @@ class PairTrader:
             account = _combined_account(long_venue.get_account(), short_venue.get_account(), now)
             long_position = _position_in(long_venue.get_positions(), symbol)
             short_position = _position_in(short_venue.get_positions(), symbol)
+        failures = self._store.entry_failures(signal.pair_key)
+        cooldown = self._config.entry_failure_cooldown(len(failures))
+        cooldown_left = max(failures[0] + cooldown - now, timedelta(0)) if failures else timedelta(0)
         return PairPlan(
             signal=signal,
             pair=pair,
@@ -1149,7 +1175,22 @@ class PairTrader:
             account=account,
             long_position=long_position,
             short_position=short_position,
+            long_book_age=long_book_age,
+            short_book_age=short_book_age,
+            failed_entries=len(failures),
+            entry_cooldown=cooldown,
+            cooldown_left=cooldown_left,
         )
+
+    def _book_age(self, venue: PerpVenue, book: OrderBook, now: datetime) -> timedelta:
+        """How old ``book`` is by the venue's clock (``book_clock``); a book stamped ahead of it counts as new.
+
+        The server time is read after the book, so the age is never understated by the read.
+        """
+        clock = now
+        if self._config.book_clock is BookClock.VENUE and isinstance(venue, VenueClock):
+            clock = venue.server_time()
+        return max(clock - book.as_of, timedelta(0))
 
     def scaling_context(self, plan: PairPlan, now: datetime) -> ScalingContext:
         """The context ``evaluate_buy`` judges a pair entry on (exposed for audits and tests)."""
@@ -1211,6 +1252,12 @@ class PairTrader:
             f.MIN_ORDER_QTY: plan.min_qty,
             f.FUNDING_PAID: pair.funding_paid if pair is not None else ZERO,
             f.CONFLICTING_PAIRS: Decimal(plan.conflicts),
+            f.LONG_BOOK_AGE_SECONDS: _seconds(plan.long_book_age),
+            f.SHORT_BOOK_AGE_SECONDS: _seconds(plan.short_book_age),
+            f.MAX_BOOK_AGE_SECONDS: _seconds(config.max_book_age),
+            f.FAILED_ENTRIES: Decimal(plan.failed_entries),
+            f.ENTRY_COOLDOWN_SECONDS: _seconds(plan.entry_cooldown),
+            f.ENTRY_COOLDOWN_LEFT_SECONDS: _seconds(plan.cooldown_left),
         }
         if plan.initial_spread is not None:
             features[f.INITIAL_SPREAD] = plan.initial_spread
@@ -1293,6 +1340,18 @@ def _leg_entry_book(pair: PairPosition, entry_no: int, leg: Leg) -> _LegEntryBoo
     return _LegEntryBook(opened=opened, unwound=unwound, cost=cost)
 
 
+def _trigger_shortfall(pair: PairPosition, entry_no: int, realised: Decimal) -> str:
+    """Say so when an add's legs filled at a spread below the trigger it was decided on."""
+    planned = [s for s in pair.snapshots if s.entry_no == entry_no]
+    trigger = planned[-1].trigger if planned else None
+    if trigger is None or realised >= trigger:
+        return ""
+    return (
+        f"filled at spread {fmt_bps(realised)}, short of its trigger {fmt_bps(trigger)} by "
+        f"{fmt_bps(trigger - realised)} (decided at {fmt_bps(planned[-1].spread)})"
+    )
+
+
 def _intent_key(pair_id: str, entry_no: int, leg: Leg, purpose: LegPurpose, attempt: int) -> str:
     return f"ccxt-pair|{pair_id}|{entry_no}|{leg.value}|{purpose.value}|{attempt}"
 
@@ -1346,6 +1405,11 @@ def _floor(value: Decimal, step: Decimal) -> Decimal:
 
 def _ceil(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
+
+
+def _seconds(span: timedelta) -> Decimal:
+    """A duration in seconds, to the millisecond, without going through float."""
+    return Decimal(span // _MILLISECOND) / 1000
 
 
 def _fill_ratio(sweep: Sweep) -> Decimal:

@@ -37,3 +37,10 @@ class PerpVenue(Protocol):
     def venue_fills(self, client_order_id: str, symbol: str | None = None) -> list[VenueFill]: ...
 
     def funding_payments(self, symbol: str, since: datetime | None = None) -> list[FundingPayment]: ...
+
+
+@runtime_checkable
+class VenueClock(Protocol):
+    """A venue client that can read the venue's own clock (``CcxtVenue`` can)."""
+
+    def server_time(self) -> datetime: ...
