@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tradekit import BuyAction
 from tradekit.broker.errors import BrokerUnavailable
-from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig
+from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig, SliceTiming
 from tradekit.cli import cli
 from tradekit.config import AllocationSettings, ExitSettings, MissedWindow, Settings
 from tradekit.domain import Fill, Order, OrderType, Side, TimeInForce
@@ -27,7 +28,7 @@ from tradekit.exits import ExitState
 from tradekit.ledger import Ledger, LedgerOrderStatus
 from tradekit.reconcile import ReconcileAction
 
-from .test_pipeline import OPEN, Single, Trading, make_trading
+from .test_pipeline import OPEN, Pyramid, Single, Trading, make_trading
 
 # Monday 2024-03-04 closes 21:00 UTC; Tuesday's exit window is 14:35-15:00 UTC.
 MONDAY_EVENING = datetime(2024, 3, 4, 21, 15, tzinfo=UTC)
@@ -410,3 +411,54 @@ def test_decisions_and_explain_say_what_became_of_an_approved_buy(tmp_path: Path
     assert (whole["replaces"], whole["status"], whole["filled_qty"]) == (refused["client_order_id"], "filled", "71")
     assert "what became of it:" in explained.output
     assert "whole-share fallback tk-" in explained.output
+
+
+def test_a_symbol_held_back_for_a_working_order_is_reconciled_once_its_events_finish_the_order(
+    tmp_path: Path,
+) -> None:
+    paper = PaperBroker(PaperBrokerConfig(fill_slices=3, slice_timing=SliceTiming.PER_PRICE_UPDATE))
+    t = make_trading(tmp_path, paper=paper)
+    t.reconcile()
+    t.pipeline.process_buy(t.signal(), Pyramid, t.market())  # a third fills, the rest rests
+    t = restart(t, tmp_path)
+    report = startup(t.pipeline)
+    assert [(f.symbol, f.action) for f in report.findings] == [("KO", ReconcileAction.DEFERRED)]
+
+    for minute in (1, 2):  # the market moves: the rest fills, and the stream says so
+        paper.set_price("KO", Decimal(60), OPEN + timedelta(minutes=minute))
+    t.clock.now = OPEN + timedelta(minutes=5)
+    t.pipeline.apply_events()
+    with t.ledger.reading() as tx:
+        assert tx.pending_intents() == []
+
+    assert t.pipeline.reconcile_if_due() is not None  # not only at the next restart
+    assert t.ledger.unreconciled_symbols() == frozenset()
+    assert held(t) == (Decimal("33.333333333"), Decimal("33.333333333"))
+    t.clock.now += timedelta(days=1)
+    paper.set_price("KO", Decimal(61), t.clock.now)
+    outcome = t.pipeline.process_buy(t.signal(price="61"), Pyramid, t.market())
+    assert outcome.decision is not None
+    assert outcome.decision.action is BuyAction.SCALE_IN
+    t.ledger.close()
+
+
+def test_a_symbol_held_back_for_a_working_order_is_reconciled_once_an_event_says_it_was_rejected(
+    tmp_path: Path,
+) -> None:
+    paper = LookupsFail()
+    t = make_trading(tmp_path, paper=paper)
+    t.reconcile()
+    paper.faults.arm(Fault.REJECT_AFTER_ACCEPT)  # accepted now, rejected downstream a moment later
+    t.pipeline.process_buy(t.signal(), Single, t.market())
+    t = restart(t, tmp_path)
+    paper.lookups_down = True  # the restart cannot look the order up: KO is held back
+    report = startup(t.pipeline)
+    assert [(f.symbol, f.action) for f in report.findings] == [("KO", ReconcileAction.DEFERRED)]
+
+    t.pipeline.apply_events()  # the stream delivers the rejection
+    with t.ledger.reading() as tx:
+        assert tx.pending_intents() == []
+
+    assert t.pipeline.reconcile_if_due() is not None
+    assert t.ledger.unreconciled_symbols() == frozenset()
+    t.ledger.close()

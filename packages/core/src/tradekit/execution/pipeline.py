@@ -120,6 +120,21 @@ def _attempt_in_flight(tx: LedgerTx, attempt: OrderIntent) -> ExitIntent | None:
     return current if current.client_order_id == attempt.client_order_id else None
 
 
+def _unfilled_value(
+    qty: Decimal | None, notional: Decimal | None, filled: Decimal, price: Decimal | None
+) -> Decimal | None:
+    """What an order has yet to buy, in money (None when it is sized in shares and no price
+    is known). An order sized in money counts whole while the price of its fills is unknown."""
+    if qty is not None:
+        left = max(qty - filled, ZERO)
+        if left == 0:
+            return ZERO
+        return left * price if price is not None else None
+    if notional is None:
+        return ZERO
+    return max(notional - filled * price, ZERO) if price is not None else notional
+
+
 def _window_text(intent: ExitIntent) -> str:
     if intent.window_opens_at is None or intent.window_closes_at is None:
         return "(none)"
@@ -176,6 +191,10 @@ class OrderPipeline:
         self._reconcile_due = False
         # Exit orders whose window closed while they rested: cancel requested once per process.
         self._cancel_requested: set[str] = set()
+        # The price each buy still in flight was decided at, for a tier's cap (``_unfilled_buys``):
+        # its value when nothing else prices it (no fill, no position). Kept by this process
+        # only, while it is in flight; after a restart such a buy takes its tier as full.
+        self._decided_prices: dict[str, Decimal] = {}
         # Whether a planned exit may exist. Only trusted when this process is the ledger's
         # only writer; otherwise the ledger is always asked.
         self._exits_may_be_planned = True
@@ -249,6 +268,8 @@ class OrderPipeline:
                 )
                 tx.record_intent(intent)
                 tx.record_order_event(intent.client_order_id, LedgerOrderStatus.SUBMITTING, now)
+                if ctx.tier is not None and sized.price is not None:
+                    self._decided_prices[intent.client_order_id] = sized.price
         if intent is None:
             return BuyOutcome(decision, note=broker_error)
         self._on_step("intent")
@@ -328,23 +349,31 @@ class OrderPipeline:
                 last_order_at=counts.last_order_at,
                 acted_on_symbol_today=counts.acted_on_symbol_today,
             ),
-            tier=self._tier(symbol, truth, market),
+            tier=self._tier(tx, symbol, truth, market),
             exit_pending=tx.exit_pending(symbol),
             asset=asset,
             trading_states=self.guard.trading_states(tx),  # trading-state guard (issue #13)
         )
 
-    def _tier(self, symbol: str, truth: BrokerTruth | None, market: MarketSnapshot) -> TierState | None:
+    def _tier(self, tx: LedgerTx, symbol: str, truth: BrokerTruth | None, market: MarketSnapshot) -> TierState | None:
         allocation = self.settings.allocation
         name = allocation.tier_of(symbol) if allocation.tiered else None
         if name is None:
             return None
         tier = allocation.tiers[name]
+        members = frozenset(tier.symbols)
         exposure = ZERO
         if truth is not None:
             exposure = sum(
-                (p.market_value() for s, p in truth.positions.items() if s in tier.symbols and not p.is_short), ZERO
+                (p.market_value() for s, p in truth.positions.items() if s in members and not p.is_short), ZERO
             )
+            # What buys still working on the tier's symbols have yet to buy counts as held: the
+            # cap would otherwise be overrun by orders filling after this one is decided.
+            in_flight = self._unfilled_buys(tx, members, truth, symbol, market)
+            if in_flight is None:
+                exposure = max(exposure, truth.account.equity * tier.effective_cap_pct / 100)
+            else:
+                exposure += in_flight
         return TierState(
             tier=name,
             exposure=exposure,
@@ -352,6 +381,77 @@ class OrderPipeline:
             allocation_pct=tier.allocation_pct,
             symbol_count=len(tier.symbols),
         )
+
+    def _unfilled_buys(
+        self, tx: LedgerTx, members: frozenset[str], truth: BrokerTruth, symbol: str, market: MarketSnapshot
+    ) -> Decimal | None:
+        """What the buys in flight on ``members`` are still to buy, at the best price known for
+        each: tradekit's own (the ledger's unsettled intents: a request whose answer was lost may
+        be at the broker) and any other working at the broker. None when one of them cannot be
+        valued: the tier is then taken as full rather than guessed at."""
+        working = {
+            o.client_order_id: o
+            for o in truth.open_orders
+            if o.symbol in members and o.side is Side.BUY and not o.status.is_terminal
+        }
+        total = ZERO
+        pending = tx.pending_intents()
+        settled = self._decided_prices.keys() - {p.intent.client_order_id for p in pending}
+        for coid in settled:
+            del self._decided_prices[coid]
+        for state in pending:
+            intent = state.intent
+            if intent.side is not Side.BUY or intent.symbol not in members:
+                continue
+            order = working.pop(intent.client_order_id, None)
+            filled = max(state.filled_qty, order.filled_qty if order is not None else ZERO)
+            price = self._price_of(tx, intent.symbol, truth, symbol, market, intent.limit_price)
+            if price is None:
+                price = self._decided_prices.get(intent.client_order_id)
+            value = _unfilled_value(intent.qty, intent.notional, filled, price)
+            if value is None:
+                log.warning(
+                    "buy %s: its tier is taken as full: the buy %s of %s in flight has no price",
+                    symbol,
+                    intent.client_order_id,
+                    intent.symbol,
+                )
+                return None
+            total += value
+        for order in working.values():  # placed outside tradekit
+            price = self._price_of(tx, order.symbol, truth, symbol, market, order.limit_price) or order.filled_avg_price
+            value = _unfilled_value(order.qty, order.notional, order.filled_qty, price)
+            if value is None:
+                log.warning(
+                    "buy %s: its tier is taken as full: the buy %s of %s working at the broker has no price",
+                    symbol,
+                    order.client_order_id,
+                    order.symbol,
+                )
+                return None
+            total += value
+        return total
+
+    @staticmethod
+    def _price_of(
+        tx: LedgerTx,
+        of: str,
+        truth: BrokerTruth,
+        symbol: str,
+        market: MarketSnapshot,
+        limit_price: Decimal | None,
+    ) -> Decimal | None:
+        """The price an order on ``of`` is valued at: the market's now when known, else its
+        limit, else what the ledger last paid."""
+        if of == symbol and market.price is not None:
+            return market.price
+        position = truth.positions.get(of)
+        if position is not None and position.current_price is not None:
+            return position.current_price
+        if limit_price is not None:
+            return limit_price
+        held = tx.position(of)
+        return held.last_entry_price if held is not None else None
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -434,6 +534,8 @@ class OrderPipeline:
                 confidence=intent.confidence,
             )
             tx.record_intent(replacement)
+            if ctx.tier is not None:
+                self._decided_prices[replacement.client_order_id] = basis.price
             tx.record_order_event(
                 replacement.client_order_id,
                 LedgerOrderStatus.SUBMITTING,
@@ -537,12 +639,23 @@ class OrderPipeline:
                 filled_avg_price=order.filled_avg_price,
                 detail=detail,
             )
+            if new.is_terminal:
+                self._reconcile_if_held_back(tx, intent.symbol)
         if intent.exit_intent_id:
             self._follow_exit(tx, intent, order)
+
+    def _reconcile_if_held_back(self, tx: LedgerTx, symbol: str) -> None:
+        # An order of a symbol reconciliation held back (deferred while the order worked) has
+        # finished, whichever way the news came (a lookup, a stream event, a refusal): the
+        # symbol is reconciled at the next chance, not left blocked until a restart.
+        if not self._reconcile_due and symbol in tx.unreconciled_symbols():
+            self._reconcile_due = True
 
     def _record_status(self, intent: OrderIntent, status: LedgerOrderStatus, *, detail: str) -> None:
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
             tx.record_order_event(intent.client_order_id, status, self.clock(), detail=detail)
+            if status.is_terminal:
+                self._reconcile_if_held_back(tx, intent.symbol)
             if intent.exit_intent_id and status.is_terminal:
                 self._exit_attempt_failed(tx, intent, detail)
 
@@ -617,8 +730,9 @@ class OrderPipeline:
         return Reconciler(self.ledger, self.broker, self.settings.reconciliation, self.plugins).run(self.clock())
 
     def reconcile_if_due(self) -> ReconcileReport | None:
-        """Reconcile when a fill could not be applied or an unresolved order was settled since
-        the last reconciliation; otherwise do nothing."""
+        """Reconcile when a fill could not be applied, an unresolved order was settled, or an
+        order of a symbol reconciliation held back finished (by a lookup or a broker event)
+        since the last reconciliation; otherwise do nothing."""
         return self.reconcile() if self._reconcile_due else None
 
     # --- exits -----------------------------------------------------------------------------------------
@@ -683,6 +797,11 @@ class OrderPipeline:
                 outcomes.append(self._escalate(intent, now))
             elif intent.attempts < self.settings.exits.max_attempts_per_window:
                 outcomes.append(self.execute_exit(intent, price=prices.get(intent.symbol)))
+            elif intent.window_closes_at is None:
+                # An immediate exit has no window to wait for the close of: its budget spent,
+                # it waits for the next session instead of being stuck here for good.
+                why = f"{intent.attempts} attempt(s) did not execute"
+                outcomes.append(self._retry_next_session(intent, now, why))
         return outcomes
 
     def execute_exit(
@@ -707,6 +826,13 @@ class OrderPipeline:
             earlier = tx.intents_with_prefix(prefix)
         if earlier and self._follow_earlier_attempt(earlier[-1]):
             return ExitOutcome(intent, note="an earlier attempt reached the broker after all: followed, not resent")
+        try:
+            sellable = self._sellable(intent.symbol)
+        except BrokerError as exc:
+            # Never a sell larger than the broker holds: unread, it is not guessed at.
+            note = f"exit waits: what the broker holds of {intent.symbol} cannot be read: {exc}"
+            log.warning("exit %s: %s", intent.intent_id, note)
+            return ExitOutcome(intent, note=note)
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
             current = tx.exit_intent(intent.intent_id)
             if current is None or current.state is not ExitState.PLANNED:
@@ -719,6 +845,26 @@ class OrderPipeline:
                 done = ExitState.EXECUTED if sold > 0 else ExitState.CANCELLED
                 closed = tx.transition_exit(intent.intent_id, done, now, note="position already flat")
                 return ExitOutcome(closed, note=closed.note)
+            if sellable < qty:
+                # The broker holds less than the ledger (or some of it is already being sold):
+                # a sell of the ledger's quantity would be refused, every time, or open a
+                # short. Only what the broker holds is sold; the rest is reconciliation's (a
+                # symbol it already holds back is reconciled again once this sell finishes).
+                if intent.symbol not in tx.unreconciled_symbols():
+                    self._reconcile_due = True
+                if sellable <= 0:
+                    note = f"exit waits: the broker holds no {intent.symbol} to sell (the ledger {qty}); reconciling"
+                    log.warning("exit %s: %s", intent.intent_id, note)
+                    return ExitOutcome(current, note=note)
+                log.warning(
+                    "exit %s: the broker holds %s %s free to sell, the ledger %s: selling %s, reconciling the rest",
+                    intent.intent_id,
+                    sellable,
+                    intent.symbol,
+                    qty,
+                    sellable,
+                )
+                qty = sellable
             # Trading-state guard (issue #13): while HALTED the exit stays planned and waits.
             states = self.guard.trading_states(tx)
             blocker = states.exit_blocker(strategy=intent.strategy, symbol=intent.symbol, at=now)
@@ -755,6 +901,39 @@ class OrderPipeline:
         self._on_step("exit_intent")
         order = self._submit(order_intent)
         return ExitOutcome(submitted, order)
+
+    def _sellable(self, symbol: str) -> Decimal:
+        """How much of ``symbol`` the broker holds long and is not already selling: the most
+        one exit attempt may sell (raises ``BrokerError`` when the broker cannot be read)."""
+        truth = self._broker_truth()
+        position = truth.positions.get(symbol)
+        held = position.qty if position is not None and not position.is_short else ZERO
+        selling = sum(
+            (
+                (o.qty - o.filled_qty) if o.qty is not None else held
+                for o in truth.open_orders
+                if o.symbol == symbol and o.side is Side.SELL and not o.status.is_terminal
+            ),
+            ZERO,
+        )
+        return max(held - selling, ZERO)
+
+    def _retry_next_session(self, intent: ExitIntent, now: datetime, why: str) -> ExitOutcome:
+        """Move an immediate exit whose attempts ran out to the next session, all of it, with
+        a fresh budget of attempts (a market order again): tried as often as it takes, never
+        expired, whatever ``exits.on_missed_window`` says of planned exits."""
+        session = self.calendar.session_of_open(self.calendar.next_open(now))
+        window = ExecutionWindow(opens_at=session.open, closes_at=session.close)
+        note = (
+            f"{why}; tried again in the next session, {window.opens_at.isoformat()} .. {window.closes_at.isoformat()}"
+        )
+        with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
+            current = tx.exit_intent(intent.intent_id)
+            if current is None or current.state is not ExitState.PLANNED or current.attempts != intent.attempts:
+                return ExitOutcome(current, note="exit moved on since it was read")  # another attempt, or done
+            rolled = tx.transition_exit(intent.intent_id, ExitState.PLANNED, now, note=note, window=window)
+        log.warning("immediate exit %s for %s: %s", intent.intent_id, intent.symbol, note)
+        return ExitOutcome(rolled, note=note, rolled=True)
 
     def _follow_earlier_attempt(self, earlier: OrderIntent) -> bool:
         """Look an earlier attempt given up on as not found up once more before resending;
@@ -796,6 +975,8 @@ class OrderPipeline:
         """What a planned exit does once its window closed unexecuted."""
         rule = self.settings.exits.on_missed_window
         missed = f"window {_window_text(intent)} closed unexecuted after {intent.attempts} attempt(s)"
+        if intent.urgency is Urgency.IMMEDIATE:
+            return self._retry_next_session(intent, now, missed)
         if rule is MissedWindow.MARKET_AT_CLOSE:
             opens = self.calendar.last_open(now)
             if opens is not None and now < self.calendar.session_of_open(opens).close:
