@@ -285,3 +285,115 @@ def test_a_failed_add_waits_out_the_cooldown_too(make_world: Any) -> None:
     assert world.long_emu.create_order_request_count == long_orders + 2  # one add bought and unwound
     assert outcomes[0].action is BuyAction.SCALE_IN
     assert all(ReasonCode.ENTRY_COOLDOWN in o.reasons for o in outcomes[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# a frozen book does not value a pair
+# --------------------------------------------------------------------------------------------
+
+# The short leg bought back at 2970 against a 3006 sale: about 12 USDT on 0.33 ETH, well past
+# the 5 USDT take-profit (0.5% of the first entry's 1000).
+TAKE_PROFIT_SHORT_MID = Decimal(2970)
+
+
+def freeze_short_book_at(world: PairWorld, short: FrozenFeed, frozen_mid: Decimal, *, then: Decimal) -> None:
+    """The short venue's feed freezes on a book at ``frozen_mid``; the market moves to ``then``."""
+    set_book(world.short_emu, ETH, frozen_mid)
+    short.freeze(ETH)
+    set_book(world.short_emu, ETH, then)
+
+
+def age_books(world: PairWorld, by: timedelta) -> None:
+    """Both venues' clocks move on; the long venue's book is quoted again (fresh), the frozen one is not."""
+    world.short_emu.advance(by)
+    world.long_emu.advance(by)
+    set_book(world.long_emu, ETH, LONG_MID)
+
+
+def orders_sent(world: PairWorld) -> tuple[int, int]:
+    return world.long_emu.create_order_request_count, world.short_emu.create_order_request_count
+
+
+def test_a_frozen_book_showing_a_take_profit_the_market_does_not_have_does_not_close_the_pair(
+    make_world: Any,
+) -> None:
+    world: PairWorld = make_world()
+    short = with_frozen_short_feed(world)
+    quote(world, AT_20_BPS)
+    cycle(world, START)
+    pair = world.only_pair()
+    assert pair.entry_count == 1
+    assert world.trader is not None
+    assert world.store is not None
+    freeze_short_book_at(world, short, TAKE_PROFIT_SHORT_MID, then=AT_20_BPS)
+    age_books(world, timedelta(hours=2))
+    sent = orders_sent(world)
+    t = START + timedelta(hours=2)
+
+    report = world.trader.run_cycle(t)
+
+    assert report.exits_started == ()
+    assert world.only_pair().status is PairStatus.OPEN
+    assert orders_sent(world) == sent
+    assert world.venue_qty() == (pair.long.held, -pair.short.held)
+    assert [pair_id for pair_id, _why in report.unpriced] == [pair.pair_id]
+    mark = world.store.mark(pair.pair_id)
+    assert mark is None or mark.time < t  # the frozen book's valuation is not shown as the pair's
+
+    # The feed recovers and the market really is where the frozen book was: the profit is real.
+    short.frozen = None
+    set_book(world.short_emu, ETH, TAKE_PROFIT_SHORT_MID)
+    report = world.trader.run_cycle(t + timedelta(minutes=1))
+
+    assert report.exits_started == ((pair.pair_id, ExitReason.TAKE_PROFIT),)
+    assert report.unpriced == ()
+    closed = world.only_pair()
+    assert closed.status is PairStatus.CLOSED
+    assert closed.exit is not None
+    assert closed.exit.pnl is not None
+    assert pair.take_profit_target is not None
+    assert closed.exit.pnl >= pair.take_profit_target
+    assert world.venue_qty() == (ZERO, ZERO)
+
+
+def test_a_frozen_book_showing_a_stop_loss_the_market_does_not_have_does_not_close_the_pair(
+    make_world: Any,
+) -> None:
+    world: PairWorld = make_world(scale_in_enabled=False, stop_loss_pct=Decimal(1))
+    short = with_frozen_short_feed(world)
+    quote(world, AT_20_BPS)
+    cycle(world, START)
+    pair = world.only_pair()
+    assert world.trader is not None
+    # Frozen on a short book 2% up (a 2% loss on the pair); the market is back at 20 bps.
+    freeze_short_book_at(world, short, LONG_MID * Decimal("1.02"), then=AT_20_BPS)
+    age_books(world, timedelta(hours=2))
+    sent = orders_sent(world)
+
+    report = world.trader.run_cycle(START + timedelta(hours=2))
+
+    assert report.exits_started == ()
+    assert world.only_pair().status is PairStatus.OPEN
+    assert orders_sent(world) == sent
+    assert [pair_id for pair_id, _why in report.unpriced] == [pair.pair_id]
+
+
+def test_a_frozen_book_does_not_stop_max_hold_and_the_close_carries_no_price_from_it(make_world: Any) -> None:
+    world: PairWorld = make_world()
+    short = with_frozen_short_feed(world)
+    quote(world, AT_20_BPS)
+    cycle(world, START)
+    pair = world.only_pair()
+    assert world.trader is not None
+    freeze_short_book_at(world, short, TAKE_PROFIT_SHORT_MID, then=AT_20_BPS)
+    age_books(world, timedelta(hours=2))
+
+    report = world.trader.run_cycle(pair.header.force_close_at)
+
+    assert report.exits_started == ((pair.pair_id, ExitReason.MAX_HOLD),)
+    closed = world.only_pair()
+    assert closed.exit is not None
+    assert closed.exit.reason is ExitReason.MAX_HOLD
+    assert closed.exit.pnl is None  # unpriced: no figure from a book older than the max age
+    assert closed.status is PairStatus.CLOSED
+    assert world.venue_qty() == (ZERO, ZERO)

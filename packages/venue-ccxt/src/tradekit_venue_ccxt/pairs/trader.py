@@ -13,7 +13,10 @@ One ``run_cycle(now)`` does, in order:
    every cycle, whatever the books and even while an entry is being matched. A settled pair
    is also valued on both books, all entries and both legs together, and closed on the
    take-profit (PnL of the whole pair against a target anchored to the *first* entry's
-   notional) and — only when scale-in is off — the mechanical stop-loss.
+   notional) and — only when scale-in is off — the mechanical stop-loss. Only books no older
+   than ``max_book_age_seconds`` (by ``book_clock``) value a pair: with an older, unreadable
+   or one-sided book the price rails wait for the next cycle, the last mark stays as it was,
+   and the cycle report says why (``CycleReport.unpriced``).
 3. **Decide.** Every signal still worth considering — pending, or skipped while its event is
    open or within ``closed_event_window`` — goes through ``tradekit.evaluate_buy`` with a
    ``ScalingContext`` built from the pair config's policy, both venues' accounts and
@@ -173,6 +176,8 @@ class CycleReport:
     entries_failed: tuple[tuple[str, int], ...]
     exits_started: tuple[tuple[str, ExitReason], ...]
     closed: tuple[str, ...]
+    unpriced: tuple[tuple[str, str], ...] = ()
+    """Open pairs the take-profit and stop-loss could not judge this cycle, and why (pair id, reason)."""
 
 
 @attrs.define
@@ -182,6 +187,7 @@ class _Log:
     failed: list[tuple[str, int]] = attrs.field(factory=list)
     exits: list[tuple[str, ExitReason]] = attrs.field(factory=list)
     closed: list[str] = attrs.field(factory=list)
+    unpriced: list[tuple[str, str]] = attrs.field(factory=list)
 
 
 class PairTrader:
@@ -256,6 +262,7 @@ class PairTrader:
             entries_failed=tuple(log.failed),
             exits_started=tuple(log.exits),
             closed=tuple(log.closed),
+            unpriced=tuple(log.unpriced),
         )
 
     def recover(self, now: datetime) -> CycleReport:
@@ -816,15 +823,29 @@ class PairTrader:
                 continue  # read again next cycle; funding is never assumed to be zero
             self._store.record_funding(pair.pair_id, [p for p in payments if p.time >= since])
 
-    def _books(self, pair: PairPosition) -> tuple[OrderBook, OrderBook] | None:
-        try:
-            long_book = self._venue(pair.header.long_venue).order_book(pair.symbol, self._config.order_book_depth)
-            short_book = self._venue(pair.header.short_venue).order_book(pair.symbol, self._config.order_book_depth)
-        except BrokerError:
-            return None
-        if None in (long_book.best_bid, long_book.best_ask, short_book.best_bid, short_book.best_ask):
-            return None
-        return long_book, short_book
+    def _books(self, pair: PairPosition, now: datetime) -> tuple[OrderBook, OrderBook] | str:
+        """Both books to value the pair on, or why it cannot be valued this cycle.
+
+        A book is aged as an entry's is (``_book_age``): a frozen feed's last book would close
+        the pair on a price that is gone, or keep it open past a real stop.
+        """
+        books: list[OrderBook] = []
+        for leg, venue_name in ((Leg.LONG, pair.header.long_venue), (Leg.SHORT, pair.header.short_venue)):
+            venue = self._venue(venue_name)
+            try:
+                book = venue.order_book(pair.symbol, self._config.order_book_depth)
+                age = self._book_age(venue, book, now)
+            except BrokerError as exc:
+                return f"the {leg.value} book ({venue_name}) is unreadable: {exc}"
+            if book.best_bid is None or book.best_ask is None:
+                return f"the {leg.value} book ({venue_name}) is one-sided"
+            if age > self._config.max_book_age:
+                return (
+                    f"the {leg.value} book ({venue_name}) is {_seconds(age)}s old, "
+                    f"at most {self._config.max_book_age_seconds}s allowed"
+                )
+            books.append(book)
+        return books[0], books[1]
 
     def valuation(self, pair: PairPosition, long_book: OrderBook, short_book: OrderBook, now: datetime) -> PairMark:
         """Value the whole pair — every entry, both legs — at the prices that would close it."""
@@ -857,21 +878,29 @@ class PairTrader:
         with a book unreadable or one-sided and even while an entry's legs are still being
         matched, and a hit closes all both legs hold (``_work_exit``, tried again every cycle
         until done). The leg check and the price rails wait for a settled pair (an entry in
-        flight would look like a mismatch) and for both books.
+        flight would look like a mismatch) and for both books, each readable, two-sided and no
+        older than ``max_book_age_seconds``; until then the pair's mark is left as it was.
         """
         if not pair.entries and not pair.in_progress:
             return
         mark: PairMark | None = None
-        if not pair.in_progress:
+        if pair.in_progress:
+            unpriced = f"entry {', '.join(map(str, pair.in_progress))} still being matched"
+        else:
             broken = self._check_legs(pair, now)
             if broken is not None:
                 self._start_exit(pair, broken, now, log)
                 return
-            books = self._books(pair)
-            if books is not None:
+            books = self._books(pair, now)
+            if isinstance(books, str):
+                unpriced = books
+            else:
+                unpriced = ""
                 mark = self.valuation(pair, books[0], books[1], now)
                 self._store.save_mark(mark)
-        note = self._hard_rail(pair, mark, now)
+        if unpriced:
+            log.unpriced.append((pair.pair_id, unpriced))
+        note = self._hard_rail(pair, mark, unpriced, now)
         if note is None and mark is not None:
             note = self._price_rail(pair, mark)
         if note is not None:
@@ -920,18 +949,16 @@ class PairTrader:
         # the pair is reported unreconciled and takes no add until someone looks.
         return None
 
-    def _hard_rail(self, pair: PairPosition, mark: PairMark | None, now: datetime) -> ExitNote | None:
+    def _hard_rail(
+        self, pair: PairPosition, mark: PairMark | None, unpriced_why: str, now: datetime
+    ) -> ExitNote | None:
         """The funding hard-stop, then max hold: the rails that need no prices."""
         config = self._config
         funding_paid = pair.funding_paid
         figures: dict[str, Decimal | None] = {"funding_paid": funding_paid}
-        unpriced = ""
+        unpriced = f" (unpriced: {unpriced_why})" if unpriced_why else ""
         if mark is not None:
             figures.update(pnl=mark.pnl, spread=mark.spread)
-        elif pair.in_progress:
-            unpriced = f" (unpriced: entry {', '.join(map(str, pair.in_progress))} still being matched)"
-        else:
-            unpriced = " (unpriced: a book is unreadable or one-sided)"
         if funding_paid >= config.funding_hard_stop:
             return ExitNote(
                 reason=ExitReason.FUNDING_HARD_STOP,
@@ -1193,9 +1220,16 @@ class PairTrader:
         return max(clock - book.as_of, timedelta(0))
 
     def scaling_context(self, plan: PairPlan, now: datetime) -> ScalingContext:
-        """The context ``evaluate_buy`` judges a pair entry on (exposed for audits and tests)."""
+        """The context ``evaluate_buy`` judges a pair entry on (exposed for audits and tests).
+
+        Quantities reach the core in base units (contracts x contract size), as its prices are
+        per base unit: the core values a position as quantity x price, so its allocation cap
+        and max position size see the leg's notional whatever a contract holds. The pair's own
+        figures (``features``) stay in contracts, as its orders are sent.
+        """
         signal, pair, config = plan.signal, plan.pair, self._config
         key = signal.pair_key
+        size = plan.long_market.contract_size
         position: Position | None = None
         unreconciled: set[str] = set()
         pending: list[PendingOrder] = []
@@ -1207,12 +1241,14 @@ class PairTrader:
                     symbol=key,
                     strategy=pair.header.strategy,
                     entries=[
-                        PositionEntry(time=at, price=entry.long_price, qty=entry.qty)
+                        PositionEntry(time=at, price=entry.long_price, qty=entry.qty * entry.contract_size)
                         for entry, at in zip(pair.entries, pair.entry_times, strict=True)
                     ],
                 )
             pending = [
-                PendingOrder(client_order_id=o.client_order_id, side=o.side, status=OrderStatus.ACCEPTED, qty=o.qty)
+                PendingOrder(
+                    client_order_id=o.client_order_id, side=o.side, status=OrderStatus.ACCEPTED, qty=o.qty * size
+                )
                 for o in self._unsettled(pair)
             ]
             if pair.in_progress or pair.naked is not None or not pair.legs_match:
@@ -1225,7 +1261,7 @@ class PairTrader:
         if plan.long_position is not None:
             broker_position = BrokerPosition(
                 symbol=key,
-                qty=plan.long_position.qty,
+                qty=plan.long_position.qty * size,
                 avg_entry_price=plan.long_position.avg_entry_price,
                 as_of=plan.long_position.as_of,
                 current_price=plan.long_ask,
