@@ -29,7 +29,7 @@ CONTRACT = Decimal(10)  # ETH per contract
 EQUITY = Decimal(20000)  # both venues' accounts
 
 
-@pytest.fixture(params=[Decimal(4)])
+@pytest.fixture(params=[Decimal(6)])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PairWorld]:
     cap_pct: Decimal = request.param
     world = PairWorld.start(
@@ -71,20 +71,21 @@ def position_pct_decided(world: PairWorld) -> Decimal:
     return stored.decision().position_pct
 
 
-# 4% of 20 000 is 800: one entry of about 1000 per leg already passes it.
-def test_an_add_past_the_allocation_cap_is_blocked_when_a_contract_is_ten_units(world: PairWorld) -> None:
+# 6% of 20 000 is 1200: one entry of about 990 per leg fits, a second does not.
+def test_an_add_past_the_allocation_cap_is_refused_when_a_contract_is_ten_units(world: PairWorld) -> None:
     assert only_outcome(cycle(world, START, 20)).action is BuyAction.ENTER_NEW
     pair = world.only_pair()
     assert pair.long.held == Decimal("0.033")  # contracts: 0.33 ETH, about 990 USDT
     assert world.venue_qty()[0] == Decimal("0.33")
     real_pct = pair.total_notional / EQUITY * 100
-    assert real_pct > 4
+    assert real_pct < 6 < 2 * real_pct
 
     outcome = only_outcome(cycle(world, START + timedelta(minutes=1), 40))
 
-    assert outcome.status is SignalStatus.BLOCKED
+    assert outcome.status is SignalStatus.SKIPPED
     assert ReasonCode.ALLOCATION_CAP in outcome.reasons
     assert world.only_pair().entry_count == 1
+    assert world.venue_qty()[0] == Decimal("0.33")
     # The core valued the long leg at its notional (at the book's ask), not at a tenth of it.
     assert abs(position_pct_decided(world) - real_pct) < Decimal("0.01")
 

@@ -12,7 +12,8 @@ Its checks, in trace order:
   (SKIP ``stale_signal``); every entry needs both books no older than ``max_book_age_seconds``
   by the venue's clock (SKIP ``market_data_unavailable``): a frozen feed must not trade;
 - hard safety — the entries' notional including this add must stay within
-  ``max_total_notional`` (BLOCK ``max_position_size``);
+  ``max_total_notional`` (BLOCK ``max_position_size``); the long leg including this entry must
+  stay within the account's caps (SKIP with the cap's code, as the core's order limits do);
 - directionality — no other open pair on the same symbol with other venues, which would net
   against this one (BLOCK ``direction_conflict``);
 - qualification — after a failed entry the pair key waits out its cooldown before the next
@@ -33,11 +34,13 @@ import tradekit_venue_ccxt.pairs.features as f
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import ReasonCode, RulePhase
 from tradekit.decision.verdict import Check, block, not_applicable, passed, skip
+from tradekit.domain.values import ZERO
 from tradekit.hookspecs import hookimpl
 from tradekit_venue_ccxt.pairs.spread import fmt_bps, next_trigger
 
 RULE_FRESHNESS = "ccxt_pair_signal_freshness"
 RULE_NOTIONAL = "ccxt_pair_total_notional"
+RULE_CAPS = "ccxt_pair_account_caps"
 RULE_CONFLICT = "ccxt_pair_conflict"
 RULE_SPREAD = "ccxt_pair_spread_trigger"
 RULE_BOOK = "ccxt_pair_book_depth"
@@ -50,6 +53,7 @@ PAIR_RULES: tuple[str, ...] = (
     RULE_FRESHNESS,
     RULE_BOOK_AGE,
     RULE_NOTIONAL,
+    RULE_CAPS,
     RULE_CONFLICT,
     RULE_COOLDOWN,
     RULE_SPREAD,
@@ -59,6 +63,7 @@ PAIR_RULES: tuple[str, ...] = (
 """Every check a pair decision's trace must contain; the trader refuses to act without them."""
 
 _ONE = Decimal(1)
+_HUNDRED = Decimal(100)
 
 
 def is_pair_context(context: ScalingContext) -> bool:
@@ -137,6 +142,57 @@ def total_notional(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
             f"max_total_notional {limit}",
         )
     return passed(RULE_NOTIONAL, phase, f"{held:.2f} held + {add:.2f} within max_total_notional {limit}")
+
+
+# Each account cap on one position: what it allows in money, how it reads in a trace, and the
+# code the core's order limits use for it.
+def _account_caps(ctx: ScalingContext) -> list[tuple[Decimal, str, ReasonCode]]:
+    equity = ctx.account.equity
+    caps: list[tuple[Decimal, str, ReasonCode]] = []
+    for name, pct, code in (
+        ("allocation cap", ctx.allocation_cap_pct, ReasonCode.ALLOCATION_CAP),
+        ("max position % of account", ctx.limits.max_position_pct_of_account, ReasonCode.MAX_POSITION_PCT_OF_ACCOUNT),
+    ):
+        limit = equity * pct / _HUNDRED
+        caps.append((limit, f"{name} {limit:.2f} ({pct}% of equity {equity:.2f})", code))
+    if ctx.policy.max_position_notional is not None:
+        limit = ctx.policy.max_position_notional
+        caps.append((limit, f"policy's max position size {limit}", ReasonCode.MAX_POSITION_SIZE))
+    return caps
+
+
+def account_caps(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
+    # The core's cap rules stop a buy only once the position sits at a cap, and its sizing,
+    # which clips an order to fit, does not size pair entries: their size is the config's.
+    # So the entry's own notional is counted here, before any leg is sent.
+    phase = RulePhase.HARD_SAFETY
+    # The long leg at the larger of what its entries cost and what it is worth now: the caps
+    # must hold on both.
+    held = max(ctx.position_value, x[f.TOTAL_NOTIONAL])
+    add = x[f.ADD_NOTIONAL]
+    after = held + add
+    caps = _account_caps(ctx)
+    for limit, cap, code in caps:
+        if after > limit:
+            return skip(
+                RULE_CAPS,
+                phase,
+                code,
+                f"{held:.2f} held + {add:.2f} for this entry = {after:.2f} on the long leg, above the {cap}",
+            )
+    tier = ctx.tier
+    if tier is not None:
+        room = ctx.account.equity * tier.cap_pct / _HUNDRED - tier.exposure
+        if add > room:
+            return skip(
+                RULE_CAPS,
+                phase,
+                ReasonCode.TIER_CAPACITY,
+                f"{add:.2f} for this entry is more than the {max(room, ZERO):.2f} left under tier {tier.tier}'s "
+                f"{tier.cap_pct}% cap",
+            )
+    _limit, tightest, _code = min(caps, key=lambda c: c[0])
+    return passed(RULE_CAPS, phase, f"{held:.2f} held + {add:.2f} = {after:.2f} on the long leg, within the {tightest}")
 
 
 def conflict(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
@@ -242,6 +298,7 @@ _RULES = (
     signal_freshness,
     book_freshness,
     total_notional,
+    account_caps,
     conflict,
     entry_cooldown,
     spread_trigger,
