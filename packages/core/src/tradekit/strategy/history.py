@@ -135,7 +135,7 @@ class History(Sequence[Bar]):
 # How often a windowed indicator is checked against the whole series' column (see
 # ``History.at_current``): rarely enough to cost little, often enough to catch one that only
 # differs now and then (a highest close over more bars than the view).
-_RECHECK = 64
+_RECHECK = 512
 
 
 # The bars' times as a column (a replay seeds it with the list it already keeps): what is
