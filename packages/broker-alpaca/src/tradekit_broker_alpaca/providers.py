@@ -259,7 +259,8 @@ def position_from_alpaca(position: Payload, *, as_of: datetime) -> BrokerPositio
 
 
 def asset_from_alpaca(asset: Payload) -> AssetInfo:
-    """Build what Alpaca allows for one asset: fractional assets trade in 1e-9 shares, $1 minimum."""
+    """Build what Alpaca allows for one asset: fractional assets trade in 1e-9 shares, $1
+    minimum, on DAY orders only."""
     symbol = _str(asset, "symbol", "Alpaca asset")
     what = f"Alpaca asset {symbol}"
     fractionable = _bool(asset, "fractionable", what)
@@ -273,6 +274,7 @@ def asset_from_alpaca(asset: Payload) -> AssetInfo:
         min_notional=MIN_FRACTIONAL_NOTIONAL if fractionable else ZERO,
         qty_increment=QTY_STEP if fractionable else ONE,
         min_qty=QTY_STEP if fractionable else ONE,
+        fractional_day_only=True,
     )
     return result
 

@@ -129,6 +129,8 @@ class PaperBrokerConfig:
     fill_slices: int = attrs.field(default=1, validator=_at_least_one)
     slice_timing: SliceTiming = SliceTiming.AT_ONCE
     fractional_trading: bool = True
+    # Fractional quantities on DAY orders only, as at Alpaca (False: any time in force).
+    fractional_day_only: bool = True
     non_fractionable_symbols: frozenset[str] = attrs.field(factory=frozenset, converter=str_frozenset)
     min_fractional_notional: Decimal = attrs.field(default=ONE, validator=non_negative)
     tradable_symbols: frozenset[str] | None = attrs.field(default=None, converter=_optional_symbols)
@@ -144,6 +146,7 @@ class PaperRejectCode(StrEnum):
     INVALID_ORDER = "invalid_order"
     FRACTIONAL_NOT_ALLOWED = "fractional_not_allowed"
     ASSET_NOT_FRACTIONABLE = "asset_not_fractionable"
+    FRACTIONAL_TIME_IN_FORCE = "fractional_time_in_force"
     BELOW_MIN_NOTIONAL = "below_min_notional"
     INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
     INSUFFICIENT_QTY = "insufficient_qty"
@@ -621,6 +624,7 @@ class PaperBroker:
                 min_notional=self._config.min_fractional_notional if fractionable else ZERO,
                 qty_increment=FRACTIONAL_QTY_STEP if fractionable else ONE,
                 min_qty=FRACTIONAL_QTY_STEP if fractionable else ONE,
+                fractional_day_only=self._config.fractional_day_only,
             )
 
     @_mutates
@@ -905,6 +909,12 @@ class PaperBroker:
             raise FractionalNotSupported(
                 f"order {request.client_order_id}: {request.symbol} is not fractionable",
                 code=PaperRejectCode.ASSET_NOT_FRACTIONABLE,
+            )
+        if self._config.fractional_day_only and request.time_in_force is not TimeInForce.DAY:
+            raise FractionalNotSupported(
+                f"order {request.client_order_id}: fractional orders are taken as DAY orders only, "
+                f"not {request.time_in_force.value}",
+                code=PaperRejectCode.FRACTIONAL_TIME_IN_FORCE,
             )
 
     def _accept(self, request: OrderRequest, reserve_price: Decimal, now: datetime) -> _WorkingOrder:

@@ -33,7 +33,12 @@ class MarketClock:
 
 @attrs.frozen(kw_only=True)
 class AssetInfo:
-    """What the broker allows for one symbol."""
+    """What the broker allows for one symbol.
+
+    ``fractional_day_only``: a fractional quantity is taken on DAY orders only (Alpaca's
+    rule); a market-on-close exit of a fractional position then goes out as its whole shares
+    on close and the fraction as a DAY order (see ``OrderPipeline.execute_exit``).
+    """
 
     symbol: str
     tradable: bool = True
@@ -41,6 +46,7 @@ class AssetInfo:
     min_notional: Decimal = attrs.field(default=ZERO, validator=non_negative)
     qty_increment: Decimal = attrs.field(default=Decimal(1), validator=positive)
     min_qty: Decimal = attrs.field(default=ZERO, validator=non_negative)
+    fractional_day_only: bool = False
 
 
 class OrderEventKind(StrEnum):

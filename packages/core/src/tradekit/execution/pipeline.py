@@ -50,7 +50,14 @@ from tradekit.exits.calendar import ExecutionWindow, TradingCalendar
 from tradekit.exits.intent import ExitIntent, ExitState
 from tradekit.guard.control import OrderGate, TradingGuard
 from tradekit.ledger.errors import DuplicateIntentError
-from tradekit.ledger.records import FillResult, IntentPurpose, IntentState, LedgerOrderStatus, OrderIntent
+from tradekit.ledger.records import (
+    FillResult,
+    IntentPurpose,
+    IntentState,
+    LedgerOrderStatus,
+    OrderIntent,
+    client_order_id_for,
+)
 from tradekit.ledger.store import Ledger, LedgerTx
 from tradekit.plugins import HookError, Plugins
 from tradekit.reconcile.reconciler import Reconciler
@@ -67,6 +74,9 @@ _RANK = {
     LedgerOrderStatus.PARTIALLY_FILLED: 4,
 }
 _TERMINAL_RANK = 9
+# The key suffix of the DAY order that sells the fraction of a split exit attempt (see
+# ``OrderPipeline.execute_exit``): the attempt's other order has the key without it.
+_DAY_FRACTION = "|fraction"
 
 
 def _as_order_status(status: LedgerOrderStatus | None) -> OrderStatus:
@@ -112,12 +122,40 @@ class _Basis:
 
 
 def _attempt_in_flight(tx: LedgerTx, attempt: OrderIntent) -> ExitIntent | None:
-    """The exit ``attempt`` belongs to, if that attempt is the exit's order in flight now."""
+    """The exit ``attempt`` belongs to, if that attempt is (one of) the exit's order(s) in
+    flight now: the one the exit names, or the DAY order selling its fraction."""
     assert attempt.exit_intent_id is not None
     current = tx.exit_intent(attempt.exit_intent_id)
     if current is None or current.state is not ExitState.SUBMITTED:
         return None
-    return current if current.client_order_id == attempt.client_order_id else None
+    if current.client_order_id == attempt.client_order_id:
+        return current
+    lead_key = attempt.intent_key.removesuffix(_DAY_FRACTION)
+    if lead_key != attempt.intent_key and client_order_id_for(lead_key) == current.client_order_id:
+        return current
+    return None
+
+
+def _attempt_orders(tx: LedgerTx, current: ExitIntent) -> list[OrderIntent]:
+    """The order(s) of the exit's attempt in flight: the one it names and, when the attempt
+    was split, the DAY order selling the fraction."""
+    assert current.client_order_id is not None
+    lead = tx.intent(current.client_order_id)
+    if lead is None:
+        return []
+    if lead.time_in_force is TimeInForce.DAY:
+        return [lead]  # never split: a split's whole shares go out with another time in force
+    fraction = tx.intent(client_order_id_for(lead.intent_key + _DAY_FRACTION))
+    return [lead] if fraction is None else [lead, fraction]
+
+
+def _last_attempt(earlier: Sequence[OrderIntent]) -> list[OrderIntent]:
+    """The order(s) of the last attempt among an exit's ``earlier`` orders (oldest first)."""
+    last = earlier[-1]
+    lead_key = last.intent_key.removesuffix(_DAY_FRACTION)
+    if lead_key != last.intent_key and len(earlier) > 1 and earlier[-2].intent_key == lead_key:
+        return [earlier[-2], last]
+    return [last]
 
 
 def _unfilled_value(
@@ -133,6 +171,14 @@ def _unfilled_value(
     if notional is None:
         return ZERO
     return max(notional - filled * price, ZERO) if price is not None else notional
+
+
+def _order_kind(order: OrderIntent) -> str:
+    if order.time_in_force is TimeInForce.CLS:
+        return "market-on-close"
+    return (
+        str(order.order_type) if order.time_in_force is TimeInForce.DAY else f"{order.order_type} {order.time_in_force}"
+    )
 
 
 def _window_text(intent: ExitIntent) -> str:
@@ -814,6 +860,19 @@ class OrderPipeline:
         out, the previous one is looked up once more, so an order that reached the broker
         after all is followed instead of doubled. An attempt sells what the exit still has
         to sell, never more than the ledger holds.
+
+        A broker that takes fractional quantities as DAY orders only
+        (``AssetInfo.fractional_day_only``, Alpaca) would refuse a market-on-close (or any
+        other non-DAY) order of a fractional quantity, and the exit would roll to the next
+        day against the trader's setting. Such an attempt is split: the whole shares go out
+        with the asked time in force, the fraction as a DAY order of the same type at the
+        same moment (less than one share: the DAY order alone). Both orders are recorded,
+        with their own deterministic client order ids (the fraction's key is the attempt's
+        plus ``|fraction``), in the transaction that submits the exit, before either is
+        sent; together they sell exactly the attempt's quantity. The exit is executed once
+        both filled; if either ends otherwise, once both ended, it is planned again for what
+        is still held. Split rather than all of it as a DAY market order before the close:
+        the trader asked for the closing price, and all but the fraction gets it.
         """
         now = self.clock()
         market = intent.order_type is OrderType.MARKET or time_in_force is TimeInForce.CLS
@@ -824,7 +883,7 @@ class OrderPipeline:
         prefix = f"exit|{intent.intent_id}"
         with self.ledger.reading() as tx:
             earlier = tx.intents_with_prefix(prefix)
-        if earlier and self._follow_earlier_attempt(earlier[-1]):
+        if earlier and any([self._follow_earlier_attempt(order) for order in _last_attempt(earlier)]):
             return ExitOutcome(intent, note="an earlier attempt reached the broker after all: followed, not resent")
         try:
             sellable = self._sellable(intent.symbol)
@@ -833,6 +892,7 @@ class OrderPipeline:
             note = f"exit waits: what the broker holds of {intent.symbol} cannot be read: {exc}"
             log.warning("exit %s: %s", intent.intent_id, note)
             return ExitOutcome(intent, note=note)
+        fractions_day_only = time_in_force is not TimeInForce.DAY and self._fractions_day_only(intent.symbol)
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
             current = tx.exit_intent(intent.intent_id)
             if current is None or current.state is not ExitState.PLANNED:
@@ -871,36 +931,64 @@ class OrderPipeline:
             if blocker is not None:
                 return ExitOutcome(current, note=f"exit waits: {blocker.describe()}")
             order_type = OrderType.MARKET if market else planned.order_type
-            order_intent = OrderIntent(
-                intent_key=prefix if not attempts else f"{prefix}|{len(attempts) + 1}",
-                symbol=intent.symbol,
-                side=Side.SELL,
-                purpose=IntentPurpose.EXIT,
-                created_at=now,
-                strategy=intent.strategy,
-                order_type=order_type,
-                qty=qty,
-                limit_price=planned.limit_price if order_type is OrderType.LIMIT else None,
-                exit_intent_id=intent.intent_id,
-                time_in_force=time_in_force,
-            )
+            key = prefix if not attempts else f"{prefix}|{len(attempts) + 1}"
+            number = len({a.intent_key.removesuffix(_DAY_FRACTION) for a in attempts}) + 1
+            whole = qty.to_integral_value(ROUND_DOWN) if fractions_day_only else qty
+            parts = [(key, whole, time_in_force)] if whole > 0 else []
+            if qty > whole:  # the fraction of a split attempt: a DAY order, sent with the rest
+                parts.append((key + _DAY_FRACTION, qty - whole, TimeInForce.DAY))
+            orders = [
+                OrderIntent(
+                    intent_key=part_key,
+                    symbol=intent.symbol,
+                    side=Side.SELL,
+                    purpose=IntentPurpose.EXIT,
+                    created_at=now,
+                    strategy=intent.strategy,
+                    order_type=order_type,
+                    qty=part_qty,
+                    limit_price=planned.limit_price if order_type is OrderType.LIMIT else None,
+                    exit_intent_id=intent.intent_id,
+                    time_in_force=part_time_in_force,
+                )
+                for part_key, part_qty, part_time_in_force in parts
+            ]
+            if any(tx.intent(o.client_order_id) is not None for o in orders):
+                return ExitOutcome(current, note="exit order already recorded")
             try:
-                tx.record_intent(order_intent)
+                for order_intent in orders:
+                    tx.record_intent(order_intent)
             except DuplicateIntentError:
                 return ExitOutcome(current, note="exit order already recorded")
-            tx.record_order_event(order_intent.client_order_id, LedgerOrderStatus.SUBMITTING, now)
-            kind = "market-on-close" if time_in_force is TimeInForce.CLS else str(order_type)
+            for order_intent in orders:
+                tx.record_order_event(order_intent.client_order_id, LedgerOrderStatus.SUBMITTING, now)
+            what = " and ".join(f"{_order_kind(o)} sell {o.qty} {intent.symbol}" for o in orders)
+            if len(orders) > 1 or orders[0].time_in_force is not time_in_force:
+                what += " (the broker takes fractional orders as DAY orders only)"
             submitted = tx.transition_exit(
                 intent.intent_id,
                 ExitState.SUBMITTED,
                 now,
-                note=f"attempt {len(attempts) + 1}: {kind} sell {order_intent.qty} {intent.symbol}",
-                client_order_id=order_intent.client_order_id,
-                limit_price=order_intent.limit_price,
+                note=f"attempt {number}: {what}",
+                client_order_id=orders[0].client_order_id,
+                limit_price=orders[0].limit_price,
             )
+        if len(orders) > 1 or orders[0].time_in_force is not time_in_force:
+            log.warning("exit %s: %s", intent.intent_id, submitted.note)
         self._on_step("exit_intent")
-        order = self._submit(order_intent)
+        order = self._submit(orders[0])
+        for fraction in orders[1:]:
+            self._submit(fraction)
         return ExitOutcome(submitted, order)
+
+    def _fractions_day_only(self, symbol: str) -> bool:
+        """Whether the broker takes fractional quantities of ``symbol`` as DAY orders only;
+        when that cannot be read, taken as so (a split order is valid at any broker)."""
+        try:
+            return self._asset(symbol).fractional_day_only
+        except BrokerError as exc:
+            log.warning("what the broker allows for %s cannot be read, fractions sent as DAY orders: %s", symbol, exc)
+            return True
 
     def _sellable(self, symbol: str) -> Decimal:
         """How much of ``symbol`` the broker holds long and is not already selling: the most
@@ -998,10 +1086,14 @@ class OrderPipeline:
 
     def _sent_on_close_since(self, intent: ExitIntent, opens: datetime) -> bool:
         """Whether a market-on-close attempt at this exit went out in the session that opened
-        at ``opens`` (one per session: a refused one is not sent again and again)."""
+        at ``opens`` (one per session: a refused one is not sent again and again), its
+        fraction split off as a DAY order or, for less than one share, only that order."""
         with self.ledger.reading() as tx:
             attempts = tx.intents_with_prefix(f"exit|{intent.intent_id}")
-        return any(a.time_in_force is TimeInForce.CLS and a.created_at >= opens for a in attempts)
+        return any(
+            (a.time_in_force is TimeInForce.CLS or a.intent_key.endswith(_DAY_FRACTION)) and a.created_at >= opens
+            for a in attempts
+        )
 
     def _window_from(self, now: datetime) -> ExecutionWindow:
         """The first exit window that has not closed by ``now``: today's if still open."""
@@ -1017,8 +1109,13 @@ class OrderPipeline:
 
     def _follow_exit(self, tx: LedgerTx, intent: OrderIntent, order: Order) -> None:
         assert intent.exit_intent_id is not None
-        if _attempt_in_flight(tx, intent) is None:
+        current = _attempt_in_flight(tx, intent)
+        if current is None:
             return  # an earlier attempt's news: the intent has moved on
+        split = _attempt_orders(tx, current)
+        if len(split) > 1:
+            self._follow_split_attempt(tx, current, split)
+            return
         if order.status is OrderStatus.FILLED:
             tx.transition_exit(
                 intent.exit_intent_id, ExitState.EXECUTED, self.clock(), note=f"filled at {order.filled_avg_price}"
@@ -1030,12 +1127,34 @@ class OrderPipeline:
         """An attempt that did not (fully) execute: the exit is planned again, to be retried
         while its window is open and escalated when it closes."""
         assert intent.exit_intent_id is not None
-        if _attempt_in_flight(tx, intent) is None:
+        current = _attempt_in_flight(tx, intent)
+        if current is None:
+            return
+        split = _attempt_orders(tx, current)
+        if len(split) > 1:
+            self._follow_split_attempt(tx, current, split)
             return
         note = f"attempt {intent.client_order_id} did not execute ({why}); planned again"
         tx.transition_exit(intent.exit_intent_id, ExitState.PLANNED, self.clock(), note=note)
         self._exits_may_be_planned = True
         log.warning("exit %s: %s", intent.exit_intent_id, note)
+
+    def _follow_split_attempt(self, tx: LedgerTx, current: ExitIntent, orders: Sequence[OrderIntent]) -> None:
+        """An attempt split into whole shares and a DAY fraction: executed once both filled;
+        once both ended otherwise, planned again (a later attempt sells what is still held)."""
+        states = [tx.intent_state(o.client_order_id) for o in orders]
+        statuses = [state.status if state is not None else None for state in states]
+        if any(status is None or not status.is_terminal for status in statuses):
+            return  # the other order still works
+        if all(status is LedgerOrderStatus.FILLED for status in statuses):
+            filled = " and ".join(f"{_order_kind(o)} {o.qty}" for o in orders)
+            tx.transition_exit(current.intent_id, ExitState.EXECUTED, self.clock(), note=f"filled: {filled}")
+            return
+        ended = ", ".join(f"{o.client_order_id} {status}" for o, status in zip(orders, statuses, strict=True))
+        note = f"attempt did not execute in full ({ended}); planned again"
+        tx.transition_exit(current.intent_id, ExitState.PLANNED, self.clock(), note=note)
+        self._exits_may_be_planned = True
+        log.warning("exit %s: %s", current.intent_id, note)
 
     # --- startup ---------------------------------------------------------------------------------------
 
