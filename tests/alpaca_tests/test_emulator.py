@@ -418,7 +418,7 @@ def test_reused_client_order_id_is_refused_with_422_and_code_40010001(
     error = _api_error(lambda: _submit(client, _market(1, client_order_id="once")))
 
     assert error.status_code == 422
-    assert (error.code, error.message) == (40010001, "client order id must be unique")
+    assert (error.code, error.message) == (40010001, "client_order_id must be unique")
     assert len(emu.orders_with_client_id("once")) == 1
     assert emu.order_post_count == 2
 
@@ -771,7 +771,7 @@ def test_504_after_accept_is_retried_by_alpaca_py_and_the_retry_gets_the_duplica
     # retry is the one that answers, with the duplicate client_order_id error.
     assert emu.order_post_count == 2
     assert error.status_code == 422
-    assert error.message == "client order id must be unique"
+    assert error.message == "client_order_id must be unique"
     assert len(emu.orders_with_client_id("retry-me")) == 1
     stored = _as(Order, client.get_order_by_client_id("retry-me"))
     assert stored.status is OrderStatus.FILLED

@@ -29,9 +29,9 @@ def guard(tmp_path: Path, **settings: object) -> TradingGuard:
 
 def wait_for_stream_failure(broker: AlpacaBroker) -> None:
     deadline = time.monotonic() + DELIVERY_WAIT_S
-    while (status := broker.stream_status()) is not None and status.running:
+    while (status := broker.stream_status()) is not None and status.failure is None:
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"the stream never stopped: {status}")
+            raise TimeoutError(f"the stream never reported a failure: {status}")
         time.sleep(0.01)
 
 

@@ -57,6 +57,9 @@ ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop
 TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
 POSITION_INTENTS = frozenset({"buy_to_open", "buy_to_close", "sell_to_open", "sell_to_close"})
 CLIENT_ORDER_ID_MAX = 128
+# Alpaca's wording (with underscores) when a client_order_id is reused; tests may set the
+# spaced wording of older answers and Alpaca's documentation.
+DUPLICATE_CLIENT_ORDER_ID_MESSAGE = "client_order_id must be unique"
 MIN_FRACTIONAL_COST = Decimal(1)
 ZERO = Decimal(0)
 
@@ -251,6 +254,9 @@ class AccountState:
     pattern_day_trader: bool | None = None
     daytrade_count: int | None = None
     daytrading_buying_power: Decimal | None = None
+    # What GET /v2/account reports as buying_power instead of the derived figure (a margin
+    # deficit makes it negative at Alpaca).
+    reported_buying_power: Decimal | None = None
     options_approved_level: int = 0
     options_trading_level: int = 0
 
@@ -729,7 +735,9 @@ class Broker:
                 "status": acct.status,
                 "crypto_status": acct.crypto_status,
                 "currency": acct.currency,
-                "buying_power": dec_str(buying_power),
+                "buying_power": dec_str(
+                    acct.reported_buying_power if acct.reported_buying_power is not None else buying_power
+                ),
                 "regt_buying_power": dec_str(regt),
                 "non_marginable_buying_power": dec_str(max(ZERO, acct.cash - reserved)),
                 "options_buying_power": dec_str(max(ZERO, acct.cash - reserved)),
@@ -951,7 +959,7 @@ class Broker:
         # Uniqueness is checked before any business rule: a retried POST of an order that
         # was stored gets the duplicate error, whatever else changed since.
         if client_order_id in self._by_client_id:
-            raise ApiError(422, "client order id must be unique", 40010001)
+            raise ApiError(422, DUPLICATE_CLIENT_ORDER_ID_MESSAGE, 40010001)
 
         qty_raw = body.get("qty")
         notional_raw = body.get("notional")

@@ -267,6 +267,11 @@ class AlpacaEmulator:
             if daytrade_count is not _UNSET:
                 acct.daytrade_count = daytrade_count
 
+    def report_buying_power(self, value: Decimal | None) -> None:
+        """Report ``value`` as the account's buying_power (negative: a margin deficit); None: derive it."""
+        with self._broker.lock:
+            self._broker.account.reported_buying_power = value
+
     def set_account_configuration(
         self,
         *,
@@ -487,6 +492,10 @@ class AlpacaEmulator:
     def drop_stream_connections(self, *, abrupt: bool = False) -> int:
         """Disconnect every websocket client (close frame, or abrupt TCP reset); return how many."""
         return self._hub.drop(abrupt)
+
+    def refuse_stream_logins(self, refuse: bool = True) -> None:
+        """Answer every websocket login "unauthorized" (even with the right keys) until called with False."""
+        self._hub.refuse_logins = refuse
 
     def pause_stream_events(self) -> None:
         """Stop delivering trade updates; connections stay up and updates meanwhile are lost."""

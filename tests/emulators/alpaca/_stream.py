@@ -64,6 +64,7 @@ class StreamHub:
         self._reorder_count = 0
         self._held: list[dict[str, Any]] = []
         self.connections_accepted = 0
+        self.refuse_logins = False
         # The seeded fault plan drawing per trade update ("trade_update"), and an update it
         # holds back to deliver after the next one.
         self.plan: FaultPlan | None = None
@@ -232,7 +233,7 @@ class StreamHub:
         if action in ("authenticate", "auth"):
             key = data.get("key_id", data.get("key"))
             secret = data.get("secret_key", data.get("secret"))
-            ok = key == self._api_key and secret == self._secret_key
+            ok = key == self._api_key and secret == self._secret_key and not self.refuse_logins
             with self._lock:
                 conn.authenticated = ok
             status = "authorized" if ok else "unauthorized"

@@ -10,13 +10,16 @@ from urllib.parse import urlsplit
 import attrs
 import requests
 from requests.adapters import HTTPAdapter
+from requests.exceptions import InvalidHeader, InvalidURL
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from tradekit_broker_alpaca._alpaca import APIError, RESTClient
 
-# Alpaca's error code for a client_order_id already used (HTTP 422).
+# Alpaca's code for a client_order_id already used (HTTP 422). The code is Alpaca's generic
+# "invalid request" code too, so the message decides; Alpaca writes "client_order_id must be
+# unique", older answers and documentation "client order id must be unique": both are read.
 DUPLICATE_CLIENT_ORDER_ID_CODE = 40010001
-DUPLICATE_CLIENT_ORDER_ID_MESSAGE = "client order id must be unique"
+DUPLICATE_CLIENT_ORDER_ID_MESSAGE = re.compile(r"client[ _]order[ _]id must be unique", re.IGNORECASE)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _MAX_MESSAGE = 200
 
@@ -59,8 +62,12 @@ class AlpacaFailure:
 
     @property
     def is_duplicate_client_order_id(self) -> bool:
-        return self.status == 422 and (
-            self.code == DUPLICATE_CLIENT_ORDER_ID_CODE and DUPLICATE_CLIENT_ORDER_ID_MESSAGE in self.message.lower()
+        # A duplicate read as a refusal would record REJECTED for an order Alpaca holds and may
+        # fill, so an answer without a code is taken on its message alone.
+        return (
+            self.status == 422
+            and self.code in (DUPLICATE_CLIENT_ORDER_ID_CODE, None)
+            and DUPLICATE_CLIENT_ORDER_ID_MESSAGE.search(self.message) is not None
         )
 
     @property
@@ -87,6 +94,19 @@ def failure_from(exc: Exception, timeout_seconds: float) -> AlpacaFailure:
         return AlpacaFailure(None, None, f"no answer within {timeout_seconds} s ({type(exc).__name__})")
     if isinstance(exc, requests.ConnectionError):
         return AlpacaFailure(None, None, unreachable(exc))
+    # These two quote the offending header value or URL, which may hold an API key: only the
+    # kind of problem is reported.
+    if isinstance(exc, InvalidHeader):
+        return AlpacaFailure(
+            None,
+            None,
+            "InvalidHeader: a request header value holds a line break, leading whitespace or another "
+            "character HTTP does not allow (check APCA_API_KEY_ID and APCA_API_SECRET_KEY)",
+        )
+    if isinstance(exc, InvalidURL):
+        return AlpacaFailure(
+            None, None, "InvalidURL: the request URL is not valid (check plugins.alpaca.base_url and data_url)"
+        )
     return AlpacaFailure(None, None, f"{type(exc).__name__}: {_shorten(str(exc))}")
 
 

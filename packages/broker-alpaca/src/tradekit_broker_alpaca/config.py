@@ -152,7 +152,9 @@ class AlpacaConfig:
         default=30.0, validator=_seconds(maximum=600, zero_allowed=False)
     )
     stream_max_auth_failures: int = attrs.field(default=3, validator=_count(1, 20))
-    """Refused logins in a row after which the stream gives up and ``drain_events`` raises."""
+    """Refused logins in a row after which the stream reports itself failed (``stream_heartbeat``;
+    tradekit's guard then allows exits only). It keeps trying to log in, up to the reconnect
+    maximum apart, and is healthy again once a login succeeds."""
     stream_shutdown_timeout_seconds: float = attrs.field(
         default=5.0, validator=_seconds(maximum=60, zero_allowed=False)
     )
@@ -218,13 +220,24 @@ class AlpacaCredentials:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AlpacaCredentials:
-        """Read ``APCA_API_KEY_ID`` and ``APCA_API_SECRET_KEY``; name whichever is missing."""
+        """Read ``APCA_API_KEY_ID`` and ``APCA_API_SECRET_KEY``; name whichever is missing or malformed.
+
+        Whitespace around a key is dropped; whitespace or a control character inside one is an
+        error naming the variable, never showing its value.
+        """
         missing = [name for name in (KEY_ID_ENV, SECRET_KEY_ENV) if not env.get(name, "").strip()]
         if missing:
             raise AlpacaConfigError(
                 f"the Alpaca broker needs {' and '.join(missing)} in the environment "
                 "(credentials are never read from the configuration file)"
             )
+        for name in (KEY_ID_ENV, SECRET_KEY_ENV):
+            if any(char.isspace() or not char.isprintable() for char in env[name].strip()):
+                # Sent as an HTTP header, such a key fails every request; its value is never shown.
+                raise AlpacaConfigError(
+                    f"{name} holds whitespace, a line break or another control character inside it "
+                    "(a two-line paste?); set it to the key alone, on one line"
+                )
         credentials = cls(key_id=env[KEY_ID_ENV].strip(), secret_key=env[SECRET_KEY_ENV].strip())
         register_secret(credentials.key_id)
         register_secret(credentials.secret_key)

@@ -6,7 +6,7 @@ How the money-relevant parts work:
   ``client_order_id``. The client that posts orders has alpaca-py's own retries switched
   off (alpaca-py would resend a POST answered 429 or 504, and a 504 can come after Alpaca
   stored the order). A timeout, a lost connection, a 429 or a 5xx raise
-  ``AmbiguousSubmission``; Alpaca's 422 "client order id must be unique" raises
+  ``AmbiguousSubmission``; Alpaca's 422 "client_order_id must be unique" raises
   ``DuplicateClientOrderId``: in both cases the caller looks the order up by its client
   order id and never sends a new one. A 4xx refusal raises ``OrderRejected``, or
   ``FractionalNotSupported`` when the refusal is about fractional shares, so the caller can
@@ -22,8 +22,9 @@ How the money-relevant parts work:
 - **Events, each execution once.** ``drain_events`` turns the ``trade_updates`` stream
   into events (``events.OrderEventTracker``) and polls orders to recover what the stream
   missed: on the first call, after a reconnect, after a gap or position mismatch was
-  noticed, and every ``poll_interval_seconds``. Missed executions are read from Alpaca's
-  FILL account activities, which also back ``get_fills``.
+  noticed, on every call while the stream is failing, and every ``poll_interval_seconds``.
+  Missed executions are read from Alpaca's FILL account activities, which also back
+  ``get_fills``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
+import attrs
 import requests
 
 import tradekit_broker_alpaca._alpaca as alpaca
@@ -89,8 +91,9 @@ T = TypeVar("T")
 # Alpaca's page limits: 500 orders, 100 account activities.
 _ORDERS_PAGE = 500
 _ACTIVITIES_PAGE = 100
-# Enough pages for a busy day's fills; beyond it the rest stays missing and is asked for
-# again on the next poll (and said so in the log) rather than read without bound.
+# Pages of fill activities one call reads at most. A poll that reaches the bound before it
+# found every missing execution leaves a cursor (``_ActivitySweep``) and the next poll goes
+# on from there, so any backlog is read through in bounded steps.
 _MAX_ACTIVITY_PAGES = 50
 # Closed orders are polled from this long before the previous poll: Alpaca filters on
 # submission time by its own clock, which may differ a little from this machine's.
@@ -107,6 +110,14 @@ _FRACTIONAL_REFUSALS = (
     "cost basis must be >=",
     "minimal amount of order",
 )
+
+
+@attrs.frozen
+class _ActivitySweep:
+    """Where an unfinished read of fill activities stopped: its lower bound and last activity."""
+
+    after: datetime
+    page_token: str
 
 
 def _plain(value: Decimal) -> str:
@@ -187,6 +198,7 @@ class AlpacaBroker:
         self._last_poll_at: datetime | None = None
         self._last_poll_monotonic: float | None = None
         self._polled_connections = 0
+        self._activity_sweep: _ActivitySweep | None = None
         self._closed = False
         self._stream: TradeUpdateStream | None = None
         if config.stream:
@@ -306,8 +318,9 @@ class AlpacaBroker:
     def drain_events(self) -> Sequence[OrderEvent]:
         """Return the order events since the last call: the stream's, plus what a poll recovered.
 
-        Raise ``BrokerUnavailable`` when the stream gave up for good (e.g. its login was
-        refused) and there is nothing else to hand over.
+        A failing stream (its login refused, see ``stream``) is no error here: orders are then
+        polled on every call, and the failure is reported by ``stream_heartbeat``, which
+        tradekit's guard turns into REDUCE_ONLY.
         """
         with self._lock:
             events: list[OrderEvent] = []
@@ -324,9 +337,6 @@ class AlpacaBroker:
                 except BrokerError as exc:
                     self._tracker.request_recovery()
                     log.warning("order poll failed, retried on the next call: %s", exc)
-            failure = self._stream.status().failure if self._stream is not None else None
-            if failure is not None and not events:
-                raise BrokerUnavailable(failure)
             return tuple(events)
 
     def get_clock(self) -> MarketClock:
@@ -515,11 +525,24 @@ class AlpacaBroker:
         answer = self._read_or_none(f"order {order_id}", lambda: self._trading.get_order_by_id(order_id))
         return None if answer is None else order_from_alpaca(_mapping(answer, f"Alpaca order {order_id}"))
 
-    def _executions(self, orders: Sequence[Order]) -> dict[str, list[RecoveredExecution]]:
+    def _executions(self, orders: Sequence[Order], *, resume: bool = False) -> dict[str, list[RecoveredExecution]]:
+        """Read the FILL activities of ``orders``, oldest first, at most ``_MAX_ACTIVITY_PAGES`` pages.
+
+        Reading stops early once every order's last execution (the one whose cumulative
+        quantity is the order's filled quantity) was read. With ``resume`` (the recovery
+        poll), a read that hit the page bound is continued by the next call from the last
+        activity it read, unless an order older than its start is now among ``orders``:
+        activities before that were read already, and those after it come next.
+        """
         client_ids = {o.broker_order_id: o.client_order_id for o in orders}
+        targets = {o.broker_order_id: o.filled_qty for o in orders}
         after = min(o.submitted_at for o in orders) - _ACTIVITY_MARGIN
+        sweep = self._activity_sweep if resume else None
+        page_token = sweep.page_token if sweep is not None and sweep.after <= after else None
+        started = sweep.after if sweep is not None and page_token is not None else after
         found: list[RecoveredExecution] = []
-        page_token: str | None = None
+        reached: dict[str, Decimal] = {}
+        complete = False
         for _ in range(_MAX_ACTIVITY_PAGES):
             params: dict[str, Any] = {"direction": "asc", "page_size": _ACTIVITIES_PAGE, "after": after.isoformat()}
             if page_token is not None:
@@ -530,26 +553,33 @@ class AlpacaBroker:
             )
             for raw in page:
                 activity = _mapping(raw, "Alpaca fill activity")
-                client_order_id = client_ids.get(str(activity.get("order_id")))
+                order_id = str(activity.get("order_id"))
+                client_order_id = client_ids.get(order_id)
                 if client_order_id is None:
                     continue
-                found.append(
-                    RecoveredExecution(
-                        cumulative_qty=cumulative_qty_of_activity(activity),
-                        fill=fill_from_alpaca_activity(activity, client_order_id=client_order_id),
-                    )
+                execution = RecoveredExecution(
+                    cumulative_qty=cumulative_qty_of_activity(activity),
+                    fill=fill_from_alpaca_activity(activity, client_order_id=client_order_id),
                 )
-            if len(page) < _ACTIVITIES_PAGE:
+                found.append(execution)
+                reached[order_id] = max(reached.get(order_id, execution.cumulative_qty), execution.cumulative_qty)
+            if len(page) < _ACTIVITIES_PAGE or all(reached.get(i, Decimal(0)) >= q for i, q in targets.items()):
+                complete = True
                 break
             last_id = _mapping(page[-1], "Alpaca fill activity").get("id")
             if not isinstance(last_id, str):
                 raise BrokerDataError("Alpaca fill activity: field 'id' is missing, the next page cannot be asked for")
             page_token = last_id
-        else:
+        if not complete:
             log.warning(
-                "more than %d pages of fill activities since %s; the rest is read on the next poll",
+                "%d pages of fill activities read (since %s) and executions still missing; %s",
                 _MAX_ACTIVITY_PAGES,
-                after.isoformat(),
+                started.isoformat(),
+                "the next poll goes on from there" if resume else "the rest is not read now",
+            )
+        if resume:
+            self._activity_sweep = (
+                None if complete or page_token is None else _ActivitySweep(after=started, page_token=page_token)
             )
         return executions_by_order(found)
 
@@ -558,8 +588,11 @@ class AlpacaBroker:
     def _poll_due(self) -> bool:
         if self._last_poll_monotonic is None or self._tracker.recovery_requested:
             return True
-        if self._stream is not None and self._stream.status().connections != self._polled_connections:
-            return True
+        if self._stream is not None:
+            status = self._stream.status()
+            # A failing stream delivers nothing: every call polls.
+            if status.connections != self._polled_connections or status.failure is not None:
+                return True
         return _time.monotonic() - self._last_poll_monotonic >= self._config.poll_interval_seconds
 
     def _poll(self) -> list[OrderEvent]:
@@ -573,7 +606,9 @@ class AlpacaBroker:
             if order is not None:
                 snapshots[order_id] = order
         behind = [o for o in snapshots.values() if self._tracker.missing_qty(o) > 0]
-        executions = self._executions(behind) if behind else {}
+        if not behind:
+            self._activity_sweep = None  # nothing missing: an unfinished read is not needed any more
+        executions = self._executions(behind, resume=True) if behind else {}
         events: list[OrderEvent] = []
         for order in sorted(snapshots.values(), key=lambda o: (o.submitted_at, o.broker_order_id)):
             events.extend(self._tracker.on_poll(order, executions.get(order.broker_order_id, ()), now=started_at))

@@ -5,8 +5,12 @@ stop request until the next message or a 5 s receive timeout, and opens its webs
 the library's logger, which logs every frame (the login frame carries the secret key) at
 DEBUG. This module bounds each of those:
 
-- refused logins in a row are counted; after ``stream_max_auth_failures`` the stream stops
-  and reports why (``StreamStatus.failure``), and the broker raises on ``drain_events``;
+- refused logins are retried with a backoff that doubles from the reconnect minimum up to
+  the reconnect maximum (``login_retry_delay``), for as long as the broker runs: a refusal
+  may be Alpaca's glitch as well as a wrong key. After ``stream_max_auth_failures`` in a
+  row the stream reports itself failed (``StreamStatus.failure``, which the broker's
+  ``stream_heartbeat`` hands to tradekit's guard: REDUCE_ONLY, exits still allowed) until a
+  login succeeds again; each refusal is one log line, not alpaca-py's traceback;
 - ``stop()`` asks the stream's own loop to stop *and* closes the socket, then joins the
   thread for at most ``stream_shutdown_timeout_seconds``;
 - the websocket gets a logger pinned at INFO, so no frame is ever logged;
@@ -52,13 +56,32 @@ class StreamUnreachable(OSError):
         self.attempt = attempt
 
 
+class StreamLoginRefused(ValueError):
+    """The ``trade_updates`` login was refused; ``attempt`` counts the refusals in a row."""
+
+    def __init__(self, message: str, attempt: int) -> None:
+        super().__init__(message)
+        self.attempt = attempt
+
+
+def login_retry_delay(refused_in_a_row: int, *, min_backoff: float, max_backoff: float) -> float:
+    """Return the seconds to wait before logging in again after ``refused_in_a_row`` refusals.
+
+    The wait doubles from ``min_backoff`` and stays at ``max_backoff`` once it gets there, so
+    a wrong key costs Alpaca one login every ``max_backoff`` seconds, and a key that works
+    again is back within that time.
+    """
+    delay = min_backoff * 2.0 ** max(0, min(refused_in_a_row - 1, 30))
+    return min(delay, max_backoff)
+
+
 class _UnreachableAsOneLine(logging.Filter):
     """Turn alpaca-py's "error during websocket communication" traceback for an unreachable
-    host into the one line ``StreamUnreachable`` carries."""
+    host, or for a refused login, into the one line the error carries."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, StreamUnreachable):
+        if isinstance(error, (StreamUnreachable, StreamLoginRefused)):
             record.msg, record.args = str(error), None
             record.exc_info, record.exc_text = None, None
             record.levelno = logging.INFO if error.attempt == 1 else logging.WARNING
@@ -92,7 +115,8 @@ class StreamStatus:
     """Successful logins so far; a change means a reconnect, and so a possible gap."""
     updates_received: int
     failure: str | None
-    """Why the stream gave up for good, or None while it is (trying to be) connected."""
+    """Why the stream is failing (its login refused ``stream_max_auth_failures`` times in a
+    row, while it keeps retrying; or its thread crashed, for good), or None."""
     last_heard_at: datetime | None = None
     """The last moment the stream was known alive: its last update, its last login, the
     moment it lost its connection, or its start. While connected, its keepalive (a ping
@@ -107,11 +131,13 @@ class _Counters:
         self.updates_received = 0
         self.refused_logins = 0
         self.failure: str | None = None
+        # Set while the failure is refused logins: a successful login clears it.
+        self.failing_login = False
         self.last_heard_at: datetime = utcnow()
 
 
 class _BoundedTradingStream(TradingStream):
-    """alpaca-py's TradingStream with a bounded login retry and observable connection state."""
+    """alpaca-py's TradingStream with a login retry backoff and observable connection state."""
 
     def __init__(
         self,
@@ -172,18 +198,39 @@ class _BoundedTradingStream(TradingStream):
             with self._counters.lock:
                 self._counters.refused_logins += 1
                 refused = self._counters.refused_logins
-                give_up = refused >= self._max_refused_logins
-                if give_up:
+                failing = refused >= self._max_refused_logins
+                if failing:
+                    self._counters.failing_login = True
                     self._counters.failure = (
-                        f"the trade_updates stream refused the API key {refused} times in a row and stopped; "
-                        f"check APCA_API_KEY_ID / APCA_API_SECRET_KEY ({self._account_kind} keys are needed)"
+                        f"the trade_updates stream refused the API key {refused} times in a row; it keeps "
+                        f"trying to log in (waiting up to {self._reconnect_max_backoff:g} s between attempts) and "
+                        f"orders are polled meanwhile; check APCA_API_KEY_ID / APCA_API_SECRET_KEY "
+                        f"({self._account_kind} keys are needed)"
                     )
-            if give_up:
-                log.error("trade_updates stream stopped: login refused %d times in a row", refused)
-                await self.stop_ws()
-            raise
+            if refused == self._max_refused_logins:
+                log.error(
+                    "trade_updates stream: login refused %d times in a row; still trying, orders are polled", refused
+                )
+            raise StreamLoginRefused(
+                f"trade_updates stream login refused ({refused} in a row); trying again", refused
+            ) from None
         with self._counters.lock:
+            refused = self._counters.refused_logins
             self._counters.refused_logins = 0
+            if self._counters.failing_login:
+                self._counters.failing_login = False
+                self._counters.failure = None
+        if refused:
+            log.info("trade_updates stream logged in after %d refused logins", refused)
+
+    def _reconnect_delay(self, retries: int) -> float:
+        with self._counters.lock:
+            refused = self._counters.refused_logins
+        if refused:
+            return login_retry_delay(
+                refused, min_backoff=self._reconnect_min_backoff, max_backoff=self._reconnect_max_backoff
+            )
+        return float(super()._reconnect_delay(retries))
 
     async def _start_ws(self) -> None:
         await super()._start_ws()  # type: ignore[no-untyped-call]

@@ -135,7 +135,8 @@ class StreamHeartbeat:
 
     ``last_heard_at``: the last moment the stream was known alive — its last update, its
     last login, or the moment it lost its connection (while connected, its own keepalive
-    vouches for it). ``failure``: why it stopped for good, if it did.
+    vouches for it). ``failure``: why it is failing (it stopped, or its logins are refused
+    while it keeps trying), if it is; the trading-state guard reads either as a stale stream.
     """
 
     connected: bool

@@ -40,7 +40,8 @@ def room_under_caps(ctx: ScalingContext) -> list[tuple[str, Decimal, ReasonCode]
             equity * ctx.limits.max_position_pct_of_account / _HUNDRED - ctx.position_value,
             ReasonCode.MAX_POSITION_PCT_OF_ACCOUNT,
         ),
-        ("buying power", ctx.account.buying_power, ReasonCode.INSUFFICIENT_BUYING_POWER),
+        # A broker reports negative buying power in a margin deficit: no room, never a negative cap.
+        ("buying power", max(ctx.account.buying_power, ZERO), ReasonCode.INSUFFICIENT_BUYING_POWER),
     ]
     if ctx.policy.max_position_notional is not None:
         rooms.append(

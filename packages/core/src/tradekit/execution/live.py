@@ -148,12 +148,12 @@ class LiveTrader:
         report = CycleReport()
         try:
             market = self._read_clock()
-            report.events_applied = self.pipeline.apply_events()
         except BrokerError as exc:
             report.note = f"broker unavailable, cycle skipped: {exc}"
             report.skipped = True
             log.warning(report.note)
             return report
+        self._apply_events(report)
         now = self.pipeline.clock()
         session_close = self.pipeline.calendar.last_close(now)
         if session_close is not None:
@@ -170,8 +170,18 @@ class LiveTrader:
             report.buys = opened.buys
         else:
             report.exits = len(self.driver.maintain(prices))
-        report.events_applied += self.pipeline.apply_events()
+        self._apply_events(report)
         return report
+
+    def _apply_events(self, report: CycleReport) -> None:
+        try:
+            report.events_applied += self.pipeline.apply_events()
+        except BrokerError as exc:
+            # The broker answered its clock, only its order events failed (an event stream
+            # down): the cycle goes on, since exits read the broker's positions themselves,
+            # unfinished orders are looked up, and the guard judges the stream's health.
+            report.note = f"order events unavailable, the cycle went on without them: {exc}"
+            log.warning(report.note)
 
     def _read_clock(self) -> MarketClock:
         # A broker-driven clock is re-anchored on the broker's reading once per cycle.

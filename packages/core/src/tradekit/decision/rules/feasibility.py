@@ -21,12 +21,14 @@ _HUNDRED = Decimal(100)
 
 def buying_power(ctx: ScalingContext) -> Check:
     need = ctx.limits.min_order_notional
+    # Negative in a margin deficit (as the broker reports it): no buying power at all.
     if ctx.account.buying_power < need or ctx.account.buying_power <= 0:
+        deficit = " (a margin deficit)" if ctx.account.buying_power < 0 else ""
         return skip(
             "buying_power",
             PHASE,
             ReasonCode.INSUFFICIENT_BUYING_POWER,
-            f"buying power {ctx.account.buying_power} is below the minimum order {need}",
+            f"buying power {ctx.account.buying_power}{deficit} is below the minimum order {need}",
         )
     return passed("buying_power", PHASE, f"buying power {ctx.account.buying_power}")
 
