@@ -50,7 +50,8 @@ def test_halt_reduce_only_and_resume_write_the_ledger_and_say_what_holds(runner:
     }
     (made,) = halted["transitions"]
     assert (made["from_state"], made["to_state"], made["allow_exits"]) == ("active", "halted", False)
-    reduced = invoke(runner, "reduce-only", "--scope", "strategy:pyramid", "--by", "ana", "--ledger", url)
+    # --force: no strategy is installed in this test's environment (plugins are not loaded).
+    reduced = invoke(runner, "reduce-only", "--force", "--scope", "strategy:pyramid", "--by", "ana", "--ledger", url)
     assert (reduced["scope"], reduced["state"]) == ("strategy:pyramid", "reduce_only")
     state = invoke(runner, "state", "--ledger", url, "--history", "10")
     assert [(s["scope"], s["state"], s["by"]) for s in state["scopes"]] == [

@@ -4,6 +4,7 @@ the Host allowlist, the bearer token, and binds it refuses."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -12,12 +13,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tradekit import hookimpl
+from tradekit import hookimpl, redaction
 from tradekit.cli import cli
+from tradekit.config import Settings
+from tradekit.ledger import Ledger, LedgerError
+from tradekit.serve.app import create_app
 from tradekit.serve.pages import StatusPage
 from tradekit.serve.security import ServeRefused, check_bind, read_token
 from tradekit.serve.server import StatusServer
 
+from .conftest import PG_URL, require_postgres
 from .serve_kit import Served, serving
 from .serve_world import AFTER, World, build_world, world_plugins
 
@@ -237,3 +242,56 @@ def test_a_plugin_that_cannot_register_its_page_leaves_the_others_served(world: 
     with serving(world.url, now=AFTER, plugins=manager) as running:
         assert running.get("/").status == 200
         assert running.get("/api/pages").json() == {"pages": []}
+
+
+# --- a password in the ledger URL's query (libpq takes ?password= as well as user:pw@) -------------
+
+
+@pytest.mark.postgres
+def test_a_ledger_password_given_as_a_query_parameter_is_never_served() -> None:
+    require_postgres()
+    secret = "Qz7wX2vKpL9mRt4Y"
+    url = f"{PG_URL}?password={secret}&application_name=tk-serve-test"
+    ledger = Ledger.open(url, schema=f"tk_serve_{uuid.uuid4().hex[:10]}")
+    try:
+        app = create_app(ledger=ledger, ledger_url=url, settings=Settings(), plugins=world_plugins())
+        server = StatusServer(app, port=0)
+        server.start()
+        try:
+            running = Served(server.port)
+            overview, page = running.get("/api/overview"), running.get("/")
+        finally:
+            server.stop()
+        assert overview.json()["ledger"].endswith("?application_name=tk-serve-test&password=***")
+        assert secret not in overview.text
+        assert secret not in page.text
+        assert secret not in ledger.url
+    finally:
+        ledger.drop_schema()
+        ledger.close()
+
+
+def test_a_ledger_url_error_names_no_query_credential_and_logs_mask_them() -> None:
+    password, key = "Hq3ZvT8nWx1LcP6d", "Jr5YbN2kVs9QmF4g"
+    url = f"postgresql+psycopg://tk@127.0.0.1:1/db?password={password}&sslpassword={password}&api_key={key}"
+    with pytest.raises(LedgerError) as refused:  # psycopg refuses api_key before connecting
+        Ledger.open(url)
+    assert "sslpassword=***" in str(refused.value)
+    assert password not in str(refused.value)
+    assert key not in str(refused.value)
+    # Registered when the URL was read: a library's log line quoting it is masked too.
+    assert redaction.redact(f"connecting with {password} and {key}") == (
+        f"connecting with {redaction.MASK} and {redaction.MASK}"
+    )
+
+
+def test_shown_settings_and_environment_urls_mask_query_credentials() -> None:
+    token = "Wm8RcX4tHz2PqL7v"
+    redaction.register_environment_secrets(
+        {"TRADEKIT_LEDGER_URL": f"postgresql://u@h/db?sslmode=require&token={token}"}
+    )
+    assert token not in redaction.redact(f"token is {token}")
+    shown = redaction.redact_settings(
+        {"ledger": {"url": "postgresql://u@h/db?sslmode=require&password=Bn6TkW3xZr9MvQ2h"}}
+    )
+    assert shown == {"ledger": {"url": f"postgresql://u@h/db?sslmode=require&password={redaction.MASK}"}}

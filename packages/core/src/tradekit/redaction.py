@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
@@ -29,6 +30,10 @@ _SHORTEST_SECRET = 4
 # passwords, passphrases, tokens (APCA_API_SECRET_KEY, TRADEKIT_CCXT_BYBIT_API_KEY, ...).
 _CREDENTIAL_NAME = re.compile(r"SECRET|PASSW(OR)?D|PASSPHRASE|TOKEN|API_?KEY|KEY_ID|ACCESS_KEY|PRIVATE_KEY", re.I)
 _URL_PASSWORD = re.compile(r"://[^/\s:@]*:([^@\s/]+)@")
+# A URL's query parameters that carry a credential: libpq takes ``?password=`` and
+# ``?sslpassword=`` besides ``user:password@``; any key naming a password, secret, token or key.
+_SECRET_QUERY_KEY = re.compile(r"passw(or)?d|secret|token|key", re.I)
+_URL_QUERY_SECRET = re.compile(r"[?&]([^=&#\s]+)=([^&#\s]+)")
 
 
 class SecretRegistry:
@@ -101,14 +106,35 @@ def register_secret(value: str) -> None:
     SECRETS.add(value)
 
 
+def is_secret_query_key(name: str) -> bool:
+    """Whether a URL query parameter named ``name`` carries a credential (``password``,
+    ``sslpassword``, ``api_key``, ``token`` ...)."""
+    return bool(_SECRET_QUERY_KEY.search(name))
+
+
+def url_secrets(text: str) -> list[str]:
+    """The credentials written in the URL ``text``: its ``user:password@`` password and the
+    values of query parameters named like a credential, as written and percent-decoded."""
+    if "://" not in text:
+        return []
+    found = list(_URL_PASSWORD.findall(text))
+    found += [value for key, value in _URL_QUERY_SECRET.findall(text) if is_secret_query_key(key)]
+    return sorted({form for value in found for form in (value, urllib.parse.unquote_plus(value))})
+
+
+def register_url_secrets(text: str) -> None:
+    """Register the credentials written in the URL ``text`` (see ``url_secrets``)."""
+    for value in url_secrets(text):
+        SECRETS.add(value)
+
+
 def register_environment_secrets(env: Mapping[str, str]) -> None:
     """Register the credentials in ``env``: values of variables named like API keys, secrets,
-    passwords or tokens, and the password of any URL."""
+    passwords or tokens, and the password of any URL (in its user part or its query)."""
     for name, value in env.items():
         if _CREDENTIAL_NAME.search(name):
             SECRETS.add(value)
-        for password in _URL_PASSWORD.findall(value):
-            SECRETS.add(password)
+        register_url_secrets(value)
 
 
 def redact(text: str) -> str:
@@ -148,8 +174,20 @@ def redact_settings(data: Any, path: str = "") -> Any:
     if isinstance(data, list | tuple):
         return [redact_settings(value, path) for value in data]
     if isinstance(data, str):
-        return redact(_URL_PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), MASK), data))
+        return redact(_mask_url_secrets(data))
     return data
+
+
+def _mask_url_secrets(text: str) -> str:
+    text = _URL_PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), MASK), text)
+    if "://" not in text:
+        return text
+
+    def masked(match: re.Match[str]) -> str:
+        key = match.group(1)
+        return f"{match.group(0)[0]}{key}={MASK}" if is_secret_query_key(key) else match.group(0)
+
+    return _URL_QUERY_SECRET.sub(masked, text)
 
 
 def _scrub(record: logging.LogRecord) -> None:

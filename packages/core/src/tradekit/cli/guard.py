@@ -27,7 +27,16 @@ from tradekit.cli.common import (
     open_ledger,
     plugins,
 )
-from tradekit.guard.state import ACCOUNT, Hold, Scope, ScopeError, Standing, TradingStates, Transition
+from tradekit.guard.state import (
+    ACCOUNT,
+    Hold,
+    Scope,
+    ScopeError,
+    ScopeKind,
+    Standing,
+    TradingStates,
+    Transition,
+)
 from tradekit.serialization import unstructure
 
 if TYPE_CHECKING:
@@ -62,6 +71,39 @@ def _scope(text: str) -> Scope:
         return Scope.parse(text)
     except ScopeError as exc:
         raise click.BadParameter(str(exc), param_hint="--scope") from None
+
+
+def _force_option(fn: F) -> F:
+    return click.option(
+        "--force",
+        is_flag=True,
+        help="Accept a strategy:NAME that is not installed here (a strategy installed only where the trader runs).",
+    )(fn)
+
+
+def _check_strategy(guard: TradingGuard, scope: Scope) -> None:
+    # A strategy name is matched exactly (unlike a symbol): a typo or another case would
+    # report HALTED while the strategy that trades keeps buying. Known: the strategies
+    # installed here, and those the ledger knows (an open position, a hold already placed).
+    if scope.kind is not ScopeKind.STRATEGY:
+        return
+    installed = set(guard.plugins.strategies()) if guard.plugins is not None else set()
+    if scope.name in installed:
+        return
+    with guard.ledger.reading() as tx:
+        held = {s.name for s in tx.trading_states().scopes if s.kind is ScopeKind.STRATEGY}
+    owning = {p.strategy for p in guard.ledger.open_positions().values() if p.strategy is not None}
+    known = installed | held | owning
+    if scope.name in known:
+        return
+    alike = sorted(name for name in known if name.casefold() == scope.name.casefold())
+    hint = f"; did you mean {', '.join(repr(n) for n in alike)}?" if alike else ""
+    raise click.BadParameter(
+        f"no strategy is named {scope.name!r} (names are case-sensitive){hint}; known here: "
+        f"{', '.join(sorted(known)) or 'none'} (installed, holding a position in the ledger, or already held); "
+        "--force accepts a strategy installed only where the trader runs",
+        param_hint="--scope",
+    )
 
 
 def _actor(user: str | None) -> str:
@@ -136,9 +178,11 @@ def _manual(reason: str) -> Callable[[F], F]:
 Act = Callable[["TradingGuard", Scope, str, datetime], list[Transition]]
 
 
-def _run(options: dict[str, Any], verb: str, act: Act) -> None:
+def _run(options: dict[str, Any], verb: str, act: Act, *, force: bool = True) -> None:
     scope = _scope(options["scope_text"])
     with _guard(options["ledger_url"], options["config_path"]) as guard:
+        if not force:
+            _check_strategy(guard, scope)
         made = act(guard, scope, _actor(options["user"]), datetime.now(UTC))
         _report(guard, scope, made, options["as_json"], verb)
 
@@ -146,21 +190,30 @@ def _run(options: dict[str, Any], verb: str, act: Act) -> None:
 @click.command()
 @_manual("halted by hand")
 @click.option("--allow-exits", is_flag=True, help="Let exits out while halted (default: nothing but cancels).")
-def halt(reason: str, allow_exits: bool, **options: Any) -> None:
-    """HALT trading on a scope: no order leaves but cancels (exits too, unless --allow-exits)."""
+@_force_option
+def halt(reason: str, allow_exits: bool, force: bool, **options: Any) -> None:
+    """HALT trading on a scope: no order leaves but cancels (exits too, unless --allow-exits).
+
+    A trader whose config sets [guard] allow_exits_when_halted lets its exits out anyway.
+    """
     _run(
         options,
         "halt",
         lambda guard, scope, actor, at: guard.halt(scope, reason=reason, actor=actor, at=at, allow_exits=allow_exits),
+        force=force,
     )
 
 
 @click.command("reduce-only")
 @_manual("reduce-only by hand")
-def reduce_only(reason: str, **options: Any) -> None:
+@_force_option
+def reduce_only(reason: str, force: bool, **options: Any) -> None:
     """Put a scope in REDUCE_ONLY: exits only, no new position and no add-on."""
     _run(
-        options, "restrict", lambda guard, scope, actor, at: guard.reduce_only(scope, reason=reason, actor=actor, at=at)
+        options,
+        "restrict",
+        lambda guard, scope, actor, at: guard.reduce_only(scope, reason=reason, actor=actor, at=at),
+        force=force,
     )
 
 
@@ -200,8 +253,10 @@ def state(
     """Show each scope's trading state: since when, why and by whom (a user or a trigger)."""
     only = _scope(scope_text) if scope_text is not None else None
     now = datetime.now(UTC)
+    from tradekit.guard.control import read_trading_states
+
     with _guard(ledger_url, config_path) as guard, guard.ledger.reading() as tx:
-        states = guard.trading_states(tx)
+        states = read_trading_states(tx)  # what is stored, not as one trader's settings read it
         recent = tx.trading_state_transitions(limit=history) if history else []
     scopes = [only] if only is not None else list(dict.fromkeys([ACCOUNT, *states.scopes]))
     if as_json:

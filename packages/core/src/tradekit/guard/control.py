@@ -137,13 +137,21 @@ class TradingGuard:
     # --- the order gate ------------------------------------------------------------------------
 
     def trading_states(self, tx: LedgerTx) -> TradingStates:
-        return read_trading_states(tx)
+        """The holds in ``tx`` as this trader goes by them (see ``_as_this_trader``)."""
+        return self._as_this_trader(read_trading_states(tx))
 
     @contextlib.contextmanager
     def sending(self, intent: OrderIntent, at: datetime, *, also: Sequence[str] = ()) -> Iterator[Refusal | None]:
         """Hold the account's send lock while the order leaves; yield why it may not (or None)."""
         with self.ledger.sending() as tx:
-            yield refusal_for(read_trading_states(tx), intent, at, also=also)
+            yield refusal_for(self._as_this_trader(read_trading_states(tx)), intent, at, also=also)
+
+    def _as_this_trader(self, states: TradingStates) -> TradingStates:
+        # A trader whose own settings let exits out while halted may always reduce exposure,
+        # whoever placed the halt and whatever it stored: `tradekit halt` run elsewhere (without
+        # this trader's config) stores a hold that forbids exits, and the trader's promise to
+        # its operator is that a halt never traps a position. Buys stay blocked either way.
+        return states.letting_exits_out() if self.settings.allow_exits_when_halted else states
 
     def states(self) -> TradingStates:
         """The holds standing now (a fresh read)."""
@@ -155,7 +163,10 @@ class TradingGuard:
     def halt(
         self, scope: Scope, *, reason: str, actor: str, at: datetime, allow_exits: bool = False
     ) -> list[Transition]:
-        """HALT ``scope`` by hand: nothing but cancels (exits too, with ``allow_exits``)."""
+        """HALT ``scope`` by hand: nothing but cancels (exits too, with ``allow_exits``).
+
+        A trader whose own settings have ``allow_exits_when_halted`` lets its exits out of
+        any halt, this one included, whatever ``allow_exits`` says."""
         exits = allow_exits or self.settings.allow_exits_when_halted
         return self._set_manual(scope, TradingState.HALTED, reason=reason, actor=actor, at=at, allow_exits=exits)
 

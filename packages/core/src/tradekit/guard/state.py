@@ -281,6 +281,17 @@ class TradingStates:
             return None
         return next((h for h in self.applying(strategy=strategy, symbol=symbol, at=at) if h.stops_exits()), None)
 
+    def letting_exits_out(self) -> TradingStates:
+        """These holds with every HALTED one letting exits out: what a trader whose own
+        settings allow exits while halted (``allow_exits_when_halted``) goes by, whoever
+        placed the halt. Buys stay blocked; an unreadable state stays REDUCE_ONLY."""
+        if not any(hold.stops_exits() for hold in self.holds):
+            return self
+        return TradingStates(
+            tuple(attrs.evolve(h, allow_exits=True) if h.stops_exits() else h for h in self.holds),
+            unreadable=self.unreadable,
+        )
+
     def scope_state(self, scope: Scope, at: datetime) -> Standing:
         """The state of one scope by its own holds (what ``tradekit state`` lists)."""
         if self.unreadable is not None:

@@ -38,6 +38,8 @@ LAST_EQUITY = "last_equity"  # the equity at the last observation (and when)
 TRADES_COUNTED = "trades_counted"  # time: closed trades up to here are counted
 LOSING_STREAK = "losing_streak"  # value: losing exits in a row so far
 
+_INSTANT = timedelta(microseconds=1)
+
 # Triggers that follow a condition: their holds go when the condition does.
 CONDITIONS = frozenset({Trigger.UNRECONCILED, Trigger.STALE_STREAM, Trigger.ACCOUNT_BLOCKED})
 
@@ -122,7 +124,7 @@ def daily_loss(settings: GuardSettings, marks: Marks, seen: Observation, calenda
 
     The session's loss counts from the last equity seen before it (the previous close, in a
     replay; the equity before a resume, after one), or from the first one seen in it when
-    nothing was seen since the previous session.
+    nothing was seen since the previous session's trading day began.
     """
     pct, amount = settings.daily_loss_limit_pct, settings.daily_loss_limit
     if (pct is None and amount is None) or seen.account is None:
@@ -132,8 +134,8 @@ def daily_loss(settings: GuardSettings, marks: Marks, seen: Observation, calenda
     marks.set(LAST_EQUITY, Mark(equity, seen.now))
     start = marks.value(SESSION_START)
     if start is None or marks.time(SESSION_START) != day:
-        previous = calendar.last_close(day)
-        recent = last_at is not None and (previous is None or last_at >= calendar.day_start(previous))
+        since = _previous_day_start(calendar, day)
+        recent = last_at is not None and (since is None or last_at >= since)
         start = last if last is not None and recent else equity
         marks.set(SESSION_START, Mark(start, day))
     loss = start - equity
@@ -156,6 +158,17 @@ def daily_loss(settings: GuardSettings, marks: Marks, seen: Observation, calenda
         until=calendar.next_open(seen.now),
         needs_resume=True,
     )
+
+
+def _previous_day_start(calendar: TradingCalendar, day: datetime) -> datetime | None:
+    previous = calendar.last_close(day)
+    if previous is None:
+        return None
+    # The day of the previous session's open: on a calendar whose sessions abut (24/7), that
+    # session closes at ``day`` itself, and its close's day start is ``day`` (the last equity
+    # before midnight would never count). On XNYS the open and close share a day.
+    opened = calendar.last_open(previous - _INSTANT)
+    return calendar.day_start(opened if opened is not None else previous)
 
 
 def losing_streak(settings: GuardSettings, marks: Marks, seen: Observation) -> Demand | None:

@@ -30,6 +30,7 @@ import os
 import re
 import shlex
 import sqlite3
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 import tradekit.ledger.schema as t
+from tradekit import redaction
 from tradekit.decision.reasons import BuyAction, ReasonCode
 from tradekit.decision.trace import encode_trace, pack_trace, trace_document
 from tradekit.decision.verdict import BuyDecision
@@ -109,7 +111,26 @@ def _sqlite_path(url: sa.URL) -> Path | None:
 
 
 def _describe_url(url: sa.URL) -> str:
-    return url.render_as_string(hide_password=True)
+    # The password hidden wherever it is written: ``user:pw@`` and ``?password=`` (libpq takes
+    # both), and any query parameter named like a credential.
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    params = [
+        f"{urllib.parse.quote_plus(key)}={'***' if redaction.is_secret_query_key(key) else urllib.parse.quote_plus(v)}"
+        for key, values in sorted(url.normalized_query.items())
+        for v in values
+    ]
+    return f"{shown}?{'&'.join(params)}" if params else shown
+
+
+def _register_url_secrets(url: sa.URL) -> None:
+    # Registered as soon as the URL is read, so a log line or traceback that quotes it (a
+    # driver's error, say) is masked too.
+    if url.password is not None:
+        redaction.register_secret(str(url.password))
+    for key, values in url.normalized_query.items():
+        if redaction.is_secret_query_key(key):
+            for value in values:
+                redaction.register_secret(value)
 
 
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -128,10 +149,16 @@ def ledger_url(url: str) -> sa.URL:
                 "file path, or postgresql+psycopg://user@host:5432/db"
             )
         return sa.URL.create("sqlite", database=text)
+    redaction.register_url_secrets(text)
     try:
-        return sa.make_url(text)
+        parsed = sa.make_url(text)
     except exc.ArgumentError as e:
-        raise LedgerConnectionError(f"ledger URL {url!r} is not a valid database URL: {e}") from None
+        shown = redaction.redact(repr(url))
+        raise LedgerConnectionError(
+            f"ledger URL {shown} is not a valid database URL: {redaction.redact(str(e))}"
+        ) from None
+    _register_url_secrets(parsed)
+    return parsed
 
 
 class Ledger:
@@ -1299,7 +1326,7 @@ def _init_hint(location: sa.URL | Path) -> str:
     """How to create the ledger that is missing, as a command that works as printed."""
     if isinstance(location, Path):
         command = shlex.join(("tradekit", "ledger", "init", str(location)))
-    elif location.password is None:
+    elif location.password is None and not any(redaction.is_secret_query_key(key) for key in location.query):
         command = shlex.join(("tradekit", "ledger", "init", location.render_as_string(hide_password=False)))
     else:
         # The password is never printed, so the command cannot be shown whole.
