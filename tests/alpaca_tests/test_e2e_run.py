@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time as time_module
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -162,15 +163,22 @@ def run_once(env: dict[str, str], *symbols: str) -> dict[str, Any]:
 
 
 def pipeline_on(
-    ledger: Ledger, broker: AlpacaBroker, settings: Settings, plugins: Plugins, **hooks: Any
+    ledger: Ledger,
+    broker: AlpacaBroker,
+    settings: Settings,
+    plugins: Plugins,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    **hooks: Any,
 ) -> OrderPipeline:
+    """A pipeline on Alpaca's clock (synced now), unless given ``clock``."""
     return OrderPipeline(
         ledger=ledger,
         broker=broker,
         settings=settings,
         plugins=plugins,
         calendar=TradingCalendar(settings.exits.calendar),
-        clock=synced(BrokerClock(broker)),
+        clock=clock if clock is not None else synced(BrokerClock(broker)),
         **hooks,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,8 +26,6 @@ from tradekit.config import Settings
 from tradekit.domain import OrderRequest, OrderType, Side, Signal
 from tradekit.domain.signals import Urgency
 from tradekit.execution.live import LiveTrader
-from tradekit.execution.pipeline import OrderPipeline
-from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger import Ledger
 from tradekit.plugins import Plugins
 from tradekit_broker_alpaca import AlpacaConfigError, AlpacaCredentials
@@ -67,6 +66,22 @@ def wait_until(reached: Callable[[], bool], what: str) -> None:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"never reached: {what}")
         time.sleep(0.01)
+
+
+@contextmanager
+def holding_ten_aapl(
+    market: AlpacaEmulator, ledger_url: str, env: dict[str, str], settings: Settings
+) -> Iterator[tuple[Ledger, AlpacaBroker]]:
+    """The account holds 10 AAPL bought at 120 and the session is open: a ledger and a broker on it."""
+    market.set_position("AAPL", Decimal(10), Decimal(120))
+    market_open(market)
+    ledger = Ledger.open(ledger_url)
+    broker = make_alpaca_broker(settings, env)
+    try:
+        yield ledger, broker
+    finally:
+        broker.close()
+        ledger.close()
 
 
 # ---------------------------------------------------------------------------- duplicate client order id
@@ -126,11 +141,7 @@ def test_a_negative_buying_power_is_read_as_alpaca_reports_it(emu: AlpacaEmulato
 def test_with_a_margin_deficit_a_stop_loss_exit_still_goes_out(
     market: AlpacaEmulator, ledger_url: str, env: dict[str, str], settings: Settings, plugins: Plugins
 ) -> None:
-    market.set_position("AAPL", Decimal(10), Decimal(120))
-    market_open(market)
-    ledger = Ledger.open(ledger_url)
-    broker = make_alpaca_broker(settings, env)
-    try:
+    with holding_ten_aapl(market, ledger_url, env, settings) as (ledger, broker):
         pipeline = pipeline_on(ledger, broker, settings, plugins)
         pipeline.reconcile()  # adopts the 10 AAPL held at Alpaca
         market.report_buying_power(DEFICIT)
@@ -144,9 +155,6 @@ def test_with_a_margin_deficit_a_stop_loss_exit_still_goes_out(
             reason="stop loss",
         )
         outcome = pipeline.plan_exit(stop)
-    finally:
-        broker.close()
-        ledger.close()
 
     assert outcome.order is not None
     (sell,) = market.requests("POST /v2/orders")
@@ -191,11 +199,7 @@ def test_refused_stream_logins_are_reported_while_polls_go_on_and_the_stream_com
 def test_live_cycles_go_on_while_the_stream_login_is_refused(
     market: AlpacaEmulator, ledger_url: str, env: dict[str, str], settings: Settings, plugins: Plugins
 ) -> None:
-    market.set_position("AAPL", Decimal(10), Decimal(120))
-    market_open(market)
-    ledger = Ledger.open(ledger_url)
-    broker = make_alpaca_broker(settings, env)
-    try:
+    with holding_ten_aapl(market, ledger_url, env, settings) as (ledger, broker):
         market.wait_for_stream_listeners(1)
         pipeline = pipeline_on(ledger, broker, settings, plugins)
         pipeline.reconcile()
@@ -204,9 +208,6 @@ def test_live_cycles_go_on_while_the_stream_login_is_refused(
         wait_until(lambda: heartbeat_of(broker).failure is not None, "the failure is reported")
         trader = LiveTrader(pipeline, SingleEntryBreakout, ["AAPL"])
         reports = [trader.cycle() for _ in range(2)]
-    finally:
-        broker.close()
-        ledger.close()
 
     assert [r.skipped for r in reports] == [False, False]
 
@@ -300,7 +301,8 @@ def test_a_line_break_in_the_secret_never_reaches_the_ledger(
         emulator_config(market, stream=False), AlpacaCredentials(key_id=KEY_ID, secret_key=BROKEN_SECRET)
     )
     try:
-        report = pipeline_on_unsynced(ledger, broker, settings, plugins).reconcile()
+        # A fixed clock: the broker's clock cannot be read with this key.
+        report = pipeline_on(ledger, broker, settings, plugins, clock=lambda: IN_THE_WINDOW).reconcile()
     finally:
         broker.close()
         ledger.close()
@@ -309,18 +311,6 @@ def test_a_line_break_in_the_secret_never_reaches_the_ledger(
     assert report.error is not None
     assert SECRET_KEY[:20].encode() not in stored
     assert SECRET_KEY[:20] not in report.error
-
-
-def pipeline_on_unsynced(ledger: Ledger, broker: AlpacaBroker, settings: Settings, plugins: Plugins) -> OrderPipeline:
-    # A fixed clock: the broker's clock cannot be read with this key.
-    return OrderPipeline(
-        ledger=ledger,
-        broker=broker,
-        settings=settings,
-        plugins=plugins,
-        calendar=TradingCalendar(settings.exits.calendar),
-        clock=lambda: IN_THE_WINDOW,
-    )
 
 
 @pytest.mark.parametrize("variable", ["APCA_API_KEY_ID", "APCA_API_SECRET_KEY"])

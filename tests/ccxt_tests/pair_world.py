@@ -9,7 +9,8 @@ synthetic generator.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,20 +29,25 @@ from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.orders import Order, OrderRequest, OrderStatus, OrderType
 from tradekit.domain.positions import BrokerPosition
 from tradekit.domain.signals import Side
+from tradekit.ledger.records import StoredDecision
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
 from tradekit_venue_ccxt import plugin
+from tradekit_venue_ccxt.pairs import features as f
 from tradekit_venue_ccxt.pairs.config import BookClock, PairTradingConfig
-from tradekit_venue_ccxt.pairs.models import PairPosition, PairSignal
+from tradekit_venue_ccxt.pairs.models import PairEventKind, PairPosition, PairSignal
 from tradekit_venue_ccxt.pairs.store import PairStore
 from tradekit_venue_ccxt.pairs.synthetic import SeriesPoint
-from tradekit_venue_ccxt.pairs.trader import CycleReport, PairTrader
+from tradekit_venue_ccxt.pairs.trader import CycleReport, PairTrader, SignalOutcome
 from tradekit_venue_ccxt.pairs.venue import PerpVenue
 from tradekit_venue_ccxt.providers import FundingPayment, OrderBook, PerpMarket, VenueFill, ms_to_utc
 
 LONG_VENUE = "binanceusdm"
 SHORT_VENUE = "bybit"
 START = datetime(2025, 1, 6, tzinfo=UTC)
+MID = Decimal(3000)
+TICK = Decimal("0.01")
+BPS = Decimal("0.0001")
 
 
 def pair_plugins() -> Plugins:
@@ -78,6 +84,35 @@ def pair_config(**overrides: Any) -> PairTradingConfig:
     }
     settings.update(overrides)
     return PairTradingConfig(**settings)
+
+
+def pair_figures(**overrides: Decimal) -> dict[str, Decimal]:
+    """The figures a pair decision reads: a first entry at 20 bps that passes every pair check."""
+    values = {
+        f.SPREAD: 20 * BPS,
+        f.TRIGGER_MULTIPLIER: Decimal("1.5"),
+        f.TOTAL_NOTIONAL: Decimal(0),
+        f.ADD_NOTIONAL: Decimal(1000),
+        f.MAX_TOTAL_NOTIONAL: Decimal(4000),
+        f.SIGNAL_AGE_SECONDS: Decimal(60),
+        f.SIGNAL_MAX_AGE_SECONDS: Decimal(900),
+        f.LONG_SLIPPAGE_BPS: Decimal(1),
+        f.SHORT_SLIPPAGE_BPS: Decimal(1),
+        f.MAX_SLIPPAGE_BPS: Decimal(10),
+        f.LONG_BOOK_FILL: Decimal(1),
+        f.SHORT_BOOK_FILL: Decimal(1),
+        f.ORDER_QTY: Decimal("0.33"),
+        f.MIN_ORDER_QTY: Decimal("0.01"),
+        f.CONFLICTING_PAIRS: Decimal(0),
+        f.LONG_BOOK_AGE_SECONDS: Decimal("0.2"),
+        f.SHORT_BOOK_AGE_SECONDS: Decimal("0.3"),
+        f.MAX_BOOK_AGE_SECONDS: Decimal(5),
+        f.FAILED_ENTRIES: Decimal(0),
+        f.ENTRY_COOLDOWN_SECONDS: Decimal(0),
+        f.ENTRY_COOLDOWN_LEFT_SECONDS: Decimal(0),
+    }
+    values.update(overrides)
+    return values
 
 
 def quote(emulators: tuple[PerpVenueEmulator, PerpVenueEmulator], point: SeriesPoint, depth: Decimal) -> None:
@@ -122,7 +157,7 @@ class PairWorld:
         world = cls(
             directory=directory,
             config=config or pair_config(),
-            limits=limits or pair_limits(),
+            limits=limits if limits is not None else pair_limits(),
             long_emu=new_emulator(long_venue).start(),
             short_emu=new_emulator(short_venue).start(),
             long_venue=long_venue,
@@ -188,10 +223,23 @@ class PairWorld:
     def step(self, point: SeriesPoint, *, signal: bool = True, event_id: str = "evt-1") -> CycleReport:
         """Quote the point, let the watchlist refresh its event, run one cycle."""
         self.quote(point)
+        return self.cycle(point.time, signal=signal, event_id=event_id)
+
+    def quote_spread(self, spread_bps: int, mid: Decimal = MID) -> None:
+        """The long venue's book around ``mid``, the short venue's ``spread_bps`` above it."""
+        set_book(self.long_emu, ETH, mid)
+        set_book(self.short_emu, ETH, mid * (1 + Decimal(spread_bps) / 10000))
+
+    def cycle(
+        self, at: datetime, spread_bps: int | None = None, *, signal: bool = True, event_id: str = "evt-1"
+    ) -> CycleReport:
+        """Quote ``spread_bps`` (if given), let the watchlist refresh its event (if ``signal``), run one cycle."""
+        if spread_bps is not None:
+            self.quote_spread(spread_bps)
         assert self.trader is not None
         if signal:
-            self.trader.submit_signal(self.signal(point.time, event_id=event_id), point.time)
-        return self.trader.run_cycle(point.time)
+            self.trader.submit_signal(self.signal(at, event_id=event_id), at)
+        return self.trader.run_cycle(at)
 
     def pairs(self) -> list[PairPosition]:
         assert self.store is not None
@@ -205,6 +253,45 @@ class PairWorld:
     def venue_qty(self) -> tuple[Decimal, Decimal]:
         """Signed ETH position on the long venue and on the short venue."""
         return self.long_emu.position(ETH).qty, self.short_emu.position(ETH).qty
+
+    def events_of(self, kind: PairEventKind) -> list[Any]:
+        """The payloads of the latest pair's events of ``kind``, oldest first."""
+        pair = self.pairs()[-1]
+        assert self.store is not None
+        return [e.payload for e in self.store.events(pair.pair_id) if e.kind is kind]
+
+    def latest_decision(self, event_id: str = "evt-1") -> StoredDecision:
+        """The decision the ledger recorded for the latest update of the event."""
+        assert self.store is not None
+        assert self.ledger is not None
+        decision_id = self.store.signal_history(event_id)[-1].decision_id
+        assert decision_id is not None
+        with self.ledger.reading() as tx:
+            stored = tx.decision(decision_id)
+        assert stored is not None
+        return stored
+
+
+def only_outcome(report: CycleReport) -> SignalOutcome:
+    (outcome,) = report.signals
+    return outcome
+
+
+class RefusingReduceOnly:
+    """A venue that refuses reduce-only orders while ``refusing`` (e.g. the venue is in maintenance)."""
+
+    def __init__(self, inner: Any, *, refusing: bool = False) -> None:
+        self.inner = inner
+        self.refusing = refusing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def submit_order(self, request: OrderRequest, *, reduce_only: bool = False) -> Order:
+        if reduce_only and self.refusing:
+            raise OrderRejected(f"{request.client_order_id}: reduce-only orders are suspended")
+        result: Order = self.inner.submit_order(request, reduce_only=reduce_only)
+        return result
 
 
 # --- an in-process venue over the emulators' matching engine ---------------------------------
@@ -247,6 +334,16 @@ class EngineVenue:
     @property
     def venue(self) -> str:
         return self._venue
+
+    def quote(self, mid: Decimal) -> None:
+        """Three levels of 50 each side of ``mid`` (rounded to the tick), marked at ``mid``."""
+        mid = mid.quantize(TICK)
+        self.engine.set_order_book(
+            ETH,
+            bids=[(mid - TICK * k, Decimal(50)) for k in range(1, 4)],
+            asks=[(mid + TICK * k, Decimal(50)) for k in range(1, 4)],
+        )
+        self.engine.set_mark_price(ETH, mid)
 
     def market(self, symbol: str) -> PerpMarket | None:
         try:
@@ -360,3 +457,51 @@ def engine_venues() -> dict[str, PerpVenue]:
         LONG_VENUE: EngineVenue(LONG_VENUE, new_emulator(LONG_VENUE).engine),
         SHORT_VENUE: EngineVenue(SHORT_VENUE, new_emulator(SHORT_VENUE).engine),
     }
+
+
+@attrs.define
+class EngineWorld:
+    """A trader on ``engine_venues()`` (Binance long, Bybit short) and in-memory databases."""
+
+    long: EngineVenue
+    short: EngineVenue
+    ledger: Ledger
+    store: PairStore
+    trader: PairTrader
+
+    def quote(self, long_mid: Decimal, short_mid: Decimal) -> None:
+        self.long.quote(long_mid)
+        self.short.quote(short_mid)
+
+    def cycle(self, now: datetime) -> CycleReport:
+        """Refresh the watchlist's event at ``now`` and run one cycle."""
+        signal = PairSignal(
+            event_id="evt", symbol=ETH, long_venue=LONG_VENUE, short_venue=SHORT_VENUE, generated_at=now
+        )
+        self.trader.submit_signal(signal, now)
+        return self.trader.run_cycle(now)
+
+
+@contextmanager
+def engine_world(config: PairTradingConfig, limits: AccountLimits | None = None) -> Iterator[EngineWorld]:
+    venues = engine_venues()
+    long, short = venues[LONG_VENUE], venues[SHORT_VENUE]
+    assert isinstance(long, EngineVenue)
+    assert isinstance(short, EngineVenue)
+    ledger = Ledger.open("sqlite://")
+    store = PairStore.open("sqlite://")
+    trader = PairTrader(
+        config=config,
+        venues=venues,
+        ledger=ledger,
+        store=store,
+        limits=limits if limits is not None else pair_limits(),
+        plugins=pair_plugins(),
+        order_poll_interval_s=0,
+        sleep=lambda _s: None,
+    )
+    try:
+        yield EngineWorld(long=long, short=short, ledger=ledger, store=store, trader=trader)
+    finally:
+        store.close()
+        ledger.close()

@@ -22,28 +22,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ccxt_tests.pair_world import (
-    LONG_VENUE,
-    SHORT_VENUE,
+    BPS,
     START,
-    EngineVenue,
     PairWorld,
-    engine_venues,
+    engine_world,
+    only_outcome,
     pair_config,
+    pair_figures,
     pair_limits,
     pair_plugins,
 )
-from ccxt_tests.venues import ETH, set_book
+from ccxt_tests.venues import ETH
 from tradekit.decision.context import MarketSnapshot, TierState
 from tradekit.decision.engine import evaluate_buy
 from tradekit.decision.reasons import BuyAction, CheckOutcome, ReasonCode
 from tradekit.decision.verdict import BuyDecision, Check
-from tradekit.ledger.store import Ledger
 from tradekit.testing.builders import DEFAULT_NOW, make_context, make_position
 from tradekit_venue_ccxt.pairs import features as f
-from tradekit_venue_ccxt.pairs.models import PairSignal, SignalStatus
+from tradekit_venue_ccxt.pairs.models import SignalStatus
 from tradekit_venue_ccxt.pairs.rules import PAIR_RULES
-from tradekit_venue_ccxt.pairs.store import PairStore
-from tradekit_venue_ccxt.pairs.trader import CycleReport, PairTrader, SignalOutcome
+from tradekit_venue_ccxt.pairs.trader import SignalOutcome
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,8 +49,6 @@ RULE_CAPS = "ccxt_pair_account_caps"
 MID = Decimal(3000)
 EQUITY = Decimal(20000)
 KEY = "binanceusdm>bybit:ETH/USDT:USDT"
-TICK = Decimal("0.01")
-BPS = Decimal("0.0001")
 WorldFactory = Callable[..., PairWorld]
 
 
@@ -73,13 +69,7 @@ def make_world(tmp_path: Path) -> Iterator[WorldFactory]:
 
 
 def cycle(world: PairWorld, at: datetime, spread_bps: int) -> SignalOutcome:
-    set_book(world.long_emu, ETH, MID)
-    set_book(world.short_emu, ETH, MID * (1 + Decimal(spread_bps) / 10000))
-    assert world.trader is not None
-    world.trader.submit_signal(world.signal(at), at)
-    report: CycleReport = world.trader.run_cycle(at)
-    (outcome,) = report.signals
-    return outcome
+    return only_outcome(world.cycle(at, spread_bps))
 
 
 def fills(world: PairWorld) -> int:
@@ -145,33 +135,6 @@ def test_an_add_past_the_max_position_pct_of_the_account_is_refused_with_its_cod
 # --- the rule on its own, with caps a pair account does not set by default -----------------
 
 
-def figures(*, held: Decimal, add: Decimal) -> dict[str, Decimal]:
-    return {
-        f.SPREAD: 40 * BPS,
-        f.INITIAL_SPREAD: 20 * BPS,
-        f.TRIGGER_MULTIPLIER: Decimal("1.5"),
-        f.TOTAL_NOTIONAL: held,
-        f.ADD_NOTIONAL: add,
-        f.MAX_TOTAL_NOTIONAL: Decimal(100_000),
-        f.SIGNAL_AGE_SECONDS: Decimal(60),
-        f.SIGNAL_MAX_AGE_SECONDS: Decimal(900),
-        f.LONG_SLIPPAGE_BPS: Decimal(1),
-        f.SHORT_SLIPPAGE_BPS: Decimal(1),
-        f.MAX_SLIPPAGE_BPS: Decimal(10),
-        f.LONG_BOOK_FILL: Decimal(1),
-        f.SHORT_BOOK_FILL: Decimal(1),
-        f.ORDER_QTY: Decimal("0.33"),
-        f.MIN_ORDER_QTY: Decimal("0.01"),
-        f.CONFLICTING_PAIRS: Decimal(0),
-        f.LONG_BOOK_AGE_SECONDS: Decimal("0.2"),
-        f.SHORT_BOOK_AGE_SECONDS: Decimal("0.3"),
-        f.MAX_BOOK_AGE_SECONDS: Decimal(5),
-        f.FAILED_ENTRIES: Decimal(0),
-        f.ENTRY_COOLDOWN_SECONDS: Decimal(0),
-        f.ENTRY_COOLDOWN_LEFT_SECONDS: Decimal(0),
-    }
-
-
 def decide_add(*, equity: Decimal, tier: TierState | None = None, policy_cap_pct: Decimal | None = None) -> BuyDecision:
     """One held entry of 0.33 ETH at 3000 (990), an add of 990 more; settings' caps at 40%."""
     position = make_position(KEY, strategy="ccxt-pair", entries=[(timedelta(hours=1), MID, Decimal("0.33"))])
@@ -186,7 +149,16 @@ def decide_add(*, equity: Decimal, tier: TierState | None = None, policy_cap_pct
         position=position,
         tier=tier,
     )
-    market = MarketSnapshot(price=MID, as_of=DEFAULT_NOW, features=figures(held=Decimal(990), add=Decimal(990)))
+    held_and_add = pair_figures(
+        **{
+            f.SPREAD: 40 * BPS,
+            f.INITIAL_SPREAD: 20 * BPS,
+            f.TOTAL_NOTIONAL: Decimal(990),
+            f.ADD_NOTIONAL: Decimal(990),
+            f.MAX_TOTAL_NOTIONAL: Decimal(100_000),
+        }
+    )
+    market = MarketSnapshot(price=MID, as_of=DEFAULT_NOW, features=held_and_add)
     return evaluate_buy(attrs.evolve(context, market=market), plugins=pair_plugins())
 
 
@@ -225,16 +197,6 @@ def test_an_add_within_every_cap_passes_the_caps_check() -> None:
 # --- whatever the accounts and caps, the long leg stays within them -------------------------
 
 
-def quote(venue: EngineVenue, mid: Decimal) -> None:
-    mid = mid.quantize(TICK)
-    venue.engine.set_order_book(
-        ETH,
-        bids=[(mid - TICK * k, Decimal(50)) for k in range(1, 4)],
-        asks=[(mid + TICK * k, Decimal(50)) for k in range(1, 4)],
-    )
-    venue.engine.set_mark_price(ETH, mid)
-
-
 # Each example trades a pair through several adds; 30 keep the run short.
 @settings(max_examples=30, deadline=None)
 @given(
@@ -258,39 +220,15 @@ def test_the_long_legs_notional_at_entry_prices_never_passes_the_account_caps(
         max_allocation_per_symbol_pct=Decimal(allocation_pct), max_position_pct_of_account=Decimal(position_pct)
     )
     cap_pct = Decimal(min(allocation_pct, position_pct))
-    venues = engine_venues()
-    long_venue, short_venue = venues[LONG_VENUE], venues[SHORT_VENUE]
-    assert isinstance(long_venue, EngineVenue)
-    assert isinstance(short_venue, EngineVenue)
-    long_venue.engine.set_balance(Decimal(balances[0]))
-    short_venue.engine.set_balance(Decimal(balances[1]))
-    ledger = Ledger.open("sqlite://")
-    store = PairStore.open("sqlite://")
-    trader = PairTrader(
-        config=config,
-        venues=venues,
-        ledger=ledger,
-        store=store,
-        limits=limits,
-        plugins=pair_plugins(),
-        order_poll_interval_s=0,
-        sleep=lambda _s: None,
-    )
-    try:
+    with engine_world(config, limits) as world:
+        world.long.engine.set_balance(Decimal(balances[0]))
+        world.short.engine.set_balance(Decimal(balances[1]))
         for step, spread in enumerate(spreads_bps):
             now = START + timedelta(hours=step)
-            quote(long_venue, MID)
-            quote(short_venue, MID * (1 + Decimal(spread) / 10_000))
+            world.quote(MID, MID * (1 + Decimal(spread) / 10_000))
             # Fees only lower equity once the cycle trades: the trader decided on no more than this.
-            equity = long_venue.get_account().equity + short_venue.get_account().equity
-            signal = PairSignal(
-                event_id="evt", symbol=ETH, long_venue=LONG_VENUE, short_venue=SHORT_VENUE, generated_at=now
-            )
-            trader.submit_signal(signal, now)
-            trader.run_cycle(now)
+            equity = world.long.get_account().equity + world.short.get_account().equity
+            world.cycle(now)
 
-            held = sum((p.total_notional for p in store.pairs() if p.is_live), Decimal(0))
+            held = sum((p.total_notional for p in world.store.pairs() if p.is_live), Decimal(0))
             assert held <= equity * cap_pct / 100
-    finally:
-        store.close()
-        ledger.close()

@@ -9,18 +9,17 @@ max position size see a fraction of the exposure and let adds through them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from ccxt_tests.contract_venue import ContractSized
-from ccxt_tests.pair_world import START, PairWorld, pair_config, pair_limits
-from ccxt_tests.venues import ETH, set_book, sync_venue
+from ccxt_tests.pair_world import START, PairWorld, only_outcome, pair_config, pair_limits
+from ccxt_tests.venues import sync_venue
 from tradekit.decision.reasons import BuyAction, ReasonCode
 from tradekit_venue_ccxt.pairs.models import SignalStatus
-from tradekit_venue_ccxt.pairs.trader import CycleReport, SignalOutcome
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,41 +45,21 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PairWorld]
     world.close()
 
 
-def cycle(world: PairWorld, at: datetime, spread_bps: int) -> CycleReport:
-    set_book(world.long_emu, ETH, MID)
-    set_book(world.short_emu, ETH, MID * (1 + Decimal(spread_bps) / 10000))
-    assert world.trader is not None
-    world.trader.submit_signal(world.signal(at), at)
-    return world.trader.run_cycle(at)
-
-
-def only_outcome(report: CycleReport) -> SignalOutcome:
-    (outcome,) = report.signals
-    return outcome
-
-
 def position_pct_decided(world: PairWorld) -> Decimal:
     """The share of equity the core valued the position at, in the latest decision on the event."""
-    assert world.store is not None
-    assert world.ledger is not None
-    decision_id = world.store.signal_history("evt-1")[-1].decision_id
-    assert decision_id is not None
-    with world.ledger.reading() as tx:
-        stored = tx.decision(decision_id)
-    assert stored is not None
-    return stored.decision().position_pct
+    return world.latest_decision().decision().position_pct
 
 
 # 6% of 20 000 is 1200: one entry of about 990 per leg fits, a second does not.
 def test_an_add_past_the_allocation_cap_is_refused_when_a_contract_is_ten_units(world: PairWorld) -> None:
-    assert only_outcome(cycle(world, START, 20)).action is BuyAction.ENTER_NEW
+    assert only_outcome(world.cycle(START, 20)).action is BuyAction.ENTER_NEW
     pair = world.only_pair()
     assert pair.long.held == Decimal("0.033")  # contracts: 0.33 ETH, about 990 USDT
     assert world.venue_qty()[0] == Decimal("0.33")
     real_pct = pair.total_notional / EQUITY * 100
     assert real_pct < 6 < 2 * real_pct
 
-    outcome = only_outcome(cycle(world, START + timedelta(minutes=1), 40))
+    outcome = only_outcome(world.cycle(START + timedelta(minutes=1), 40))
 
     assert outcome.status is SignalStatus.SKIPPED
     assert ReasonCode.ALLOCATION_CAP in outcome.reasons
@@ -92,9 +71,9 @@ def test_an_add_past_the_allocation_cap_is_refused_when_a_contract_is_ten_units(
 
 @pytest.mark.parametrize("world", [Decimal(40)], indirect=True)
 def test_an_add_within_the_caps_goes_through_when_a_contract_is_ten_units(world: PairWorld) -> None:
-    cycle(world, START, 20)
+    world.cycle(START, 20)
 
-    outcome = only_outcome(cycle(world, START + timedelta(minutes=1), 40))
+    outcome = only_outcome(world.cycle(START + timedelta(minutes=1), 40))
 
     assert outcome.action is BuyAction.SCALE_IN  # ledger and broker agree, both in base units
     pair = world.only_pair()

@@ -11,14 +11,14 @@ next entry there; the wait is read from the pair store's events, so a restart ke
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, pair_config
+from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, only_outcome, pair_config
 from ccxt_tests.venues import ETH, set_book, sync_venue
 from tradekit.config.loading import load_settings
 from tradekit.config.settings import SettingsError
@@ -28,7 +28,7 @@ from tradekit_venue_ccxt.config import load_ccxt_settings
 from tradekit_venue_ccxt.execution import CcxtVenue
 from tradekit_venue_ccxt.pairs.models import ExitReason, PairStatus, SignalStatus
 from tradekit_venue_ccxt.pairs.spread import next_trigger
-from tradekit_venue_ccxt.pairs.trader import CycleReport, SignalOutcome
+from tradekit_venue_ccxt.pairs.trader import SignalOutcome
 from tradekit_venue_ccxt.providers import OrderBook
 
 pytestmark = pytest.mark.timeout(120)
@@ -86,27 +86,9 @@ def quote(world: PairWorld, short_mid: Decimal) -> None:
     set_book(world.short_emu, ETH, short_mid)
 
 
-def cycle(world: PairWorld, at: datetime) -> CycleReport:
-    assert world.trader is not None
-    world.trader.submit_signal(world.signal(at), at)
-    return world.trader.run_cycle(at)
-
-
-def only_outcome(report: CycleReport) -> SignalOutcome:
-    (outcome,) = report.signals
-    return outcome
-
-
 def decision_trace(world: PairWorld) -> str:
     """The trace of the latest decision recorded on the pair's event."""
-    assert world.store is not None
-    assert world.ledger is not None
-    decision_id = world.store.signal_history("evt-1")[-1].decision_id
-    assert decision_id is not None
-    with world.ledger.reading() as tx:
-        stored = tx.decision(decision_id)
-    assert stored is not None
-    return trace_text(stored.trace)
+    return trace_text(world.latest_decision().trace)
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,7 +101,7 @@ def test_a_frozen_short_book_at_a_wide_spread_does_not_drive_a_scale_in(make_wor
     short = with_frozen_short_feed(world)
     t = START
     quote(world, AT_20_BPS)
-    cycle(world, t)
+    world.cycle(t)
     assert world.only_pair().entry_count == 1
     # The short venue's feed freezes on a 40 bps book; the market goes back to 20 bps.
     set_book(world.short_emu, ETH, AT_40_BPS)
@@ -130,7 +112,7 @@ def test_a_frozen_short_book_at_a_wide_spread_does_not_drive_a_scale_in(make_wor
     set_book(world.long_emu, ETH, LONG_MID)  # the long venue's book is fresh
     long_orders = world.long_emu.create_order_request_count
 
-    outcome = only_outcome(cycle(world, t + timedelta(hours=2)))
+    outcome = only_outcome(world.cycle(t + timedelta(hours=2)))
 
     assert outcome.status is SignalStatus.SKIPPED
     assert outcome.action is BuyAction.SKIP
@@ -141,7 +123,7 @@ def test_a_frozen_short_book_at_a_wide_spread_does_not_drive_a_scale_in(make_wor
     assert world.long_emu.create_order_request_count == long_orders
 
     short.frozen = None  # the feed recovers: the real 20 bps is below the trigger
-    outcome = only_outcome(cycle(world, t + timedelta(hours=2, minutes=1)))
+    outcome = only_outcome(world.cycle(t + timedelta(hours=2, minutes=1)))
     assert outcome.status is SignalStatus.SKIPPED
     assert ReasonCode.PRICE_STRUCTURE in outcome.reasons
     assert world.only_pair().entry_count == 1
@@ -156,7 +138,7 @@ def test_a_book_older_than_the_max_age_by_the_cycle_clock_holds_the_first_entry_
         emulator.advance(timedelta(seconds=6))  # Binance stamps its book with its last change
     t = START + timedelta(seconds=6)
 
-    outcome = only_outcome(cycle(world, t))
+    outcome = only_outcome(world.cycle(t))
 
     assert outcome.status is SignalStatus.SKIPPED
     assert ReasonCode.MARKET_DATA_UNAVAILABLE in outcome.reasons
@@ -164,7 +146,7 @@ def test_a_book_older_than_the_max_age_by_the_cycle_clock_holds_the_first_entry_
     assert world.long_emu.create_order_request_count == world.short_emu.create_order_request_count == 0
 
     quote(world, AT_20_BPS)  # a fresh book
-    outcome = only_outcome(cycle(world, t + timedelta(seconds=1)))
+    outcome = only_outcome(world.cycle(t + timedelta(seconds=1)))
     assert outcome.status is SignalStatus.ACTED
     assert outcome.action is BuyAction.ENTER_NEW
 
@@ -173,13 +155,13 @@ def test_an_add_that_fills_short_of_its_trigger_records_the_shortfall(make_world
     world: PairWorld = make_world(min_interval_minutes=0)
     short = with_frozen_short_feed(world)
     quote(world, AT_20_BPS)
-    cycle(world, START)
+    world.cycle(START)
     # A fresh 40 bps book, but the market moves back to 20 bps before the legs fill.
     set_book(world.short_emu, ETH, AT_40_BPS)
     short.freeze(ETH)
     set_book(world.short_emu, ETH, AT_20_BPS)
 
-    outcome = only_outcome(cycle(world, START + timedelta(minutes=1)))
+    outcome = only_outcome(world.cycle(START + timedelta(minutes=1)))
 
     assert outcome.action is BuyAction.SCALE_IN
     pair = world.only_pair()
@@ -225,7 +207,7 @@ def test_a_venue_refusing_every_short_costs_one_round_trip_not_one_per_update(ma
     t = START
     for _ in range(10):
         quote(world, AT_20_BPS)
-        outcomes.extend(cycle(world, t).signals)
+        outcomes.extend(world.cycle(t).signals)
         t += timedelta(minutes=1)
 
     (pair,) = world.pairs()
@@ -247,7 +229,7 @@ def test_the_cooldown_doubles_with_each_failure_in_a_row_up_to_its_cap_and_survi
 
     def attempt(after: timedelta) -> SignalOutcome:
         quote(world, AT_20_BPS)
-        return only_outcome(cycle(world, START + after))
+        return only_outcome(world.cycle(START + after))
 
     assert attempt(timedelta(0)).status is SignalStatus.ACTED  # failure 1: wait 30 min
     assert attempt(timedelta(minutes=29)).status is SignalStatus.SKIPPED
@@ -270,14 +252,14 @@ def test_the_cooldown_doubles_with_each_failure_in_a_row_up_to_its_cap_and_survi
 def test_a_failed_add_waits_out_the_cooldown_too(make_world: Any) -> None:
     world: PairWorld = make_world(min_interval_minutes=0)
     quote(world, AT_20_BPS)
-    cycle(world, START)
+    world.cycle(START)
     world.short_emu.reject_next_order(times=1000)
     outcomes: list[SignalOutcome] = []
     long_orders = world.long_emu.create_order_request_count
     t = START + timedelta(minutes=1)
     for _ in range(5):
         quote(world, AT_40_BPS)
-        outcomes.extend(cycle(world, t).signals)
+        outcomes.extend(world.cycle(t).signals)
         t += timedelta(minutes=1)
 
     pair = world.only_pair()
@@ -320,7 +302,7 @@ def test_a_frozen_book_showing_a_take_profit_the_market_does_not_have_does_not_c
     world: PairWorld = make_world()
     short = with_frozen_short_feed(world)
     quote(world, AT_20_BPS)
-    cycle(world, START)
+    world.cycle(START)
     pair = world.only_pair()
     assert pair.entry_count == 1
     assert world.trader is not None
@@ -362,7 +344,7 @@ def test_a_frozen_book_showing_a_stop_loss_the_market_does_not_have_does_not_clo
     world: PairWorld = make_world(scale_in_enabled=False, stop_loss_pct=Decimal(1))
     short = with_frozen_short_feed(world)
     quote(world, AT_20_BPS)
-    cycle(world, START)
+    world.cycle(START)
     pair = world.only_pair()
     assert world.trader is not None
     # Frozen on a short book 2% up (a 2% loss on the pair); the market is back at 20 bps.
@@ -382,7 +364,7 @@ def test_a_frozen_book_does_not_stop_max_hold_and_the_close_carries_no_price_fro
     world: PairWorld = make_world()
     short = with_frozen_short_feed(world)
     quote(world, AT_20_BPS)
-    cycle(world, START)
+    world.cycle(START)
     pair = world.only_pair()
     assert world.trader is not None
     freeze_short_book_at(world, short, TAKE_PROFIT_SHORT_MID, then=AT_20_BPS)

@@ -9,7 +9,7 @@ fill on the finer venue never leaves an excess the coarser one cannot sell.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,14 +17,13 @@ from typing import Any
 import attrs
 import pytest
 
-from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, pair_config
-from ccxt_tests.venues import ETH, set_book, sync_venue
+from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, RefusingReduceOnly, pair_config
+from ccxt_tests.venues import ETH, sync_venue
 from emulators._perp_book import PerpVenueEmulator
 from tradekit.broker.errors import BrokerUnavailable, OrderRejected
 from tradekit.domain.orders import Order, OrderRequest
 from tradekit.domain.signals import Side
 from tradekit_venue_ccxt.pairs.models import ExitNote, ExitReason, Leg, LegNote, PairEventKind, PairStatus
-from tradekit_venue_ccxt.pairs.trader import CycleReport
 from tradekit_venue_ccxt.providers import OrderBook, PerpMarket
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,32 +48,12 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., PairWorld]]:
         world.close()
 
 
-def quote(world: PairWorld, spread_bps: int) -> None:
-    set_book(world.long_emu, ETH, MID)
-    set_book(world.short_emu, ETH, MID * (1 + Decimal(spread_bps) / 10000))
-
-
-def cycle(world: PairWorld, at: datetime, spread_bps: int | None = None, *, signal: bool = True) -> CycleReport:
-    if spread_bps is not None:
-        quote(world, spread_bps)
-    assert world.trader is not None
-    if signal:
-        world.trader.submit_signal(world.signal(at), at)
-    return world.trader.run_cycle(at)
-
-
 def settle_funding(world: PairWorld, rate: Decimal) -> None:
     """Both legs pay ``rate`` of their notional: the long at +rate, the short at -rate."""
     world.long_emu.set_funding_rate(ETH, rate)
     world.short_emu.set_funding_rate(ETH, -rate)
     world.long_emu.apply_funding(ETH)
     world.short_emu.apply_funding(ETH)
-
-
-def events_of(world: PairWorld, kind: PairEventKind) -> list[Any]:
-    pair = world.pairs()[-1]
-    assert world.store is not None
-    return [e.payload for e in world.store.events(pair.pair_id) if e.kind is kind]
 
 
 class UnreadableBooks:
@@ -92,23 +71,6 @@ class UnreadableBooks:
             raise BrokerUnavailable(f"GET /depth {symbol}: 429 Too Many Requests")
         book: OrderBook = self.inner.order_book(symbol, depth)
         return book
-
-
-class RefusingReduceOnly:
-    """A venue that refuses reduce-only orders while ``refusing`` (e.g. the venue is in maintenance)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.refusing = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def submit_order(self, request: OrderRequest, *, reduce_only: bool = False) -> Order:
-        if reduce_only and self.refusing:
-            raise OrderRejected(f"{request.client_order_id}: reduce-only orders are suspended")
-        result: Order = self.inner.submit_order(request, reduce_only=reduce_only)
-        return result
 
 
 class ThinsBeforeOpening:
@@ -184,11 +146,11 @@ def reconnect(world: PairWorld, *, long: Callable[[Any], Any] = _same, short: Ca
 def test_funding_hard_stop_closes_the_pair_while_a_book_cannot_be_read(make_world: Callable[..., PairWorld]) -> None:
     world = make_world(funding_hard_stop=Decimal(5))
     _long, short = reconnect(world, short=UnreadableBooks)
-    assert cycle(world, START, 20).entries_opened
+    assert world.cycle(START, 20).entries_opened
 
     short.down = True
     settle_funding(world, Decimal("0.003"))
-    report = cycle(world, START + timedelta(hours=8), signal=False)
+    report = world.cycle(START + timedelta(hours=8), signal=False)
 
     pair = world.only_pair()
     assert report.exits_started == ((pair.pair_id, ExitReason.FUNDING_HARD_STOP),)
@@ -203,27 +165,27 @@ def test_funding_hard_stop_on_a_one_sided_book_keeps_closing_until_the_book_retu
     make_world: Callable[..., PairWorld],
 ) -> None:
     world = make_world(funding_hard_stop=Decimal(5))
-    assert cycle(world, START, 20).entries_opened
+    assert world.cycle(START, 20).entries_opened
     held = world.only_pair().short.held
 
     # The short venue has bids but no asks: nothing to buy the short back from.
     world.short_emu.set_order_book(ETH, bids=[(MID, Decimal(50))], asks=[])
     settle_funding(world, Decimal("0.003"))
     t = START + timedelta(hours=8)
-    report = cycle(world, t, signal=False)
+    report = world.cycle(t, signal=False)
 
     pair = world.only_pair()
     assert report.exits_started == ((pair.pair_id, ExitReason.FUNDING_HARD_STOP),)
     assert pair.status is PairStatus.CLOSING
     assert world.venue_qty() == (ZERO, -held)
 
-    cycle(world, t + timedelta(minutes=1), signal=False)  # still no asks: tried again, not forgotten
+    world.cycle(t + timedelta(minutes=1), signal=False)  # still no asks: tried again, not forgotten
     assert world.only_pair().status is PairStatus.CLOSING
-    failed: list[LegNote] = events_of(world, PairEventKind.LEG_FAILED)
+    failed: list[LegNote] = world.events_of(PairEventKind.LEG_FAILED)
     assert [n.leg for n in failed] == [Leg.SHORT, Leg.SHORT]
 
-    quote(world, 20)
-    cycle(world, t + timedelta(minutes=2), signal=False)
+    world.quote_spread(20)
+    world.cycle(t + timedelta(minutes=2), signal=False)
     pair = world.only_pair()
     assert pair.status is PairStatus.CLOSED
     assert pair.closed is not None
@@ -242,13 +204,13 @@ def test_a_stuck_scale_in_does_not_disable_the_funding_stop_or_max_hold(
 ) -> None:
     world = make_world(funding_hard_stop=Decimal(5))
     long, _short = reconnect(world, long=RefusingReduceOnly)
-    assert cycle(world, START, 20).entries_opened
+    assert world.cycle(START, 20).entries_opened
 
     # The add's short leg is rejected and its long leg cannot be unwound: entry 2 is stuck.
     world.short_emu.reject_next_order()
     long.refusing = True
     t = START + timedelta(hours=1)
-    cycle(world, t, 40)
+    world.cycle(t, 40)
     stuck = world.only_pair()
     assert stuck.in_progress == (2,)
     assert stuck.naked is not None
@@ -258,13 +220,13 @@ def test_a_stuck_scale_in_does_not_disable_the_funding_stop_or_max_hold(
         t += timedelta(hours=8)
     else:
         t = stuck.header.force_close_at
-    report = cycle(world, t, 40, signal=False)
+    report = world.cycle(t, 40, signal=False)
 
     assert report.exits_started == ((stuck.pair_id, rail),)
     assert world.only_pair().status is PairStatus.CLOSING  # the long venue still refuses: kept at it
 
     long.refusing = False
-    cycle(world, t + timedelta(minutes=1), 40, signal=False)
+    world.cycle(t + timedelta(minutes=1), 40, signal=False)
     pair = world.only_pair()
     assert pair.status is PairStatus.CLOSED
     assert pair.closed is not None
@@ -283,18 +245,18 @@ def test_a_short_partial_fill_on_the_finer_venue_is_matched_on_the_common_step(
     # Bybit (ETH step 0.01) long, Binance (step 0.001) short.
     world = make_world(long_venue="bybit", short_venue="binanceusdm", min_interval_minutes=0)
     _long, short = reconnect(world, short=lambda v: ThinsBeforeOpening(v, world.short_emu, Side.SELL, Decimal("0.325")))
-    assert cycle(world, START, 20).entries_opened
+    assert world.cycle(START, 20).entries_opened
     assert world.only_pair().entries[0].qty == Decimal("0.33")
 
     short.armed = True  # the add's long leg fills 0.33, its short leg only 0.325
-    report = cycle(world, START + timedelta(hours=1), 40)
+    report = world.cycle(START + timedelta(hours=1), 40)
 
     pair = world.only_pair()
     assert pair.in_progress == ()
     assert pair.naked is None
     assert report.entries_opened == ((pair.pair_id, 2),)
     assert [e.qty for e in pair.entries] == [Decimal("0.33"), Decimal("0.32")]
-    unwound: list[LegNote] = events_of(world, PairEventKind.LEG_UNWOUND)
+    unwound: list[LegNote] = world.events_of(PairEventKind.LEG_UNWOUND)
     assert sorted((n.leg, n.qty) for n in unwound) == [(Leg.LONG, Decimal("0.01")), (Leg.SHORT, Decimal("0.005"))]
     assert pair.long.held == pair.short.held == Decimal("0.65")
     assert world.venue_qty() == (Decimal("0.65"), Decimal("-0.65"))
@@ -310,16 +272,16 @@ def test_a_remainder_below_the_venue_minimum_is_recorded_as_dust_and_closed_with
             CoarseMinimum(v, Decimal("0.01")), world.long_emu, Side.BUY, Decimal("0.005")
         ),
     )
-    assert cycle(world, START, 20).entries_opened
+    assert world.cycle(START, 20).entries_opened
 
     long.armed = True  # the add's long leg fills 0.005: too little for a short, too little to sell
-    report = cycle(world, START + timedelta(hours=1), 40)
+    report = world.cycle(START + timedelta(hours=1), 40)
 
     pair = world.only_pair()
     assert pair.in_progress == ()
     assert report.entries_failed == ((pair.pair_id, 2),)
-    assert events_of(world, PairEventKind.LEG_NAKED) == []
-    (dust,) = events_of(world, PairEventKind.LEG_DUST)
+    assert world.events_of(PairEventKind.LEG_NAKED) == []
+    (dust,) = world.events_of(PairEventKind.LEG_DUST)
     assert isinstance(dust, LegNote)
     assert (dust.leg, dust.entry_no, dust.qty) == (Leg.LONG, 2, Decimal("0.005"))
     assert pair.long.held == Decimal("0.335")
@@ -327,9 +289,9 @@ def test_a_remainder_below_the_venue_minimum_is_recorded_as_dust_and_closed_with
     assert pair.status is PairStatus.OPEN
 
     settle_funding(world, Decimal("0.003"))
-    report = cycle(world, START + timedelta(hours=8), 40, signal=False)
+    report = world.cycle(START + timedelta(hours=8), 40, signal=False)
     assert report.exits_started == ((pair.pair_id, ExitReason.FUNDING_HARD_STOP),)
-    (note,) = events_of(world, PairEventKind.EXIT_STARTED)
+    (note,) = world.events_of(PairEventKind.EXIT_STARTED)
     assert isinstance(note, ExitNote)
     assert world.only_pair().status is PairStatus.CLOSED
     assert world.venue_qty() == (ZERO, ZERO)

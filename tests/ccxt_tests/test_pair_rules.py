@@ -9,12 +9,14 @@ import attrs
 import pytest
 
 from ccxt_tests.pair_world import (
+    BPS,
     LONG_VENUE,
     SHORT_VENUE,
     START,
     EngineVenue,
     engine_venues,
     pair_config,
+    pair_figures,
     pair_limits,
     pair_plugins,
 )
@@ -34,35 +36,6 @@ from tradekit_venue_ccxt.pairs.store import PairStore
 from tradekit_venue_ccxt.pairs.trader import PairRuleMissing, PairTrader
 
 KEY = "binanceusdm>bybit:ETH/USDT:USDT"
-BPS = Decimal("0.0001")
-
-
-def figures(**overrides: Decimal) -> dict[str, Decimal]:
-    values = {
-        f.SPREAD: 20 * BPS,
-        f.TRIGGER_MULTIPLIER: Decimal("1.5"),
-        f.TOTAL_NOTIONAL: Decimal(0),
-        f.ADD_NOTIONAL: Decimal(1000),
-        f.MAX_TOTAL_NOTIONAL: Decimal(4000),
-        f.SIGNAL_AGE_SECONDS: Decimal(60),
-        f.SIGNAL_MAX_AGE_SECONDS: Decimal(900),
-        f.LONG_SLIPPAGE_BPS: Decimal(1),
-        f.SHORT_SLIPPAGE_BPS: Decimal(1),
-        f.MAX_SLIPPAGE_BPS: Decimal(10),
-        f.LONG_BOOK_FILL: Decimal(1),
-        f.SHORT_BOOK_FILL: Decimal(1),
-        f.ORDER_QTY: Decimal("0.33"),
-        f.MIN_ORDER_QTY: Decimal("0.01"),
-        f.CONFLICTING_PAIRS: Decimal(0),
-        f.LONG_BOOK_AGE_SECONDS: Decimal("0.2"),
-        f.SHORT_BOOK_AGE_SECONDS: Decimal("0.3"),
-        f.MAX_BOOK_AGE_SECONDS: Decimal(5),
-        f.FAILED_ENTRIES: Decimal(0),
-        f.ENTRY_COOLDOWN_SECONDS: Decimal(0),
-        f.ENTRY_COOLDOWN_LEFT_SECONDS: Decimal(0),
-    }
-    values.update(overrides)
-    return values
 
 
 def decide(features: dict[str, Decimal], *, entries: int = 0, drop: tuple[str, ...] = ()) -> BuyDecision:
@@ -92,13 +65,13 @@ def check(decision: BuyDecision, rule: str) -> tuple[CheckOutcome, Reason | None
 
 
 def test_entry_with_a_positive_spread_is_entered_with_every_pair_check_in_the_trace() -> None:
-    decision = decide(figures())
+    decision = decide(pair_figures())
     assert decision.action is BuyAction.ENTER_NEW
     assert {c.rule for c in decision.checks} >= set(PAIR_RULES)
 
 
 def test_entry_with_a_non_positive_spread_is_skipped() -> None:
-    decision = decide(figures(**{f.SPREAD: -1 * BPS}))
+    decision = decide(pair_figures(**{f.SPREAD: -1 * BPS}))
     assert decision.action is BuyAction.SKIP
     assert check(decision, RULE_SPREAD)[:2] == (CheckOutcome.SKIP, ReasonCode.PRICE_STRUCTURE)
 
@@ -119,7 +92,8 @@ def test_kth_add_needs_the_initial_spread_times_the_multiplier_to_the_k(
 ) -> None:
     held = Decimal(990) * entries
     decision = decide(
-        figures(**{f.SPREAD: spread_bps * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: held}), entries=entries
+        pair_figures(**{f.SPREAD: spread_bps * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: held}),
+        entries=entries,
     )
     assert decision.action is action, decision.explain()
 
@@ -127,14 +101,14 @@ def test_kth_add_needs_the_initial_spread_times_the_multiplier_to_the_k(
 def test_trigger_is_measured_against_the_initial_spread_not_the_last_add() -> None:
     # The last add was at 45 bps; 1.5 x 45 would need 67.5, but the 2nd add's trigger is 20 x 1.5^2 = 45.
     decision = decide(
-        figures(**{f.SPREAD: 45 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: Decimal(1980)}), entries=2
+        pair_figures(**{f.SPREAD: 45 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: Decimal(1980)}), entries=2
     )
     assert decision.action is BuyAction.SCALE_IN
 
 
 def test_add_beyond_max_total_notional_is_blocked() -> None:
     decision = decide(
-        figures(**{f.SPREAD: 80 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: Decimal(3100)}), entries=2
+        pair_figures(**{f.SPREAD: 80 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: Decimal(3100)}), entries=2
     )
     assert decision.action is BuyAction.BLOCK
     assert ReasonCode.MAX_POSITION_SIZE in decision.reasons
@@ -142,36 +116,36 @@ def test_add_beyond_max_total_notional_is_blocked() -> None:
 
 def test_scale_in_on_a_stale_signal_is_skipped() -> None:
     decision = decide(
-        figures(**{f.SPREAD: 40 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.SIGNAL_AGE_SECONDS: Decimal(901)}), entries=1
+        pair_figures(**{f.SPREAD: 40 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.SIGNAL_AGE_SECONDS: Decimal(901)}), entries=1
     )
     assert decision.action is BuyAction.SKIP
     assert ReasonCode.STALE_SIGNAL in decision.reasons
 
 
 def test_thin_book_or_too_much_slippage_is_skipped() -> None:
-    thin = decide(figures(**{f.SHORT_BOOK_FILL: Decimal("0.8")}))
-    slippy = decide(figures(**{f.LONG_SLIPPAGE_BPS: Decimal(11)}))
+    thin = decide(pair_figures(**{f.SHORT_BOOK_FILL: Decimal("0.8")}))
+    slippy = decide(pair_figures(**{f.LONG_SLIPPAGE_BPS: Decimal(11)}))
     for decision in (thin, slippy):
         assert decision.action is BuyAction.SKIP
         assert ReasonCode.EXECUTION_INFEASIBLE in decision.reasons
 
 
 def test_another_open_pair_on_the_symbol_blocks() -> None:
-    decision = decide(figures(**{f.CONFLICTING_PAIRS: Decimal(1)}))
+    decision = decide(pair_figures(**{f.CONFLICTING_PAIRS: Decimal(1)}))
     assert decision.action is BuyAction.BLOCK
     assert ReasonCode.DIRECTION_CONFLICT in decision.reasons
 
 
 def test_built_in_max_entries_still_applies_to_pairs() -> None:
     decision = decide(
-        figures(**{f.SPREAD: 200 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: Decimal(3960)}), entries=4
+        pair_figures(**{f.SPREAD: 200 * BPS, f.INITIAL_SPREAD: 20 * BPS, f.TOTAL_NOTIONAL: Decimal(3960)}), entries=4
     )
     assert decision.action is BuyAction.BLOCK
     assert ReasonCode.MAX_ENTRIES_REACHED in decision.reasons
 
 
 def test_pair_decision_missing_a_figure_is_blocked_naming_it() -> None:
-    decision = decide(figures(**{f.SPREAD: 40 * BPS}), entries=1, drop=(f.TOTAL_NOTIONAL,))
+    decision = decide(pair_figures(**{f.SPREAD: 40 * BPS}), entries=1, drop=(f.TOTAL_NOTIONAL,))
     assert decision.action is BuyAction.BLOCK
     assert ReasonCode.MARKET_DATA_UNAVAILABLE in decision.reasons
     assert f.INITIAL_SPREAD in decision.explain()

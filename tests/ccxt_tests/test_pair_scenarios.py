@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, pair_config
+from ccxt_tests.pair_world import LONG_VENUE, SHORT_VENUE, START, PairWorld, RefusingReduceOnly, pair_config
 from ccxt_tests.venues import ETH, sync_venue
-from tradekit.broker.errors import BrokerUnavailable, OrderRejected
+from tradekit.broker.errors import BrokerUnavailable
 from tradekit.decision.reasons import BuyAction, ReasonCode
 from tradekit.decision.trace import trace_text
 from tradekit.domain.orders import Order, OrderRequest
@@ -76,12 +76,6 @@ def staircase(seed: int = 11) -> SyntheticPairSeries:
     )
 
 
-def events_of(world: PairWorld, kind: PairEventKind) -> list[Any]:
-    pair = world.pairs()[-1]
-    assert world.store is not None
-    return [e.payload for e in world.store.events(pair.pair_id) if e.kind is kind]
-
-
 # --------------------------------------------------------------------------------------------
 # rescue scale-in
 # --------------------------------------------------------------------------------------------
@@ -118,7 +112,7 @@ def test_each_scale_in_snapshot_is_in_the_audit_trail(make_world: Callable[..., 
         for _pair_id, entry_no in report.entries_opened:
             funding_when_opened[entry_no] = world.only_pair().funding_paid
 
-    snapshots: list[EntrySnapshot] = events_of(world, PairEventKind.ENTRY_PLANNED)
+    snapshots: list[EntrySnapshot] = world.events_of(PairEventKind.ENTRY_PLANNED)
     pair = world.only_pair()
     assert [s.entry_no for s in snapshots] == [1, 2, 3, 4]
     assert snapshots[0].trigger is None
@@ -285,23 +279,6 @@ class CrashingVenue:
         return result
 
 
-class RefusingReduceOnly:
-    """A venue that refuses reduce-only orders while ``refusing`` (e.g. the venue is in maintenance)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.refusing = True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def submit_order(self, request: OrderRequest, *, reduce_only: bool = False) -> Order:
-        if reduce_only and self.refusing:
-            raise OrderRejected(f"{request.client_order_id}: reduce-only orders are suspended")
-        result: Order = self.inner.submit_order(request, reduce_only=reduce_only)
-        return result
-
-
 def _opening_short(request: OrderRequest) -> bool:
     return request.side is Side.SELL
 
@@ -347,7 +324,7 @@ def test_restart_with_a_half_open_scale_in_ends_with_no_naked_leg(
     else:
         assert pair.entry_count == 1
         assert sent_since == 0
-        unwound: list[LegNote] = events_of(world, PairEventKind.LEG_UNWOUND)
+        unwound: list[LegNote] = world.events_of(PairEventKind.LEG_UNWOUND)
         assert [(n.leg, n.entry_no) for n in unwound] == [(Leg.LONG, 2)]
         assert "restart" in unwound[0].reason
 
@@ -463,7 +440,7 @@ def test_a_filled_leg_whose_lookups_all_fail_is_never_recorded_as_not_found(
     assert state.status is LedgerOrderStatus.FILLED
     # The short leg was never sent while the long one was unsettled: the long is unwound.
     assert pair.in_progress == ()
-    assert [(n.leg, n.entry_no) for n in events_of(world, PairEventKind.LEG_UNWOUND)] == [(Leg.LONG, 1)]
+    assert [(n.leg, n.entry_no) for n in world.events_of(PairEventKind.LEG_UNWOUND)] == [(Leg.LONG, 1)]
     assert world.venue_qty() == (pair.long.held, -pair.short.held) == (ZERO, ZERO)
 
 
@@ -478,8 +455,8 @@ def test_rejected_short_leg_is_unwound_and_recorded(make_world: Callable[..., Pa
     assert pair.status is PairStatus.CLOSED
     assert pair.closed is not None
     assert pair.closed.reason is ExitReason.FIRST_ENTRY_FAILED
-    failed: list[LegNote] = events_of(world, PairEventKind.LEG_FAILED)
-    unwound: list[LegNote] = events_of(world, PairEventKind.LEG_UNWOUND)
+    failed: list[LegNote] = world.events_of(PairEventKind.LEG_FAILED)
+    unwound: list[LegNote] = world.events_of(PairEventKind.LEG_UNWOUND)
     assert [n.leg for n in failed] == [Leg.SHORT]
     assert [(n.leg, n.qty) for n in unwound] == [(Leg.LONG, Decimal("0.33"))]
     assert world.venue_qty() == (ZERO, ZERO)
@@ -497,8 +474,8 @@ def test_rejected_short_leg_is_retried_under_retry_then_unwind(make_world: Calla
 
     pair = world.only_pair()
     assert pair.entry_count == 1
-    assert [n.leg for n in events_of(world, PairEventKind.LEG_RETRIED)] == [Leg.SHORT]
-    assert events_of(world, PairEventKind.LEG_UNWOUND) == []
+    assert [n.leg for n in world.events_of(PairEventKind.LEG_RETRIED)] == [Leg.SHORT]
+    assert world.events_of(PairEventKind.LEG_UNWOUND) == []
     assert world.short_emu.create_order_request_count == 2
     assert len({o.client_order_id for o in world.short_emu.orders()}) == 1
     assert world.venue_qty() == (pair.entries[0].qty, -pair.entries[0].qty)
@@ -508,7 +485,7 @@ def test_failed_unwind_leaves_a_recorded_naked_leg_that_is_worked_every_cycle(
     make_world: Callable[..., PairWorld],
 ) -> None:
     world = make_world()
-    long = RefusingReduceOnly(sync_venue(world.long_emu, LONG_VENUE, timeout_ms=1000))
+    long = RefusingReduceOnly(sync_venue(world.long_emu, LONG_VENUE, timeout_ms=1000), refusing=True)
     world.crash()
     world.connect({LONG_VENUE: long, SHORT_VENUE: sync_venue(world.short_emu, SHORT_VENUE, timeout_ms=1000)})
     points = staircase().points
@@ -523,7 +500,7 @@ def test_failed_unwind_leaves_a_recorded_naked_leg_that_is_worked_every_cycle(
     assert world.venue_qty() == (Decimal("0.33"), ZERO)
 
     report = world.step(points[1])  # still refused: recorded again, and no new entry while naked
-    assert len(events_of(world, PairEventKind.LEG_NAKED)) == 2
+    assert len(world.events_of(PairEventKind.LEG_NAKED)) == 2
     (outcome,) = report.signals
     assert outcome.status is SignalStatus.BLOCKED
     assert ReasonCode.UNRECONCILED_BROKER_POSITION in outcome.reasons
@@ -558,7 +535,7 @@ def test_leg_closed_at_its_venue_closes_the_other_leg(make_world: Callable[..., 
 
     pair = world.only_pair()
     assert report.exits_started == ((pair.pair_id, ExitReason.LEG_MISMATCH),)
-    (mismatch,) = events_of(world, PairEventKind.LEG_MISMATCH)
+    (mismatch,) = world.events_of(PairEventKind.LEG_MISMATCH)
     assert mismatch.leg is Leg.SHORT
     assert mismatch.qty == ZERO
     assert pair.status is PairStatus.CLOSED
@@ -581,7 +558,7 @@ def test_venue_holding_more_than_the_pair_blocks_adds_and_is_recorded_once(
     pair = world.only_pair()
     assert pair.entry_count == 1
     assert pair.status is PairStatus.OPEN
-    assert len(events_of(world, PairEventKind.LEG_MISMATCH)) == 1
+    assert len(world.events_of(PairEventKind.LEG_MISMATCH)) == 1
     assert all(o.status is SignalStatus.BLOCKED for o in outcomes)
     assert all(ReasonCode.UNRECONCILED_BROKER_POSITION in o.reasons for o in outcomes)
     assert world.venue_qty() == (Decimal("0.5"), Decimal("-0.33"))
@@ -644,7 +621,7 @@ def test_exit_note_records_the_figures_that_decided_it(make_world: Callable[...,
     )
     for point in series.points:
         world.step(point, signal=point.step == 0)
-    (note,) = events_of(world, PairEventKind.EXIT_STARTED)
+    (note,) = world.events_of(PairEventKind.EXIT_STARTED)
     assert isinstance(note, ExitNote)
     assert note.reason is ExitReason.FUNDING_HARD_STOP
     assert note.spread is not None

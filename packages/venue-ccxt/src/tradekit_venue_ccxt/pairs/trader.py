@@ -734,35 +734,23 @@ class PairTrader:
         outcome = self._send_leg(
             pair, entry_no=entry_no, leg=leg, purpose=LegPurpose.UNWIND, qty=qty, attempt=attempt, now=now
         )
-        if outcome.settled and outcome.filled == qty:
-            self._store.append_event(
-                pair.pair_id,
-                PairEventKind.LEG_UNWOUND,
-                now,
-                LegNote(
-                    leg=leg,
-                    entry_no=entry_no,
-                    client_order_id=outcome.order.client_order_id,
-                    qty=qty,
-                    reason=f"{why}: unwound",
-                ),
+        unwound = outcome.settled and outcome.filled == qty
+        if unwound:
+            kind, left, reason = PairEventKind.LEG_UNWOUND, qty, f"{why}: unwound"
+        else:
+            kind, left = PairEventKind.LEG_NAKED, qty - (outcome.filled if outcome.settled else ZERO)
+            reason = (
+                f"{why}: unwind {outcome.status.value}"
+                + (f" ({outcome.detail})" if outcome.detail else "")
+                + "; retried every cycle"
             )
-            return True
         self._store.append_event(
             pair.pair_id,
-            PairEventKind.LEG_NAKED,
+            kind,
             now,
-            LegNote(
-                leg=leg,
-                entry_no=entry_no,
-                client_order_id=outcome.order.client_order_id,
-                qty=qty - (outcome.filled if outcome.settled else ZERO),
-                reason=f"{why}: unwind {outcome.status.value}"
-                + (f" ({outcome.detail})" if outcome.detail else "")
-                + "; retried every cycle",
-            ),
+            LegNote(leg=leg, entry_no=entry_no, client_order_id=outcome.order.client_order_id, qty=left, reason=reason),
         )
-        return False
+        return unwound
 
     def _matching(
         self, pair: PairPosition, nets: Mapping[Leg, Decimal]
