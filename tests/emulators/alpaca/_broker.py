@@ -398,6 +398,10 @@ class Broker:
         self._reject_remaining = 0
         # GET /v2/account/activities/FILL: one entry per execution, in execution order.
         self.fill_activities: list[dict[str, Any]] = []
+        # Orders and positions put in as raw JSON (asset classes and shapes the emulator does
+        # not model, e.g. a multi-leg options order placed by hand): listed exactly as given.
+        self.raw_orders: list[dict[str, Any]] = []
+        self.raw_positions: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ reference data
 
@@ -901,7 +905,12 @@ class Broker:
                 and (side is None or o.side == side)
             ]
             selected.sort(key=lambda o: o.created_at, reverse=direction != "asc")
-            return [o.to_json() for o in selected[:limit]]
+            raw = [
+                dict(o)
+                for o in self.raw_orders
+                if status == "all" or (status == "open") == (o.get("status") in OPEN_STATUSES)
+            ]
+            return ([o.to_json() for o in selected] + raw)[:limit]
 
     # ------------------------------------------------------------------ orders: submission
 
@@ -1361,4 +1370,6 @@ class Broker:
     def snapshot_positions(self) -> list[dict[str, Any]]:
         """Return every open position, by symbol."""
         with self.lock:
-            return [self.position_json(p) for _, p in sorted(self.positions.items())]
+            return [self.position_json(p) for _, p in sorted(self.positions.items())] + [
+                dict(p) for p in self.raw_positions
+            ]

@@ -299,6 +299,22 @@ class AlpacaEmulator:
         """
         self._broker.set_position(symbol, qty, avg_entry_price, adjust_cash)
 
+    def put_raw_order(self, order: Mapping[str, Any]) -> None:
+        """Put an order into the account exactly as given (Alpaca's JSON, unchecked).
+
+        For orders the emulator does not model, placed outside tradekit (a multi-leg options
+        order, a crypto pair): GET /v2/orders lists it, open or closed by its ``status``; it
+        never fills and sends no trade updates.
+        """
+        with self._broker.lock:
+            self._broker.raw_orders.append(dict(order))
+
+    def put_raw_position(self, position: Mapping[str, Any]) -> None:
+        """Put a position into the account exactly as given (Alpaca's JSON, unchecked);
+        GET /v2/positions lists it after the modelled ones."""
+        with self._broker.lock:
+            self._broker.raw_positions.append(dict(position))
+
     def submit_dashboard_order(
         self,
         symbol: str,

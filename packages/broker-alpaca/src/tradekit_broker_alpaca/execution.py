@@ -25,6 +25,15 @@ How the money-relevant parts work:
   noticed, on every call while the stream is failing, and every ``poll_interval_seconds``.
   Missed executions are read from Alpaca's FILL account activities, which also back
   ``get_fills``.
+- **What tradekit did not place does not stop it.** An order in the account that tradekit
+  cannot read (a multi-leg options order, a crypto pair placed by hand) and whose client
+  order id is not one of tradekit's (``tk-...``) is left out of every read, with a warning
+  once per order; an unreadable order of tradekit's own still raises ``BrokerDataError``.
+  If such an order is on a stock, ``get_open_orders`` reports it as an open order of unknown
+  size on that stock (``providers.ForeignOrder.stand_in``), so tradekit neither buys that
+  stock nor sells it past the order until it is gone; every other stock trades as usual.
+  A position that cannot be read is left out the same way when it is of an asset class
+  tradekit does not trade; an unreadable stock position still raises.
 """
 
 from __future__ import annotations
@@ -69,13 +78,16 @@ from tradekit_broker_alpaca.events import (
 from tradekit_broker_alpaca.providers import (
     MIN_FRACTIONAL_NOTIONAL,
     QTY_PLACES,
+    ForeignOrder,
     TradingSession,
     account_from_alpaca,
     asset_from_alpaca,
     clock_from_alpaca,
     cumulative_qty_of_activity,
     fill_from_alpaca_activity,
+    is_foreign_asset_class,
     order_from_alpaca,
+    order_or_foreign_from_alpaca,
     position_from_alpaca,
     price_from_alpaca_trade,
     session_from_alpaca,
@@ -199,6 +211,7 @@ class AlpacaBroker:
         self._last_poll_monotonic: float | None = None
         self._polled_connections = 0
         self._activity_sweep: _ActivitySweep | None = None
+        self._warned_unreadable: set[str] = set()
         self._closed = False
         self._stream: TradeUpdateStream | None = None
         if config.stream:
@@ -233,7 +246,17 @@ class AlpacaBroker:
         """Return every open position with its average entry price; raise rather than report flat."""
         positions = _array(self._read("positions", self._trading.get_all_positions), "Alpaca positions")
         as_of = utcnow()
-        return tuple(position_from_alpaca(_mapping(p, "Alpaca position"), as_of=as_of) for p in positions)
+        read: list[BrokerPosition] = []
+        for raw in positions:
+            position = _mapping(raw, "Alpaca position")
+            try:
+                read.append(position_from_alpaca(position, as_of=as_of))
+            except BrokerDataError as exc:
+                if not is_foreign_asset_class(position):
+                    raise
+                name = position.get("asset_id") or position.get("symbol")
+                self._warn_unreadable(f"position {name}", str(exc), "an asset class tradekit does not trade")
+        return tuple(read)
 
     def get_asset(self, symbol: str) -> AssetInfo:
         """Return whether ``symbol`` trades at Alpaca and in fractions; an unknown symbol is untradable."""
@@ -278,8 +301,15 @@ class AlpacaBroker:
         return None if answer is None else order_from_alpaca(_mapping(answer, f"Alpaca order {client_order_id}"))
 
     def get_open_orders(self) -> Sequence[Order]:
-        """Return every order Alpaca still works, oldest first."""
-        return tuple(self._list_orders(alpaca.QueryOrderStatus.OPEN, after=None))
+        """Return every order Alpaca still works, oldest first.
+
+        An unreadable order tradekit did not place is left out, or, when it is on a stock,
+        reported as an open order of unknown size there (see the module docstring).
+        """
+        orders, foreign = self._list_orders(alpaca.QueryOrderStatus.OPEN, after=None)
+        now = utcnow()
+        stand_ins = [order for order in (f.stand_in(now=now) for f in foreign) if order is not None]
+        return tuple(sorted([*orders, *stand_ins], key=lambda o: (o.submitted_at, o.broker_order_id)))
 
     def cancel_order(self, client_order_id: str) -> None:
         """Ask Alpaca to cancel; an unknown or finished order is left alone without error."""
@@ -497,8 +527,9 @@ class AlpacaBroker:
         except ValueError as exc:
             raise BrokerDataError(f"Alpaca {what}: answer is not JSON ({type(exc).__name__})") from None
 
-    def _list_orders(self, status: Any, *, after: datetime | None) -> list[Order]:
+    def _list_orders(self, status: Any, *, after: datetime | None) -> tuple[list[Order], list[ForeignOrder]]:
         orders: dict[str, Order] = {}
+        foreign: dict[str, ForeignOrder] = {}
         cursor = after
         while True:
             request = alpaca.GetOrdersRequest(
@@ -510,7 +541,14 @@ class AlpacaBroker:
             page = _array(self._read("orders", partial(self._trading.get_orders, request)), "Alpaca orders")
             fresh = 0
             for raw in page:
-                order = order_from_alpaca(_mapping(raw, "Alpaca order"))
+                read = order_or_foreign_from_alpaca(_mapping(raw, "Alpaca order"))
+                if isinstance(read, ForeignOrder):
+                    key = read.broker_order_id or read.client_order_id or read.problem
+                    fresh += key not in foreign
+                    foreign[key] = read
+                    self._warn_unreadable_order(read)
+                    continue
+                order = read
                 if order.broker_order_id not in orders:
                     fresh += 1
                 orders[order.broker_order_id] = order
@@ -518,8 +556,32 @@ class AlpacaBroker:
                 break
             # Orders submitted in the same microsecond as the page's last one come again and
             # are recognised by id; a page with nothing new ends the listing.
-            cursor = max(o.submitted_at for o in orders.values()) - timedelta(microseconds=1)
-        return sorted(orders.values(), key=lambda o: (o.submitted_at, o.broker_order_id))
+            times = [o.submitted_at for o in orders.values()]
+            times += [f.submitted_at for f in foreign.values() if f.submitted_at is not None]
+            if not times:
+                break
+            cursor = max(times) - timedelta(microseconds=1)
+        return sorted(orders.values(), key=lambda o: (o.submitted_at, o.broker_order_id)), list(foreign.values())
+
+    def _warn_unreadable_order(self, order: ForeignOrder) -> None:
+        name = order.broker_order_id or order.client_order_id
+        if order.symbol is None:
+            self._warn_unreadable(f"order {name}", order.problem, "nothing tradekit trades")
+        else:
+            self._warn_unreadable(
+                f"order {name}",
+                order.problem,
+                f"counted as an open order of unknown size on {order.symbol}: no buy, and no sell past it, "
+                "until it is gone",
+            )
+
+    def _warn_unreadable(self, what: str, problem: str, treated_as: str) -> None:
+        if what in self._warned_unreadable:
+            return
+        self._warned_unreadable.add(what)
+        log.warning(
+            "Alpaca %s was not placed by tradekit and cannot be read (%s); taken as %s", what, problem, treated_as
+        )
 
     def _order_by_id(self, order_id: str) -> Order | None:
         answer = self._read_or_none(f"order {order_id}", lambda: self._trading.get_order_by_id(order_id))
@@ -599,8 +661,10 @@ class AlpacaBroker:
         connections = self._stream.status().connections if self._stream is not None else 0
         started_at = utcnow()
         since = (self._last_poll_at or self._started_at) - _POLL_OVERLAP
-        snapshots = {o.broker_order_id: o for o in self._list_orders(alpaca.QueryOrderStatus.CLOSED, after=since)}
-        snapshots.update((o.broker_order_id, o) for o in self._list_orders(alpaca.QueryOrderStatus.OPEN, after=None))
+        closed, _ = self._list_orders(alpaca.QueryOrderStatus.CLOSED, after=since)
+        snapshots = {o.broker_order_id: o for o in closed}
+        opened, _ = self._list_orders(alpaca.QueryOrderStatus.OPEN, after=None)
+        snapshots.update((o.broker_order_id, o) for o in opened)
         for order_id in sorted(self._tracker.unsettled_order_ids() - snapshots.keys()):
             order = self._order_by_id(order_id)
             if order is not None:

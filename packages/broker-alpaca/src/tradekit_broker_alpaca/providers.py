@@ -40,6 +40,12 @@ QTY_STEP = Decimal(1).scaleb(-QTY_PLACES)
 
 Payload = Mapping[str, Any]
 
+# Every client order id tradekit sends starts so (``tradekit.ledger.client_order_id_for``);
+# Alpaca makes up other ids for orders placed by hand.
+TRADEKIT_ORDER_ID_PREFIX = "tk-"
+# The only asset class tradekit trades; Alpaca also has "us_option" and "crypto".
+_EQUITY = "us_equity"
+
 # Alpaca order statuses that tradekit's statuses cannot name one to one. Orders that are
 # still working (pending a cancel or a replace, done for the day, held, ...) stay open:
 # reporting them terminal would let tradekit think an order is gone that may still fill.
@@ -238,6 +244,20 @@ def account_from_alpaca(account: Payload, configuration: Payload | None, *, as_o
     return result
 
 
+def is_foreign_asset_class(payload: Payload) -> bool:
+    """Tell whether an order or position is of an asset class tradekit does not trade.
+
+    A multi-leg order (options), an ``asset_class`` other than ``us_equity`` or a pair symbol
+    (``BTC/USD``) is; a payload that names none of these is taken as a stock.
+    """
+    symbol = payload.get("symbol")
+    return (
+        payload.get("order_class") == "mleg"
+        or payload.get("asset_class") not in (None, "", _EQUITY)
+        or (isinstance(symbol, str) and "/" in symbol)
+    )
+
+
 def position_from_alpaca(position: Payload, *, as_of: datetime) -> BrokerPosition:
     """Build a broker position from one entry of GET /v2/positions; a short has a negative qty."""
     symbol = _str(position, "symbol", "Alpaca position")
@@ -323,6 +343,73 @@ def order_from_alpaca(order: Payload) -> Order:
         updated_at=_optional_time(order, "updated_at", what),
     )
     return result
+
+
+@attrs.frozen(kw_only=True)
+class ForeignOrder:
+    """An order tradekit did not place and cannot read, with what could be read of it.
+
+    ``symbol`` is the stock it concerns, None when it is of an asset class tradekit does not
+    trade (or names no symbol); ``problem`` says what could not be read.
+    """
+
+    broker_order_id: str
+    client_order_id: str
+    symbol: str | None
+    side: Side | None
+    submitted_at: datetime | None
+    problem: str
+
+    def stand_in(self, *, now: datetime) -> Order | None:
+        """Return the open order of unknown size this order stands for on its stock, if any.
+
+        Its quantity is unknown, so it reports none: tradekit then takes the whole position
+        as being sold by it (no exit sells past it) and sees an order pending on the stock
+        (no buy there). An unread side is taken as a sell, which blocks both.
+        """
+        if self.symbol is None:
+            return None
+        return Order(
+            client_order_id=self.client_order_id or self.broker_order_id,
+            broker_order_id=self.broker_order_id,
+            symbol=self.symbol,
+            side=self.side or Side.SELL,
+            order_type=OrderType.MARKET,
+            status=OrderStatus.ACCEPTED,
+            submitted_at=self.submitted_at or now,
+        )
+
+
+def order_or_foreign_from_alpaca(order: Payload) -> Order | ForeignOrder:
+    """Build an order, or, when it cannot be read and tradekit did not place it, a ``ForeignOrder``.
+
+    An unreadable order whose client order id is tradekit's raises ``BrokerDataError`` as
+    ``order_from_alpaca`` does: tradekit never loses track of its own order.
+    """
+    try:
+        return order_from_alpaca(order)
+    except BrokerDataError as exc:
+        client_order_id = order.get("client_order_id") if isinstance(order, Mapping) else None
+        if not isinstance(order, Mapping) or (
+            isinstance(client_order_id, str) and client_order_id.startswith(TRADEKIT_ORDER_ID_PREFIX)
+        ):
+            raise
+        problem = str(exc)
+    broker_order_id, symbol, side = (order.get(name) for name in ("id", "symbol", "side"))
+    try:
+        submitted_at = _optional_time(order, "submitted_at", "") or _optional_time(order, "created_at", "")
+    except BrokerDataError:
+        submitted_at = None
+    if not isinstance(symbol, str) or not symbol or is_foreign_asset_class(order):
+        symbol = None
+    return ForeignOrder(
+        broker_order_id=broker_order_id if isinstance(broker_order_id, str) else "",
+        client_order_id=client_order_id if isinstance(client_order_id, str) else "",
+        symbol=symbol,
+        side=Side(side) if side in ("buy", "sell") else None,
+        submitted_at=submitted_at,
+        problem=problem,
+    )
 
 
 def execution_id_for(broker_order_id: str, cumulative_qty: Decimal) -> str:
