@@ -963,7 +963,8 @@ class OrderPipeline:
             for order_intent in orders:
                 tx.record_order_event(order_intent.client_order_id, LedgerOrderStatus.SUBMITTING, now)
             what = " and ".join(f"{_order_kind(o)} sell {o.qty} {intent.symbol}" for o in orders)
-            if len(orders) > 1 or orders[0].time_in_force is not time_in_force:
+            split = len(orders) > 1 or orders[0].time_in_force is not time_in_force
+            if split:
                 what += " (the broker takes fractional orders as DAY orders only)"
             submitted = tx.transition_exit(
                 intent.intent_id,
@@ -973,7 +974,7 @@ class OrderPipeline:
                 client_order_id=orders[0].client_order_id,
                 limit_price=orders[0].limit_price,
             )
-        if len(orders) > 1 or orders[0].time_in_force is not time_in_force:
+        if split:
             log.warning("exit %s: %s", intent.intent_id, submitted.note)
         self._on_step("exit_intent")
         order = self._submit(orders[0])
@@ -992,14 +993,15 @@ class OrderPipeline:
 
     def _sellable(self, symbol: str) -> Decimal:
         """How much of ``symbol`` the broker holds long and is not already selling: the most
-        one exit attempt may sell (raises ``BrokerError`` when the broker cannot be read)."""
-        truth = self._broker_truth()
-        position = truth.positions.get(symbol)
+        one exit attempt may sell (raises ``BrokerError`` when the broker cannot be read).
+        Only the positions and open orders are read: not the account, which an exit does not
+        need."""
+        position = next((p for p in self.broker.get_positions() if p.symbol == symbol), None)
         held = position.qty if position is not None and not position.is_short else ZERO
         selling = sum(
             (
                 (o.qty - o.filled_qty) if o.qty is not None else held
-                for o in truth.open_orders
+                for o in self.broker.get_open_orders()
                 if o.symbol == symbol and o.side is Side.SELL and not o.status.is_terminal
             ),
             ZERO,
