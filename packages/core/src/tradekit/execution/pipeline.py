@@ -158,6 +158,11 @@ def _last_attempt(earlier: Sequence[OrderIntent]) -> list[OrderIntent]:
     return [last]
 
 
+def _buys_in_flight(tx: LedgerTx, symbol: str) -> list[IntentState]:
+    """The buys of ``symbol`` tradekit sent whose order has not settled (they may still fill)."""
+    return [s for s in tx.pending_intents(symbol) if s.intent.side is Side.BUY]
+
+
 def _unfilled_value(
     qty: Decimal | None, notional: Decimal | None, filled: Decimal, price: Decimal | None
 ) -> Decimal | None:
@@ -790,7 +795,14 @@ class OrderPipeline:
         intent_id = "exit-" + hashlib.sha256(f"{symbol}|{signal.signal_id}".encode()).hexdigest()[:20]
         with self.ledger.transaction(lock_symbol=symbol) as tx:
             position = tx.position(symbol)
-            if position is None:
+            # A buy still in flight adds to the position after this decision (no buy starts
+            # while an exit is pending): the exit covers what it may still buy, and waits for
+            # it to settle before it sells (``execute_exit``).
+            buying = _buys_in_flight(tx, symbol)
+            qty = (position.qty if position is not None else ZERO) + sum(
+                (max((s.intent.qty or ZERO) - s.filled_qty, ZERO) for s in buying), ZERO
+            )
+            if qty <= 0:
                 return ExitOutcome(None, note=f"no open {symbol} position to exit")
             if tx.exit_intent(intent_id) is not None or tx.exit_pending(symbol):
                 return ExitOutcome(tx.exit_intent(intent_id), note=f"an exit for {symbol} is already planned")
@@ -803,8 +815,8 @@ class OrderPipeline:
             intent = ExitIntent(
                 intent_id=intent_id,
                 symbol=symbol,
-                strategy=position.strategy,
-                qty=position.qty,
+                strategy=position.strategy if position is not None else buying[0].intent.strategy,
+                qty=qty,
                 urgency=Urgency.IMMEDIATE if immediate else Urgency.PLANNED,
                 order_type=OrderType.MARKET if immediate else OrderType.LIMIT,
                 reason=signal.reason or f"sell signal from {signal.source or 'strategy'}",
@@ -883,6 +895,15 @@ class OrderPipeline:
         prefix = f"exit|{intent.intent_id}"
         with self.ledger.reading() as tx:
             earlier = tx.intents_with_prefix(prefix)
+            buying = _buys_in_flight(tx, intent.symbol)
+        grace = timedelta(seconds=self.settings.orders.lost_order_grace_seconds)
+        waited_for = [s.intent.client_order_id for s in buying if now - s.intent.created_at < grace]
+        if waited_for:
+            # Sold now, the exit would sell what the buy filled so far and leave the rest of it
+            # held. A buy still unsettled once the grace is over does not hold the exit back.
+            note = f"exit waits: the buy {', '.join(waited_for)} of {intent.symbol} is still in flight"
+            log.info("exit %s: %s", intent.intent_id, note)
+            return ExitOutcome(intent, note=note)
         if earlier and any([self._follow_earlier_attempt(order) for order in _last_attempt(earlier)]):
             return ExitOutcome(intent, note="an earlier attempt reached the broker after all: followed, not resent")
         try:

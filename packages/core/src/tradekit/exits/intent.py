@@ -34,9 +34,12 @@ class ExitState(StrEnum):
 
 # Which states an intent may move to from each state; anything else is refused.
 # PLANNED -> PLANNED moves the intent to a later window; SUBMITTED -> PLANNED follows an
-# attempt that did not execute (refused, lost, canceled): it is tried again.
+# attempt that did not execute (refused, lost, canceled): it is tried again. PLANNED -> EXECUTED:
+# an attempt given up on as not found reached the broker after all and sold what was held.
 EXIT_TRANSITIONS: dict[ExitState, frozenset[ExitState]] = {
-    ExitState.PLANNED: frozenset({ExitState.PLANNED, ExitState.SUBMITTED, ExitState.CANCELLED, ExitState.EXPIRED}),
+    ExitState.PLANNED: frozenset(
+        {ExitState.PLANNED, ExitState.SUBMITTED, ExitState.EXECUTED, ExitState.CANCELLED, ExitState.EXPIRED}
+    ),
     ExitState.SUBMITTED: frozenset({ExitState.PLANNED, ExitState.EXECUTED, ExitState.CANCELLED, ExitState.EXPIRED}),
     ExitState.EXECUTED: frozenset(),
     ExitState.CANCELLED: frozenset(),
