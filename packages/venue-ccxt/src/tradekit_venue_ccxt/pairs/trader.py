@@ -36,8 +36,9 @@ exit is an event in the pair's audit trail. Run one trader per database.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -60,7 +61,7 @@ from tradekit.domain.orders import Order, OrderRequest, OrderStatus
 from tradekit.domain.positions import BrokerPosition, Position, PositionEntry
 from tradekit.domain.signals import Side, Signal
 from tradekit.domain.values import ZERO
-from tradekit.guard.control import TradingGuard, read_trading_states
+from tradekit.guard.control import Refusal, TradingGuard, read_trading_states, refusal_for
 from tradekit.ledger.records import IntentPurpose, LedgerOrderStatus, OrderIntent, client_order_id_for
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
@@ -352,7 +353,14 @@ class PairTrader:
         now: datetime,
         decision: BuyDecision | None = None,
         confidence: int | None = None,
+        rebalancing: bool = False,
     ) -> LegOutcome:
+        """Send one leg order, recorded first, if the trading-state guard lets it leave.
+
+        ``rebalancing``: the order takes the pair back to matching legs (an entry's unmatched
+        part, the close of a leg the other no longer hedges); a halt lets it out as it lets
+        exits out (``_gate``).
+        """
         header = pair.header
         venue_name = header.long_venue if leg is Leg.LONG else header.short_venue
         venue = self._venue(venue_name)
@@ -387,7 +395,7 @@ class PairTrader:
         failure: BrokerError | None = None
         # The trading-state guard is asked under the account's send lock, as the core pipeline
         # does, for the instrument and for the pair (the symbol its decisions are made on).
-        with self._guard.sending(intent, now, also=(header.key,)) as refusal:
+        with self._gate(intent, now, also=(header.key,), rebalancing=rebalancing) as (refusal, passed):
             if refusal is None:
                 try:
                     placed = venue.submit_order(request, reduce_only=order.reduce_only)
@@ -397,14 +405,41 @@ class PairTrader:
             detail = f"not sent: {refusal}"
             self._record_status(order, LedgerOrderStatus.NOT_SENT, now, detail=detail)
             return LegOutcome(order=order, status=LedgerOrderStatus.NOT_SENT, filled=ZERO, detail=detail)
+        through = f"sent through a halt, to match the pair's legs again ({passed})" if passed is not None else ""
         if isinstance(failure, OrderRejected):
-            self._record_status(order, LedgerOrderStatus.REJECTED, now, detail=str(failure))
-            return LegOutcome(order=order, status=LedgerOrderStatus.REJECTED, filled=ZERO, detail=str(failure))
+            detail = _joined(str(failure), through)
+            self._record_status(order, LedgerOrderStatus.REJECTED, now, detail=detail)
+            return LegOutcome(order=order, status=LedgerOrderStatus.REJECTED, filled=ZERO, detail=detail)
         if failure is not None:
             # It may exist: record that, then look it up — never send it again.
-            self._record_status(order, LedgerOrderStatus.AMBIGUOUS, now, detail=str(failure))
-            return self._settle(order, None, now, may_be_absent=False, note=str(failure))
-        return self._settle(order, placed, now, may_be_absent=False)
+            detail = _joined(str(failure), through)
+            self._record_status(order, LedgerOrderStatus.AMBIGUOUS, now, detail=detail)
+            return self._settle(order, None, now, may_be_absent=False, note=detail)
+        return self._settle(order, placed, now, may_be_absent=False, note=through)
+
+    @contextlib.contextmanager
+    def _gate(
+        self, intent: OrderIntent, at: datetime, *, also: Sequence[str], rebalancing: bool
+    ) -> Iterator[tuple[Refusal | None, Refusal | None]]:
+        """The guard's ``sending`` (the account's send lock held while the order leaves): yield
+        why the order may not leave, and the halt it leaves through.
+
+        A halt stops new exposure, and exits unless it allows them; but once one leg of an
+        entry or a close has gone, what matches the legs again (``rebalancing``: an exit,
+        reduce-only) is judged as if the halt allowed exits. Holding it back would leave a
+        leg without its hedge for as long as the halt lasts — naked exposure nobody chose.
+        """
+        if not rebalancing:
+            with self._guard.sending(intent, at, also=also) as refusal:
+                yield refusal, None
+            return
+        if intent.purpose is not IntentPurpose.EXIT:
+            raise ValueError(f"{intent.intent_key}: only an exit can match a pair's legs through a halt")
+        with self._ledger.sending() as tx:
+            states = self._guard.trading_states(tx)
+            refusal = refusal_for(states.letting_exits_out(), intent, at, also=also)
+            passed = refusal_for(states, intent, at, also=also) if refusal is None else None
+            yield refusal, passed
 
     def _record_status(
         self,
@@ -731,8 +766,16 @@ class PairTrader:
     def _unwind(self, pair: PairPosition, entry_no: int, leg: Leg, qty: Decimal, now: datetime, *, why: str) -> bool:
         """Send one unwind and record it: unwound, or a naked leg worked on again next cycle."""
         attempt = len([o for o in pair.orders_of(entry_no, leg) if o.purpose is LegPurpose.UNWIND])
+        # An entry's unmatched part goes through a halt: the other leg never came (or not all of it).
         outcome = self._send_leg(
-            pair, entry_no=entry_no, leg=leg, purpose=LegPurpose.UNWIND, qty=qty, attempt=attempt, now=now
+            pair,
+            entry_no=entry_no,
+            leg=leg,
+            purpose=LegPurpose.UNWIND,
+            qty=qty,
+            attempt=attempt,
+            now=now,
+            rebalancing=True,
         )
         unwound = outcome.settled and outcome.filled == qty
         if unwound:
@@ -996,30 +1039,27 @@ class PairTrader:
         if legs is None:
             return  # the venues are read again next cycle
         venue_held = {Leg.LONG: max(legs[0], ZERO), Leg.SHORT: max(-legs[1], ZERO)}
+        # Never close more than the venue holds: a reduce-only order beyond it is refused.
+        closable = {
+            Leg.LONG: min(pair.long.held, venue_held[Leg.LONG]),
+            Leg.SHORT: min(pair.short.held, venue_held[Leg.SHORT]),
+        }
         for leg in Leg:
-            held = pair.long.held if leg is Leg.LONG else pair.short.held
-            # Never close more than the venue holds: a reduce-only order beyond it is refused.
-            qty = min(held, venue_held[leg])
+            qty = closable[leg]
             if qty <= 0:
                 continue
-            attempt = len([o for o in pair.orders_of(0, leg) if o.purpose is LegPurpose.CLOSE])
-            outcome = self._send_leg(
-                pair, entry_no=0, leg=leg, purpose=LegPurpose.CLOSE, qty=qty, attempt=attempt, now=now
-            )
-            if outcome.settled and outcome.filled < qty:
-                self._store.append_event(
-                    pair.pair_id,
-                    PairEventKind.LEG_FAILED,
-                    now,
-                    LegNote(
-                        leg=leg,
-                        client_order_id=outcome.order.client_order_id,
-                        qty=qty - outcome.filled,
-                        reason=f"closing the {leg.value} leg: {outcome.status.value} with {outcome.filled} of {qty}"
-                        + (f" ({outcome.detail})" if outcome.detail else "")
-                        + "; tried again next cycle",
-                    ),
-                )
+            other = closable[Leg.SHORT if leg is Leg.LONG else Leg.LONG]
+            # A leg the other no longer hedges (its close went, or it is gone at its venue) is
+            # closed through a halt.
+            outcome = self._close_leg(pair, leg, qty, now, rebalancing=other <= 0)
+            if outcome.status is LedgerOrderStatus.NOT_SENT and 0 < other < qty:
+                # A halt that stops exits holds a hedged pair as it is, both closes waiting for
+                # the resume; not what this leg holds beyond the other (a close that filled in part).
+                markets = self._leg_markets(pair)
+                if markets is not None and _tradable(qty - other, markets[leg]):
+                    outcome = self._close_leg(pair, leg, qty - other, now, rebalancing=True)
+            if outcome.settled:
+                closable[leg] -= outcome.filled
         pair = self._refresh(pair)
         if self._unsettled(pair):
             return
@@ -1045,6 +1085,35 @@ class PairTrader:
             ),
         )
         log.closed.append(pair.pair_id)
+
+    def _close_leg(self, pair: PairPosition, leg: Leg, qty: Decimal, now: datetime, *, rebalancing: bool) -> LegOutcome:
+        """Send one close of ``qty`` of ``leg``; what it did not fill is recorded, tried again next cycle."""
+        attempt = len([o for o in self._refresh(pair).orders_of(0, leg) if o.purpose is LegPurpose.CLOSE])
+        outcome = self._send_leg(
+            pair,
+            entry_no=0,
+            leg=leg,
+            purpose=LegPurpose.CLOSE,
+            qty=qty,
+            attempt=attempt,
+            now=now,
+            rebalancing=rebalancing,
+        )
+        if outcome.settled and outcome.filled < qty:
+            self._store.append_event(
+                pair.pair_id,
+                PairEventKind.LEG_FAILED,
+                now,
+                LegNote(
+                    leg=leg,
+                    client_order_id=outcome.order.client_order_id,
+                    qty=qty - outcome.filled,
+                    reason=f"closing the {leg.value} leg: {outcome.status.value} with {outcome.filled} of {qty}"
+                    + (f" ({outcome.detail})" if outcome.detail else "")
+                    + "; tried again next cycle",
+                ),
+            )
+        return outcome
 
     # --- decisions -------------------------------------------------------------------------------
 
@@ -1374,6 +1443,10 @@ def _trigger_shortfall(pair: PairPosition, entry_no: int, realised: Decimal) -> 
         f"filled at spread {fmt_bps(realised)}, short of its trigger {fmt_bps(trigger)} by "
         f"{fmt_bps(trigger - realised)} (decided at {fmt_bps(planned[-1].spread)})"
     )
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def _intent_key(pair_id: str, entry_no: int, leg: Leg, purpose: LegPurpose, attempt: int) -> str:
