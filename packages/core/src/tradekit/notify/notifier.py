@@ -81,8 +81,13 @@ class Notifier:
                 return
             assert isinstance(message, Message)
             try:
+                # The text is plain: apprise escapes it for a target that reads HTML or
+                # Markdown (Telegram, Slack, e-mail ...), so a ``<`` or ``*`` in a symbol or a
+                # reason neither breaks the message (Telegram refuses bad HTML) nor injects markup.
                 sent = bool(
-                    self._apprise.notify(body=message.body, title=message.title, notify_type=message.severity.value)
+                    self._apprise.notify(
+                        body=message.body, title=message.title, notify_type=message.severity.value, body_format="text"
+                    )
                 )
             except Exception:
                 log.exception("notification %r could not be delivered", message.title)

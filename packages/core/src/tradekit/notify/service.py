@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tradekit.notify.hooks import ErrorRelay, NotificationHooks
@@ -29,7 +29,8 @@ def notifications(
     notifier = Notifier(settings)
     relay = ErrorRelay(notifier, settings, clock=clock)
     root = logging.getLogger()
-    plugins.register(NotificationHooks(notifier), PLUGIN_NAME)
+    hooks = NotificationHooks(notifier, repeat_after=timedelta(minutes=settings.repeat_error_after_minutes))
+    plugins.register(hooks, PLUGIN_NAME)
     root.addHandler(relay)
     try:
         yield notifier
