@@ -35,7 +35,7 @@ from tradekit.ledger import (
     OrderIntent,
 )
 from tradekit.ledger.records import FillResult
-from tradekit.ledger.schema import _TIME_FORMAT, UtcText
+from tradekit.ledger.schema import _TIME_FORMAT, SCHEMA_VERSION, UtcText
 from tradekit.plugins import Plugins
 from tradekit.testing import make_context, make_position
 
@@ -396,7 +396,7 @@ def test_a_schema_4_ledgers_decisions_and_queued_buys_read_the_same_after_the_up
             assert tx.queued_buys("pyr") == [newer]
             settlements = tx._conn.exec_driver_sql("SELECT signal_id FROM tk_queued_buy_settlements").scalars().all()
     assert settlements == [judged.signal_id]
-    assert version == "5"
+    assert version == str(SCHEMA_VERSION)  # upgraded to the current schema
     # The two indexes on evaluated_at gave way to one on symbol and one on signal_id
     # (PostgreSQL lists the unique decision_id constraint's index too).
     assert indexes - {"tk_decisions_decision_id_key"} == {"ix_tk_decisions_symbol", "ix_tk_decisions_signal"}

@@ -2,7 +2,8 @@
 
 They write to the ledger only — no broker is needed — and take the ledger's account lock,
 so they work while a trader runs: on PostgreSQL, once ``halt`` returns, no process trading
-the account sends another order; a SQLite trader reads the halt before its next order.
+the account sends another order; a SQLite trader reads the halt before its next order (an
+order already past its check may still go out, and ``halt`` / ``reduce-only`` say so).
 """
 
 from __future__ import annotations
@@ -149,11 +150,26 @@ def _standing_json(scope: Scope, standing: Standing) -> dict[str, Any]:
     }
 
 
+# What a halt or a reduce-only on a SQLite ledger cannot promise (docs: "Persistent and shared").
+SQLITE_IN_FLIGHT = (
+    "note: on a SQLite ledger an order that passed its guard check before this committed may "
+    "still be going out; no order checked after it is (on PostgreSQL the command waits for those)"
+)
+
+
+def _in_flight_note(guard: TradingGuard, made: list[Transition]) -> str | None:
+    """The note for a change that restricts trading on a ledger that cannot wait for the
+    orders already past their guard check (SQLite: no shared send lock), else None."""
+    restricts = any(t.to_state.severity > t.from_state.severity for t in made)
+    return SQLITE_IN_FLIGHT if restricts and guard.ledger.backend == "sqlite" else None
+
+
 def _report(guard: TradingGuard, scope: Scope, made: list[Transition], as_json: bool, verb: str) -> None:
     now = datetime.now(UTC)
     standing = guard.states().scope_state(scope, now)
+    note = _in_flight_note(guard, made)
     if as_json:
-        emit_json({**_standing_json(scope, standing), "transitions": unstructure(made)})
+        emit_json({**_standing_json(scope, standing), "transitions": unstructure(made), "note": note})
         return
     if not made:
         console.print(f"{scope}: nothing to {verb}", markup=False)
@@ -162,6 +178,8 @@ def _report(guard: TradingGuard, scope: Scope, made: list[Transition], as_json: 
     console.print(f"{scope} is now {standing.state.value.upper()}", markup=False)
     if standing.hold is not None:
         console.print(f"  held by: {standing.hold.describe()}", markup=False, soft_wrap=True)
+    if note is not None:
+        console.print(note, markup=False, soft_wrap=True)
 
 
 def _manual(reason: str) -> Callable[[F], F]:

@@ -15,6 +15,7 @@ importing the ledger or the plugin manager.
 from tradekit.guard.state import (
     ACCOUNT,
     ALL_ACTIVE,
+    PER_TRADER,
     ClosedTrade,
     Hold,
     Scope,
@@ -31,6 +32,7 @@ from tradekit.guard.state import (
 __all__ = [
     "ACCOUNT",
     "ALL_ACTIVE",
+    "PER_TRADER",
     "ClosedTrade",
     "Hold",
     "Scope",

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -85,6 +88,48 @@ def read_trading_states(tx: LedgerTx) -> TradingStates:
         return TradingStates(unreadable=str(exc))
 
 
+def process_trader(pid: int | None = None) -> str:
+    """The trader identity of a process of this host (default: this one), what a guard goes
+    by when it is given none: ``pid 1234 on HOST`` (and its PID namespace, where it has one:
+    a container sharing the host's name counts its processes apart)."""
+    namespace = _pid_namespace()
+    return f"pid {os.getpid() if pid is None else pid} on {socket.gethostname()}" + (
+        f" (pidns {namespace})" if namespace is not None else ""
+    )
+
+
+_PROCESS_TRADER = re.compile(r"pid (\d+) on (\S+)(?: \(pidns (\d+)\))?")
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def process_departed(trader: str) -> bool:
+    """Whether ``trader`` is a process identity (``process_trader``) of this host and PID
+    namespace whose process has ended. Anything else — a trader's own name, a process of
+    another host, one that runs, one that cannot be told — is not known to be gone."""
+    found = _PROCESS_TRADER.fullmatch(trader)
+    if found is None or os.name != "posix":
+        return False
+    pid, host, namespace = int(found[1]), found[2], found[3]
+    mine = _pid_namespace()
+    if host != socket.gethostname() or namespace != (str(mine) if mine is not None else None):
+        return False
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (another user's), or cannot be asked
+    return False
+
+
 def refusal_for(
     states: TradingStates, intent: OrderIntent, at: datetime, *, also: Sequence[str] = ()
 ) -> Refusal | None:
@@ -109,6 +154,15 @@ class TradingGuard:
 
     ``settings`` are the automatic triggers (all off by default); ``calendar`` dates the
     daily loss limit's sessions; ``plugins`` hear every transition (``on_trading_state``).
+
+    ``trader`` names the trader whose observations this guard makes, for the holds each
+    trader places for itself (``PER_TRADER``: its trade-update stream gone stale): several
+    traders sharing the account's ledger each keep their own part of such a hold, and only a
+    trader's own observation takes it off. Give a name that stays the same across restarts
+    (the trader's strategy and broker), so that a restarted trader lifts what it placed
+    before. Default: this process (``process_trader``), which a later process of the same
+    host lifts once this one has ended; a process of another host that ended keeps its part
+    until ``tradekit resume``.
     """
 
     def __init__(
@@ -118,7 +172,11 @@ class TradingGuard:
         settings: GuardSettings | None = None,
         calendar: TradingCalendar | None = None,
         plugins: Plugins | None = None,
+        trader: str | None = None,
     ) -> None:
+        if trader is not None and not trader.strip():
+            raise ValueError("a trader's name cannot be empty")
+        self.trader = trader.strip() if trader is not None else process_trader()
         self.ledger = ledger
         self._settings = settings or GuardSettings()
         self.calendar = calendar or trading_calendar()
@@ -240,9 +298,11 @@ class TradingGuard:
 
         ``account``: the broker's account snapshot (equity includes unrealised P&L and fees),
         for the drawdown, daily-loss and blocked-account triggers (None: not readable now,
-        those triggers wait). ``stream``: the trade-update stream's health (None: the
-        broker has no stream). Closed trades and unreconciled symbols are read from the
-        ledger. Call it once per cycle (live) or per close (replay), before buys are judged.
+        those triggers wait). ``stream``: this trader's trade-update stream's health (None:
+        the broker has no stream); it places or keeps this trader's part of a stale-stream
+        hold, or takes it off, never another trader's. Closed trades and unreconciled symbols
+        are read from the ledger. Call it once per cycle (live) or per close (replay), before
+        buys are judged.
         """
         settings = self.settings
         if not self._automatic and self._idle():
@@ -267,6 +327,8 @@ class TradingGuard:
                 conditions=triggers.evaluated_conditions(settings, seen),
                 now=now,
                 allow_exits_when_halted=settings.allow_exits_when_halted,
+                trader=self.trader,
+                departed=process_departed,
             )
 
         return self._change(change)

@@ -7,6 +7,7 @@ a live one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -36,7 +37,23 @@ def _hold_fields(change: Transition | Hold) -> dict[str, Any]:
         "until": change.until,
         "needs_resume": change.needs_resume,
         "allow_exits": change.allow_exits,
+        "traders": traders_text(change.traders),
     }
+
+
+def traders_text(traders: Sequence[str]) -> str | None:
+    """A hold's traders as stored: a JSON list of names (NULL: none, as before schema 6)."""
+    return json.dumps(list(traders), ensure_ascii=False) if traders else None
+
+
+def traders_from_text(text: str | None) -> tuple[str, ...]:
+    """Read stored traders; what is not a list of names raises ``ValueError`` (unreadable)."""
+    if text is None:
+        return ()
+    names = json.loads(text)  # a JSONDecodeError is a ValueError
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"the traders of a hold are not a list of names: {text!r}")
+    return tuple(names)
 
 
 def transition_row(transition: Transition) -> dict[str, Any]:
@@ -60,6 +77,7 @@ def transition_from_row(row: Mapping[Any, Any]) -> Transition:
         until=row["until"],
         needs_resume=bool(row["needs_resume"]),
         allow_exits=bool(row["allow_exits"]),
+        traders=traders_from_text(row["traders"]),
     )
 
 
@@ -79,6 +97,7 @@ def hold_from_row(row: Mapping[Any, Any]) -> Hold:
         until=row["until"],
         needs_resume=bool(row["needs_resume"]),
         allow_exits=bool(row["allow_exits"]),
+        traders=traders_from_text(row["traders"]),
     )
 
 

@@ -100,6 +100,19 @@ class Trigger(StrEnum):
     UNREADABLE = "unreadable"
 
 
+# Triggers each trader observes for itself, on what only it sees (its own trade-update
+# stream): their hold names the traders that observed the condition (``Hold.traders``), only
+# a trader's own observation takes it off the hold, and the hold stands while any trader
+# still observes it. The other triggers observe the shared account and ledger: any trader's
+# observation speaks for them.
+PER_TRADER = frozenset({Trigger.STALE_STREAM})
+
+
+def _traders(names: Iterable[str]) -> tuple[str, ...]:
+    # One order whatever order they were listed in, each name once.
+    return tuple(sorted(set(names)))
+
+
 def user_actor(name: str) -> str:
     return f"user:{name}"
 
@@ -114,7 +127,10 @@ class Hold:
 
     ``until``: for a hold that lifts by itself (a cooldown), when it ends; for one that
     ``needs_resume`` (drawdown, daily loss, manual), the earliest a resume is accepted.
-    ``allow_exits``: a HALTED hold that still lets exits out.
+    ``allow_exits``: a HALTED hold that still lets exits out. ``traders``: for a trigger that
+    each trader observes for itself (``PER_TRADER``: a stale stream), the traders whose own
+    observation keeps the hold; it stands while any of them does (empty: a hold from before
+    ledger schema 6, or one that is the whole account's).
     """
 
     scope: Scope
@@ -126,6 +142,7 @@ class Hold:
     until: datetime | None = attrs.field(default=None, converter=optional_to_utc, validator=optional_utc)
     needs_resume: bool = False
     allow_exits: bool = False
+    traders: tuple[str, ...] = attrs.field(default=(), converter=_traders)
 
     def __attrs_post_init__(self) -> None:
         if self.state is TradingState.ACTIVE:
@@ -156,6 +173,8 @@ class Hold:
         if self.until is not None:
             text += f" ({'not before' if self.needs_resume else 'until'} {self.until.isoformat()})"
         text += f", by {self.actor}: {self.reason}"
+        if self.traders:
+            text += f" (held for {', '.join(self.traders)} until each sees it cleared, or `tradekit resume`)"
         if self.needs_resume:
             text += "; lifts only by `tradekit resume`"
         return text
@@ -166,7 +185,8 @@ class Transition:
     """One change of one hold, as the ledger appends it.
 
     ``from_state`` and ``to_state`` are the hold's (ACTIVE: no hold). A renewed cooldown is a
-    transition with equal states and a later ``until``.
+    transition with equal states and a later ``until``; a trader joining or leaving a
+    per-trader hold (``traders``) is one with equal states and other traders.
     """
 
     time: datetime = attrs.field(converter=to_utc, validator=utc)
@@ -179,6 +199,7 @@ class Transition:
     until: datetime | None = attrs.field(default=None, converter=optional_to_utc, validator=optional_utc)
     needs_resume: bool = False
     allow_exits: bool = False
+    traders: tuple[str, ...] = attrs.field(default=(), converter=_traders)
 
     def hold(self) -> Hold | None:
         """The hold this transition leaves on its scope (None when it released it)."""
@@ -194,6 +215,7 @@ class Transition:
             until=self.until,
             needs_resume=self.needs_resume,
             allow_exits=self.allow_exits,
+            traders=self.traders,
         )
 
     def one_line(self) -> str:

@@ -4,12 +4,14 @@ A trigger is a function of the settings, what was observed (account, stream, clo
 unreconciled symbols) and the marks it remembers between observations; it returns the holds
 it wants. ``plan`` turns those demands and the standing holds into transitions: new holds,
 renewed cooldowns, and releases (a condition that cleared, a cooldown that ended). Holds
-that need a human resume are never released here.
+that need a human resume are never released here. A per-trader trigger's hold (a stale
+stream: each trader sees only its own) is held for the traders that observed it: one
+trader's observation adds or removes that trader only, and the hold goes with the last.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -23,7 +25,9 @@ from tradekit.exits.calendar import TradingCalendar
 from tradekit.guard.records import Mark
 from tradekit.guard.state import (
     ACCOUNT,
+    PER_TRADER,
     ClosedTrade,
+    Hold,
     Scope,
     TradingState,
     TradingStates,
@@ -311,12 +315,31 @@ def plan(
     conditions: frozenset[Trigger],
     now: datetime,
     allow_exits_when_halted: bool,
+    trader: str,
+    departed: Callable[[str], bool] = lambda name: False,
 ) -> list[Transition]:
-    """The transitions that take the standing holds to what the triggers want now."""
-    by_key = {(d.scope, d.trigger): d for d in wanted}
+    """The transitions that take the standing holds to what the triggers want now.
+
+    ``trader``: who observed (a per-trader trigger's demand, or its absence, is this
+    trader's alone); ``departed``: whether a trader a per-trader hold names is known to be
+    gone (a process of this host that ended), so that it no longer keeps the hold.
+    """
+    demands = list(wanted)
+    by_key = {(d.scope, d.trigger): d for d in demands if d.trigger not in PER_TRADER}
     changes: list[Transition] = []
+    for trigger in PER_TRADER & conditions:
+        mine = {d.scope: d for d in demands if d.trigger is trigger}
+        held = {h.scope: h for h in states.holds if h.trigger is trigger}
+        for scope in sorted(mine.keys() | held.keys()):
+            change = _per_trader(held.get(scope), mine.get(scope), scope, trigger, trader, now, departed)
+            if change is not None:
+                changes.append(change)
     for standing in states.holds:
-        if (standing.scope, standing.trigger) in by_key or standing.trigger is Trigger.MANUAL:
+        if (
+            (standing.scope, standing.trigger) in by_key
+            or standing.trigger is Trigger.MANUAL
+            or standing.trigger in PER_TRADER
+        ):
             continue
         actor = trigger_actor(standing.trigger)
         if standing.trigger in conditions:
@@ -345,6 +368,64 @@ def plan(
             )
         )
     return changes
+
+
+def _per_trader(
+    hold: Hold | None,
+    demand: Demand | None,
+    scope: Scope,
+    trigger: Trigger,
+    trader: str,
+    now: datetime,
+    departed: Callable[[str], bool],
+) -> Transition | None:
+    """The change ``trader``'s observation makes to a per-trader hold: it joins the traders
+    the hold is held for when it observed the condition (placing the hold if none stands),
+    leaves them when it did not, and the hold is lifted when no trader is left. A hold held
+    for no trader in particular (stored before schema 6) is this trader's to keep or lift."""
+    before = hold.traders if hold is not None else ()
+    others = tuple(name for name in before if name != trader and not departed(name))
+    keeping = (*others, trader) if demand is not None else others
+    actor = trigger_actor(trigger)
+    if hold is None:
+        if demand is None:
+            return None
+        return Transition(
+            time=now,
+            scope=scope,
+            trigger=trigger,
+            from_state=TradingState.ACTIVE,
+            to_state=demand.state,
+            reason=f"{trader}: {demand.reason}",
+            actor=actor,
+            traders=keeping,
+        )
+    state = demand.state if demand is not None and demand.state.severity > hold.state.severity else hold.state
+    if keeping and tuple(sorted(set(keeping))) == before and state is hold.state:
+        return None
+    gone = [name for name in before if name != trader and name not in others]
+    if demand is not None:
+        reason = f"{trader}: {demand.reason}"
+        if gone:
+            reason += f"; no longer held for {', '.join(gone)} (ended)"
+    else:
+        # Who no longer keeps it: this trader (a hold of no trader in particular is its to
+        # lift), and the traders known to be gone.
+        cleared = [trader] if trader in before or not before else []
+        reason = f"{trigger.value} no longer applies for {', '.join([*cleared, *gone])}"
+        if not keeping:
+            return hold.release(now, reason=reason, actor=actor)
+        reason += f"; it still does for {', '.join(others)}"
+    return Transition(
+        time=now,
+        scope=scope,
+        trigger=trigger,
+        from_state=hold.state,
+        to_state=state,
+        reason=reason,
+        actor=actor,
+        traders=keeping,
+    )
 
 
 def uses_closed_trades(settings: GuardSettings) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
@@ -352,6 +352,9 @@ trading_state_transitions = sa.Table(
     sa.Column("until", UtcText),
     sa.Column("needs_resume", sa.Boolean, nullable=False),
     sa.Column("allow_exits", sa.Boolean, nullable=False),
+    # The traders a per-trader hold (a stale stream) is held for, a JSON list of names
+    # (schema 6; NULL: none, the hold is the account's).
+    sa.Column("traders", sa.Text),
     sa.Index("ix_tk_trading_state_transitions_time", "time"),
 )
 
@@ -369,6 +372,10 @@ trading_state_holds = sa.Table(
     sa.Column("until", UtcText),
     sa.Column("needs_resume", sa.Boolean, nullable=False),
     sa.Column("allow_exits", sa.Boolean, nullable=False),
+    # The traders whose own observation keeps a per-trader hold (a stale stream: those whose
+    # trade-update stream is stale), a JSON list of names; it stands while any of them does
+    # (schema 6; NULL: none, the hold is the account's, as every hold was before).
+    sa.Column("traders", sa.Text),
 )
 
 # What the automatic triggers remember between observations (the equity high, the session's

@@ -1421,6 +1421,12 @@ MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {
     # The decisions' two indexes on evaluated_at, which no query used, become one on symbol,
     # and one on signal_id: a decision settles its signal's queued buy (no settlement row).
     5: lambda conn: _reindex_decisions(conn),
+    # 6: a per-trader hold (a stale trade-update stream) names the traders it is held for, so
+    # that a trader whose own stream is healthy does not lift another's (tk_trading_state_holds
+    # and tk_trading_state_transitions gain the nullable column ``traders``). Earlier holds
+    # stay readable (held for no trader in particular); an older tradekit would lift a hold
+    # another trader still needs, so the version moves.
+    6: lambda conn: _create_missing(conn),
 }
 
 
