@@ -21,3 +21,10 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 _CACHE = tempfile.mkdtemp(prefix="tradekit-tests-cache-")
 os.environ["XDG_CACHE_HOME"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+# The test harness's own variables (TRADEKIT_TEST_PG_URL, TRADEKIT_TEST_CHROMIUM) move to
+# TK_TEST_PG_URL, TK_TEST_CHROMIUM, where the harness reads them: tradekit reads every
+# TRADEKIT_ variable as a setting and refuses one it does not know, so a command under test
+# would fail on them.
+for _name in [n for n in os.environ if n.startswith("TRADEKIT_TEST_")]:
+    os.environ["TK_TEST_" + _name.removeprefix("TRADEKIT_TEST_")] = os.environ.pop(_name)

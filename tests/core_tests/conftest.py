@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from tradekit.ledger import Ledger
 
-PG_URL = os.environ.get("TRADEKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get("TK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def postgres_available() -> bool:
@@ -66,7 +66,7 @@ def ledger(ledger_factory: LedgerFactory) -> Ledger:
     return ledger_factory()
 
 
-CHROMIUM = Path(os.environ.get("TRADEKIT_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path(os.environ.get("TK_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = (
     "--headless",
     "--no-sandbox",
