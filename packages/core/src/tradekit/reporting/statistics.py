@@ -2,11 +2,15 @@
 
 Return-series statistics come from the account's equity at each close (``tk_equity``):
 
-- daily return ``r_t = E_t / E_{t-1} - 1``; a year is 252 trading days;
-- total return ``E_last / E_first - 1``; CAGR ``(E_last / E_first) ** (252 / n) - 1`` for
+- daily return ``r_t = E_t / E_{t-1} - 1``; a year is ``P`` closes (``periods_per_year``):
+  252 sessions on an exchange's calendar, 365 days on a market open every day (``24/7``,
+  told by closes on both Saturdays and Sundays);
+- total return ``E_last / E_first - 1``; CAGR ``(E_last / E_first) ** (P / n) - 1`` for
   ``n`` daily returns;
-- volatility ``std(r, ddof=1) * sqrt(252)``; Sharpe ``mean(r) / std(r, ddof=1) * sqrt(252)``
-  (risk-free rate 0); Sortino ``mean(r) * 252 / (sqrt(mean(min(r, 0) ** 2)) * sqrt(252))``;
+- volatility ``std(r, ddof=1) * sqrt(P)`` (none with fewer than two returns); Sharpe
+  ``mean(r) / std(r, ddof=1) * sqrt(P)`` (risk-free rate 0; none when the returns do not
+  vary, float rounding aside); Sortino ``mean(r) * P / (sqrt(mean(min(r, 0) ** 2)) * sqrt(P))``;
+  none of the three once the equity has reached zero (its returns after are 0/0);
 - max drawdown ``min(E / running max(E) - 1)``; its duration: the longest time from a peak
   to the close that regains it (or to the last close, still under water); Calmar ``CAGR /
   |max drawdown|``;
@@ -16,10 +20,11 @@ Per symbol, the same return figures are those of the symbol's contribution curve
 starting equity plus that symbol's P&L, marked at each close; ``symbol_curve``). These
 follow empyrical's definitions, and ``tests/core_tests/test_statistics.py`` holds
 them to empyrical-reloaded within 1e-9. Trade statistics come from the trade list
-(``tradekit.reporting.trades``): closed positions only, P&L after fees. Buy-and-hold is the
-equal-weighted return of holding every traded symbol from its first to its last close of
-the run. What only tradekit can say: entries per position, the P&L of add-ons against first
-entries, and the buy decisions by action and reason.
+(``tradekit.reporting.trades``): closed positions only, P&L after fees; the win rate is the
+share with P&L above zero, the profit factor none when no position lost. Buy-and-hold is
+the equal-weighted return of holding every symbol replayed (traded or not) from its first
+to its last close of the run. What only tradekit can say: entries per position, the P&L of
+add-ons against first entries, and the buy decisions by action and reason.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +48,10 @@ from tradekit.ledger.store import Ledger, LedgerTx
 from tradekit.reporting.trades import Trade, each_trade
 
 TRADING_DAYS_PER_YEAR = 252
+CALENDAR_DAYS_PER_YEAR = 365
+# Returns whose standard deviation is this small against their mean do not vary: what is
+# left is float rounding (an account growing 0.1 % every close has a std of ~1e-16).
+_NO_VARIANCE = 1e-10
 
 
 @attrs.frozen(kw_only=True)
@@ -52,9 +61,10 @@ class ReturnStatistics:
     start: str
     end: str
     closes: int
+    periods_per_year: int  # closes a year the annual figures are scaled by (252 or 365)
     total_return: float
     cagr: float
-    volatility: float
+    volatility: float | None
     sharpe: float | None
     sortino: float | None
     calmar: float | None
@@ -193,6 +203,7 @@ class _RunTally:
     def __init__(self, curve: Sequence[EquityPoint], bars: Mapping[str, Sequence[Bar]] | None) -> None:
         self._curve = curve
         self._closes = [p.time for p in curve]
+        self._per_year = periods_per_year(self._closes)
         self._bars = bars or {}
         self._trades = _TradeTally()
         self._by_symbol: dict[str, SymbolStatistics] = {}
@@ -213,7 +224,7 @@ class _RunTally:
         if series and curve:
             base = curve[0].equity
             returns = (
-                _return_statistics(self._closes, *symbol_columns(own, series, self._closes, base))
+                _return_statistics(self._closes, *symbol_columns(own, series, self._closes, base), self._per_year)
                 if own
                 else self._flat_returns(base)
             )
@@ -228,7 +239,7 @@ class _RunTally:
         """The figures of a symbol never traded: ``base`` at every close (worked out once)."""
         if self._flat is None:
             flat = [base] * len(self._closes)
-            self._flat = _return_statistics(self._closes, flat, flat)
+            self._flat = _return_statistics(self._closes, flat, flat, self._per_year)
         return self._flat
 
     def result(self, decisions: Mapping[tuple[str, str], int]) -> RunStatistics:
@@ -237,7 +248,7 @@ class _RunTally:
         by_symbol = {symbol: self._by_symbol[symbol] for symbol in sorted(self._by_symbol)}
         held = [r for r in (s.buy_and_hold_return for s in by_symbol.values()) if r is not None]
         return RunStatistics(
-            returns=return_statistics(self._curve),
+            returns=return_statistics(self._curve, per_year=self._per_year),
             trades=self._trades.result(),
             buy_and_hold_return=float(np.mean(held)) if held else None,
             decisions_by_reason=dict(decisions),
@@ -286,24 +297,44 @@ def symbol_columns(
     return equity, cashes
 
 
-def return_statistics(curve: Sequence[EquityPoint]) -> ReturnStatistics | None:
-    """The equity series' statistics; None with fewer than two closes."""
-    return _return_statistics([p.time for p in curve], [p.equity for p in curve], [p.cash for p in curve])
+def periods_per_year(closes: Sequence[datetime]) -> int:
+    """The closes in a year of this curve: 365 when they fall on Saturdays and on Sundays (UTC)
+    -- a market open every day (``24/7``) -- else 252, an exchange's sessions. No exchange
+    calendar closes on both days (a Sunday-to-Thursday one closes on Sundays only)."""
+    weekdays = {close.astimezone(UTC).weekday() for close in closes}
+    return CALENDAR_DAYS_PER_YEAR if {5, 6} <= weekdays else TRADING_DAYS_PER_YEAR
+
+
+def return_statistics(curve: Sequence[EquityPoint], *, per_year: int | None = None) -> ReturnStatistics | None:
+    """The equity series' statistics; None with fewer than two closes. ``per_year`` closes
+    make a year (``periods_per_year`` of the curve's closes unless given)."""
+    times = [p.time for p in curve]
+    per_year = periods_per_year(times) if per_year is None else per_year
+    return _return_statistics(times, [p.equity for p in curve], [p.cash for p in curve], per_year)
 
 
 def _return_statistics(
-    times: Sequence[datetime], equities: Sequence[Decimal], cash: Sequence[Decimal]
+    times: Sequence[datetime], equities: Sequence[Decimal], cash: Sequence[Decimal], per_year: int
 ) -> ReturnStatistics | None:
     if len(times) < 2 or equities[0] <= 0:
         return None
     equity = np.array([float(e) for e in equities], dtype=np.float64)
-    returns = equity[1:] / equity[:-1] - 1.0  # each close's return on the one before
-    periods = len(returns)
+    periods = len(equity) - 1
     growth = equity[-1] / equity[0]
-    cagr = growth ** (TRADING_DAYS_PER_YEAR / periods) - 1.0 if growth > 0 else -1.0
-    std = float(np.std(returns, ddof=1)) if periods > 1 else 0.0
-    mean = float(np.mean(returns))
-    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2))) * math.sqrt(TRADING_DAYS_PER_YEAR)
+    cagr = growth ** (per_year / periods) - 1.0 if growth > 0 else -1.0
+    volatility: float | None = None
+    sharpe: float | None = None
+    sortino: float | None = None
+    if bool(np.all(equity[:-1] > 0)):  # once the equity is gone, its returns are 0/0
+        returns = equity[1:] / equity[:-1] - 1.0  # each close's return on the one before
+        mean = float(np.mean(returns))
+        if periods > 1:
+            std = float(np.std(returns, ddof=1))
+            std = 0.0 if std <= _NO_VARIANCE * abs(mean) else std
+            volatility = std * math.sqrt(per_year)
+            sharpe = mean / std * math.sqrt(per_year) if std > 0 else None
+        downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2))) * math.sqrt(per_year)
+        sortino = mean * per_year / downside if downside > 0 else None
     drawdowns = equity / np.maximum.accumulate(equity) - 1.0
     max_drawdown = float(drawdowns.min())
     trough_closes, days = _longest_drawdown(times, drawdowns)
@@ -312,11 +343,12 @@ def _return_statistics(
         start=times[0].date().isoformat(),
         end=times[-1].date().isoformat(),
         closes=len(times),
+        periods_per_year=per_year,
         total_return=float(growth - 1.0),
         cagr=float(cagr),
-        volatility=std * math.sqrt(TRADING_DAYS_PER_YEAR),
-        sharpe=mean / std * math.sqrt(TRADING_DAYS_PER_YEAR) if std > 0 else None,
-        sortino=mean * TRADING_DAYS_PER_YEAR / downside if downside > 0 else None,
+        volatility=volatility,
+        sharpe=sharpe,
+        sortino=sortino,
         calmar=float(cagr) / abs(max_drawdown) if max_drawdown < 0 else None,
         max_drawdown=max_drawdown,
         max_drawdown_days=days,

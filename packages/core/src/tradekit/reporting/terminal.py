@@ -32,7 +32,7 @@ def statistics_rows(stats: RunStatistics) -> list[tuple[str, str]]:
     r = stats.returns
     if r is not None:
         rows += [
-            ("period", f"{r.start} to {r.end} ({r.closes:,} closes)"),
+            ("period", f"{r.start} to {r.end} ({r.closes:,} closes; annualised at {r.periods_per_year} a year)"),
             ("total return", percent(r.total_return)),
             ("CAGR", percent(r.cagr)),
             ("volatility (annual)", percent(r.volatility).lstrip("+")),
