@@ -666,7 +666,10 @@ def walk_forward_cmd(
         _run_trials(storage, fold_study, inside, options, workers, quiet=as_json, description=f"fold {window.fold}")
         best = best_trials(load(storage, fold_study))
         if not best:
-            raise click.ClickException(f"fold {window.fold}: no trial completed (see: tradekit optimize show)")
+            raise click.ClickException(
+                f"fold {window.fold}: no trial scored: each failed, lacked the objective's figure or opened no "
+                "position (see: tradekit optimize show)"
+            )
         return dict(best[0].params), list(best[0].values), dict(best[0].user_attrs.get("statistics") or {})
 
     try:

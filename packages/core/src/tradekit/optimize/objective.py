@@ -4,7 +4,10 @@ Each metric reads the statistics as the run's JSON holds them (``RunStatistics.a
 so the same figures can be read back from a trial's record, or from the stitched
 out-of-sample curve of a walk-forward analysis. A figure a run does not have (no Sharpe
 ratio for a flat curve, no profit factor without a losing trade) scores the worst value
-of its direction, so such a run never wins.
+of its direction, so such a run never wins; so does a figure that is not finite (an
+annualised growth overflowing on a short window) and every figure of a run that opened no
+position: a run that never trades has no drawdown, volatility or exposure, and must not
+win on them.
 """
 
 from __future__ import annotations
@@ -28,11 +31,22 @@ class Metric:
     read: Callable[[Mapping[str, Any]], float | None]
 
     def score(self, statistics: Mapping[str, Any]) -> float:
-        """The metric's value, or the worst value of its direction when the run has none."""
+        """The metric's value; the worst value of its direction when the run has none, when
+        it is not finite, or when the run opened no position."""
         value = self.read(statistics)
-        if value is None or math.isnan(value):
-            return -math.inf if self.direction == MAXIMIZE else math.inf
+        if value is None or not math.isfinite(value) or never_traded(statistics):
+            return self.worst
         return float(value)
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.direction == MAXIMIZE else math.inf
+
+
+def never_traded(statistics: Mapping[str, Any]) -> bool:
+    """Whether the run's trade figures say it opened no position (a stitched curve has none: False)."""
+    trades = statistics.get("trades")
+    return isinstance(trades, Mapping) and trades.get("positions") == 0
 
 
 def _returns(key: str) -> Callable[[Mapping[str, Any]], float | None]:

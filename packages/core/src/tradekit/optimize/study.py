@@ -28,6 +28,7 @@ import copy
 import hashlib
 import itertools
 import logging
+import math
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -344,14 +345,15 @@ class Worker:
             try:
                 run = evaluate(self.prepared, params)
             except (InvalidPolicyError, ProblemError) as exc:
-                trial.set_user_attr("error", str(exc))
-                study.tell(trial, state=TrialState.FAIL)
-                log.warning("trial %d (%s) failed: %s", number, describe(params), exc)
+                self._fail(study, trial, number, params, str(exc))
+                return self.storage.get_trial(trial_id)
+            except Exception as exc:  # a crashed trial is a failed one; the study goes on
+                log.exception("trial %d (%s) raised", number, describe(params))
+                self._fail(study, trial, number, params, f"{type(exc).__name__}: {exc}")
                 return self.storage.get_trial(trial_id)
             except BaseException as exc:
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-                study.tell(trial, state=TrialState.FAIL)
-                if isinstance(exc, KeyboardInterrupt):
+                failed_here = self._fail(study, trial, number, params, f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, KeyboardInterrupt) and failed_here:
                     # Interrupted, not wrong: queued again, the study's budget stays whole.
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", ExperimentalWarning)
@@ -360,11 +362,47 @@ class Worker:
                     interrupted.user_attrs = {}
                     retry(study, interrupted)
                 raise
+            errors = run.result.tally.strategy_errors
+            if errors:
+                # The session skips a symbol's close when the strategy raises on it: the run
+                # is not that of these parameters, and must not be scored (nor win).
+                self._fail(study, trial, number, params, f"the strategy raised {errors} time(s); see the log")
+                return self.storage.get_trial(trial_id)
             values, statistics = scores(self.prepared, run)
-            trial.set_user_attr("statistics", statistics)
-            trial.set_user_attr("bars", run.result.bars)
-            study.tell(trial, values)
+            try:
+                trial.set_user_attr("statistics", statistics)
+                trial.set_user_attr("bars", run.result.bars)
+                study.tell(trial, values)
+            except (UpdateFinishedTrialError, ValueError):
+                if not self._finished(trial_id):
+                    raise
+                _reaped_meanwhile(number)
         return self.storage.get_trial(trial_id)
+
+    def _finished(self, trial_id: int) -> bool:
+        return self.storage.get_trial(trial_id).state.is_finished()
+
+    def _fail(self, study: optuna.Study, trial: Trial, number: int, params: dict[str, Any], error: str) -> bool:
+        """Record the trial as failed with ``error``; False when it had finished already (reaped
+        meanwhile: its retry is queued)."""
+        try:
+            trial.set_user_attr("error", error)
+            study.tell(trial, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):  # Optuna's tell: "Cannot tell a FAIL trial"
+            if not self._finished(trial._trial_id):
+                raise
+            _reaped_meanwhile(number)
+            return False
+        log.warning("trial %d (%s) failed: %s", number, describe(params), error)
+        return True
+
+
+def _reaped_meanwhile(number: int) -> None:
+    log.warning(
+        "trial %d was failed by a reaper while this worker ran it (a heartbeat missed, or --trial-timeout too "
+        "short); its result is dropped: the retry queued for it (within --max-retry) counts instead",
+        number,
+    )
 
 
 def record_attrs(prepared: Prepared, seed: int) -> dict[str, Any]:
@@ -505,13 +543,25 @@ def tally(study: optuna.Study) -> Tally:
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The best trial (one objective) or the Pareto front (several), best first: ordered by
-    the first objective (what a walk-forward fold takes from a front)."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return []
-    if len(study.directions) == 1:
-        return [study.best_trial]
+    the first objective (what a walk-forward fold takes from a front), then by number.
+
+    A trial scored the worst value on every objective (no figure, or no position opened)
+    is never among them: when every trial is, there is no best."""
+    scored = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values and any(math.isfinite(v) for v in t.values)
+    ]
+    if not scored:
+        return []  # none, or only runs scored the worst (no figure, or no position opened)
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    return sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))
+    if len(study.directions) == 1:
+        # Equal values: the lowest number, whichever worker finished first (Optuna's own
+        # best_trial takes the first finished, or the database's order).
+        return [min(scored, key=lambda t: (sign * t.values[0], t.number))]
+    numbers = {t.number for t in scored}
+    front = [t for t in study.best_trials if t.number in numbers]
+    return sorted(front, key=lambda t: (sign * t.values[0], t.number))
 
 
 def best_text(study: optuna.Study) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -178,7 +179,8 @@ def walk_forward(
     out_dir: Path,
 ) -> WalkForward:
     """Run every fold: ``optimise`` its in-sample window, replay the winner out of sample
-    (its ledger kept under ``out_dir``); write the JSON and the HTML report there."""
+    (its ledger kept under ``out_dir``, replacing an earlier walk-forward's); write the JSON
+    and the HTML report there."""
     days = sorted({b.time.date() for series in prepared.bars.values() for b in series})
     folds = []
     for window in windows(days, in_sample, out_of_sample, anchored=anchored):
@@ -188,7 +190,12 @@ def walk_forward(
         outside = prepared.with_bars(
             trim(prepared.bars, *window.out_of_sample), prepared.problem.window(*window.out_of_sample)
         )
-        run = evaluate(outside, params, out_dir=out_dir / f"fold-{window.fold}-out-of-sample")
+        replay_dir = out_dir / f"fold-{window.fold}-out-of-sample"
+        if (replay_dir / "ledger.db").exists():
+            # An earlier walk-forward into this folder: its fold replays again from an empty
+            # ledger (with the parameters its study now holds best), in place of the old one.
+            shutil.rmtree(replay_dir)
+        run = evaluate(outside, params, out_dir=replay_dir)
         oos_values, oos_statistics = scores(outside, run)
         with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
             curve = tx.equity_curve()
