@@ -1,10 +1,11 @@
 """An exit sell whose POST had no clear answer, against the emulator through alpaca-py.
 
 Until its outcome is known the exit sends nothing more; once it is given up on as not found
-(``orders.lost_order_grace_seconds``), the next attempt goes out under a new client order id.
-Alpaca refuses a second sell while the first holds the shares, and refuses a fractional short
-sale; what it does not refuse is a whole-share sell that reaches it after the other one
-filled, on an account that may sell short. That case is pinned as a known hole below.
+(``orders.lost_order_grace_seconds``), the next attempt re-sends the same order under the lost
+attempt's client order id. Alpaca takes one order per client order id, so the lost POST, should
+it still reach Alpaca, is refused as a duplicate ("client_order_id must be unique"), whether the
+re-sent sell still works or has already filled: on an account that may sell short, a second
+sell would otherwise open a short.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import attrs
 import pytest
 
 from emulators.alpaca import AlpacaEmulator
-from tradekit.broker.errors import OrderRejected
+from tradekit.broker.errors import BrokerError, DuplicateClientOrderId
 from tradekit.config import Settings
 from tradekit.domain import OrderRequest, Side, Signal, Urgency
 from tradekit.execution.pipeline import OrderPipeline
@@ -110,37 +111,36 @@ def test_a_sell_that_reaches_alpaca_while_the_next_attempt_works_is_refused(
     market.set_fill_policy(auto_fill_market=False)  # the next attempt rests unfilled
     clock.now = IN_THE_WINDOW + timedelta(seconds=pipeline.settings.orders.lost_order_grace_seconds)
     pipeline.settle_pending()  # given up on as not found
-    pipeline.execute_due_exits({})  # attempt 2 sells the 10
-    (request,) = [r for r in market.requests("POST /v2/orders") if r.body["client_order_id"] == lost]
+    pipeline.execute_due_exits({})  # attempt 2 sells the 10, under the lost attempt's id
+    (request, _resent) = [r for r in market.requests("POST /v2/orders") if r.body["client_order_id"] == lost]
 
-    with pytest.raises(OrderRejected, match="insufficient qty"):  # the lost POST arrives now
+    with pytest.raises(DuplicateClientOrderId):  # the lost POST arrives now
         broker.submit_order(_request_of(pipeline, lost))
 
     assert request.status == 504
-    assert [status for _, status in sell_posts(market)] == [504, 200, 403]
+    assert sell_posts(market) == [(lost, 504), (lost, 200), (lost, 422)]
     assert aapl_at_alpaca(market) == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known hole (b): a sell given up on as not found that reaches Alpaca after the next attempt "
-    "filled opens a short on a shortable account; closing it needs the retry to reuse the lost "
-    "attempt's client order id, against the per-attempt id pinned by test_restarts",
-)
 def test_a_sell_that_reaches_alpaca_after_the_next_attempt_filled_never_opens_a_short(
     market: AlpacaEmulator, selling: tuple[OrderPipeline, Ledger, AlpacaBroker, Clock]
 ) -> None:
-    pipeline, _ledger, broker, clock = selling
+    pipeline, ledger, broker, clock = selling
     ((lost, _),) = sell_posts(market)
     clock.now = IN_THE_WINDOW + timedelta(seconds=pipeline.settings.orders.lost_order_grace_seconds)
     pipeline.settle_pending()
     pipeline.execute_due_exits({})  # attempt 2 sells the 10, and fills
+    pipeline.apply_events()
     assert aapl_at_alpaca(market) == 0
 
-    with contextlib.suppress(OrderRejected):  # the lost POST reaches Alpaca now (refused: fine)
+    with contextlib.suppress(BrokerError):  # the lost POST reaches Alpaca now (refused: fine)
         broker.submit_order(_request_of(pipeline, lost))
 
     assert aapl_at_alpaca(market) >= 0
+    assert sell_posts(market) == [(lost, 504), (lost, 200), (lost, 422)]  # refused as a duplicate
+    with ledger.reading() as tx:
+        (exit_,) = tx.exit_intents()
+    assert exit_.state is ExitState.EXECUTED
 
 
 def _request_of(pipeline: OrderPipeline, client_order_id: str) -> OrderRequest:

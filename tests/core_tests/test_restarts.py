@@ -262,7 +262,9 @@ def test_a_filled_order_whose_fills_cannot_be_read_stays_unsettled_and_is_never_
     assert [e.client_order_id for e in position.entries] == [coid]  # the strategy's entry, not an adoption
 
 
-def test_a_lost_exit_request_is_sent_again_in_its_window_with_its_own_client_order_id(tmp_path: Path) -> None:
+def test_a_lost_exit_request_is_sent_again_in_its_window_under_the_lost_attempts_client_order_id(
+    tmp_path: Path,
+) -> None:
     t = bought(tmp_path)
     t.clock.now = MONDAY_EVENING
     t.pipeline.plan_exit(t.signal(side=Side.SELL, age=timedelta(0)))
@@ -278,7 +280,22 @@ def test_a_lost_exit_request_is_sent_again_in_its_window_with_its_own_client_ord
 
     assert first.intent is not None
     assert second.intent is not None
-    assert second.intent.client_order_id != first.intent.client_order_id
+    # The same order again: should the lost request still reach the broker, it is refused
+    # there as a duplicate instead of selling a second time.
+    lost = first.intent.client_order_id
+    assert lost is not None
+    assert second.intent.client_order_id == lost
+    assert [r.request.client_order_id for r in t.broker.received_orders if r.request.side is Side.SELL] == [lost]
+    with t.ledger.reading() as tx:
+        assert len(tx.intents_with_prefix("exit|")) == 1  # no second order intent
+        statuses = [e.status for e in tx.order_events(lost)]
+    assert statuses[:4] == [
+        LedgerOrderStatus.SUBMITTING,
+        LedgerOrderStatus.AMBIGUOUS,
+        LedgerOrderStatus.NOT_FOUND,
+        LedgerOrderStatus.SUBMITTING,
+    ]
+    assert statuses[-1] is LedgerOrderStatus.FILLED
     assert second.intent.attempts == 2
     assert sells(t) == [Decimal("33.333333333")]
     with t.ledger.reading() as tx:

@@ -9,7 +9,9 @@ Idempotent submission: the intent is committed before the order leaves. After an
 ambiguous outcome (timeout, lost response, server error, "already exists") the pipeline
 looks the order up by its client order id; it never sends the same intent twice. On
 restart, ``recover`` settles every intent left in flight the same way, before
-reconciliation.
+reconciliation. The one order sent again is an exit attempt given up on as lost (never seen
+at the broker): the next attempt re-sends it under the same client order id, so that the
+lost request, should it still arrive, is refused by the broker as a duplicate.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ _TERMINAL_RANK = 9
 # The key suffix of the DAY order that sells the fraction of a split exit attempt (see
 # ``OrderPipeline.execute_exit``): the attempt's other order has the key without it.
 _DAY_FRACTION = "|fraction"
+_SPLIT_NOTE = " (the broker takes fractional orders as DAY orders only)"
 
 
 def _as_order_status(status: LedgerOrderStatus | None) -> OrderStatus:
@@ -156,6 +159,40 @@ def _last_attempt(earlier: Sequence[OrderIntent]) -> list[OrderIntent]:
     if lead_key != last.intent_key and len(earlier) > 1 and earlier[-2].intent_key == lead_key:
         return [earlier[-2], last]
     return [last]
+
+
+def _lost_attempt(tx: LedgerTx, attempts: Sequence[OrderIntent]) -> list[OrderIntent]:
+    """The order(s) of an exit's last attempt when every one of them was given up on as lost
+    (``NOT_FOUND``: never seen at the broker, nothing filled, and its request may still reach
+    it); [] otherwise (no attempt yet, or one the broker knows or answered: refused, canceled,
+    expired, filled in part, still working), and the next attempt has a new client order id.
+    A lost order's re-send that the broker refuses, or the guard stops, stays ``NOT_FOUND``."""
+    if not attempts:
+        return []
+    last = _last_attempt(attempts)
+    states = [tx.intent_state(o.client_order_id) for o in last]
+    if all(
+        s is not None and s.status is LedgerOrderStatus.NOT_FOUND and s.broker_order_id is None and s.filled_qty == 0
+        for s in states
+    ):
+        return last
+    return []
+
+
+def _resend_mismatch(
+    lost: Sequence[OrderIntent], parts: Sequence[tuple[str, Decimal, TimeInForce]], order_type: OrderType
+) -> str:
+    """Why this attempt's orders cannot go out as the lost attempt's ("" when they can): each
+    part must be the same kind of order (type, time in force, whole shares or the fraction of a
+    split) as the lost order whose client order id it takes."""
+    if len(lost) != len(parts):
+        return f"{len(lost)} order(s) lost, {len(parts)} to send now"
+    for old, (key, _qty, time_in_force) in zip(lost, parts, strict=True):
+        if old.order_type is not order_type or old.time_in_force is not time_in_force:
+            return f"the lost order is a {_order_kind(old)} order, this one a {order_type} {time_in_force} order"
+        if old.intent_key.endswith(_DAY_FRACTION) != key.endswith(_DAY_FRACTION):
+            return "the lost order and this one split the quantity differently"
+    return ""
 
 
 def _buys_in_flight(tx: LedgerTx, symbol: str) -> list[IntentState]:
@@ -242,6 +279,9 @@ class OrderPipeline:
         self._reconcile_due = False
         # Exit orders whose window closed while they rested: cancel requested once per process.
         self._cancel_requested: set[str] = set()
+        # Lost exit orders this process sent again (under their own client order id), and when:
+        # the grace before one is given up on again runs from then, not from its intent.
+        self._resent_at: dict[str, datetime] = {}
         # The price each buy still in flight was decided at, for a tier's cap (``_unfilled_buys``):
         # its value when nothing else prices it (no fill, no position). Kept by this process
         # only, while it is in flight; after a restart such a buy takes its tier as full.
@@ -506,8 +546,9 @@ class OrderPipeline:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def _send(self, intent: OrderIntent) -> Order | None:
-        """Send inside the guard's account lock; None when the guard refused (recorded as not sent).
+    def _send(self, intent: OrderIntent, *, resend: bool = False) -> Order | None:
+        """Send inside the guard's account lock; None when the guard refused (recorded as not sent;
+        a lost exit order's re-send stays not found: the lost request may still arrive).
 
         Trading-state guard (issue #13): a halt that committed after the decision still stops
         the order here, and no halt commits while an order it would stop is on its way.
@@ -515,19 +556,32 @@ class OrderPipeline:
         with self.guard.sending(intent, self.clock()) as refusal:
             if refusal is None:
                 return self.broker.submit_order(intent.to_request())
-        self._record_status(intent, LedgerOrderStatus.NOT_SENT, detail=f"not sent: {refusal}")
+        if resend:
+            detail = f"re-send not sent: {refusal}; the lost request may still reach the broker"
+            self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail=detail)
+        else:
+            self._record_status(intent, LedgerOrderStatus.NOT_SENT, detail=f"not sent: {refusal}")
         log.warning("order %s for %s not sent: %s", intent.client_order_id, intent.symbol, refusal)
         return None
 
-    def _submit(self, intent: OrderIntent, *, fallback: _Basis | None = None) -> Order | None:
+    def _submit(self, intent: OrderIntent, *, fallback: _Basis | None = None, resend: bool = False) -> Order | None:
+        """Send a recorded intent and record what became of it. ``resend``: the intent is a
+        lost exit order sent again; refused, it stays given up on as not found (the lost
+        request may still reach the broker), so that the next attempt keeps its client
+        order id."""
         try:
-            order = self._send(intent)  # trading-state guard (issue #13)
-        except FractionalNotSupported as exc:
-            self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"fractional refused: {exc}")
-            if fallback is None:
-                return None
-            return self._whole_share_fallback(intent, fallback, str(exc))
+            order = self._send(intent, resend=resend)  # trading-state guard (issue #13)
         except OrderRejected as exc:
+            if resend:
+                detail = f"re-send refused: {exc}; the lost request may still reach the broker"
+                self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail=detail)
+                log.warning("order %s for %s: %s", intent.client_order_id, intent.symbol, detail)
+                return None
+            if isinstance(exc, FractionalNotSupported):
+                self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"fractional refused: {exc}")
+                if fallback is None:
+                    return None
+                return self._whole_share_fallback(intent, fallback, str(exc))
             self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"rejected: {exc}")
             log.warning("order %s for %s rejected: %s", intent.client_order_id, intent.symbol, exc)
             return None
@@ -622,9 +676,14 @@ class OrderPipeline:
             return None
         if order is None:
             grace = timedelta(seconds=self.settings.orders.lost_order_grace_seconds)
-            if final and self.clock() - intent.created_at >= grace:
+            # A lost order sent again by this process waits its grace from the re-send (after a
+            # restart, from its intent: given up on sooner, it is re-sent under the same id).
+            sent_at = self._resent_at.get(intent.client_order_id, intent.created_at)
+            if final and self.clock() - sent_at >= grace:
                 self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail="the broker has no such order")
+                self._resent_at.pop(intent.client_order_id, None)
             return None
+        self._resent_at.pop(intent.client_order_id, None)
         self._record_order(intent, order)
         return order
 
@@ -873,6 +932,22 @@ class OrderPipeline:
         after all is followed instead of doubled. An attempt sells what the exit still has
         to sell, never more than the ledger holds.
 
+        An attempt given up on as lost (not found at the broker once
+        ``orders.lost_order_grace_seconds`` passed: its request may still arrive) is not
+        replaced by a new order but sent again under its own client order id: the broker takes
+        one order per client order id, so whichever copy arrives second is refused as a
+        duplicate, and the one the broker has is followed. The re-sent order is of the same
+        kind (type, time in force) and carries what this attempt would sell now (the quantity
+        the exit still has to sell, the ledger holds and the broker holds free to sell, and,
+        for a limit order, today's limit price), which may differ from the lost request's:
+        the ledger keeps the lost request's order intent and records the re-send as a new
+        ``SUBMITTING`` event of the same client order id (after its ``NOT_FOUND``), whose
+        detail names what was sent, committed with the exit's move to SUBMITTED before the
+        order leaves. A re-send the broker refuses stays ``NOT_FOUND``: the lost request may
+        still arrive, and the next attempt keeps the id. Only when this attempt cannot be the
+        same kind of order (an escalation to market-on-close after a lost limit order, an
+        attempt split differently) does it go out under a new client order id, as before.
+
         A broker that takes fractional quantities as DAY orders only
         (``AssetInfo.fractional_day_only``, Alpaca) would refuse a market-on-close (or any
         other non-DAY) order of a fractional quantity, and the exit would roll to the next
@@ -958,50 +1033,132 @@ class OrderPipeline:
             parts = [(key, whole, time_in_force)] if whole > 0 else []
             if qty > whole:  # the fraction of a split attempt: a DAY order, sent with the rest
                 parts.append((key + _DAY_FRACTION, qty - whole, TimeInForce.DAY))
-            orders = [
-                OrderIntent(
-                    intent_key=part_key,
-                    symbol=intent.symbol,
-                    side=Side.SELL,
-                    purpose=IntentPurpose.EXIT,
-                    created_at=now,
-                    strategy=intent.strategy,
-                    order_type=order_type,
-                    qty=part_qty,
-                    limit_price=planned.limit_price if order_type is OrderType.LIMIT else None,
-                    exit_intent_id=intent.intent_id,
-                    time_in_force=part_time_in_force,
+            lost = _lost_attempt(tx, attempts)
+            if lost:
+                mismatch = _resend_mismatch(lost, parts, order_type)
+                if mismatch:
+                    log.warning(
+                        "exit %s: the lost attempt %s cannot be sent again as it was (%s): this attempt "
+                        "goes out under a new client order id",
+                        intent.intent_id,
+                        ", ".join(o.client_order_id for o in lost),
+                        mismatch,
+                    )
+                    lost = []
+            limit_price = planned.limit_price if order_type is OrderType.LIMIT else None
+            resend = bool(lost)
+            if resend:
+                orders, submitted = self._record_resend(tx, intent, lost, parts, limit_price, number, now)
+            else:
+                orders, submitted = self._record_attempt(
+                    tx, intent, parts, order_type, limit_price, number, time_in_force, now
                 )
-                for part_key, part_qty, part_time_in_force in parts
-            ]
-            if any(tx.intent(o.client_order_id) is not None for o in orders):
+            if not orders:
                 return ExitOutcome(current, note="exit order already recorded")
-            try:
-                for order_intent in orders:
-                    tx.record_intent(order_intent)
-            except DuplicateIntentError:
-                return ExitOutcome(current, note="exit order already recorded")
+        if submitted.note.endswith(_SPLIT_NOTE):
+            log.warning("exit %s: %s", intent.intent_id, submitted.note)
+        if resend:
             for order_intent in orders:
-                tx.record_order_event(order_intent.client_order_id, LedgerOrderStatus.SUBMITTING, now)
-            what = " and ".join(f"{_order_kind(o)} sell {o.qty} {intent.symbol}" for o in orders)
-            split = len(orders) > 1 or orders[0].time_in_force is not time_in_force
-            if split:
-                what += " (the broker takes fractional orders as DAY orders only)"
-            submitted = tx.transition_exit(
-                intent.intent_id,
-                ExitState.SUBMITTED,
-                now,
-                note=f"attempt {number}: {what}",
-                client_order_id=orders[0].client_order_id,
-                limit_price=orders[0].limit_price,
-            )
-        if split:
+                self._resent_at[order_intent.client_order_id] = now
+                self._cancel_requested.discard(order_intent.client_order_id)
             log.warning("exit %s: %s", intent.intent_id, submitted.note)
         self._on_step("exit_intent")
-        order = self._submit(orders[0])
+        order = self._submit(orders[0], resend=resend)
         for fraction in orders[1:]:
-            self._submit(fraction)
+            self._submit(fraction, resend=resend)
         return ExitOutcome(submitted, order)
+
+    def _record_attempt(
+        self,
+        tx: LedgerTx,
+        intent: ExitIntent,
+        parts: Sequence[tuple[str, Decimal, TimeInForce]],
+        order_type: OrderType,
+        limit_price: Decimal | None,
+        number: int,
+        time_in_force: TimeInForce,
+        now: datetime,
+    ) -> tuple[list[OrderIntent], ExitIntent]:
+        """Record a new attempt's order intent(s) and the exit's move to SUBMITTED (in
+        ``execute_exit``'s transaction); no orders when another process recorded them first."""
+        orders = [
+            OrderIntent(
+                intent_key=part_key,
+                symbol=intent.symbol,
+                side=Side.SELL,
+                purpose=IntentPurpose.EXIT,
+                created_at=now,
+                strategy=intent.strategy,
+                order_type=order_type,
+                qty=part_qty,
+                limit_price=limit_price,
+                exit_intent_id=intent.intent_id,
+                time_in_force=part_time_in_force,
+            )
+            for part_key, part_qty, part_time_in_force in parts
+        ]
+        if any(tx.intent(o.client_order_id) is not None for o in orders):
+            return [], intent
+        try:
+            for order_intent in orders:
+                tx.record_intent(order_intent)
+        except DuplicateIntentError:
+            return [], intent
+        for order_intent in orders:
+            tx.record_order_event(order_intent.client_order_id, LedgerOrderStatus.SUBMITTING, now)
+        what = " and ".join(f"{_order_kind(o)} sell {o.qty} {intent.symbol}" for o in orders)
+        if len(orders) > 1 or orders[0].time_in_force is not time_in_force:
+            what += _SPLIT_NOTE
+        submitted = tx.transition_exit(
+            intent.intent_id,
+            ExitState.SUBMITTED,
+            now,
+            note=f"attempt {number}: {what}",
+            client_order_id=orders[0].client_order_id,
+            limit_price=orders[0].limit_price,
+        )
+        return orders, submitted
+
+    def _record_resend(
+        self,
+        tx: LedgerTx,
+        intent: ExitIntent,
+        lost: Sequence[OrderIntent],
+        parts: Sequence[tuple[str, Decimal, TimeInForce]],
+        limit_price: Decimal | None,
+        number: int,
+        now: datetime,
+    ) -> tuple[list[OrderIntent], ExitIntent]:
+        """Record the re-send of a lost attempt's order(s) under their own client order ids, with
+        what this attempt sells now (``execute_exit``, in its transaction): a ``SUBMITTING``
+        event per order, its detail naming what is sent and what the lost request was, and
+        the exit's move to SUBMITTED. The order intents (the lost requests) stay as recorded."""
+        orders = [
+            attrs.evolve(old, qty=part_qty, limit_price=limit_price)
+            for old, (_key, part_qty, _tif) in zip(lost, parts, strict=True)
+        ]
+        for old, order_intent in zip(lost, orders, strict=True):
+            price = f" at {order_intent.limit_price}" if order_intent.limit_price is not None else ""
+            was = f" at {old.limit_price}" if old.limit_price is not None else ""
+            tx.record_order_event(
+                order_intent.client_order_id,
+                LedgerOrderStatus.SUBMITTING,
+                now,
+                detail=(
+                    f"the lost request sent again under the same client order id: {_order_kind(order_intent)} "
+                    f"sell {order_intent.qty} {order_intent.symbol}{price} (the lost request: sell {old.qty}{was})"
+                ),
+            )
+        what = " and ".join(f"{_order_kind(o)} sell {o.qty} {intent.symbol}" for o in orders)
+        submitted = tx.transition_exit(
+            intent.intent_id,
+            ExitState.SUBMITTED,
+            now,
+            note=f"attempt {number}: the lost attempt sent again under its client order id: {what}",
+            client_order_id=orders[0].client_order_id,
+            limit_price=orders[0].limit_price,
+        )
+        return orders, submitted
 
     def _fractions_day_only(self, symbol: str) -> bool:
         """Whether the broker takes fractional quantities of ``symbol`` as DAY orders only;
