@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
 
 from tradekit import BuyAction, ReasonCode, Strategy, StrategyScalingPolicy, StrategyView, hookimpl
 from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig, ReceiptOutcome
-from tradekit.config import ExitSettings, MissedWindow, ReconciliationSettings, Settings
+from tradekit.config import ExitSettings, MissedWindow, NotificationSettings, ReconciliationSettings, Settings
 from tradekit.decision import MarketSnapshot
 from tradekit.domain import OrderRequest, OrderType, Side, Signal, Urgency
 from tradekit.execution.pipeline import OrderPipeline
@@ -21,6 +22,9 @@ from tradekit.exits import ExitIntent, ExitState
 from tradekit.exits.calendar import TradingCalendar
 from tradekit.ledger import Ledger, LedgerOrderStatus
 from tradekit.ledger.buffered import BufferedLedger
+from tradekit.notify.hooks import ErrorRelay
+from tradekit.notify.messages import Message
+from tradekit.notify.notifier import Notifier
 from tradekit.plugins import Plugins
 from tradekit.reconcile import Reconciler
 
@@ -569,3 +573,36 @@ def test_the_raising_sizer_is_the_one_named(tmp_path: Path, extra: list[tuple[st
     (check,) = [c for c in outcome.decision.checks if c.reason is ReasonCode.RULE_ERROR]
     assert check.detail == f"size_position plugin {named}"
     t.ledger.close()
+
+
+class _Told:
+    """A notifier that keeps what it is asked to send (the relay's side of ``Notifier``)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def send(self, message: Message) -> bool:
+        self.messages.append(message)
+        return True
+
+
+def test_an_order_the_broker_rejects_is_told_at_the_default_error_level(trading: Trading) -> None:
+    # A rejection means an order the strategy was allowed to place did not happen: the trader is
+    # told (notifications relay errors by default, not warnings).
+    told = _Told()
+    relay = ErrorRelay(cast(Notifier, told), NotificationSettings())
+    logger = logging.getLogger("tradekit.execution.pipeline")
+    logger.addHandler(relay)
+    try:
+        trading.broker.faults.arm(Fault.REJECT)
+        outcome = trading.pipeline.process_buy(trading.signal(), Single, trading.market())
+    finally:
+        logger.removeHandler(relay)
+    assert outcome.intent is not None
+    with trading.ledger.reading() as tx:
+        state = tx.intent_state(outcome.intent.client_order_id)
+    assert state is not None
+    assert state.status is LedgerOrderStatus.REJECTED
+    rejected = [m.body for m in told.messages if outcome.intent.client_order_id in m.body]
+    assert len(rejected) == 1
+    assert rejected[0].startswith(f"order {outcome.intent.client_order_id} for KO rejected: ")

@@ -583,7 +583,9 @@ class OrderPipeline:
                     return None
                 return self._whole_share_fallback(intent, fallback, str(exc))
             self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"rejected: {exc}")
-            log.warning("order %s for %s rejected: %s", intent.client_order_id, intent.symbol, exc)
+            # An error, not a warning: an order the decision allowed did not happen, and
+            # notifications relay errors by default (``notifications.error_level``).
+            log.error("order %s for %s rejected: %s", intent.client_order_id, intent.symbol, exc)
             return None
         except BrokerError as exc:
             # Timeout, lost response, server error, duplicate id: it may exist. Look it up.
