@@ -253,11 +253,17 @@ def test_the_broker_reporting_the_account_blocked_halts_it_while_it_lasts(ledger
     assert lifted.to_state is TradingState.ACTIVE
 
 
-def test_switching_a_condition_trigger_off_lifts_its_holds(ledger: Ledger) -> None:
+def test_switching_a_condition_trigger_off_leaves_its_holds_for_a_resume(ledger: Ledger) -> None:
+    # A trader that does not run a trigger has not looked at its condition: it cannot say the
+    # condition cleared (another trader of the account may still see it), so the hold stays
+    # until someone resumes.
     make_guard(ledger, halt_on_account_blocked=True).observe(
         now=MONDAY_OPEN, account=account(100_000, account_blocked=True)
     )
-    (lifted,) = make_guard(ledger).observe(now=MONDAY_CLOSE)
+    assert make_guard(ledger).observe(now=MONDAY_CLOSE, account=account(100_000)) == []
+    with ledger.reading() as tx:
+        assert [h.trigger for h in tx.trading_states().holds] == [Trigger.ACCOUNT_BLOCKED]
+    (lifted,) = make_guard(ledger).resume(ACCOUNT, reason="unblocked", actor="user:ops", at=MONDAY_CLOSE)
     assert (lifted.trigger, lifted.to_state) == (Trigger.ACCOUNT_BLOCKED, TradingState.ACTIVE)
 
 

@@ -20,7 +20,11 @@ session's steps to ``SessionDriver`` (``tradekit.execution.session``) when they 
   once it has passed.
 
 ``run_async`` drives cycles from asyncio (the broker calls run in a worker thread, so a
-slow broker never blocks the event loop).
+slow broker never blocks the event loop). When it ends as the trader's own shutdown (its
+cycles done, or cancelled: Ctrl-C, SIGTERM) it marks the trader's heartbeat as a clean stop
+(``stop``); a trader that starts again and finds its last heartbeat without that mark
+stopped uncleanly (it crashed or was killed) and logs it as an error, which the error relay
+notifies (``[notifications]``): when, its last heartbeat, and its orders left in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -55,6 +60,10 @@ log = logging.getLogger(__name__)
 # (and this many more), so a symbol with gaps in its bars still has them all.
 _HISTORY_MARGIN = 1.5
 _HISTORY_EXTRA_SESSIONS = 10
+
+# What a trader's last heartbeat note begins with once it stopped by its own shutdown
+# (``LiveTrader.stop``); the next cycle's heartbeat replaces it. No cycle note begins so.
+CLEAN_STOP = "stopped cleanly"
 
 
 @runtime_checkable
@@ -103,6 +112,10 @@ class LiveTrader:
         # The session (by its close) whose close phase an earlier process ran (its heartbeat
         # names the newest bar the strategy ran on): not run again, see ``startup``.
         self._ran_before: datetime | None = None
+        # Held while a cycle runs: a stop waits for the cycle in progress (and its heartbeat).
+        self._cycling = threading.Lock()
+        # Whether startup looked at how the previous process of this trader ended.
+        self._checked_last_stop = False
 
     @property
     def broker(self) -> Broker:
@@ -114,9 +127,56 @@ class LiveTrader:
 
     def startup(self) -> ReconcileReport:
         self._read_clock()
+        if not self._checked_last_stop:
+            self._tell_unclean_stop()
+            self._checked_last_stop = True
         report = startup(self.pipeline)
         self._resume()
         return report
+
+    def _tell_unclean_stop(self) -> None:
+        """Log (as an error: the error relay notifies it) that this trader starts again after
+        an unclean stop: its last heartbeat does not say it stopped by its own shutdown. A
+        first start (no heartbeat of this trader) and a start after a clean stop say nothing.
+        Its orders the ledger has not settled are counted before startup settles them."""
+        strategy = self.strategy_cls.name
+        name = trader_name(strategy, self.broker.name)
+        try:
+            with self.pipeline.ledger.reading() as tx:
+                last = next((b for b in tx.trader_heartbeats() if b.trader == name), None)
+                if last is None or last.cycle_note.startswith(CLEAN_STOP):
+                    return
+                pending = [p.intent for p in tx.pending_intents() if p.intent.strategy == strategy]
+        except Exception:
+            log.exception("whether this trader stopped cleanly last time could not be read")
+            return
+        flight = ", ".join(f"{i.side.value} {i.symbol}" for i in pending)
+        log.error(
+            "%s restarted at %s after an unclean stop (crashed or killed): its last heartbeat was at %s "
+            "(pid %d on %s); %d of its orders were in flight%s",
+            name,
+            _now(self).isoformat(),
+            last.cycle_at.isoformat(),
+            last.pid,
+            last.host,
+            len(pending),
+            f" ({flight}), settled with the broker now" if pending else "",
+        )
+
+    def stop(self) -> None:
+        """Mark this trader's heartbeat as a clean stop (its own shutdown), after the cycle in
+        progress, if any, ends; the next start then says nothing of it. Without a heartbeat
+        (no cycle ever recorded) there is nothing to mark. A failure is logged, never raised."""
+        name = trader_name(self.strategy_cls.name, self.broker.name)
+        with self._cycling:
+            try:
+                with self.pipeline.ledger.transaction() as tx:
+                    last = next((b for b in tx.trader_heartbeats() if b.trader == name), None)
+                    if last is not None:
+                        note = f"{CLEAN_STOP} at {_now(self).isoformat()} (pid {os.getpid()})"
+                        tx.record_heartbeat(attrs.evolve(last, cycle_note=note))
+            except Exception:
+                log.exception("the trader's clean stop was not recorded: its next start will report an unclean one")
 
     def _resume(self) -> None:
         """Learn from this trader's last heartbeat which session's close phase already ran.
@@ -140,8 +200,9 @@ class LiveTrader:
             self.driver.resume_live(session.close)
 
     def cycle(self) -> CycleReport:
-        report = self._cycle()
-        record_heartbeat(self, report)  # what `tradekit serve` judges this trader's health by
+        with self._cycling:
+            report = self._cycle()
+            record_heartbeat(self, report)  # what `tradekit serve` judges this trader's health by
         return report
 
     def _cycle(self) -> CycleReport:
@@ -331,6 +392,10 @@ async def run_async(
     pipe, say) is logged and the trading goes on. The reports are returned when
     ``cycles`` is given; a run without an end keeps none (it would grow for as long as it
     trades) and only stops by cancellation.
+
+    A run that ends with its cycles done, or cancelled once it started, is the trader's own
+    shutdown: its heartbeat is marked as a clean stop (``LiveTrader.stop``, after the cycle
+    in progress). One that ends by an error leaves the heartbeat as it was: an unclean stop.
     """
     reports: list[CycleReport] = []
     while True:
@@ -343,18 +408,24 @@ async def run_async(
             log.warning("broker unavailable at startup, trying again in %s s: %s", interval_seconds, exc)
             await asyncio.sleep(interval_seconds)
     done = 0
-    while cycles is None or done < cycles:
-        report = await asyncio.to_thread(trader.cycle)
-        done += 1
-        if on_cycle is not None:
-            try:
-                on_cycle(report)
-            except Exception:
-                log.exception("showing a cycle's report failed; trading goes on")
-        if cycles is not None:
-            reports.append(report)
-        if cycles is None or done < cycles:
-            await asyncio.sleep(interval_seconds)
+    try:
+        while cycles is None or done < cycles:
+            report = await asyncio.to_thread(trader.cycle)
+            done += 1
+            if on_cycle is not None:
+                try:
+                    on_cycle(report)
+                except Exception:
+                    log.exception("showing a cycle's report failed; trading goes on")
+            if cycles is not None:
+                reports.append(report)
+            if cycles is None or done < cycles:
+                await asyncio.sleep(interval_seconds)
+    except asyncio.CancelledError:
+        # The cycle in progress goes on in its thread: ``stop`` waits for it.
+        await asyncio.to_thread(trader.stop)
+        raise
+    await asyncio.to_thread(trader.stop)
     return reports
 
 

@@ -182,7 +182,8 @@ class TradingGuard:
         self.calendar = calendar or trading_calendar()
         self.plugins = plugins
         # Whether any automatic trigger is on (the settings are frozen): with none, an
-        # observation only looks for automatic holds an earlier run left to release, and a
+        # observation only looks for cooldowns an earlier run left that have ended (a
+        # condition's hold waits for a trader that runs its trigger, or a resume), and a
         # driver observes at every step of every session.
         self._automatic = triggers.any_enabled(self.settings)
 

@@ -3,10 +3,11 @@
 A trigger is a function of the settings, what was observed (account, stream, closed trades,
 unreconciled symbols) and the marks it remembers between observations; it returns the holds
 it wants. ``plan`` turns those demands and the standing holds into transitions: new holds,
-renewed cooldowns, and releases (a condition that cleared, a cooldown that ended). Holds
-that need a human resume are never released here. A per-trader trigger's hold (a stale
-stream: each trader sees only its own) is held for the traders that observed it: one
-trader's observation adds or removes that trader only, and the hold goes with the last.
+renewed cooldowns, and releases (a condition that cleared, seen by a trader that runs its
+trigger; a cooldown that ended). Holds that need a human resume are never released here. A
+per-trader trigger's hold (a stale stream: each trader sees only its own) is held for the
+traders that observed it: one trader's observation adds or removes that trader only, and
+the hold goes with the last.
 """
 
 from __future__ import annotations
@@ -287,11 +288,18 @@ def account_blocked(settings: GuardSettings, seen: Observation) -> Demand | None
 def evaluated_conditions(settings: GuardSettings, seen: Observation) -> frozenset[Trigger]:
     """The condition triggers this observation speaks for: their holds without a demand go.
 
-    A switched-off condition speaks too (its old holds go). Blocked-account holds stay while
-    the account could not be read: not knowing is not "unblocked".
+    Only the triggers these settings run speak: a trader that does not run one (its setting
+    off) has not looked, and several traders with their own settings share the account's
+    holds, so it never lifts another's (nor its own: that takes `tradekit resume`).
+    Blocked-account holds stay while the account could not be read: not knowing is not
+    "unblocked".
     """
-    spoken = {Trigger.UNRECONCILED, Trigger.STALE_STREAM}
-    if seen.account is not None or not settings.halt_on_account_blocked:
+    spoken: set[Trigger] = set()
+    if settings.reduce_only_on_unreconciled:
+        spoken.add(Trigger.UNRECONCILED)
+    if settings.stream_stale_after_seconds is not None:
+        spoken.add(Trigger.STALE_STREAM)
+    if settings.halt_on_account_blocked and seen.account is not None:
         spoken.add(Trigger.ACCOUNT_BLOCKED)
     return frozenset(spoken)
 
