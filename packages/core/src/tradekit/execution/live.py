@@ -100,6 +100,10 @@ class LiveTrader:
     ) -> None:
         self.pipeline = pipeline
         self.driver = SessionDriver(pipeline, strategy, focus=focus)
+        # The guard goes by the name the heartbeats do, which a restart keeps (on any host):
+        # the restarted trader takes over the part of a stale-stream hold it placed before. A
+        # guard given a name of its own keeps it.
+        self.driver.guard.go_by(trader_name(strategy.name, pipeline.broker.name))
         self.symbols = tuple(dict.fromkeys(symbols))
         self.candidates_file = candidates_file
         # The session (by its close) whose bars the strategy runs on, the symbols whose bar of

@@ -160,9 +160,10 @@ class TradingGuard:
     traders sharing the account's ledger each keep their own part of such a hold, and only a
     trader's own observation takes it off. Give a name that stays the same across restarts
     (the trader's strategy and broker), so that a restarted trader lifts what it placed
-    before. Default: this process (``process_trader``), which a later process of the same
-    host lifts once this one has ended; a process of another host that ended keeps its part
-    until ``tradekit resume``.
+    before; the live trader names the guard it is given without one (``go_by``). Default:
+    this process (``process_trader``), which a later process of the same host lifts once this
+    one has ended; a process of another host that ended keeps its part until ``tradekit
+    resume``.
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class TradingGuard:
         if trader is not None and not trader.strip():
             raise ValueError("a trader's name cannot be empty")
         self.trader = trader.strip() if trader is not None else process_trader()
+        self._named = trader is not None
         self.ledger = ledger
         self._settings = settings or GuardSettings()
         self.calendar = calendar or trading_calendar()
@@ -186,6 +188,16 @@ class TradingGuard:
         # condition's hold waits for a trader that runs its trigger, or a resume), and a
         # driver observes at every step of every session.
         self._automatic = triggers.any_enabled(self.settings)
+
+    def go_by(self, trader: str) -> None:
+        """Go by ``trader`` from now on, unless this guard was given a name already: what a
+        driver that knows its trader's lasting name (the live trader: its strategy and broker)
+        calls on a guard built without one (the pipeline's own)."""
+        if self._named:
+            return
+        if not trader.strip():
+            raise ValueError("a trader's name cannot be empty")
+        self.trader, self._named = trader.strip(), True
 
     @property
     def settings(self) -> GuardSettings:
@@ -315,9 +327,9 @@ class TradingGuard:
                 return []
             closed: tuple[ClosedTrade, ...] = ()
             if triggers.uses_closed_trades(settings):
-                closed = tuple(tx.closed_trades(since=marks.time(triggers.TRADES_COUNTED)))
-                if closed:
-                    marks.set(triggers.TRADES_COUNTED, Mark(None, closed[-1].closed_at))
+                # From the least counted of this trader's triggers: each counts (and marks)
+                # only the trades it has not counted yet.
+                closed = tuple(tx.closed_trades(since=triggers.closed_trades_since(settings, marks)))
             unreconciled = tx.unreconciled_symbols() if settings.reduce_only_on_unreconciled else frozenset()
             seen = triggers.Observation(
                 now=now, account=account, stream=stream, unreconciled=unreconciled, closed=closed

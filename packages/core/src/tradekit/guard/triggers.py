@@ -40,7 +40,11 @@ from tradekit.guard.state import (
 EQUITY_HIGH = "equity_high"  # the highest equity seen (and when)
 SESSION_START = "session_start"  # the equity the session started from; time: the session's day start
 LAST_EQUITY = "last_equity"  # the equity at the last observation (and when)
-TRADES_COUNTED = "trades_counted"  # time: closed trades up to here are counted
+# time: closed trades up to here are counted. Each trigger that reads closed trades keeps its
+# own (``counted_mark``): several traders share the marks, each running the triggers its
+# settings turn on, and one that runs only one of them must not count the trades for the
+# other. The shared mark a ledger holds from before is where a trigger without its own starts.
+TRADES_COUNTED = "trades_counted"
 LOSING_STREAK = "losing_streak"  # value: losing exits in a row so far
 
 _INSTANT = timedelta(microseconds=1)
@@ -57,6 +61,8 @@ class Observation:
     account: AccountSnapshot | None = None
     stream: StreamHeartbeat | None = None
     unreconciled: frozenset[str] = frozenset()
+    # Closed trades from the least counted of the triggers that read them, in the order they
+    # closed; each trigger takes those past its own mark.
     closed: tuple[ClosedTrade, ...] = ()
 
 
@@ -176,6 +182,48 @@ def _previous_day_start(calendar: TradingCalendar, day: datetime) -> datetime | 
     return calendar.day_start(opened if opened is not None else previous)
 
 
+def counted_mark(trigger: Trigger) -> str:
+    """The name of the mark that says how far ``trigger`` counted closed trades."""
+    return f"{TRADES_COUNTED}:{trigger.value}"
+
+
+def counted_since(marks: Marks, trigger: Trigger) -> datetime | None:
+    """How far ``trigger`` counted closed trades: its own mark, else the shared one a ledger
+    holds from before each trigger had its own (None: nothing counted yet)."""
+    own = marks.time(counted_mark(trigger))
+    return own if own is not None else marks.time(TRADES_COUNTED)
+
+
+def closed_trade_triggers(settings: GuardSettings) -> tuple[Trigger, ...]:
+    """The triggers these settings run that read closed trades."""
+    return tuple(
+        trigger
+        for trigger, on in (
+            (Trigger.LOSING_STREAK, settings.losing_streak_exits is not None),
+            (Trigger.EXIT_COOLDOWN, settings.exit_cooldown_minutes is not None),
+        )
+        if on
+    )
+
+
+def closed_trades_since(settings: GuardSettings, marks: Marks) -> datetime | None:
+    """Where an observation reads closed trades from: the least counted of the triggers
+    these settings run (None: from the first)."""
+    starts = [counted_since(marks, trigger) for trigger in closed_trade_triggers(settings)]
+    if not starts or any(start is None for start in starts):
+        return None
+    return min(start for start in starts if start is not None)
+
+
+def _uncounted(trigger: Trigger, marks: Marks, seen: Observation) -> tuple[ClosedTrade, ...]:
+    """The closed trades ``trigger`` has not counted yet; they count as of now."""
+    since = counted_since(marks, trigger)
+    fresh = tuple(trade for trade in seen.closed if since is None or trade.closed_at > since)
+    if fresh:
+        marks.set(counted_mark(trigger), Mark(None, fresh[-1].closed_at))
+    return fresh
+
+
 def losing_streak(settings: GuardSettings, marks: Marks, seen: Observation) -> Demand | None:
     """REDUCE_ONLY for ``losing_streak_cooldown_minutes`` after N losing exits in a row.
 
@@ -185,10 +233,11 @@ def losing_streak(settings: GuardSettings, marks: Marks, seen: Observation) -> D
     needed = settings.losing_streak_exits
     if needed is None:
         return None
+    closed = _uncounted(Trigger.LOSING_STREAK, marks, seen)
     streak = int(marks.value(LOSING_STREAK) or 0)
     demand: Demand | None = None
     losers: list[ClosedTrade] = []
-    for trade in seen.closed:
+    for trade in closed:
         if trade.pnl is None:
             continue
         if not trade.is_loss:
@@ -208,17 +257,17 @@ def losing_streak(settings: GuardSettings, marks: Marks, seen: Observation) -> D
                     until=until,
                 )
             streak, losers = 0, []
-    if seen.closed:
-        marks.set(LOSING_STREAK, Mark(Decimal(streak), seen.closed[-1].closed_at))
+    if closed:
+        marks.set(LOSING_STREAK, Mark(Decimal(streak), closed[-1].closed_at))
     return demand
 
 
-def exit_cooldowns(settings: GuardSettings, seen: Observation) -> list[Demand]:
+def exit_cooldowns(settings: GuardSettings, marks: Marks, seen: Observation) -> list[Demand]:
     """REDUCE_ONLY for a symbol ``exit_cooldown_minutes`` after any exit of it."""
     minutes = settings.exit_cooldown_minutes
     if minutes is None:
         return []
-    latest = {trade.symbol: trade for trade in seen.closed}
+    latest = {trade.symbol: trade for trade in _uncounted(Trigger.EXIT_COOLDOWN, marks, seen)}
     demands = []
     for symbol, trade in sorted(latest.items()):
         until = trade.closed_at + timedelta(minutes=minutes)
@@ -313,7 +362,7 @@ def demands(settings: GuardSettings, marks: Marks, seen: Observation, calendar: 
         stale_stream(settings, seen),
         account_blocked(settings, seen),
     ]
-    return [d for d in found if d is not None] + exit_cooldowns(settings, seen) + unreconciled(settings, seen)
+    return [d for d in found if d is not None] + exit_cooldowns(settings, marks, seen) + unreconciled(settings, seen)
 
 
 def plan(
@@ -437,7 +486,7 @@ def _per_trader(
 
 
 def uses_closed_trades(settings: GuardSettings) -> bool:
-    return settings.losing_streak_exits is not None or settings.exit_cooldown_minutes is not None
+    return bool(closed_trade_triggers(settings))
 
 
 def uses_account(settings: GuardSettings) -> bool:
