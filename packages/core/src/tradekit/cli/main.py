@@ -399,7 +399,7 @@ def _run_paper(
 
 
 def _print_summary(paper: Any) -> None:
-    from tradekit.reporting.terminal import statistics_rows, symbol_table
+    from tradekit.reporting.terminal import pnl_rows, statistics_rows, symbol_table
 
     s, r = paper.summary, paper.result
     tally = r.tally
@@ -424,9 +424,10 @@ def _print_summary(paper: Any) -> None:
     table.add_row("buys blocked by the guard", str(s.guard_blocked_buys))
     table.add_row("starting equity", f"{s.starting_equity:,.2f}")
     table.add_row("final equity", f"{s.final_equity:,.2f}")
-    table.add_row("P&L", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")
-    table.add_row("realized P&L", f"{s.realized_pnl:+,.2f}")
-    for what, value in statistics_rows(paper.statistics):
+    table.add_row("P&L (realized + open)", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")
+    for what, value in pnl_rows(s.realized_pnl, s.open_pnl):
+        table.add_row(what, value)
+    for what, value in statistics_rows(paper.statistics, pnl=False):
         table.add_row(what, value)
     console.print(table)
     console.print(symbol_table(paper.statistics))

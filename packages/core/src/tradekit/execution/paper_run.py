@@ -39,7 +39,7 @@ from tradekit.ledger.errors import LedgerError
 from tradekit.ledger.store import Ledger
 from tradekit.plugins import Plugins
 from tradekit.reporting.outputs import CHART_FILE, REPORT_FILE, write_run_outputs
-from tradekit.reporting.statistics import RunStatistics
+from tradekit.reporting.statistics import RunStatistics, calendar_periods_per_year
 from tradekit.reporting.summary import RunSummary, summarize
 from tradekit.serialization import unstructure
 from tradekit.strategy.base import Strategy
@@ -115,7 +115,9 @@ def run_paper_replay(
         startup(runner.pipeline)
         result = runner.run(progress)
         broker.close()
-        return _finish(ledger, ledger_url, result, bars, out_dir, strategy, notes, chart, "new")
+        return _finish(
+            ledger, ledger_url, result, bars, out_dir, strategy, notes, chart, "new", _per_year(settings, bars)
+        )
 
 
 def _runner(
@@ -143,6 +145,12 @@ def _runner(
     )
 
 
+def _per_year(settings: Settings, bars: Mapping[str, Sequence[Bar]]) -> int:
+    """The closes in a year of the calendar the replay trades on: its annual figures' year."""
+    first = min(series[0].time for series in bars.values() if series)
+    return calendar_periods_per_year(trading_calendar(settings.exits.calendar), first)
+
+
 def _finish(
     ledger: Ledger,
     ledger_url: str,
@@ -153,10 +161,22 @@ def _finish(
     notes: Sequence[tuple[str, str]],
     pictures: bool,
     started: str,
+    per_year: int,
 ) -> PaperRun:
-    summary = summarize(ledger, starting_equity=result.starting_equity, final_equity=result.final_equity)
     outputs = write_run_outputs(
-        ledger, bars, out_dir, title=f"tradekit paper run: {strategy.name}", notes=notes, pictures=pictures
+        ledger,
+        bars,
+        out_dir,
+        title=f"tradekit paper run: {strategy.name}",
+        notes=notes,
+        pictures=pictures,
+        per_year=per_year,
+    )
+    summary = summarize(
+        ledger,
+        starting_equity=result.starting_equity,
+        final_equity=result.final_equity,
+        trades=outputs.statistics.trades,
     )
     return PaperRun(
         result=result,
@@ -324,8 +344,9 @@ def _resumable(
                 f"ledger {ledger_path} holds another replay ({differs} differ): rerun it with what it was run "
                 "with, or replay into another --ledger"
             )
+        per_year = _per_year(settings, bars)
         if record is not None and record.finished:
-            return _results_of(ledger, ledger_url, record, bars, out_dir, strategy, notes, chart)
+            return _results_of(ledger, ledger_url, record, bars, out_dir, strategy, notes, chart, per_year)
         if record is not None:
             state_file = _paper_state_file(ledger_path, record.checkpoint)
             broker = PaperBroker(
@@ -347,7 +368,7 @@ def _resumable(
         days = sorted({b.time for series in bars.values() for b in series})
         checkpoints.save(ReplayProgress.of(result, days[-1]), finished=True)
         ledger.auto_flush = True
-        return _finish(ledger, ledger_url, result, bars, out_dir, strategy, notes, chart, started)
+        return _finish(ledger, ledger_url, result, bars, out_dir, strategy, notes, chart, started, per_year)
 
 
 def _results_of(
@@ -359,6 +380,7 @@ def _results_of(
     strategy: type[Strategy],
     notes: Sequence[tuple[str, str]],
     pictures: bool,
+    per_year: int,
 ) -> PaperRun:
     """A finished run's results, read from its ledger: nothing in it changes."""
     assert record.progress is not None
@@ -375,7 +397,9 @@ def _results_of(
         curve = tx.equity_curve()
     result.final_equity = curve[-1].equity if curve else progress.starting_equity
     drawn = pictures and (out_dir / CHART_FILE).exists() and (out_dir / REPORT_FILE).exists()
-    run = _finish(ledger, ledger_url, result, bars, out_dir, strategy, notes, pictures and not drawn, "finished")
+    run = _finish(
+        ledger, ledger_url, result, bars, out_dir, strategy, notes, pictures and not drawn, "finished", per_year
+    )
     if drawn:
         run = attrs.evolve(run, chart=out_dir / CHART_FILE, report=out_dir / REPORT_FILE)
     return run

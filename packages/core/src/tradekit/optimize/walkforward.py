@@ -32,6 +32,7 @@ from bokeh.models.annotations import BoxAnnotation
 from bokeh.plotting import figure
 from bokeh.resources import Resources
 
+from tradekit.exits.calendar import trading_calendar
 from tradekit.ledger.records import EquityPoint
 from tradekit.ledger.store import Ledger
 from tradekit.optimize.objective import METRICS
@@ -39,7 +40,7 @@ from tradekit.optimize.problem import Prepared, ProblemError, evaluate, scores, 
 
 # The run report's own helpers: one way to put a time on a Bokeh axis and a table on a page.
 from tradekit.reporting.html_report import _naive, _table
-from tradekit.reporting.statistics import return_statistics
+from tradekit.reporting.statistics import calendar_periods_per_year, return_statistics
 
 SUMMARY_METRICS = ("sharpe", "sortino", "calmar", "cagr", "total_return", "max_drawdown", "return_over_drawdown")
 SUMMARY_HEADER = ("statistic", "in sample (mean)", "out of sample (mean)", "out of sample (stitched)")
@@ -98,10 +99,12 @@ class WalkForward:
     anchored: bool
     folds: list[Fold]
     stitched: list[EquityPoint]
+    # The closes a year of the calendar the folds traded on (None: guessed from the closes).
+    periods_per_year: int | None = None
 
     def summary(self) -> list[tuple[str, float | None, float | None, float | None]]:
         """(metric, mean in-sample, mean out-of-sample per fold, stitched out-of-sample) rows."""
-        stitched = stitched_statistics(self.stitched)
+        stitched = stitched_statistics(self.stitched, self.periods_per_year)
         rows = []
         for name in SUMMARY_METRICS:
             metric = METRICS[name]
@@ -123,7 +126,7 @@ class WalkForward:
                 {"metric": m, "in_sample_mean": i, "out_of_sample_mean": o, "out_of_sample_stitched": s}
                 for m, i, o, s in self.summary()
             ],
-            "stitched": stitched_statistics(self.stitched),
+            "stitched": stitched_statistics(self.stitched, self.periods_per_year),
             "folds": [
                 {
                     "fold": f.window.fold,
@@ -158,8 +161,10 @@ def stitch(curves: Sequence[Sequence[EquityPoint]]) -> list[EquityPoint]:
     return stitched
 
 
-def stitched_statistics(curve: Sequence[EquityPoint]) -> dict[str, Any]:
-    returns = return_statistics(curve)
+def stitched_statistics(curve: Sequence[EquityPoint], per_year: int | None = None) -> dict[str, Any]:
+    """The stitched curve's return figures, ``per_year`` closes a year (the calendar's; the
+    curve's closes tell it without one)."""
+    returns = return_statistics(curve, per_year=per_year)
     return {"returns": attrs.asdict(returns) if returns is not None else None, "trades": None}
 
 
@@ -182,6 +187,8 @@ def walk_forward(
     (its ledger kept under ``out_dir``, replacing an earlier walk-forward's); write the JSON
     and the HTML report there."""
     days = sorted({b.time.date() for series in prepared.bars.values() for b in series})
+    first = min(series[0].time for series in prepared.bars.values() if series)
+    per_year = calendar_periods_per_year(trading_calendar(prepared.settings.exits.calendar), first)
     folds = []
     for window in windows(days, in_sample, out_of_sample, anchored=anchored):
         inside = prepared.with_bars(trim(prepared.bars, *window.in_sample), prepared.problem.window(*window.in_sample))
@@ -217,6 +224,7 @@ def walk_forward(
         anchored=anchored,
         folds=folds,
         stitched=stitch([f.curve for f in folds]),
+        periods_per_year=per_year,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / DATA_FILE).write_text(json.dumps(result.to_json(), indent=2, default=str))

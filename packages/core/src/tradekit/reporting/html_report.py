@@ -85,7 +85,18 @@ def write_report(inputs: ReportInputs, path: Path) -> Path:
         symbols=_table(SYMBOL_COLUMNS, symbol_rows(inputs.statistics), "by-symbol"),
         decisions=_table(("action", "reason", "count"), decision_rows(inputs.statistics), "decisions"),
         trades=_table(
-            ("#", "symbol", "opened", "closed", "entries", "avg entry", "avg exit", "P&L", "return", "why it closed"),
+            (
+                "#",
+                "symbol",
+                "opened",
+                "closed",
+                "entries",
+                "avg entry",
+                "avg exit",
+                "realized P&L",
+                "return",
+                "why it closed",
+            ),
             _trade_rows(inputs.trades, first=inputs.trades_total - len(inputs.trades) + 1),
             "trades",
         ),
@@ -234,11 +245,16 @@ def _equity_figures(curve: Sequence[EquityPoint], shared: Any) -> tuple[Any, Any
 
 
 def _trade_rows(trades: Sequence[Trade], *, first: int = 1) -> list[tuple[str, ...]]:
-    """The table's rows, numbered from ``first`` (the rank of the first in the whole run)."""
+    """The table's rows, numbered from ``first`` (the rank of the first in the whole run). A
+    closed position's realized P&L is after all its fees; an open one is not realized yet
+    (what it already sold is shown beside "open")."""
     rows: list[tuple[str, ...]] = []
     for n, t in enumerate(trades, start=first):
         exit_price = t.average_exit
-        pct = t.return_pct
+        pct = None if t.is_open else t.return_pct
+        realized = f"{t.realized_pnl:+,.2f}"
+        if t.is_open:
+            realized = f"open ({realized} on what it sold)" if t.exits else "open"
         rows.append(
             (
                 str(n),
@@ -248,7 +264,7 @@ def _trade_rows(trades: Sequence[Trade], *, first: int = 1) -> list[tuple[str, .
                 str(len(t.entries)),
                 f"{t.average_entry:,.4f}",
                 "-" if exit_price is None else f"{exit_price:,.4f}",
-                f"{t.realized_pnl:+,.2f}",
+                realized,
                 "-" if pct is None else f"{pct:+.2f}%",
                 t.close_reason,
             )
@@ -288,6 +304,9 @@ ul.notes {{ list-style: none; padding: 0; }}
 <h2>Statistics</h2>
 {statistics}
 <h2>By symbol</h2>
+<p>Realized P&amp;L: the positions closed by the end, after all their fees. Open P&amp;L: the
+positions still open, marked at the last close, after the fees paid on them. Return: the two
+together, on the starting equity. Their totals are the run's.</p>
 {symbols}
 <h2>Buy decisions by action and reason</h2>
 {decisions}

@@ -55,18 +55,25 @@ def write_run_outputs(
     notes: Sequence[tuple[str, str]] = (),
     pictures: bool = True,
     limits: OutputLimits | None = None,
+    per_year: int | None = None,
 ) -> RunOutputs:
     """Compute the run's statistics from the ledger and, with ``pictures``, write the PNG
-    chart and the HTML report into ``out_dir``."""
+    chart and the HTML report into ``out_dir``. ``per_year``: the closes a year of the
+    calendar the run traded on (``calendar_periods_per_year``); without it, guessed from the
+    ledger's closes."""
     limits = limits or OutputLimits()
     with ledger.reading() as tx:
         # The trades are read one symbol at a time, never all held.
         curve = tx.equity_curve()
         if not pictures:
-            return RunOutputs(statistics_from_ledger(tx, curve, tx.decision_counts(), bars), None, None)
+            return RunOutputs(
+                statistics_from_ledger(tx, curve, tx.decision_counts(), bars, per_year=per_year), None, None
+            )
         # One pass over the trades for the statistics, the trade table and the charts.
         kept = _KeptTrades(limits.trade_rows, limits.charted_symbols)
-        statistics = statistics_from_ledger(tx, curve, tx.decision_counts(), bars, also=kept.add_symbol)
+        statistics = statistics_from_ledger(
+            tx, curve, tx.decision_counts(), bars, also=kept.add_symbol, per_year=per_year
+        )
         charted = charted_symbols(statistics, bars, limits.charted_symbols)
         fills = tx.fills_with_purpose(charted)
         markers = {symbol: _symbol_markers(tx, symbol, kept.of(symbol), limits) for symbol in charted}

@@ -2,9 +2,11 @@
 
 Return-series statistics come from the account's equity at each close (``tk_equity``):
 
-- daily return ``r_t = E_t / E_{t-1} - 1``; a year is ``P`` closes (``periods_per_year``):
-  252 sessions on an exchange's calendar, 365 days on a market open every day (``24/7``,
-  told by closes on both Saturdays and Sundays);
+- daily return ``r_t = E_t / E_{t-1} - 1``; a year is ``P`` closes: 252 sessions on an
+  exchange's calendar, 365 days on a market open every day (``24/7``). A replay passes its
+  trading calendar's (``calendar_periods_per_year``); only a ledger read without its
+  calendar falls back to the closes (``periods_per_year``: 365 when they fall on both
+  Saturdays and Sundays);
 - total return ``E_last / E_first - 1``; CAGR ``(E_last / E_first) ** (P / n) - 1`` for
   ``n`` daily returns;
 - volatility ``std(r, ddof=1) * sqrt(P)`` (none with fewer than two returns); Sharpe
@@ -25,6 +27,16 @@ share with P&L above zero, the profit factor none when no position lost. Buy-and
 the equal-weighted return of holding every symbol replayed (traded or not) from its first
 to its last close of the run. What only tradekit can say: entries per position, the P&L of
 add-ons against first entries, and the buy decisions by action and reason.
+
+The P&L is split one way everywhere (the run summary, the by-symbol table, the JSON):
+
+- realized P&L: the positions closed (flat again) by the end, after every fee they paid,
+  entries' and exits' alike -- the sum of the closed trades' P&L in the trade list;
+- open P&L: the positions still open at the end, what they hold marked at the symbol's last
+  close, after every fee paid on them so far (an open position's entry commission is here,
+  and so is anything already sold of it until the position is flat);
+- realized + open is the account's P&L (final less starting equity), per symbol the P&L of
+  its contribution curve, whose return the by-symbol "return" is.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import numpy as np
@@ -91,8 +103,12 @@ class TradeStatistics:
     best_return_pct: Decimal | None
     worst_return_pct: Decimal | None
     average_holding_days: float | None
-    realized_pnl: Decimal
-    fees: Decimal
+    realized_pnl: Decimal  # closed positions, after all their fees
+    # Open positions marked at their symbol's last close, after the fees paid on them; None
+    # when a symbol with an open position has no price to mark it at.
+    open_pnl: Decimal | None
+    fees: Decimal  # every fee paid, closed positions' and open ones'
+    open_fees: Decimal  # the part of ``fees`` paid on positions still open (inside ``open_pnl``)
     entries_per_position: float | None
     positions_by_entry_count: dict[int, int]
     first_entry_pnl: Decimal
@@ -141,10 +157,14 @@ class SymbolStatistics:
     returns: ReturnStatistics | None = None
 
 
-def compute_statistics(ledger: Ledger, bars: Mapping[str, Sequence[Bar]] | None = None) -> RunStatistics:
-    """Read the ledger and compute a run's statistics; ``bars`` adds the buy-and-hold return."""
+def compute_statistics(
+    ledger: Ledger, bars: Mapping[str, Sequence[Bar]] | None = None, *, per_year: int | None = None
+) -> RunStatistics:
+    """Read the ledger and compute a run's statistics; ``bars`` adds the buy-and-hold return
+    and the marks of open positions; ``per_year``: the calendar's closes a year (without it,
+    ``periods_per_year`` of the ledger's closes)."""
     with ledger.reading() as tx:
-        return statistics_from_ledger(tx, tx.equity_curve(), tx.decision_counts(), bars)
+        return statistics_from_ledger(tx, tx.equity_curve(), tx.decision_counts(), bars, per_year=per_year)
 
 
 def statistics_from_ledger(
@@ -154,12 +174,13 @@ def statistics_from_ledger(
     bars: Mapping[str, Sequence[Bar]] | None = None,
     *,
     also: Callable[[str, Sequence[Trade]], None] | None = None,
+    per_year: int | None = None,
 ) -> RunStatistics:
     """``statistics_of`` the ledger's trades, read one symbol's trades at a time (the trade
     list arrives by symbol): only one symbol's trades are held, however long the run.
     ``also`` is shown each symbol's trades too, when they are all read (the report's
     pictures keep some)."""
-    run = _RunTally(curve, bars)
+    run = _RunTally(curve, bars, per_year)
     group: list[Trade] = []
 
     def add(own: list[Trade]) -> None:
@@ -185,12 +206,15 @@ def statistics_of(
     trades: Sequence[Trade],
     decisions: Mapping[tuple[str, str], int],
     bars: Mapping[str, Sequence[Bar]] | None = None,
+    *,
+    per_year: int | None = None,
 ) -> RunStatistics:
-    """A run's statistics from what the ledger holds (and the bars, for buy-and-hold)."""
+    """A run's statistics from what the ledger holds (and the bars, for buy-and-hold and the
+    marks of open positions); ``per_year`` as ``compute_statistics``."""
     own_trades: dict[str, list[Trade]] = {}
     for trade in trades:  # grouped once: a million-bar replay has hundreds of symbols
         own_trades.setdefault(trade.symbol, []).append(trade)
-    run = _RunTally(curve, bars)
+    run = _RunTally(curve, bars, per_year)
     for symbol, own in own_trades.items():
         run.add_symbol(symbol, own)
     return run.result(decisions)
@@ -200,10 +224,12 @@ class _RunTally:
     """The run's statistics built one symbol at a time: each symbol's figures when its
     trades are added, the run's trade figures accumulated (``_TradeTally``)."""
 
-    def __init__(self, curve: Sequence[EquityPoint], bars: Mapping[str, Sequence[Bar]] | None) -> None:
+    def __init__(
+        self, curve: Sequence[EquityPoint], bars: Mapping[str, Sequence[Bar]] | None, per_year: int | None
+    ) -> None:
         self._curve = curve
         self._closes = [p.time for p in curve]
-        self._per_year = periods_per_year(self._closes)
+        self._per_year = periods_per_year(self._closes) if per_year is None else per_year
         self._bars = bars or {}
         self._trades = _TradeTally()
         self._by_symbol: dict[str, SymbolStatistics] = {}
@@ -214,11 +240,12 @@ class _RunTally:
 
     def add_symbol(self, symbol: str, own: Sequence[Trade]) -> None:
         """All of ``symbol``'s trades (once per symbol): its figures, and the run's."""
+        series = self._bars.get(symbol)
+        mark = last_close(series, self._closes[-1] if self._closes else None) if series else None
         tally = _TradeTally()
         for trade in own:
-            tally.add(trade)
+            tally.add(trade, mark)
         self._trades.merge(tally)
-        series = self._bars.get(symbol)
         curve = self._curve
         returns = None
         if series and curve:
@@ -297,17 +324,48 @@ def symbol_columns(
     return equity, cashes
 
 
+def last_close(series: Sequence[Bar], until: datetime | None) -> Decimal | None:
+    """The close of the last bar of ``series`` at or before ``until`` (the last bar without
+    ``until``): what the paper account marks a holding at after that close."""
+    for bar in reversed(series):  # the last bar, on any run that ends with its bars
+        if until is None or bar.time <= until:
+            return bar.close
+    return None
+
+
+class SessionCalendar(Protocol):
+    """What ``calendar_periods_per_year`` asks of a calendar (``TradingCalendar`` has it)."""
+
+    def opens_between(self, after: datetime, until: datetime) -> int: ...
+
+
+_WEEKS = 4
+
+
+def calendar_periods_per_year(calendar: SessionCalendar, at: datetime) -> int:
+    """The closes in a year on ``calendar``: 365 when it has a session every day (``24/7``),
+    else 252, an exchange's sessions. Told by its sessions in the four weeks from ``at`` (a
+    moment of the run: the calendar holds them)."""
+    days = 7 * _WEEKS
+    opened = calendar.opens_between(at, at + timedelta(days=days))
+    return CALENDAR_DAYS_PER_YEAR if opened >= days else TRADING_DAYS_PER_YEAR
+
+
 def periods_per_year(closes: Sequence[datetime]) -> int:
-    """The closes in a year of this curve: 365 when they fall on Saturdays and on Sundays (UTC)
-    -- a market open every day (``24/7``) -- else 252, an exchange's sessions. No exchange
-    calendar closes on both days (a Sunday-to-Thursday one closes on Sundays only)."""
+    """The closes in a year of this curve, guessed from the closes themselves when the
+    calendar is not known (a ledger read on its own; a replay passes its calendar's,
+    ``calendar_periods_per_year``): 365 when they fall on Saturdays and on Sundays (UTC) --
+    a market open every day (``24/7``) -- else 252, an exchange's sessions. No exchange
+    calendar closes on both days (a Sunday-to-Thursday one closes on Sundays only), but a
+    24/7 run whose closes miss a weekend is guessed at 252."""
     weekdays = {close.astimezone(UTC).weekday() for close in closes}
     return CALENDAR_DAYS_PER_YEAR if {5, 6} <= weekdays else TRADING_DAYS_PER_YEAR
 
 
 def return_statistics(curve: Sequence[EquityPoint], *, per_year: int | None = None) -> ReturnStatistics | None:
     """The equity series' statistics; None with fewer than two closes. ``per_year`` closes
-    make a year (``periods_per_year`` of the curve's closes unless given)."""
+    make a year: the calendar's (``calendar_periods_per_year``), else guessed from the
+    curve's closes (``periods_per_year``)."""
     times = [p.time for p in curve]
     per_year = periods_per_year(times) if per_year is None else per_year
     return _return_statistics(times, [p.equity for p in curve], [p.cash for p in curve], per_year)
@@ -382,11 +440,12 @@ def _longest_drawdown(times: Sequence[datetime], drawdowns: npt.NDArray[np.float
     return best
 
 
-def trade_statistics(trades: Iterable[Trade]) -> TradeStatistics:
-    """Win rate, profit factor, expectancy and the rest, over the closed trades."""
+def trade_statistics(trades: Iterable[Trade], marks: Mapping[str, Decimal] | None = None) -> TradeStatistics:
+    """Win rate, profit factor, expectancy and the rest, over the closed trades; the open
+    trades' P&L at ``marks`` (each symbol's last price; None without one)."""
     tally = _TradeTally()
     for trade in trades:
-        tally.add(trade)
+        tally.add(trade, (marks or {}).get(trade.symbol))
     return tally.result()
 
 
@@ -434,8 +493,10 @@ class _TradeTally:
         self.wins = _Sum()
         self.losses = _Sum()
         self.returns = _Sum()
-        self.realized = _Sum()  # every trade
+        self.open_pnl = _Sum()  # open trades with a mark
+        self.unmarked = 0  # open trades without one
         self.fees = _Sum()
+        self.open_fees = _Sum()
         self.first_entry_pnl = _Sum()
         self.add_on_pnl = _Sum()
         self.holding = timedelta(0)
@@ -444,18 +505,23 @@ class _TradeTally:
         self.add_ons = 0
         self.by_entry_count: Counter[int] = Counter()
 
-    _SUMS = ("pnl", "wins", "losses", "returns", "realized", "fees", "first_entry_pnl", "add_on_pnl")
+    _SUMS = ("pnl", "wins", "losses", "returns", "open_pnl", "fees", "open_fees", "first_entry_pnl", "add_on_pnl")
 
-    def add(self, trade: Trade) -> None:
-        pnl = trade.realized_pnl
+    def add(self, trade: Trade, mark: Decimal | None = None) -> None:
+        """One trade; ``mark``: its symbol's last price, at which an open trade is valued."""
         self.positions += 1
-        self.realized.add(pnl)
         self.fees.add(trade.fees)
         self.entries += len(trade.entries)
         self.by_entry_count[len(trade.entries)] += 1
         self.add_ons += sum(1 for e in trade.entries if e.kind == "add-on")
         if trade.is_open:
+            self.open_fees.add(trade.fees)
+            if mark is None:
+                self.unmarked += 1
+            else:
+                self.open_pnl.add(trade.marked_pnl(mark))
             return
+        pnl = trade.realized_pnl
         self.pnl.add(pnl)
         if pnl > 0:
             self.wins.add(pnl)
@@ -474,6 +540,7 @@ class _TradeTally:
         for name in self._SUMS:
             getattr(self, name).merge(getattr(other, name))
         self.positions += other.positions
+        self.unmarked += other.unmarked
         self.holding += other.holding
         self.held += other.held
         self.entries += other.entries
@@ -497,8 +564,10 @@ class _TradeTally:
             best_return_pct=self.returns.best,
             worst_return_pct=self.returns.worst,
             average_holding_days=(self.holding / self.held).total_seconds() / 86400 if self.held else None,
-            realized_pnl=self.realized.sum,
+            realized_pnl=self.pnl.sum,
+            open_pnl=None if self.unmarked else self.open_pnl.sum,
             fees=self.fees.sum,
+            open_fees=self.open_fees.sum,
             entries_per_position=self.entries / self.positions if self.positions else None,
             positions_by_entry_count=dict(sorted(self.by_entry_count.items())),
             first_entry_pnl=self.first_entry_pnl.sum,

@@ -1,4 +1,10 @@
-"""What a run did, read back from the ledger: orders, entries per position, reasons, P&L."""
+"""What a run did, read back from the ledger: orders, entries per position, reasons, P&L.
+
+The P&L is split as the run statistics split it (``tradekit.reporting.statistics``):
+``realized_pnl`` is the closed positions' P&L after all their fees (the sum of the closed
+trades' P&L), ``open_pnl`` the open positions' at the last close after the fees paid on
+them; together they are ``pnl``, final less starting equity.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,8 @@ import attrs
 
 from tradekit.domain.orders import Fill
 from tradekit.domain.positions import Position
-from tradekit.domain.signals import Side
-from tradekit.domain.values import ZERO
 from tradekit.ledger.store import Ledger
+from tradekit.reporting.statistics import TradeStatistics
 
 
 @attrs.frozen
@@ -22,12 +27,14 @@ class RunSummary:
     decisions_by_reason: dict[tuple[str, str], int]
     round_trips: int
     open_positions: int
-    realized_pnl: Decimal
+    realized_pnl: Decimal  # closed positions, after all their fees
     starting_equity: Decimal
     final_equity: Decimal
     fills: int
     # Buys the trading-state guard stopped: BLOCKed decisions and orders it kept from leaving.
     guard_blocked_buys: int = 0
+    # Open positions at the last close, after the fees paid on them (None: one had no price).
+    open_pnl: Decimal | None = None
 
     @property
     def pnl(self) -> Decimal:
@@ -46,13 +53,18 @@ class RunSummary:
             "fills": self.fills,
             "guard_blocked_buys": self.guard_blocked_buys,
             "realized_pnl": str(self.realized_pnl),
+            "open_pnl": None if self.open_pnl is None else str(self.open_pnl),
             "starting_equity": str(self.starting_equity),
             "final_equity": str(self.final_equity),
             "pnl": str(self.pnl),
         }
 
 
-def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal) -> RunSummary:
+def summarize(
+    ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal, trades: TradeStatistics
+) -> RunSummary:
+    """The run's counts, read from the ledger, and its P&L: ``trades`` (the run statistics'
+    trade figures, read from the same ledger) give the realized and the open P&L."""
     # Positions and fills are read one at a time (a long run holds hundreds of thousands).
     by_entries: Counter[int] = Counter()
     lives = Counter[bool]()  # is_open -> how many
@@ -61,21 +73,11 @@ def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal
         by_entries[position.entry_count] += 1
         lives[position.is_open] += 1
 
-    realized = ZERO
     fill_count = 0
-    cost: dict[str, tuple[Decimal, Decimal]] = {}
 
-    def add_fill(fill: Fill, _purpose: object) -> None:
-        nonlocal realized, fill_count
+    def add_fill(_fill: Fill, _purpose: object) -> None:
+        nonlocal fill_count
         fill_count += 1
-        qty, basis = cost.get(fill.symbol, (ZERO, ZERO))
-        if fill.side is Side.BUY:
-            cost[fill.symbol] = (qty + fill.qty, basis + fill.qty * fill.price)
-        elif qty > 0:
-            avg = basis / qty
-            realized += (fill.price - avg) * fill.qty
-            cost[fill.symbol] = (qty - fill.qty, basis - avg * fill.qty)
-        realized -= fill.commission
 
     with ledger.reading() as tx:
         tx.each_position(count_position)
@@ -89,7 +91,8 @@ def summarize(ledger: Ledger, *, starting_equity: Decimal, final_equity: Decimal
         decisions_by_reason=decisions,
         round_trips=lives[False],
         open_positions=lives[True],
-        realized_pnl=realized,
+        realized_pnl=trades.realized_pnl,
+        open_pnl=trades.open_pnl,
         starting_equity=starting_equity,
         final_equity=final_equity,
         fills=fill_count,

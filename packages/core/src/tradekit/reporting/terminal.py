@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rich import box
 from rich.table import Table
 
@@ -19,15 +21,28 @@ SYMBOL_COLUMNS = (
     "max drawdown",
     "positions",
     "win rate",
-    "P&L",
+    "realized P&L",
+    "open P&L",
     "fees",
     "exposure",
     "buy & hold",
 )
 
 
-def statistics_rows(stats: RunStatistics) -> list[tuple[str, str]]:
-    """(what, value) for every run statistic, in the order a trader reads them."""
+# Realized: the positions closed by the end, after all their fees (entries' and exits');
+# open: the positions still open, marked at the last close, after the fees paid on them.
+REALIZED_PNL = "realized P&L (closed, after fees)"
+OPEN_PNL = "open P&L (at last close, after fees)"
+
+
+def pnl_rows(realized: Decimal, open_pnl: Decimal | None) -> list[tuple[str, str]]:
+    """The run's P&L, split as every table splits it (``tradekit.reporting.statistics``)."""
+    return [(REALIZED_PNL, money(realized)), (OPEN_PNL, money(open_pnl))]
+
+
+def statistics_rows(stats: RunStatistics, *, pnl: bool = True) -> list[tuple[str, str]]:
+    """(what, value) for every run statistic, in the order a trader reads them; ``pnl``: with
+    the realized and open P&L (the run summary shows them beside the account's P&L)."""
     rows: list[tuple[str, str]] = []
     r = stats.returns
     if r is not None:
@@ -43,6 +58,8 @@ def statistics_rows(stats: RunStatistics) -> list[tuple[str, str]]:
             ("exposure time", percent(r.exposure, 1).lstrip("+")),
         ]
     t = stats.trades
+    if pnl:
+        rows += pnl_rows(t.realized_pnl, t.open_pnl)
     rows += [
         ("buy & hold (same symbols)", percent(stats.buy_and_hold_return)),
         ("positions (closed / open)", f"{t.positions} ({t.closed} / {t.open})"),
@@ -55,16 +72,24 @@ def statistics_rows(stats: RunStatistics) -> list[tuple[str, str]]:
             f"{pct_text(t.average_return_pct)} / {pct_text(t.best_return_pct)} / {pct_text(t.worst_return_pct)}",
         ),
         ("average holding time", "-" if t.average_holding_days is None else f"{t.average_holding_days:.1f} days"),
-        ("fees paid", f"{t.fees:,.2f}"),
+        ("fees paid", _fees(t.fees, t.open_fees)),
         ("entries per position", _ratio(t.entries_per_position)),
         ("P&L of first entries / add-ons", f"{money(t.first_entry_pnl)} / {money(t.add_on_pnl)} ({t.add_ons} add-ons)"),
     ]
     return rows
 
 
+def _fees(fees: Decimal, open_fees: Decimal) -> str:
+    if not open_fees:
+        return f"{fees:,.2f}"
+    return f"{fees:,.2f} ({open_fees:,.2f} of it on positions still open)"
+
+
 def symbol_rows(stats: RunStatistics) -> list[tuple[str, ...]]:
     """Per symbol: its contribution's return, Sharpe and max drawdown, positions, win rate,
-    P&L, fees, exposure, buy-and-hold."""
+    realized P&L (closed positions, after all their fees), open P&L (open positions at the
+    last close, after the fees paid on them; the two make the return's P&L), fees,
+    exposure, buy-and-hold."""
     return [
         (
             symbol,
@@ -74,6 +99,7 @@ def symbol_rows(stats: RunStatistics) -> list[tuple[str, ...]]:
             str(s.trades.positions),
             percent(s.trades.win_rate, 1).lstrip("+"),
             money(s.trades.realized_pnl),
+            money(s.trades.open_pnl),
             f"{s.trades.fees:,.2f}",
             percent(s.exposure, 1).lstrip("+"),
             percent(s.buy_and_hold_return),
@@ -88,17 +114,42 @@ def decision_rows(stats: RunStatistics) -> list[tuple[str, str, str]]:
     return [(action.upper(), reason or "-", f"{count:,}") for (action, reason), count in ordered]
 
 
-# The terminal's per-symbol table leaves out fees and exposure (the JSON and the report have
-# them) so that it fits an 80-column terminal.
-_TERMINAL_SYMBOL_COLUMNS = ("symbol", "return", "Sharpe", "max drawdown", "positions", "win rate", "P&L", "buy & hold")
+# The terminal's per-symbol table leaves out Sharpe, fees and exposure (the JSON and the
+# report have them) so that it fits an 80-column terminal.
+_TERMINAL_SYMBOL_COLUMNS = (
+    "symbol",
+    "return",
+    "max drawdown",
+    "positions",
+    "win rate",
+    "realized P&L",
+    "open P&L",
+    "buy & hold",
+)
+_TERMINAL_HEADERS = {
+    "max drawdown": "max DD",
+    "positions": "trades",
+    "realized P&L": "realized",
+    "open P&L": "open",
+    "buy & hold": "buy&hold",
+}
 
 
 def symbol_table(stats: RunStatistics) -> Table:
     """The per-symbol statistics as a rich table."""
-    table = Table(title="by symbol", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title="by symbol",
+        caption="realized: closed positions, after all their fees; open: positions still open, at the last "
+        "close, after the fees paid on them; return: the two together, on the starting equity",
+        caption_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     keep = [SYMBOL_COLUMNS.index(col) for col in _TERMINAL_SYMBOL_COLUMNS]
     for col in _TERMINAL_SYMBOL_COLUMNS:
-        header = {"max drawdown": "max DD", "positions": "trades", "buy & hold": "buy&hold"}.get(col, col)
+        header = _TERMINAL_HEADERS.get(col, col)
         table.add_column(header, justify="left" if col == "symbol" else "right", no_wrap=True)
     for row in symbol_rows(stats):
         table.add_row(*(row[i] for i in keep))

@@ -3,8 +3,10 @@
 A position (a "trade") runs from its first entry to flat. Each carries its entries (time,
 price, quantity, fees, the decision that allowed it, whether it was the first entry or an
 add-on), its exits (time, price, quantity, fees, why), the notional-weighted average entry,
-the realized P&L and return, and how long it was held. Fills of one order are one entry or
-one exit, priced notional-weighted, as the ledger folds positions.
+the realized P&L and return of what it sold, and how long it was held. Fills of one order
+are one entry or one exit, priced notional-weighted, as the ledger folds positions. (The
+run's figures count a position as realized once it is closed, and an open one's P&L at the
+last close apart: ``tradekit.reporting.statistics``.)
 """
 
 from __future__ import annotations
@@ -97,6 +99,15 @@ class Trade:
         )
         entry_fees = sum((e.fees for e in self.entries), ZERO) * self.exited_qty / self.entered_qty
         return gross - sum((x.fees for x in self.exits), ZERO) - entry_fees
+
+    def marked_pnl(self, mark: Decimal) -> Decimal:
+        """The position's P&L with what it still holds valued at ``mark``, after every fee it
+        paid (all of its entry fees, whatever share is still held): an open position's P&L
+        at the last close. A closed position's is its ``realized_pnl``, whatever ``mark``."""
+        average = self.average_entry
+        sold = sum((x.qty * (x.price - average) for x in self.exits if x.price is not None), ZERO)
+        held = (self.entered_qty - self.exited_qty) * (mark - average)
+        return sold + held - self.fees
 
     @property
     def return_pct(self) -> Decimal | None:
