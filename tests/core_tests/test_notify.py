@@ -192,3 +192,17 @@ def test_without_urls_nothing_starts() -> None:
     with notifications(NotificationSettings(), manager) as notifier:
         assert notifier is None
         assert "tradekit.notify" not in [p.name for p in manager.loaded]
+
+
+def test_a_target_password_is_masked_as_written_and_percent_decoded_and_a_short_one_too() -> None:
+    # A library may log the password it decoded from the URL ("p@ss:w0rd-9"), not the form the
+    # URL carries ("p%40ss%3Aw0rd-9"); a short password given as a query value is still one.
+    from tradekit.notify.targets import register_target_secrets
+
+    register_target_secrets("mailto://ops:p%40ss%3Aw0rd-9@mail.example.com?to=desk@example.com")
+    register_target_secrets("ntfys://ntfy.example.com/alerts?user=ops&pass=zq7%2Bk")
+    logged = "login ops p@ss:w0rd-9 refused; retrying with pass=zq7+k"
+    masked = redaction.redact(logged)
+    assert "p@ss:w0rd-9" not in masked
+    assert "zq7+k" not in masked
+    assert "login ops" in masked
