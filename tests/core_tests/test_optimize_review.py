@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -226,3 +226,46 @@ def test_walk_forward_run_again_into_the_same_folder_continues(tmp_path: Path, m
     again = runner.invoke(cli, args)
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["folds"] == json.loads(first.output)["folds"]
+
+
+class RaisesOutOfSample(Gated):
+    """``Gated`` that raises on every bar from October 2004: in the out-of-sample window of the
+    walk-forward below, never in its in-sample one."""
+
+    name = "optimize-review-late-bug"
+
+    def on_bar(self, view: StrategyView) -> Sequence[Signal]:
+        if view.bar.time.date() >= date(2004, 10, 1):
+            raise ZeroDivisionError("a bug that only shows out of sample")
+        return super().on_bar(view)
+
+
+class _LatePlugin:
+    @staticmethod
+    @hookimpl
+    def register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+        register(RaisesOutOfSample)
+
+
+def test_an_out_of_sample_replay_whose_strategy_raised_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session skips a symbol's close when the strategy raises: the fold's out-of-sample
+    # figures are those of a strategy that did not run, and must say so, not pass as flat.
+    monkeypatch.setattr(
+        "tradekit.cli.common.plugins",
+        lambda: Plugins(load_entrypoints=False, env={}, extra=[("late-bug", _LatePlugin())]),
+    )
+    space = tmp_path / "space.toml"
+    space.write_text("[strategy]\nfast = { choices = [5] }\n")
+    args = ["optimize", "walk-forward", "--strategy", RaisesOutOfSample.name, "--symbols", "AAPL", "--start",
+            "2004-07-01", "--end", "2004-11-15", "--space", str(space), "--sampler", "grid", "--storage",
+            f"sqlite:///{tmp_path / 'wf.db'}", "--heartbeat", "0", "--in-sample", "63", "--out-of-sample", "40",
+            "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (fold,) = json.loads(result.output)["folds"]
+    assert fold["in_sample"][1] < "2004-10-01" <= fold["out_of_sample"][1]
+    assert fold["out_of_sample_strategy_errors"] > 0
+    page = (tmp_path / "out" / "walk-forward.html").read_text()
+    assert f"the strategy raised {fold['out_of_sample_strategy_errors']} time(s) out of sample" in page

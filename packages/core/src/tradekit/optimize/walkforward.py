@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import shutil
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -44,6 +45,8 @@ from tradekit.reporting.statistics import calendar_periods_per_year, return_stat
 
 SUMMARY_METRICS = ("sharpe", "sortino", "calmar", "cagr", "total_return", "max_drawdown", "return_over_drawdown")
 SUMMARY_HEADER = ("statistic", "in sample (mean)", "out of sample (mean)", "out of sample (stitched)")
+log = logging.getLogger(__name__)
+
 REPORT_FILE = "walk-forward.html"
 DATA_FILE = "walk-forward.json"
 
@@ -91,6 +94,9 @@ class Fold:
     out_of_sample_values: list[float]
     curve: list[EquityPoint]
     ledger: str
+    # How often the strategy raised in the out-of-sample replay (the session skipped those
+    # closes): its figures are then not those of the strategy as written.
+    strategy_errors: int = 0
 
 
 @attrs.frozen
@@ -138,6 +144,7 @@ class WalkForward:
                     "out_of_sample_values": f.out_of_sample_values,
                     "in_sample_statistics": f.in_sample,
                     "out_of_sample_statistics": f.out_of_sample,
+                    "out_of_sample_strategy_errors": f.strategy_errors,
                     "ledger": f.ledger,
                 }
                 for f in self.folds
@@ -204,6 +211,14 @@ def walk_forward(
             shutil.rmtree(replay_dir)
         run = evaluate(outside, params, out_dir=replay_dir)
         oos_values, oos_statistics = scores(outside, run)
+        errors = run.result.tally.strategy_errors
+        if errors:
+            log.warning(
+                "fold %d: the strategy raised %d time(s) out of sample (those closes were skipped): "
+                "its out-of-sample figures are not those of the strategy as written",
+                window.fold,
+                errors,
+            )
         with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
             curve = tx.equity_curve()
         folds.append(
@@ -217,6 +232,7 @@ def walk_forward(
                 out_of_sample_values=oos_values,
                 curve=list(curve),
                 ledger=run.ledger_url,
+                strategy_errors=errors,
             )
         )
     result = WalkForward(
@@ -288,7 +304,8 @@ def write_report(result: WalkForward, path: Path, *, title: str) -> Path:
             f"{f.window.out_of_sample[0]} .. {f.window.out_of_sample[1]}",
             ", ".join(f"{k}={v}" for k, v in sorted(f.params.items())),
             _ratio(f.in_sample_values[0]),
-            _ratio(f.out_of_sample_values[0]),
+            _ratio(f.out_of_sample_values[0])
+            + (f" (the strategy raised {f.strategy_errors} time(s) out of sample)" if f.strategy_errors else ""),
             _ratio(f.in_sample_values[0] - f.out_of_sample_values[0]),
         )
         for f in result.folds
