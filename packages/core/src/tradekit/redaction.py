@@ -29,10 +29,15 @@ _SHORTEST_SECRET = 4
 # Environment variables whose value is a credential: API keys and their ids, secrets,
 # passwords, passphrases, tokens (APCA_API_SECRET_KEY, TRADEKIT_CCXT_BYBIT_API_KEY, ...).
 _CREDENTIAL_NAME = re.compile(r"SECRET|PASSW(OR)?D|PASSPHRASE|TOKEN|API_?KEY|KEY_ID|ACCESS_KEY|PRIVATE_KEY", re.I)
+# A URL's password: all after the first colon of its user part. In free text a URL ends at
+# white space; a text that is one URL may hold some there (apprise reads ``ops:my pw@host``).
 _URL_PASSWORD = re.compile(r"://[^/\s:@]*:([^@\s/]+)@")
+_WHOLE_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:([^/?#@]+)@")
 # A URL's query parameters that carry a credential: libpq takes ``?password=`` and
-# ``?sslpassword=`` besides ``user:password@``; any key naming a password, secret, token or key.
-_SECRET_QUERY_KEY = re.compile(r"passw(or)?d|secret|token|key", re.I)
+# ``?sslpassword=`` besides ``user:password@``; any key naming a password, secret, token or key;
+# apprise's ``?pass=`` and ``?pwd=``, alone or as the last word of a key (``smtp_pass``), not
+# inside one (``bypass``, ``passive``).
+_SECRET_QUERY_KEY = re.compile(r"passw(or)?d|secret|token|key|(^|[^a-z0-9])(pass|pwd)$", re.I)
 _URL_QUERY_SECRET = re.compile(r"[?&]([^=&#\s]+)=([^&#\s]+)")
 
 
@@ -108,7 +113,7 @@ def register_secret(value: str) -> None:
 
 def is_secret_query_key(name: str) -> bool:
     """Whether a URL query parameter named ``name`` carries a credential (``password``,
-    ``sslpassword``, ``api_key``, ``token`` ...)."""
+    ``sslpassword``, ``api_key``, ``token``, ``pass``, ``pwd``, ``passwd`` ...), in any case."""
     return bool(_SECRET_QUERY_KEY.search(name))
 
 
@@ -117,7 +122,7 @@ def url_secrets(text: str) -> list[str]:
     values of query parameters named like a credential, as written and percent-decoded."""
     if "://" not in text:
         return []
-    found = list(_URL_PASSWORD.findall(text))
+    found = _URL_PASSWORD.findall(text) + _WHOLE_URL_PASSWORD.findall(text.strip())
     found += [value for key, value in _URL_QUERY_SECRET.findall(text) if is_secret_query_key(key)]
     return sorted({form for value in found for form in (value, urllib.parse.unquote_plus(value))})
 

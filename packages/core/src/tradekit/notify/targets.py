@@ -2,10 +2,11 @@
 
 A URL is never printed, logged or rendered whole. Before anything could show it, its
 credential-bearing parts are registered with ``tradekit.redaction`` (so a library that logs
-the request it makes is masked too), each as written and percent-decoded: the password, the
-values of query keys naming a credential (``pass``, ``password``, ``token``, ``key`` ...)
-however short, and every part of eight characters or more that is not a host name (bot
-tokens, webhook ids and keys, API keys in the query).
+the request it makes is masked too), each as written and percent-decoded: what
+``redaction.url_secrets`` finds (the password, the values of query keys naming a credential
+such as ``pass``, ``password``, ``token``, ``key``, however short), and every part of eight
+characters or more that is not a host name (bot tokens, webhook ids and keys, API keys in the
+query).
 Where a target must be named, ``describe_target`` gives its scheme only.
 """
 
@@ -20,37 +21,22 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 _PARTS = re.compile(r"[/?#&=@:]")
 # A host name or an IPv4 address: names where to send, not credentials.
 _HOST_NAME = re.compile(r"^(localhost|\d{1,3}(\.\d{1,3}){3}|([A-Za-z0-9-]+\.)+[A-Za-z]{2,63})$")
-_PASSWORD = re.compile(r"^[^/?#@]*:([^/?#@]+)@")
 _SHORTEST_TOKEN = 8
-_QUERY_PAIR = re.compile(r"[?&]([^=&#\s]+)=([^&#\s]+)")
-# Query keys apprise's services take a password under (``?pass=``), besides those
-# ``redaction.is_secret_query_key`` names (password, secret, token, key).
-_PASSWORD_KEY = re.compile(r"^(pass|pwd|passwd)$", re.IGNORECASE)
 
 
 def register_target_secrets(url: str) -> None:
     """Register the credential-bearing parts of ``url`` as secrets (see the module's docstring)."""
-    match = _SCHEME.match(url.strip())
+    url = url.strip()
+    match = _SCHEME.match(url)
     if match is None:
         redaction.register_secret(url)
         return
-    rest = match.group(2)
-
-    def register(value: str) -> None:
-        # As written and percent-decoded: a library logs what it decoded from the URL.
-        for form in {value, urllib.parse.unquote_plus(value)}:
-            if form:
-                redaction.register_secret(form)
-
-    password = _PASSWORD.match(rest)
-    if password is not None:
-        register(password.group(1))
-    for key, value in _QUERY_PAIR.findall(rest):
-        if _PASSWORD_KEY.match(key) or redaction.is_secret_query_key(key):
-            register(value)  # however short: it is named a credential
-    for part in _PARTS.split(rest):
+    redaction.register_url_secrets(url)
+    for part in _PARTS.split(match.group(2)):
         if len(part) >= _SHORTEST_TOKEN and not _HOST_NAME.match(part):
-            register(part)
+            # As written and percent-decoded: a library logs what it decoded from the URL.
+            for form in {part, urllib.parse.unquote_plus(part)}:
+                redaction.register_secret(form)
 
 
 def describe_target(url: str) -> str:
