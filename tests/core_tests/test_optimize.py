@@ -112,7 +112,8 @@ def test_grid_trials_are_recorded_with_what_reproduces_them_and_rerun_exactly(tm
 def test_joining_a_study_with_another_search_is_refused(tmp_path: Path, kit: None) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = ["optimize", "run", "--strategy", Gated.name, "--symbols", "AAPL", "--start", "2004-11-01", "--end",
-            "2004-12-31", "--storage", storage, "--study", "kit", "--trials", "1", "--sampler", "random"]  # fmt: skip
+            "2004-12-31", "--storage", storage, "--study", "kit", "--trials", "1", "--min-trades", "0", "--sampler",
+            "random"]  # fmt: skip
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0
     assert re.search(r"trials .*1/1 best [-\d.]+ \(#0\)", first.output), first.output  # the progress bar's last state

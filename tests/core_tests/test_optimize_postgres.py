@@ -15,13 +15,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from tradekit.optimize import worker
 from tradekit.optimize.problem import Problem, prepare
-from tradekit.optimize.study import MEMORY, StorageOptions, Worker, create_or_join, load, open_storage, opened
+from tradekit.optimize.study import (
+    MEMORY,
+    StorageOptions,
+    Worker,
+    best_trials,
+    create_or_join,
+    load,
+    open_storage,
+    opened,
+)
 
 from .conftest import PG_URL, require_postgres
 from .optimize_kit import GATE_ENV, HOLD_ENV, Gated, kit_plugins
@@ -152,3 +162,27 @@ def test_a_killed_workers_trial_is_run_again_and_the_study_finishes(pg_storage: 
     (again,) = [t for t in by_state[TrialState.COMPLETE] if t.system_attrs.get("failed_trial") == dead.number]
     assert again.params == dead.params
     assert sorted(_results(pg_storage, "killed")) == [5, 10, 15, 20]
+
+
+def test_workers_on_another_machine_set_aside_trials_below_the_studys_minimum(pg_storage: str) -> None:
+    # The minimum travels in the stored problem: the worker processes are given only the study.
+    options = StorageOptions(url=pg_storage, heartbeat=1)
+    prepared = prepare(attrs.evolve(GRID, min_trades=5), kit_plugins())
+    with opened(options) as storage:
+        create_or_join(storage, "careful", prepared, 4)
+
+    with _spawned(options, "careful", _env()) as processes:
+        codes = [p.wait(timeout=WAIT_LIMIT) for p in processes]
+
+    assert codes == [0, 0]
+    with opened(options) as storage:
+        study = load(storage, "careful")
+        set_aside = {t.params["strategy.fast"]: t.user_attrs.get("set_aside") for t in study.get_trials()}
+        best = best_trials(study)
+    assert set_aside == {
+        5: None,
+        10: "3 closed trades, below the minimum of 5",
+        15: "1 closed trade, below the minimum of 5",
+        20: "1 closed trade, below the minimum of 5",
+    }
+    assert [t.params["strategy.fast"] for t in best] == [5]

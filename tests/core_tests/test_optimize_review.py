@@ -39,7 +39,15 @@ from tradekit.strategy.history import indicator, sma_column
 
 from .optimize_kit import Gated, kit_plugins
 
-QUARTER: dict[str, Any] = {"symbols": ("AAPL",), "start": "2004-10-01", "end": "2004-12-31", "sampler": "grid"}
+# A quarter of daily bars closes a handful of positions, under the default minimum of closed
+# trades; these tests are not about it (test_optimize_min_trades is).
+QUARTER: dict[str, Any] = {
+    "symbols": ("AAPL",),
+    "start": "2004-10-01",
+    "end": "2004-12-31",
+    "sampler": "grid",
+    "min_trades": 0,
+}
 TRADE_OR_NOT: dict[str, Any] = {"strategy.fast": {"choices": [5]}, "strategy.trade": {"choices": [False, True]}}
 
 
@@ -219,7 +227,7 @@ def test_walk_forward_run_again_into_the_same_folder_continues(tmp_path: Path, m
     args = ["optimize", "walk-forward", "--strategy", Gated.name, "--symbols", "AAPL", "--start", "2004-07-01",
             "--end", "2004-12-31", "--space", str(space), "--sampler", "grid", "--storage",
             f"sqlite:///{tmp_path / 'wf.db'}", "--heartbeat", "0", "--in-sample", "63", "--out-of-sample", "32",
-            "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
+            "--min-trades", "5", "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
     runner = CliRunner(env={"TRADEKIT_TEST_PG_URL": None})
     first = runner.invoke(cli, args)
     assert first.exit_code == 0, first.output
@@ -261,7 +269,7 @@ def test_an_out_of_sample_replay_whose_strategy_raised_is_flagged(
     args = ["optimize", "walk-forward", "--strategy", RaisesOutOfSample.name, "--symbols", "AAPL", "--start",
             "2004-07-01", "--end", "2004-11-15", "--space", str(space), "--sampler", "grid", "--storage",
             f"sqlite:///{tmp_path / 'wf.db'}", "--heartbeat", "0", "--in-sample", "63", "--out-of-sample", "40",
-            "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
+            "--min-trades", "5", "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     (fold,) = json.loads(result.output)["folds"]

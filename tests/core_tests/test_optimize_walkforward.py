@@ -49,10 +49,15 @@ def test_each_fold_is_scored_out_of_sample_after_its_in_sample_window(walked: di
     for before, after in itertools.pairwise(folds):
         assert after["in_sample"][0] > before["in_sample"][0]  # rolling
         assert after["out_of_sample"][0] > before["out_of_sample"][1]
+    assert walked["min_trades"] == 10  # the default
     for fold in folds:
         assert fold["in_sample"][1] < fold["out_of_sample"][0]
         assert fold["params"]["strategy.fast"] in (5, 20)
+        assert fold["in_sample_closed_trades"] >= 10
+        below = fold["out_of_sample_closed_trades"] < 10
+        assert fold["out_of_sample_below_min_trades"] is below
         assert len(fold["out_of_sample_values"]) == 1
+    assert folds[-1]["out_of_sample_below_min_trades"]  # two sessions close no position
     stitched = walked["stitched"]["returns"]
     assert stitched["start"] == folds[0]["out_of_sample"][0]
     assert stitched["end"] == folds[-1]["out_of_sample"][1]
@@ -87,6 +92,11 @@ def test_the_page_shows_the_stitched_curve_and_in_and_out_of_sample_figures(walk
     folds = page.locator("#folds tbody tr")
     assert folds.count() == len(walked["folds"])
     assert "strategy.fast=" in folds.first.inner_text()
+    assert "trials closing fewer than 10 positions were set aside" in page.locator("body").inner_text()
+    for row, fold in zip(folds.all(), walked["folds"], strict=True):
+        closed = fold["out_of_sample_closed_trades"]
+        flag = f"{closed} closed trade{'' if closed == 1 else 's'} out of sample, below the minimum of 10"
+        assert (flag in row.inner_text()) is fold["out_of_sample_below_min_trades"]
 
     curve = page.locator(".bk-Figure").first
     pixels = np.asarray(Image.open(io.BytesIO(curve.screenshot())).convert("RGB")).reshape(-1, 3).astype(int)

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from tradekit.cli.common import command_line, config_option, console, emit_json, err_console, json_option
 from tradekit.cli.types import DECIMAL
+from tradekit.optimize.objective import DEFAULT_MIN_TRADES
 
 if TYPE_CHECKING:
     import optuna
@@ -107,6 +108,14 @@ def _problem_options(fn: Any) -> Any:
         click.option(
             "--population", type=click.IntRange(min=2), default=None, help="NSGA-II's population (default: 20)."
         ),
+        click.option(
+            "--min-trades",
+            type=click.IntRange(min=0),
+            default=None,
+            help=f"Closed trades a trial must make to be eligible as the best (default: {DEFAULT_MIN_TRADES}; 0: no "
+            "minimum). A trial closing fewer is set aside whatever its figures; in a walk-forward this applies in "
+            "sample, and an out-of-sample replay closing fewer is flagged.",
+        ),
         config_option,
     ]
     for option in reversed(options):
@@ -155,6 +164,7 @@ def _problem(
     sampler: str | None,
     seed: int | None,
     population: int | None,
+    min_trades: int | None,
     config_path: Path | None,
 ) -> Problem:
     """The problem the options describe; joining a stored one, the options given must agree with it."""
@@ -193,6 +203,8 @@ def _problem(
         given["seed"] = seed
     if population is not None:
         given["population"] = population
+    if min_trades is not None:
+        given["min_trades"] = min_trades
     if config_path is not None:
         given["config"] = str(config_path)
     if stored is not None:
@@ -305,7 +317,7 @@ def run_cmd(
         console.print(
             f"[bold]tradekit optimize[/] {verb} study [cyan]{name}[/] in {_shown(storage_url)}: strategy "
             f"{problem.strategy}, {', '.join(d.name for d in prepared.dimensions)}; objective "
-            f"{', '.join(problem.objectives)}; sampler {problem.sampler}; "
+            f"{', '.join(problem.objectives)}; sampler {problem.sampler}; {_minimum_text(problem.min_trades)}; "
             f"{sum(len(b) for b in prepared.bars.values()):,} bars per trial",
             soft_wrap=True,
         )
@@ -399,22 +411,31 @@ def _value_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _minimum_text(min_trades: int) -> str:
+    return f"minimum {min_trades} closed trades a trial" if min_trades else "no minimum of closed trades"
+
+
 def _print_trials(study: optuna.Study, objectives: tuple[str, ...], *, top: int | None) -> None:
     from optuna.trial import TrialState
 
-    from tradekit.optimize.study import best_trials
+    from tradekit.optimize.objective import closed_trades
+    from tradekit.optimize.study import best_trials, min_trades_of, no_best_reason, set_aside_reason
 
     best = {t.number for t in best_trials(study)}
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # The trials eligible as the best first; those set aside for too few trades after them.
     if len(objectives) == 1:
         sign = 1 if study.direction.name == "MAXIMIZE" else -1
-        complete.sort(key=lambda t: -sign * (t.value if t.value is not None else 0.0))
+        complete.sort(key=lambda t: (set_aside_reason(t) is not None, -sign * (t.value or 0.0)))
+    else:
+        complete.sort(key=lambda t: set_aside_reason(t) is not None)
     shown = complete[:top] if top else complete
     table = Table(title=f"study {study.study_name}: {len(trials)} trials", header_style="bold")
     table.add_column("#", justify="right")
     for name in objectives:
         table.add_column(name, justify="right")
+    table.add_column("closed trades", justify="right")
     table.add_column("parameters")
     table.add_column("best")
     for t in shown:
@@ -422,10 +443,12 @@ def _print_trials(study: optuna.Study, objectives: tuple[str, ...], *, top: int 
         table.add_row(
             str(t.number),
             *[_value_text(v) for v in values],
+            str(closed_trades(t.user_attrs.get("statistics") or {})),
             ", ".join(f"{k}={v}" for k, v in sorted(t.params.items())),
-            "*" if t.number in best else "",
+            "*" if t.number in best else "set aside" if set_aside_reason(t) else "",
         )
     console.print(table)
+    console.print(_minimum_text(min_trades_of(study)), markup=False)
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
@@ -433,6 +456,13 @@ def _print_trials(study: optuna.Study, objectives: tuple[str, ...], *, top: int 
     for t in trials:
         if t.state == TrialState.FAIL and "error" in t.user_attrs:
             console.print(f"trial {t.number} failed: {t.user_attrs['error']}", markup=False, soft_wrap=True)
+    for t in shown:
+        reason = set_aside_reason(t)
+        if reason is not None:
+            console.print(f"trial {t.number} set aside: {reason}", markup=False, soft_wrap=True)
+    reason = no_best_reason(study)
+    if reason is not None:
+        console.print(f"[bold yellow]{reason}[/]", soft_wrap=True)
 
 
 def _print_next(storage_url: str, name: str, study: optuna.Study) -> None:
@@ -446,16 +476,18 @@ def _print_next(storage_url: str, name: str, study: optuna.Study) -> None:
 
 
 def _study_json(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, Any]:
-    from tradekit.optimize.study import best_trials, tally
+    from tradekit.optimize.study import best_trials, min_trades_of, no_best_reason, tally
 
     now = tally(study)
     return {
         "study": study.study_name,
         "objectives": list(objectives),
+        "min_trades": min_trades_of(study),
         "budget": now.budget,
         "done": now.done,
         "failed": now.failed,
         "best": [t.number for t in best_trials(study)],
+        "no_best": no_best_reason(study),
         "trials": [
             {
                 "number": t.number,
@@ -578,6 +610,7 @@ def rerun(
                 "values": values,
                 "recorded_values": trial.values,
                 "reproduced": same,
+                "set_aside": recorded.get("set_aside"),
                 "ledger": run.ledger_url,
                 "report": str(run.report) if run.report else None,
                 "statistics": statistics,
@@ -597,6 +630,12 @@ def rerun(
             console.print(f"{objective}: {score:.6f} (recorded {_value_text(old)})", markup=False)
         if same:
             console.print("reproduced: the figures equal the trial's record", markup=False)
+        if recorded.get("set_aside"):
+            console.print(
+                f"trial {number} was set aside (not eligible as the best): {recorded['set_aside']}",
+                markup=False,
+                soft_wrap=True,
+            )
         if run.report:
             console.print(f"report: {run.report}", markup=False)
         console.print(f"ledger: {run.ledger_url}", markup=False)
@@ -647,7 +686,7 @@ def walk_forward_cmd(
     out-of-sample statistics beside the in-sample ones."""
     _need_optuna()
     from tradekit.optimize.problem import ProblemError
-    from tradekit.optimize.study import StudyError, best_trials, create_or_join, load
+    from tradekit.optimize.study import StudyError, best_trials, create_or_join, load, no_best_reason
     from tradekit.optimize.walkforward import REPORT_FILE, SUMMARY_HEADER, Window, walk_forward
 
     options, storage = _shared_storage(storage_url, heartbeat, grace, max_retry, trial_timeout, workers)
@@ -664,11 +703,11 @@ def walk_forward_cmd(
         except StudyError as exc:
             raise click.ClickException(str(exc)) from None
         _run_trials(storage, fold_study, inside, options, workers, quiet=as_json, description=f"fold {window.fold}")
-        best = best_trials(load(storage, fold_study))
+        study = load(storage, fold_study)
+        best = best_trials(study)
         if not best:
             raise click.ClickException(
-                f"fold {window.fold}: no trial scored: each failed, lacked the objective's figure or opened no "
-                "position (see: tradekit optimize show)"
+                f"fold {window.fold}: {no_best_reason(study)} (see: tradekit optimize show --study {fold_study})"
             )
         return dict(best[0].params), list(best[0].values), dict(best[0].user_attrs.get("statistics") or {})
 

@@ -8,6 +8,11 @@ of its direction, so such a run never wins; so does a figure that is not finite 
 annualised growth overflowing on a short window) and every figure of a run that opened no
 position: a run that never trades has no drawdown, volatility or exposure, and must not
 win on them.
+
+A run that closed fewer positions than the search's minimum (``DEFAULT_MIN_TRADES`` unless
+the search says otherwise) keeps its figures but is set aside (``below_minimum``): a
+parameter set whose Sharpe ratio or return rests on a lucky trade or two must not be
+presented as the best one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ import attrs
 StudyDirectionName = Literal["maximize", "minimize"]
 MAXIMIZE: StudyDirectionName = "maximize"
 MINIMIZE: StudyDirectionName = "minimize"
+
+# The fewest closed positions a trial must make to be eligible as the best. Ten is the least
+# sample in which no single trade weighs more than a tenth (with three, one lucky position can
+# carry the whole Sharpe ratio); not the statistician's thirty, which the example strategy
+# (about six closed positions a year on one symbol) would not reach in a three-year search on
+# one symbol. docs/optimize.md, "The minimum of closed trades".
+DEFAULT_MIN_TRADES = 10
 
 
 @attrs.frozen
@@ -47,6 +59,26 @@ def never_traded(statistics: Mapping[str, Any]) -> bool:
     """Whether the run's trade figures say it opened no position (a stitched curve has none: False)."""
     trades = statistics.get("trades")
     return isinstance(trades, Mapping) and trades.get("positions") == 0
+
+
+def closed_trades(statistics: Mapping[str, Any]) -> int:
+    """The positions the run closed (0 when its figures have no trades: a stitched curve)."""
+    trades = statistics.get("trades")
+    closed = trades.get("closed") if isinstance(trades, Mapping) else None
+    return int(closed) if closed is not None else 0
+
+
+def trades_text(count: int) -> str:
+    return f"{count} closed trade{'' if count == 1 else 's'}"
+
+
+def below_minimum(statistics: Mapping[str, Any], minimum: int, *, where: str = "") -> str | None:
+    """Why the run is set aside: it closed fewer positions than ``minimum`` ("3 closed trades,
+    below the minimum of 10"); None when it closed enough, or when there is no minimum (0)."""
+    closed = closed_trades(statistics)
+    if closed >= minimum:
+        return None
+    return f"{trades_text(closed)}{' ' + where if where else ''}, below the minimum of {minimum}"
 
 
 def _returns(key: str) -> Callable[[Mapping[str, Any]], float | None]:

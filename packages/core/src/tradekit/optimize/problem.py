@@ -25,7 +25,13 @@ from tradekit.config.settings import Settings, SettingsError
 from tradekit.data import DataError, load_bar_data
 from tradekit.domain.market import Bar
 from tradekit.execution.paper_run import PaperRun, replay_identity, run_paper_replay
-from tradekit.optimize.objective import Metric, StudyDirectionName, metrics_of, recorded_statistics
+from tradekit.optimize.objective import (
+    DEFAULT_MIN_TRADES,
+    Metric,
+    StudyDirectionName,
+    metrics_of,
+    recorded_statistics,
+)
 from tradekit.optimize.space import (
     POLICY,
     Dimension,
@@ -63,6 +69,8 @@ class Problem:
     sampler: str = "tpe"
     seed: int = 0
     population: int = 20  # NSGA-II's population
+    # Closed positions a trial must make to be eligible as the best (0: no minimum).
+    min_trades: int = DEFAULT_MIN_TRADES
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
@@ -75,6 +83,9 @@ class Problem:
         if unknown:
             raise ProblemError(f"a stored search has unknown keys {sorted(unknown)}: made by a newer tradekit?")
         kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        # A study created before the minimum existed set no trial aside: it keeps none, so
+        # its best trial stays the one it was, and a worker joining it agrees with its creator.
+        kwargs.setdefault("min_trades", 0)
         return cls(**kwargs)
 
     def window(self, start: date, end: date) -> Problem:
@@ -116,6 +127,8 @@ def prepare(problem: Problem, plugins: Plugins | None = None) -> Prepared:
     manager = plugins or Plugins()
     if problem.sampler not in SAMPLERS:
         raise ProblemError(f"unknown sampler {problem.sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if problem.min_trades < 0:
+        raise ProblemError(f"min_trades must be 0 or more (0: no minimum), not {problem.min_trades}")
     available = manager.strategies()
     if problem.strategy not in available:
         raise ProblemError(

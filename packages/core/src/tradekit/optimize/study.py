@@ -19,6 +19,12 @@ A worker that dies leaves its trial RUNNING. Two reapers turn it back into work:
 
 A worker with nothing left to take waits while other trials run (one of them may come back
 to the queue) and stops when none is WAITING or RUNNING.
+
+A trial that closed fewer positions than the problem's ``min_trades`` is set aside: it
+keeps its figures (a rerun reproduces them), records why in its ``set_aside`` attribute
+and violates Optuna's ``min_trades`` constraint (so TPE and NSGA-II rank it below every
+trial that meets it), and is never among the best trials (``best_trials``); when no trial
+is eligible, ``no_best_reason`` says why there is no best.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+import numpy as np
 
 from tradekit import __version__
+from tradekit.optimize.objective import below_minimum, closed_trades
 from tradekit.optimize.problem import Prepared, Problem, ProblemError, describe, evaluate, scores
 from tradekit.optimize.space import Dimension
 from tradekit.strategy.policy import InvalidPolicyError
@@ -63,6 +71,8 @@ PROBLEM_ATTR = "tradekit.problem"
 IDENTITY_ATTR = "tradekit.identity"
 BUDGET_ATTR = "tradekit.budget"
 READY_ATTR = "tradekit.ready"
+SET_ASIDE_ATTR = "set_aside"  # a trial's: why it is not eligible as the best ("3 closed trades, below ...")
+MIN_TRADES_CONSTRAINT = "min_trades"  # Optuna's constraint: the minimum less the closed trades (<= 0: met)
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 DEFAULT_BUDGET = 50
 
@@ -372,6 +382,11 @@ class Worker:
             try:
                 trial.set_user_attr("statistics", statistics)
                 trial.set_user_attr("bars", run.result.bars)
+                if problem.min_trades > 0:
+                    reason = below_minimum(statistics, problem.min_trades)
+                    if reason is not None:
+                        trial.set_user_attr(SET_ASIDE_ATTR, reason)
+                    _constrain(trial, problem.min_trades - closed_trades(statistics))
                 study.tell(trial, values)
             except (UpdateFinishedTrialError, ValueError):
                 if not self._finished(trial_id):
@@ -395,6 +410,15 @@ class Worker:
             return False
         log.warning("trial %d (%s) failed: %s", number, describe(params), error)
         return True
+
+
+def _constrain(trial: Trial, violation: int) -> None:
+    # Optuna 5's constraint (feasible at 0 or less): its TPE and NSGA-II samplers then search
+    # away from parameters that trade too little, and its tools show the trial infeasible.
+    # Optuna 4 has no Trial.set_constraint: the trial is set aside all the same (best_trials).
+    set_constraint = getattr(trial, "set_constraint", None)
+    if set_constraint is not None:
+        set_constraint(MIN_TRADES_CONSTRAINT, float(violation))
 
 
 def _reaped_meanwhile(number: int) -> None:
@@ -541,27 +565,91 @@ def tally(study: optuna.Study) -> Tally:
     )
 
 
+def set_aside_reason(trial: FrozenTrial) -> str | None:
+    """Why the trial is not eligible as the best (too few closed trades), or None."""
+    reason = trial.user_attrs.get(SET_ASIDE_ATTR)
+    return str(reason) if reason is not None else None
+
+
+def min_trades_of(study: optuna.Study) -> int:
+    """The minimum of closed trades the study's trials must make (0: none, or no stored problem)."""
+    stored = study.user_attrs.get(PROBLEM_ATTR)
+    return Problem.from_json(stored).min_trades if stored else 0
+
+
+def eligible_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials that may be the best: scored (not the worst value on every
+    objective) and not set aside for closing too few trades."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values and any(math.isfinite(v) for v in t.values) and set_aside_reason(t) is None
+    ]
+
+
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The best trial (one objective) or the Pareto front (several), best first: ordered by
     the first objective (what a walk-forward fold takes from a front), then by number.
 
-    A trial scored the worst value on every objective (no figure, or no position opened)
-    is never among them: when every trial is, there is no best."""
-    scored = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values and any(math.isfinite(v) for v in t.values)
-    ]
+    Only eligible trials count (``eligible_trials``): a trial scored the worst value on every
+    objective (no figure, or no position opened), or set aside for closing fewer trades than
+    the minimum, is never among them, and the front is drawn among the eligible trials alone
+    (a set-aside trial dominates nothing). When no trial is eligible there is no best."""
+    scored = eligible_trials(study)
     if not scored:
-        return []  # none, or only runs scored the worst (no figure, or no position opened)
+        return []
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     if len(study.directions) == 1:
         # Equal values: the lowest number, whichever worker finished first (Optuna's own
         # best_trial takes the first finished, or the database's order).
         return [min(scored, key=lambda t: (sign * t.values[0], t.number))]
-    numbers = {t.number for t in scored}
-    front = [t for t in study.best_trials if t.number in numbers]
+    front = pareto_front(scored, study.directions)
     return sorted(front, key=lambda t: (sign * t.values[0], t.number))
+
+
+def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[optuna.study.StudyDirection]) -> list[FrozenTrial]:
+    """The trials no other of ``trials`` dominates (as good on every objective, better on one)."""
+    signs = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    losses = np.array([t.values for t in trials], dtype=float) * signs
+    return [
+        trial
+        for trial, loss in zip(trials, losses, strict=True)
+        if not np.any(np.all(losses <= loss, axis=1) & np.any(losses < loss, axis=1))
+    ]
+
+
+def no_best_reason(study: optuna.Study) -> str | None:
+    """Why the study has no best trial, in a sentence; None when it has one."""
+    if best_trials(study):
+        return None
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+        return "no trial is eligible to be the best: none completed" + (
+            f" ({failed} failed: see their errors)" if failed else ""
+        )
+    aside = [t for t in complete if set_aside_reason(t) is not None]
+    reasons = []
+    if aside:
+        most = max(aside, key=lambda t: (closed_trades(t.user_attrs.get("statistics") or {}), -t.number))
+        who = (
+            "the only complete trial"
+            if len(complete) == 1
+            else f"all {len(complete)} complete trials"
+            if len(aside) == len(complete)
+            else f"{len(aside)} of {len(complete)} complete trials"
+        )
+        reasons.append(
+            f"{who} closed fewer trades than the minimum of {min_trades_of(study)} (the most: "
+            f"{closed_trades(most.user_attrs.get('statistics') or {})}, trial {most.number})"
+        )
+    unscored = len(complete) - len(aside)
+    if unscored:
+        reasons.append(
+            f"{unscored} {'trial' if unscored == 1 else 'trials'} lacked the objective's figure or opened no position"
+        )
+    return "no trial is eligible to be the best: " + "; ".join(reasons)
 
 
 def best_text(study: optuna.Study) -> str:

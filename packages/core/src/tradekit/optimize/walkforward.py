@@ -7,6 +7,11 @@ The out-of-sample equity curves are stitched into one (each fold's curve scaled 
 where the previous one ended) and its statistics set beside the in-sample ones: the gap
 between them is how much of the in-sample figure was fitted noise.
 
+Each fold's study applies the search's minimum of closed trades in sample: a trial closing
+fewer is set aside and cannot be the fold's best. The out-of-sample replay is held to the
+same minimum, not to exclude it (its window is what it is) but to flag it: figures resting on
+fewer trades than were asked of a trial say little.
+
 Each window's replay starts flat with an empty history: a strategy's warm-up (its longest
 indicator) eats into the start of every out-of-sample window. ``walk-forward.html`` shows the
 stitched curve and the in-sample / out-of-sample objective per fold (Bokeh, inlined like
@@ -36,7 +41,7 @@ from bokeh.resources import Resources
 from tradekit.exits.calendar import trading_calendar
 from tradekit.ledger.records import EquityPoint
 from tradekit.ledger.store import Ledger
-from tradekit.optimize.objective import METRICS
+from tradekit.optimize.objective import METRICS, below_minimum, closed_trades
 from tradekit.optimize.problem import Prepared, ProblemError, evaluate, scores, trim
 
 # The run report's own helpers: one way to put a time on a Bokeh axis and a table on a page.
@@ -107,6 +112,12 @@ class WalkForward:
     stitched: list[EquityPoint]
     # The closes a year of the calendar the folds traded on (None: guessed from the closes).
     periods_per_year: int | None = None
+    # The closed trades a trial needed in sample to be eligible (0: no minimum).
+    min_trades: int = 0
+
+    def below_minimum(self, fold: Fold) -> str | None:
+        """Why the fold's out-of-sample replay is flagged: it closed fewer trades than the minimum."""
+        return below_minimum(fold.out_of_sample, self.min_trades, where="out of sample")
 
     def summary(self) -> list[tuple[str, float | None, float | None, float | None]]:
         """(metric, mean in-sample, mean out-of-sample per fold, stitched out-of-sample) rows."""
@@ -128,6 +139,7 @@ class WalkForward:
         return {
             "objectives": list(self.objectives),
             "anchored": self.anchored,
+            "min_trades": self.min_trades,
             "summary": [
                 {"metric": m, "in_sample_mean": i, "out_of_sample_mean": o, "out_of_sample_stitched": s}
                 for m, i, o, s in self.summary()
@@ -145,6 +157,9 @@ class WalkForward:
                     "in_sample_statistics": f.in_sample,
                     "out_of_sample_statistics": f.out_of_sample,
                     "out_of_sample_strategy_errors": f.strategy_errors,
+                    "in_sample_closed_trades": closed_trades(f.in_sample),
+                    "out_of_sample_closed_trades": closed_trades(f.out_of_sample),
+                    "out_of_sample_below_min_trades": self.below_minimum(f) is not None,
                     "ledger": f.ledger,
                 }
                 for f in self.folds
@@ -219,6 +234,9 @@ def walk_forward(
                 window.fold,
                 errors,
             )
+        too_few = below_minimum(oos_statistics, prepared.problem.min_trades, where="out of sample")
+        if too_few:
+            log.warning("fold %d: %s: its out-of-sample figures rest on too few trades", window.fold, too_few)
         with Ledger.open(run.ledger_url, create=False) as ledger, ledger.reading() as tx:
             curve = tx.equity_curve()
         folds.append(
@@ -241,6 +259,7 @@ def walk_forward(
         folds=folds,
         stitched=stitch([f.curve for f in folds]),
         periods_per_year=per_year,
+        min_trades=prepared.problem.min_trades,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / DATA_FILE).write_text(json.dumps(result.to_json(), indent=2, default=str))
@@ -253,6 +272,10 @@ def walk_forward(
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _aside(note: str | None) -> str:
+    return f" ({note})" if note else ""
 
 
 def write_report(result: WalkForward, path: Path, *, title: str) -> Path:
@@ -305,20 +328,38 @@ def write_report(result: WalkForward, path: Path, *, title: str) -> Path:
             ", ".join(f"{k}={v}" for k, v in sorted(f.params.items())),
             _ratio(f.in_sample_values[0]),
             _ratio(f.out_of_sample_values[0])
-            + (f" (the strategy raised {f.strategy_errors} time(s) out of sample)" if f.strategy_errors else ""),
+            + (f" (the strategy raised {f.strategy_errors} time(s) out of sample)" if f.strategy_errors else "")
+            + _aside(result.below_minimum(f)),
             _ratio(f.in_sample_values[0] - f.out_of_sample_values[0]),
+            f"{closed_trades(f.in_sample)} / {closed_trades(f.out_of_sample)}",
         )
         for f in result.folds
     ]
+    minimum = (
+        f"In sample, trials closing fewer than {result.min_trades} positions were set aside: none of them could "
+        "be a fold's best; an out-of-sample replay closing fewer is flagged beside its figure."
+        if result.min_trades
+        else "No minimum of closed trades: any trial could be a fold's best."
+    )
     page = _PAGE.format(
         title=html.escape(title),
         kind="anchored" if result.anchored else "rolling",
+        minimum=html.escape(minimum),
         bokeh_js=Resources(mode="inline", components=["bokeh"]).render_js(),
         script=script,
         div=div,
         summary=_table(SUMMARY_HEADER, summary_rows, "summary"),
         folds=_table(
-            ("fold", "in sample", "out of sample", "best parameters", f"{objective} in", f"{objective} out", "gap"),
+            (
+                "fold",
+                "in sample",
+                "out of sample",
+                "best parameters",
+                f"{objective} in",
+                f"{objective} out",
+                "gap",
+                "closed trades in / out",
+            ),
             fold_rows,
             "folds",
         ),
@@ -347,6 +388,7 @@ td:nth-child(4) {{ text-align: left; }}
 <h1>{title}</h1>
 <p>{kind} windows; each fold's best in-sample parameters replayed on the out-of-sample window after it.
 The gap between in-sample and out-of-sample figures is the part of the in-sample figure that was fitted noise.</p>
+<p>{minimum}</p>
 {div}
 <h2>in sample against out of sample</h2>
 {summary}
