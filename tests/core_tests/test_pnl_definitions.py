@@ -27,6 +27,7 @@ from tradekit import Strategy, StrategyScalingPolicy, StrategyView
 from tradekit.broker.paper import PaperBrokerConfig
 from tradekit.config import Settings
 from tradekit.domain import Bar, Side, Signal
+from tradekit.domain.values import exact_sum
 from tradekit.execution.paper_run import PaperRun, run_paper_replay
 from tradekit.ledger import Ledger
 from tradekit.plugins import Plugins
@@ -122,8 +123,9 @@ def _holds_the_definitions(run: PaperRun) -> None:
     trades = _trades(run)
     summary, stats = run.summary, run.statistics
     closed = [t for t in trades if not t.is_open]
-    # Realized: the closed trades' P&L, to the last digit (the same trades, the same sums).
-    assert summary.realized_pnl == sum((t.realized_pnl for t in closed), D(0))
+    # Realized: the closed trades' P&L, to the last digit (the same trades, the same sum: added
+    # exactly and rounded once, as the run's figures are, whatever order they are read in).
+    assert summary.realized_pnl == +exact_sum(t.realized_pnl for t in closed)
     assert stats.trades.realized_pnl == summary.realized_pnl
     # Realized and open make the account's P&L, to the cent and far below (what is left is the
     # 28-digit rounding of average prices): no fee is left out or counted twice.

@@ -25,6 +25,7 @@ from tradekit.reporting.trades import read_trades
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, open_offline, require_chromium
 from .test_buffered_ledger import TrendAdder
+from .test_unknown_exit_price import AFTER, NOT_AT_THE_BROKER, reconciled_run
 
 pytestmark = pytest.mark.browser
 
@@ -241,3 +242,46 @@ def test_a_long_runs_trade_table_lists_the_latest_positions_numbered_as_in_the_w
         cells = row.locator("td").all_inner_texts()
         assert cells[:3] == [str(n), trade.symbol, f"{trade.opened_at:%Y-%m-%d}"]
     assert f"The latest {LIMITS.trade_rows} of {total} positions" in page.locator("#trades-note").inner_text()
+
+
+# --- a position closed at an unknown price ----------------------------------------------------------
+
+
+def test_a_position_closed_at_an_unknown_price_reads_as_unknown_and_is_left_out_of_the_figures(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Reconciliation closed a position the broker no longer held: no fill says at what price.
+    The page shows its P&L as unknown, with why, and says the figures leave it out."""
+    reconciled = reconciled_run(tmp_path_factory.mktemp("unknown-price"), pictures=True)
+    assert reconciled.outputs.report is not None
+    outside: list[str] = []
+    page = open_offline(browser, reconciled.outputs.report, outside)
+    rows = [row.locator("td").all_inner_texts() for row in page.locator("#trades tbody tr").all()]
+    (closed,) = [cells for cells in rows if cells[1] == "AAA" and cells[0] == "3"]  # AAA's second position
+    assert closed[3] == f"{AFTER:%Y-%m-%d}"  # closed when reconciliation found it gone
+    assert closed[6] == "unknown"  # the average exit price
+    assert closed[7].startswith("unknown: ")
+    assert f"exited at an unknown price (closed outside tradekit: {NOT_AT_THE_BROKER})" in closed[7]
+    assert closed[8] == "-"  # no return
+    assert closed[9] == f"closed outside tradekit: {NOT_AT_THE_BROKER}"
+    # The other positions are priced as before.
+    assert all(cells[7][0] in "+-" for cells in rows if cells is not closed)
+    note = page.locator("#unknown-pnl-note")
+    assert note.is_visible()
+    said = note.inner_text()
+    assert "1 position of unknown P&L (1 closed, 0 open)" in said
+    assert NOT_AT_THE_BROKER in said
+    assert "unknown, not zero" in said
+    stats = page.locator("#statistics").inner_text()
+    for what, value in statistics_rows(reconciled.statistics):
+        assert f"{what}\t{value}" in stats
+    assert "win rate\t50.0%" in stats  # one of the two positions of known P&L
+    assert "(excludes 1 position of unknown P&L)" in stats
+    by_symbol = {
+        cells[0]: cells
+        for cells in (r.locator("td").all_inner_texts() for r in page.locator("#by-symbol tbody tr").all())
+    }
+    assert by_symbol["AAA"][1] == "-"  # no return: AAA's contribution after the close is unknown
+    assert by_symbol["AAA"][6].endswith("(excl. 1 unknown)")
+    assert "excl." not in " ".join(by_symbol["BBB"])
+    assert outside == []

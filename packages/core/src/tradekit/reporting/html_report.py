@@ -27,7 +27,14 @@ from tradekit.domain.market import Bar
 from tradekit.ledger.records import EquityPoint
 from tradekit.reporting.marks import SymbolMarkers
 from tradekit.reporting.statistics import RunStatistics, drawdown_series
-from tradekit.reporting.terminal import SYMBOL_COLUMNS, decision_rows, statistics_rows, symbol_rows
+from tradekit.reporting.terminal import (
+    SYMBOL_COLUMNS,
+    UNKNOWN_PNL_NOTE,
+    decision_rows,
+    left_out_rows,
+    statistics_rows,
+    symbol_rows,
+)
 from tradekit.reporting.trades import Trade
 
 _MARKERS = {
@@ -81,7 +88,9 @@ def write_report(inputs: ReportInputs, path: Path) -> Path:
         bokeh_js=resources.render_js(),
         script=script,
         div=div,
+        unknown_note=_unknown_pnl_note(inputs.statistics),
         statistics=_table(("statistic", "value"), statistics_rows(inputs.statistics), "statistics"),
+        symbols_unknown=_symbols_unknown_note(inputs.statistics),
         symbols=_table(SYMBOL_COLUMNS, symbol_rows(inputs.statistics), "by-symbol"),
         decisions=_table(("action", "reason", "count"), decision_rows(inputs.statistics), "decisions"),
         trades=_table(
@@ -120,6 +129,25 @@ def _charted_note(inputs: ReportInputs) -> str:
         f'<p id="charted-note">Price charts for {shown:,} of {total:,} symbols: those with the most '
         "positions. Every symbol is in the table &ldquo;By symbol&rdquo; below.</p>"
     )
+
+
+def _unknown_pnl_note(statistics: RunStatistics) -> str:
+    rows = left_out_rows(statistics.trades)
+    if not rows:
+        return ""
+    ((_, what),) = rows
+    return (
+        f'<p id="unknown-pnl-note"><b>Left out of the P&amp;L and trade figures:</b> {html.escape(what)}. '
+        "Their P&amp;L is unknown, not zero: the realized and open P&amp;L, win rate, profit factor, "
+        "expectancy, averages, best and worst and holding time are those of the other positions. The "
+        "account's equity, return and drawdown are the broker's and include whatever they made.</p>"
+    )
+
+
+def _symbols_unknown_note(statistics: RunStatistics) -> str:
+    if not statistics.trades.unknown_pnl:
+        return ""
+    return f" {html.escape(UNKNOWN_PNL_NOTE[:1].upper() + UNKNOWN_PNL_NOTE[1:])}."
 
 
 def _trades_note(inputs: ReportInputs) -> str:
@@ -247,14 +275,19 @@ def _equity_figures(curve: Sequence[EquityPoint], shared: Any) -> tuple[Any, Any
 def _trade_rows(trades: Sequence[Trade], *, first: int = 1) -> list[tuple[str, ...]]:
     """The table's rows, numbered from ``first`` (the rank of the first in the whole run). A
     closed position's realized P&L is after all its fees; an open one is not realized yet
-    (what it already sold is shown beside "open")."""
+    (what it already sold is shown beside "open"). A position with an exit of unknown price
+    has an unknown P&L, and says why."""
     rows: list[tuple[str, ...]] = []
     for n, t in enumerate(trades, start=first):
         exit_price = t.average_exit
         pct = None if t.is_open else t.return_pct
-        realized = f"{t.realized_pnl:+,.2f}"
+        unknown = t.unknown_pnl_reason
+        realized = f"{t.realized_pnl:+,.2f}" if unknown is None else f"unknown: {unknown}"
         if t.is_open:
-            realized = f"open ({realized} on what it sold)" if t.exits else "open"
+            if unknown is not None:
+                realized = f"open ({realized})"
+            else:
+                realized = f"open ({realized} on what it sold)" if t.exits else "open"
         rows.append(
             (
                 str(n),
@@ -263,7 +296,7 @@ def _trade_rows(trades: Sequence[Trade], *, first: int = 1) -> list[tuple[str, .
                 "open" if t.closed_at is None else f"{t.closed_at:%Y-%m-%d}",
                 str(len(t.entries)),
                 f"{t.average_entry:,.4f}",
-                "-" if exit_price is None else f"{exit_price:,.4f}",
+                "unknown" if unknown is not None else "-" if exit_price is None else f"{exit_price:,.4f}",
                 realized,
                 "-" if pct is None else f"{pct:+.2f}%",
                 t.close_reason,
@@ -302,11 +335,12 @@ ul.notes {{ list-style: none; padding: 0; }}
 {div}
 {script}
 <h2>Statistics</h2>
+{unknown_note}
 {statistics}
 <h2>By symbol</h2>
 <p>Realized P&amp;L: the positions closed by the end, after all their fees. Open P&amp;L: the
 positions still open, marked at the last close, after the fees paid on them. Return: the two
-together, on the starting equity. Their totals are the run's.</p>
+together, on the starting equity. Their totals are the run's.{symbols_unknown}</p>
 {symbols}
 <h2>Buy decisions by action and reason</h2>
 {decisions}

@@ -23,7 +23,12 @@ starting equity plus that symbol's P&L, marked at each close; ``symbol_curve``).
 follow empyrical's definitions, and ``tests/core_tests/test_statistics.py`` holds
 them to empyrical-reloaded within 1e-9. Trade statistics come from the trade list
 (``tradekit.reporting.trades``): closed positions only, P&L after fees; the win rate is the
-share with P&L above zero, the profit factor none when no position lost. Buy-and-hold is
+share with P&L above zero, the profit factor none when no position lost. A position whose P&L
+is unknown (an exit of unknown price: reconciliation closed it, the broker no longer holding
+it) is left out of every figure taken from the positions' P&L or their closing -- win rate,
+profit factor, expectancy, averages, best and worst, holding time, realized and open P&L --
+and counted apart (``unknown_pnl_closed``, ``unknown_pnl_open``, with the exits' reasons):
+it is never taken as break-even. Its fees are paid and counted in the fees. Buy-and-hold is
 the equal-weighted return of holding every symbol replayed (traded or not) from its first
 to its last close of the run. What only tradekit can say: entries per position, the P&L of
 add-ons against first entries, and the buy decisions by action and reason.
@@ -36,7 +41,11 @@ The P&L is split one way everywhere (the run summary, the by-symbol table, the J
   close, after every fee paid on them so far (an open position's entry commission is here,
   and so is anything already sold of it until the position is flat);
 - realized + open is the account's P&L (final less starting equity), per symbol the P&L of
-  its contribution curve, whose return the by-symbol "return" is.
+  its contribution curve, whose return the by-symbol "return" is -- when every position's
+  P&L is known. A position of unknown P&L is in neither (each figure says how many it
+  leaves out): the account's P&L, from its equity, is then realized + open + what those
+  positions made, which the ledger cannot know; and a symbol with such a position has no
+  contribution curve (its return figures are none).
 """
 
 from __future__ import annotations
@@ -103,9 +112,9 @@ class TradeStatistics:
     best_return_pct: Decimal | None
     worst_return_pct: Decimal | None
     average_holding_days: float | None
-    realized_pnl: Decimal  # closed positions, after all their fees
-    # Open positions marked at their symbol's last close, after the fees paid on them; None
-    # when a symbol with an open position has no price to mark it at.
+    realized_pnl: Decimal  # closed positions of known P&L, after all their fees
+    # Open positions of known P&L marked at their symbol's last close, after the fees paid on
+    # them; None when a symbol with an open position has no price to mark it at.
     open_pnl: Decimal | None
     fees: Decimal  # every fee paid, closed positions' and open ones'
     open_fees: Decimal  # the part of ``fees`` paid on positions still open (inside ``open_pnl``)
@@ -114,6 +123,16 @@ class TradeStatistics:
     first_entry_pnl: Decimal
     add_on_pnl: Decimal
     add_ons: int
+    # Positions whose P&L is unknown (an exit of unknown price), closed and still open: in
+    # ``positions``, ``closed``, ``open`` and the fees, left out of every other figure.
+    unknown_pnl_closed: int
+    unknown_pnl_open: int
+    unknown_pnl_reasons: dict[str, int]  # why their exits left (each exit's reason) -> positions
+
+    @property
+    def unknown_pnl(self) -> int:
+        """Positions left out of the P&L and trade figures, their P&L being unknown."""
+        return self.unknown_pnl_closed + self.unknown_pnl_open
 
 
 @attrs.frozen(kw_only=True)
@@ -248,7 +267,8 @@ class _RunTally:
         self._trades.merge(tally)
         curve = self._curve
         returns = None
-        if series and curve:
+        # A symbol with an exit of unknown price has no known contribution after it.
+        if series and curve and all(trade.pnl_known for trade in own):
             base = curve[0].equity
             returns = (
                 _return_statistics(self._closes, *symbol_columns(own, series, self._closes, base), self._per_year)
@@ -288,6 +308,8 @@ def symbol_curve(
 ) -> list[EquityPoint]:
     """One symbol's contribution at each close: ``base`` plus the cash its trades moved (fees
     included) plus what it held, marked at its last close (what the paper account marks).
+    An exit of unknown price moves no cash: the curve is the symbol's contribution only when
+    every price of ``trades`` is known (``Trade.pnl_known``).
 
     The symbols' contributions add up to the account: at every close, the sum of
     ``equity - base`` over the symbols is the account's equity minus its starting equity.
@@ -441,8 +463,9 @@ def _longest_drawdown(times: Sequence[datetime], drawdowns: npt.NDArray[np.float
 
 
 def trade_statistics(trades: Iterable[Trade], marks: Mapping[str, Decimal] | None = None) -> TradeStatistics:
-    """Win rate, profit factor, expectancy and the rest, over the closed trades; the open
-    trades' P&L at ``marks`` (each symbol's last price; None without one)."""
+    """Win rate, profit factor, expectancy and the rest, over the closed trades of known P&L;
+    the open trades' P&L at ``marks`` (each symbol's last price; None without one). Trades of
+    unknown P&L are counted apart."""
     tally = _TradeTally()
     for trade in trades:
         tally.add(trade, (marks or {}).get(trade.symbol))
@@ -495,6 +518,9 @@ class _TradeTally:
         self.returns = _Sum()
         self.open_pnl = _Sum()  # open trades with a mark
         self.unmarked = 0  # open trades without one
+        self.unknown_closed = 0  # trades of unknown P&L (an exit of unknown price), closed
+        self.unknown_open = 0  # and still open
+        self.unknown_reasons: Counter[str] = Counter()
         self.fees = _Sum()
         self.open_fees = _Sum()
         self.first_entry_pnl = _Sum()
@@ -516,10 +542,21 @@ class _TradeTally:
         self.add_ons += sum(1 for e in trade.entries if e.kind == "add-on")
         if trade.is_open:
             self.open_fees.add(trade.fees)
-            if mark is None:
+        if not trade.pnl_known:
+            # Left out of every P&L figure, never taken as break-even; its holding time is
+            # unknown too (reconciliation closes it when it notices, not when it was sold).
+            if trade.is_open:
+                self.unknown_open += 1
+            else:
+                self.unknown_closed += 1
+            self.unknown_reasons.update({x.reason for x in trade.unknown_price_exits})
+            return
+        if trade.is_open:
+            marked = None if mark is None else trade.marked_pnl(mark)
+            if marked is None:
                 self.unmarked += 1
             else:
-                self.open_pnl.add(trade.marked_pnl(mark))
+                self.open_pnl.add(marked)
             return
         pnl = trade.realized_pnl
         self.pnl.add(pnl)
@@ -541,6 +578,9 @@ class _TradeTally:
             getattr(self, name).merge(getattr(other, name))
         self.positions += other.positions
         self.unmarked += other.unmarked
+        self.unknown_closed += other.unknown_closed
+        self.unknown_open += other.unknown_open
+        self.unknown_reasons.update(other.unknown_reasons)
         self.holding += other.holding
         self.held += other.held
         self.entries += other.entries
@@ -548,13 +588,14 @@ class _TradeTally:
         self.by_entry_count.update(other.by_entry_count)
 
     def result(self) -> TradeStatistics:
-        closed = self.pnl.count
+        known = self.pnl.count  # closed positions of known P&L
+        closed = known + self.unknown_closed
         gross_loss = -self.losses.sum
         return TradeStatistics(
             positions=self.positions,
             closed=closed,
             open=self.positions - closed,
-            win_rate=self.wins.count / closed if closed else None,
+            win_rate=self.wins.count / known if known else None,
             profit_factor=float(self.wins.sum / gross_loss) if gross_loss > 0 else None,
             expectancy=self.pnl.mean,
             average_pnl=self.pnl.mean,
@@ -573,6 +614,9 @@ class _TradeTally:
             first_entry_pnl=self.first_entry_pnl.sum,
             add_on_pnl=self.add_on_pnl.sum,
             add_ons=self.add_ons,
+            unknown_pnl_closed=self.unknown_closed,
+            unknown_pnl_open=self.unknown_open,
+            unknown_pnl_reasons=dict(sorted(self.unknown_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         )
 
 

@@ -3,7 +3,11 @@
 The P&L is split as the run statistics split it (``tradekit.reporting.statistics``):
 ``realized_pnl`` is the closed positions' P&L after all their fees (the sum of the closed
 trades' P&L), ``open_pnl`` the open positions' at the last close after the fees paid on
-them; together they are ``pnl``, final less starting equity.
+them; together they are ``pnl``, final less starting equity -- when every position's P&L is
+known. A position with an exit of unknown price (closed by reconciliation, the broker no
+longer holding it) is in neither and is counted in ``unknown_pnl_closed`` or
+``unknown_pnl_open``: ``pnl`` (from the equity) then also holds what those positions made,
+which the ledger cannot know.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class RunSummary:
     decisions_by_reason: dict[tuple[str, str], int]
     round_trips: int
     open_positions: int
-    realized_pnl: Decimal  # closed positions, after all their fees
+    realized_pnl: Decimal  # closed positions of known P&L, after all their fees
     starting_equity: Decimal
     final_equity: Decimal
     fills: int
@@ -35,6 +39,9 @@ class RunSummary:
     guard_blocked_buys: int = 0
     # Open positions at the last close, after the fees paid on them (None: one had no price).
     open_pnl: Decimal | None = None
+    # Positions of unknown P&L (an exit of unknown price), left out of realized and open P&L.
+    unknown_pnl_closed: int = 0
+    unknown_pnl_open: int = 0
 
     @property
     def pnl(self) -> Decimal:
@@ -54,6 +61,8 @@ class RunSummary:
             "guard_blocked_buys": self.guard_blocked_buys,
             "realized_pnl": str(self.realized_pnl),
             "open_pnl": None if self.open_pnl is None else str(self.open_pnl),
+            "unknown_pnl_closed": self.unknown_pnl_closed,
+            "unknown_pnl_open": self.unknown_pnl_open,
             "starting_equity": str(self.starting_equity),
             "final_equity": str(self.final_equity),
             "pnl": str(self.pnl),
@@ -93,6 +102,8 @@ def summarize(
         open_positions=lives[True],
         realized_pnl=trades.realized_pnl,
         open_pnl=trades.open_pnl,
+        unknown_pnl_closed=trades.unknown_pnl_closed,
+        unknown_pnl_open=trades.unknown_pnl_open,
         starting_equity=starting_equity,
         final_equity=final_equity,
         fills=fill_count,

@@ -7,7 +7,7 @@ from decimal import Decimal
 from rich import box
 from rich.table import Table
 
-from tradekit.reporting.statistics import RunStatistics, money, pct_text, percent
+from tradekit.reporting.statistics import RunStatistics, TradeStatistics, money, pct_text, percent
 
 
 def _ratio(value: float | None) -> str:
@@ -35,15 +35,64 @@ REALIZED_PNL = "realized P&L (closed, after fees)"
 OPEN_PNL = "open P&L (at last close, after fees)"
 
 
-def pnl_rows(realized: Decimal, open_pnl: Decimal | None) -> list[tuple[str, str]]:
-    """The run's P&L, split as every table splits it (``tradekit.reporting.statistics``)."""
-    return [(REALIZED_PNL, money(realized)), (OPEN_PNL, money(open_pnl))]
+LEFT_OUT = "left out of the P&L and trade figures"
+
+
+def pnl_rows(
+    realized: Decimal, open_pnl: Decimal | None, *, unknown_closed: int = 0, unknown_open: int = 0
+) -> list[tuple[str, str]]:
+    """The run's P&L, split as every table splits it (``tradekit.reporting.statistics``);
+    each says how many positions of unknown P&L it leaves out."""
+    return [
+        (REALIZED_PNL, money(realized) + _excludes(unknown_closed)),
+        (OPEN_PNL, money(open_pnl) + _excludes(unknown_open)),
+    ]
+
+
+def _excludes(unknown: int) -> str:
+    if not unknown:
+        return ""
+    return f" (excludes {_positions(unknown)} of unknown P&L)"
+
+
+def _of_unknown(unknown: int) -> str:
+    return f"; {unknown:,} of unknown P&L, not in the figures below" if unknown else ""
+
+
+def _positions(count: int) -> str:
+    return f"{count:,} position{'' if count == 1 else 's'}"
+
+
+_REASONS_SHOWN = 3
+
+
+def left_out_rows(trades: TradeStatistics) -> list[tuple[str, str]]:
+    """What the P&L and trade figures leave out, and why: the positions of unknown P&L (an
+    exit of unknown price); no row when there are none."""
+    if not trades.unknown_pnl:
+        return []
+    reasons = list(trades.unknown_pnl_reasons.items())
+    why = "; ".join(f"{reason} ({count:,})" for reason, count in reasons[:_REASONS_SHOWN])
+    if len(reasons) > _REASONS_SHOWN:
+        why += f"; {len(reasons) - _REASONS_SHOWN:,} other reasons"
+    return [
+        (
+            LEFT_OUT,
+            f"{_positions(trades.unknown_pnl)} of unknown P&L ({trades.unknown_pnl_closed:,} closed, "
+            f"{trades.unknown_pnl_open:,} open), exited at an unknown price: {why}",
+        )
+    ]
 
 
 def statistics_rows(stats: RunStatistics, *, pnl: bool = True) -> list[tuple[str, str]]:
     """(what, value) for every run statistic, in the order a trader reads them; ``pnl``: with
-    the realized and open P&L (the run summary shows them beside the account's P&L)."""
+    the realized and open P&L (the run summary shows them beside the account's P&L). When
+    positions of unknown P&L are left out, a row says how many and why: after the P&L, or
+    first without it (under the P&L the caller shows)."""
     rows: list[tuple[str, str]] = []
+    t = stats.trades
+    if not pnl:
+        rows += left_out_rows(t)
     r = stats.returns
     if r is not None:
         rows += [
@@ -57,12 +106,14 @@ def statistics_rows(stats: RunStatistics, *, pnl: bool = True) -> list[tuple[str
             ("max drawdown", f"{percent(r.max_drawdown)} (longest {r.max_drawdown_days:,} days under a peak)"),
             ("exposure time", percent(r.exposure, 1).lstrip("+")),
         ]
-    t = stats.trades
     if pnl:
-        rows += pnl_rows(t.realized_pnl, t.open_pnl)
+        rows += pnl_rows(
+            t.realized_pnl, t.open_pnl, unknown_closed=t.unknown_pnl_closed, unknown_open=t.unknown_pnl_open
+        )
+        rows += left_out_rows(t)
     rows += [
         ("buy & hold (same symbols)", percent(stats.buy_and_hold_return)),
-        ("positions (closed / open)", f"{t.positions} ({t.closed} / {t.open})"),
+        ("positions (closed / open)", f"{t.positions} ({t.closed} / {t.open})" + _of_unknown(t.unknown_pnl)),
         ("win rate", percent(t.win_rate, 1).lstrip("+")),
         ("profit factor", _ratio(t.profit_factor)),
         ("expectancy per position", money(t.expectancy)),
@@ -89,7 +140,8 @@ def symbol_rows(stats: RunStatistics) -> list[tuple[str, ...]]:
     """Per symbol: its contribution's return, Sharpe and max drawdown, positions, win rate,
     realized P&L (closed positions, after all their fees), open P&L (open positions at the
     last close, after the fees paid on them; the two make the return's P&L), fees,
-    exposure, buy-and-hold."""
+    exposure, buy-and-hold. Positions of unknown P&L are left out ("excl. 1 unknown"), and a
+    symbol with one has no return figures."""
     return [
         (
             symbol,
@@ -98,14 +150,24 @@ def symbol_rows(stats: RunStatistics) -> list[tuple[str, ...]]:
             percent(s.returns.max_drawdown) if s.returns else "-",
             str(s.trades.positions),
             percent(s.trades.win_rate, 1).lstrip("+"),
-            money(s.trades.realized_pnl),
-            money(s.trades.open_pnl),
+            money(s.trades.realized_pnl) + _excluded(s.trades.unknown_pnl_closed),
+            money(s.trades.open_pnl) + _excluded(s.trades.unknown_pnl_open),
             f"{s.trades.fees:,.2f}",
             percent(s.exposure, 1).lstrip("+"),
             percent(s.buy_and_hold_return),
         )
         for symbol, s in sorted(stats.by_symbol.items())
     ]
+
+
+def _excluded(unknown: int) -> str:
+    return f" (excl. {unknown:,} unknown)" if unknown else ""
+
+
+UNKNOWN_PNL_NOTE = (
+    "excl. N unknown: N positions with an exit at an unknown price (closed by reconciliation, the "
+    "broker no longer holding them) are left out; their symbol has no return figures"
+)
 
 
 def decision_rows(stats: RunStatistics) -> list[tuple[str, str, str]]:
@@ -137,10 +199,15 @@ _TERMINAL_HEADERS = {
 
 def symbol_table(stats: RunStatistics) -> Table:
     """The per-symbol statistics as a rich table."""
+    caption = (
+        "realized: closed positions, after all their fees; open: positions still open, at the last "
+        "close, after the fees paid on them; return: the two together, on the starting equity"
+    )
+    if stats.trades.unknown_pnl:
+        caption += f"; {UNKNOWN_PNL_NOTE}"
     table = Table(
         title="by symbol",
-        caption="realized: closed positions, after all their fees; open: positions still open, at the last "
-        "close, after the fees paid on them; return: the two together, on the starting equity",
+        caption=caption,
         caption_justify="left",
         header_style="bold",
         box=box.SIMPLE_HEAD,

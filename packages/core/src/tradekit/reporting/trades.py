@@ -7,6 +7,12 @@ the realized P&L and return of what it sold, and how long it was held. Fills of 
 are one entry or one exit, priced notional-weighted, as the ledger folds positions. (The
 run's figures count a position as realized once it is closed, and an open one's P&L at the
 last close apart: ``tradekit.reporting.statistics``.)
+
+An exit may have no price: reconciliation closes a position the broker no longer holds
+(EXTERNAL_CLOSE) without knowing what it went for. Such a position's P&L is unknown, never
+taken as break-even: ``pnl_known`` is false, ``unknown_pnl_reason`` says why, and every
+figure that needs the exit price (average exit, return, marked P&L, each entry's share) is
+None; the run's figures leave the position out and count it.
 """
 
 from __future__ import annotations
@@ -79,12 +85,31 @@ class Trade:
         return sum((e.notional for e in self.entries), ZERO) / self.entered_qty
 
     @property
-    def average_exit(self) -> Decimal | None:
-        priced = [x for x in self.exits if x.price is not None]
-        qty = sum((x.qty for x in priced), ZERO)
-        if not qty:
+    def unknown_price_exits(self) -> tuple[TradeExit, ...]:
+        """The exits whose price is unknown (closed by reconciliation, say)."""
+        return tuple(x for x in self.exits if x.price is None)
+
+    @property
+    def pnl_known(self) -> bool:
+        """Whether every exit's price is known: else the position's P&L is unknown."""
+        return all(x.price is not None for x in self.exits)
+
+    @property
+    def unknown_pnl_reason(self) -> str | None:
+        """Why the position's P&L is unknown (None when it is known): each exit of unknown
+        price, its quantity and why it left."""
+        unknown = self.unknown_price_exits
+        if not unknown:
             return None
-        return sum((x.qty * x.price for x in priced if x.price is not None), ZERO) / qty
+        return "; ".join(f"{plain_number(x.qty)} exited at an unknown price ({x.reason})" for x in unknown)
+
+    @property
+    def average_exit(self) -> Decimal | None:
+        """Quantity-weighted average exit price; None without exits or with one of unknown price."""
+        qty = self.exited_qty
+        if not qty or not self.pnl_known:
+            return None
+        return sum((x.qty * x.price for x in self.exits if x.price is not None), ZERO) / qty
 
     @property
     def fees(self) -> Decimal:
@@ -92,7 +117,10 @@ class Trade:
 
     @property
     def realized_pnl(self) -> Decimal:
-        """Exits against the average entry, less exit fees and the exited share of entry fees."""
+        """Exits against the average entry, less exit fees and the exited share of entry fees.
+
+        Only the exits of known price count: when ``pnl_known`` is false this is not the
+        position's P&L (which is unknown) and is no figure to show or add up."""
         gross = sum(
             (x.qty * (x.price - self.average_entry) for x in self.exits if x.price is not None),
             ZERO,
@@ -100,10 +128,13 @@ class Trade:
         entry_fees = sum((e.fees for e in self.entries), ZERO) * self.exited_qty / self.entered_qty
         return gross - sum((x.fees for x in self.exits), ZERO) - entry_fees
 
-    def marked_pnl(self, mark: Decimal) -> Decimal:
+    def marked_pnl(self, mark: Decimal) -> Decimal | None:
         """The position's P&L with what it still holds valued at ``mark``, after every fee it
         paid (all of its entry fees, whatever share is still held): an open position's P&L
-        at the last close. A closed position's is its ``realized_pnl``, whatever ``mark``."""
+        at the last close. A closed position's is its ``realized_pnl``, whatever ``mark``.
+        None when an exit's price is unknown."""
+        if not self.pnl_known:
+            return None
         average = self.average_entry
         sold = sum((x.qty * (x.price - average) for x in self.exits if x.price is not None), ZERO)
         held = (self.entered_qty - self.exited_qty) * (mark - average)
@@ -111,9 +142,9 @@ class Trade:
 
     @property
     def return_pct(self) -> Decimal | None:
-        """Realized P&L as a percentage of what the exited quantity cost."""
+        """Realized P&L as a percentage of what the exited quantity cost (None when unknown)."""
         cost = self.average_entry * self.exited_qty
-        return None if cost <= 0 else self.realized_pnl * HUNDRED / cost
+        return None if cost <= 0 or not self.pnl_known else self.realized_pnl * HUNDRED / cost
 
     @property
     def opened_at(self) -> datetime:
@@ -134,7 +165,7 @@ class Trade:
 
     def entry_pnl(self) -> list[Decimal]:
         """Each entry's share of a closed trade's P&L: its quantity sold at the average exit,
-        less its own fees and its share of the exit fees."""
+        less its own fees and its share of the exit fees (none when the exit price is unknown)."""
         exit_price = self.average_exit
         if self.is_open or exit_price is None:
             return []
@@ -142,10 +173,12 @@ class Trade:
         return [e.qty * (exit_price - e.price) - e.fees - exit_fees * e.qty / self.entered_qty for e in self.entries]
 
     def as_json(self) -> dict[str, Any]:
-        """The trade as JSON-ready data: stored figures exact, derived ones to 6 places."""
+        """The trade as JSON-ready data: stored figures exact, derived ones to 6 places; a
+        P&L that is unknown is null, and ``unknown_pnl`` says why."""
         holding = self.holding_time
         average_exit = self.average_exit
         return_pct = self.return_pct
+        known = self.pnl_known
         return {
             "symbol": self.symbol,
             "strategy": self.strategy,
@@ -157,7 +190,8 @@ class Trade:
             "qty": plain_number(self.entered_qty),
             "average_entry": plain_number(self.average_entry, 6),
             "average_exit": None if average_exit is None else plain_number(average_exit, 6),
-            "realized_pnl": plain_number(self.realized_pnl, 6),
+            "realized_pnl": plain_number(self.realized_pnl, 6) if known else None,
+            "unknown_pnl": self.unknown_pnl_reason,
             "return_pct": None if return_pct is None else plain_number(return_pct, 4),
             "fees": plain_number(self.fees, 6),
             "holding_days": None if holding is None else round(holding.total_seconds() / 86400, 4),
