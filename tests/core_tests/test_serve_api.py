@@ -295,3 +295,29 @@ def test_shown_settings_and_environment_urls_mask_query_credentials() -> None:
         {"ledger": {"url": "postgresql://u@h/db?sslmode=require&password=Bn6TkW3xZr9MvQ2h"}}
     )
     assert shown == {"ledger": {"url": f"postgresql://u@h/db?sslmode=require&password={redaction.MASK}"}}
+
+
+def test_a_position_partly_closed_at_an_unknown_price_shows_its_realized_pnl_as_unknown(tmp_path: Path) -> None:
+    # Reconciliation found the broker holding less KO than the ledger, and no fill says what
+    # the rest went for: the position's realized P&L is unknown, never the known part's.
+    built = build_world(tmp_path)
+    try:
+        held = built.trading.ledger.position("KO")
+        assert held is not None
+        with built.trading.ledger.transaction() as tx:
+            tx.record_external_close("KO", held.qty / 2, AFTER, "the ledger follows the broker")
+        with serving(built.url, now=AFTER) as running:
+            rows = {p["symbol"]: p for p in running.get("/api/positions").json()["positions"]}
+            page = running.get("/positions").text
+    finally:
+        built.trading.ledger.close()
+    ko = rows["KO"]
+    assert ko["realized_pnl"] is None
+    assert ko["pnl"] is None
+    assert "unknown price" in ko["unknown_pnl"]
+    assert "the ledger follows the broker" in ko["unknown_pnl"]
+    assert ko["unrealized_pnl"] is not None  # what is still held is marked as before
+    assert rows["MSFT"]["unknown_pnl"] is None
+    ko_row = page[page.index("<strong>KO</strong>") :].split("</tr>", 1)[0]
+    assert 'title="' in ko_row
+    assert ">unknown</span>" in ko_row

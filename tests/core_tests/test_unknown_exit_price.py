@@ -323,3 +323,17 @@ def test_positions_of_unknown_pnl_change_no_figure_of_the_known_ones(
     assert stats.unknown_pnl_closed == len(unknown)
     assert stats.unknown_pnl_reasons == ({"reconciled": len(unknown)} if unknown else {})
     assert stats.fees == sum((t.fees for t in every), D(0))
+
+
+def test_the_trades_command_prints_unknown_and_why_for_a_position_of_unknown_pnl(reconciled: Reconciled) -> None:
+    from rich.console import Console
+
+    from tradekit.cli.trades import trades_table
+
+    console = Console(width=400, record=True)
+    console.print(trades_table(reconciled.trades()))
+    text = console.export_text()
+    (aaa,) = [line for line in text.splitlines() if "AAA#2" in line]
+    assert "unknown: " in aaa
+    assert "+0.00" not in aaa
+    assert NOT_AT_THE_BROKER in aaa

@@ -425,7 +425,9 @@ def _print_summary(paper: Any) -> None:
     table.add_row("starting equity", f"{s.starting_equity:,.2f}")
     table.add_row("final equity", f"{s.final_equity:,.2f}")
     table.add_row("P&L (realized + open)", f"{s.pnl:+,.2f} ({s.pnl * 100 / s.starting_equity:+.2f}%)")
-    for what, value in pnl_rows(s.realized_pnl, s.open_pnl):
+    for what, value in pnl_rows(
+        s.realized_pnl, s.open_pnl, unknown_closed=s.unknown_pnl_closed, unknown_open=s.unknown_pnl_open
+    ):
         table.add_row(what, value)
     for what, value in statistics_rows(paper.statistics, pnl=False):
         table.add_row(what, value)

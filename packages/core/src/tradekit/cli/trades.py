@@ -108,13 +108,21 @@ def trades_table(found: list[Trade]) -> Table:
         exits = "\n".join(
             f"{x.time:%Y-%m-%d} {'-' if x.price is None else f'{x.price:,.4f}'} x {x.qty:.4f}" for x in trade.exits
         )
-        pct = trade.return_pct
         held = trade.holding_time
         table.add_row(
             f"{trade.symbol}#{trade.number}\n" + ("open" if held is None else f"{held.days} days"),
             entries + f"\navg {trade.average_entry:,.4f}",
             exits or "open",
-            f"{trade.realized_pnl:+,.2f}" + ("" if pct is None else f"\n{pct:+.2f}%"),
+            _pnl_cell(trade),
             trade.close_reason,
         )
     return table
+
+
+def _pnl_cell(trade: Trade) -> str:
+    """A position's P&L and return, or "unknown" and why (an exit of unknown price)."""
+    unknown = trade.unknown_pnl_reason
+    if unknown is not None:
+        return f"unknown: {unknown}"
+    pct = trade.return_pct
+    return f"{trade.realized_pnl:+,.2f}" + ("" if pct is None else f"\n{pct:+.2f}%")

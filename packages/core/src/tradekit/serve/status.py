@@ -257,7 +257,9 @@ def _position(source: StatusSource, trade: Trade, mark: Json | None, tx: LedgerT
     qty = trade.entered_qty - trade.exited_qty
     average = trade.average_entry
     unrealized = (mark["price"] - average) * qty if mark is not None else None
-    realized = trade.realized_pnl
+    # A part sold at an unknown price (reconciliation closed it) makes the realized P&L unknown,
+    # never the known part's (tradekit.reporting.trades).
+    realized = trade.realized_pnl if trade.pnl_known else None
     owner = source.strategies.get(trade.strategy) if trade.strategy else None
     cost = average * qty
     return {
@@ -268,7 +270,8 @@ def _position(source: StatusSource, trade: Trade, mark: Json | None, tx: LedgerT
         "average_entry": plain_number(average, 6),
         "cost": plain_number(cost, 2),
         "fees": plain_number(trade.fees, 6),
-        "realized_pnl": plain_number(realized, 2),
+        "realized_pnl": _num(realized, 2),
+        "unknown_pnl": trade.unknown_pnl_reason,
         "mark": None
         if mark is None
         else {
@@ -277,7 +280,7 @@ def _position(source: StatusSource, trade: Trade, mark: Json | None, tx: LedgerT
             "value": plain_number(mark["price"] * qty, 2),
         },
         "unrealized_pnl": _num(unrealized, 2),
-        "pnl": _num(realized + unrealized if unrealized is not None else None, 2),
+        "pnl": _num(realized + unrealized if realized is not None and unrealized is not None else None, 2),
         "opened_at": _time(trade.opened_at),
         "entries": [
             {
