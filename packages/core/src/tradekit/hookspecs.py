@@ -83,7 +83,8 @@ def on_reconcile(report: ReconcileReport) -> list[ReconcileFinding] | None:
     Called after the reconciler compared the ledger with the broker. A plugin may return
     extra findings, e.g. ``UNRECONCILED`` for a symbol it knows must not be traded; those
     symbols are then blocked like any other unreconciled symbol. Every finding is written to
-    the audit trail.
+    the audit trail. A plugin that raises fails the reconciliation: the ledger is left as it
+    was, and the error (a ``HookError``) names the plugin.
 
     :param report: The reconciler's report (findings, whether the broker could be read).
     :return: Additional findings, or None.

@@ -233,7 +233,13 @@ class Plugins:
         return result
 
     def on_reconcile(self, report: ReconcileReport) -> list[ReconcileFinding]:
-        results: list[list[ReconcileFinding] | None] = self._pm.hook.on_reconcile(report=report)
+        """Every plugin's extra findings; one that raises is a ``HookError`` naming it (the
+        reconciliation then changes nothing)."""
+        try:
+            results: list[list[ReconcileFinding] | None] = self._pm.hook.on_reconcile(report=report)
+        except Exception as exc:
+            plugin = self._raising_plugin("on_reconcile", {"report": report}, exc)
+            raise HookError("on_reconcile", plugin, exc) from exc
         return [finding for result in results if result for finding in result]
 
     def on_exit_intent(self, intent: ExitIntent) -> ExitIntent:

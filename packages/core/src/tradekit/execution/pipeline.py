@@ -785,6 +785,10 @@ class OrderPipeline:
                     fill = None
                 if intent is not None:
                     self._advance_status(tx, intent, event.order)
+                elif event.order.status.is_terminal:
+                    # An order placed outside tradekit ended: reconciliation deferred its
+                    # symbol while it worked, and adopts what it left now.
+                    self._reconcile_if_held_back(tx, event.order.symbol)
             if fill is not None and intent is not None:
                 applied += 1
                 self.plugins.on_fill(fill, intent)  # committed: announced (notifications)
@@ -837,9 +841,14 @@ class OrderPipeline:
                 self._reconcile_due = True
 
     def reconcile(self) -> ReconcileReport:
-        """Reconcile the ledger with the broker now (see ``tradekit.reconcile``)."""
-        self._reconcile_due = False
-        return Reconciler(self.ledger, self.broker, self.settings.reconciliation, self.plugins).run(self.clock())
+        """Reconcile the ledger with the broker now (see ``tradekit.reconcile``). One that
+        could not read the broker (or raised) is due again: the next ``reconcile_if_due``
+        tries it, so that a startup that found the broker down does not leave the ledger
+        unreconciled, and its symbols blocked, until the next restart."""
+        self._reconcile_due = True
+        report = Reconciler(self.ledger, self.broker, self.settings.reconciliation, self.plugins).run(self.clock())
+        self._reconcile_due = not report.broker_ok
+        return report
 
     def reconcile_if_due(self) -> ReconcileReport | None:
         """Reconcile when a fill could not be applied, an unresolved order was settled, or an

@@ -10,15 +10,24 @@
 - A symbol with an order whose outcome is unresolved (in flight, or its lookup failed) is
   **deferred**: nothing is adopted, closed or compared while a fill of it may still come;
   the finding says which order, and buys on it stay blocked until a later reconciliation.
+  So is a symbol with an order the broker still works that the ledger does not have in
+  flight (placed by hand, or one of tradekit's given up on as not found): a position it is
+  still building is adopted once it ended, whole, not in part and then found mismatched.
 - A symbol with a fill the ledger recorded but could not apply (it reduced a position that
   was already closed, or belonged to an order given up on as not found) is **re-derived**
   from the broker: the fill is applied when ledger plus fill equals the broker, set aside as
   already counted when the ledger already equals the broker, and otherwise the ledger
   follows the broker's quantity; the finding says which.
 - A broker that cannot be read is never taken to mean "flat": nothing is closed or adopted,
-  every symbol stays blocked, and the report says why.
+  every symbol stays blocked, and the report says why. A position the broker lists at zero
+  is not held.
 
-Running it twice in a row changes nothing the second time.
+Its changes are written in one transaction holding the account's lock (PostgreSQL): two
+processes reconciling at once take turns, the second seeing what the first wrote, and no
+order is sent meanwhile. What tradekit has in flight is read before the broker is: a fill
+another process records while the broker is read is of an order already deferred, never
+taken for a position the broker no longer holds. Running it twice in a row changes nothing
+the second time.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from decimal import Decimal
 from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker
 from tradekit.config.settings import ReconciliationSettings
-from tradekit.domain.orders import Fill
+from tradekit.domain.orders import Fill, Order
 from tradekit.domain.positions import BrokerPosition, Position
 from tradekit.domain.signals import Side
 from tradekit.domain.values import ZERO
@@ -61,14 +70,33 @@ class Reconciler:
 
     def run(self, now: datetime) -> ReconcileReport:
         """Reconcile, persist the report and every ledger change in one transaction."""
+        # What tradekit has in flight, read before the broker is: an order of it may fill
+        # (and another process record the fill) while the broker is read, and its symbol is
+        # deferred whatever the ledger says afterwards. The broker is read outside the write
+        # transaction: a slow broker never holds the ledger (SQLite: every writer) locked.
+        with self._ledger.reading() as tx:
+            in_flight = self._deferred(tx)
+        error = ""
+        broker_positions: list[BrokerPosition] = []
+        open_orders: Sequence[Order] = ()
         try:
-            broker_positions = list(self._broker.get_positions())
+            # A position listed at zero is not held (never adopted as an empty entry).
+            broker_positions = [bp for bp in self._broker.get_positions() if bp.qty != 0]
         except BrokerError as exc:
-            return self._broker_unavailable(now, f"broker positions could not be read: {exc}")
-        with self._ledger.transaction() as tx:
-            ledger_positions = tx.open_positions()
+            error = f"broker positions could not be read: {exc}"
+        if not error:
+            try:
+                open_orders = self._broker.get_open_orders()
+            except BrokerError as exc:
+                error = f"broker open orders could not be read: {exc}"
+        with self._ledger.transaction(lock_account=True) as tx:
             deferred = self._deferred(tx)
+            for symbol, finding in [*in_flight.items(), *self._working_elsewhere(tx, open_orders).items()]:
+                deferred.setdefault(symbol, finding)
+            if error:
+                return self._broker_unavailable(tx, now, error, deferred)
             unapplied = self._unapplied(tx, deferred)
+            ledger_positions = tx.open_positions()
             findings = [
                 *deferred.values(),
                 *self._rederive(tx, broker_positions, ledger_positions, unapplied, now),
@@ -111,18 +139,19 @@ class Reconciler:
                 )
         return report
 
-    def _broker_unavailable(self, now: datetime, error: str) -> ReconcileReport:
-        with self._ledger.transaction() as tx:
-            previous = tx.unreconciled_symbols()
-            held = set(tx.open_positions())
-            report = ReconcileReport(
-                started_at=now,
-                broker=self._broker.name,
-                broker_ok=False,
-                error=error,
-                blocked_symbols=held | previous,
-            )
-            tx.record_reconciliation(report)
+    def _broker_unavailable(
+        self, tx: LedgerTx, now: datetime, error: str, deferred: Mapping[str, object]
+    ) -> ReconcileReport:
+        previous = tx.unreconciled_symbols()
+        held = set(tx.open_positions())
+        report = ReconcileReport(
+            started_at=now,
+            broker=self._broker.name,
+            broker_ok=False,
+            error=error,
+            blocked_symbols=held | previous | set(deferred),
+        )
+        tx.record_reconciliation(report)
         log.error("reconciliation failed, nothing changed, buys stay blocked: %s", error)
         return report
 
@@ -141,6 +170,32 @@ class Reconciler:
                         f"unresolved ({status}): nothing adopted or closed until its outcome is known"
                     ),
                 )
+        return found
+
+    @staticmethod
+    def _working_elsewhere(tx: LedgerTx, open_orders: Sequence[Order]) -> dict[str, ReconcileFinding]:
+        """One DEFERRED finding per symbol with an order the broker works that the ledger does
+        not have in flight: placed outside tradekit, or tradekit's own given up on."""
+        found: dict[str, ReconcileFinding] = {}
+        for order in open_orders:
+            if order.status.is_terminal or order.symbol in found:
+                continue
+            state = tx.intent_state(order.client_order_id)
+            if state is not None and (state.status is None or not state.status.is_terminal):
+                continue  # in flight in the ledger: deferred as such
+            whose = (
+                "not placed by tradekit"
+                if state is None
+                else f"tradekit's, recorded as {state.status.value if state.status else 'unsent'}"
+            )
+            found[order.symbol] = ReconcileFinding(
+                symbol=order.symbol,
+                action=ReconcileAction.DEFERRED,
+                reason=(
+                    f"order {order.client_order_id} ({order.side}, {whose}) is open at the broker with "
+                    f"{order.filled_qty} filled: nothing adopted or closed until it ends"
+                ),
+            )
         return found
 
     def _unapplied(self, tx: LedgerTx, deferred: Mapping[str, object]) -> dict[str, list[tuple[UnappliedFill, Fill]]]:
