@@ -248,6 +248,32 @@ def test_a_failed_transaction_leaves_memory_and_pending_rows_untouched(tmp_path:
     assert [(r[0], r[2], r[4]) for r in dumped["tk_intent_heads"]] == [(first.client_order_id, "submitting", False)]
 
 
+def test_a_revised_intent_is_served_from_memory_rolled_back_with_its_transaction_and_written_at_the_flush(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    lost = _intent("exit|x")
+    sent = attrs.evolve(lost, qty=Decimal(7))
+    with BufferedLedger.open(url, for_trading=True) as ledger:
+        with ledger.transaction() as tx:
+            tx.record_intent(lost)
+            tx.record_order_event(lost.client_order_id, LedgerOrderStatus.NOT_FOUND, T0)
+        with pytest.raises(LedgerError), ledger.transaction() as tx:  # noqa: PT012
+            tx.revise_intent(sent)
+            tx.revise_intent(_intent("never|recorded"))
+        with ledger.reading() as tx:
+            assert tx.intent(lost.client_order_id) == lost
+        ledger.flush()
+        with ledger.transaction() as tx:
+            tx.revise_intent(sent)  # its row is in the file already: rewritten at the next flush
+            tx.record_order_event(lost.client_order_id, LedgerOrderStatus.SUBMITTING, T0)
+        with ledger.reading() as tx:
+            assert tx.intent(lost.client_order_id) == sent
+            assert [i.qty for i in tx.order_intents()] == [Decimal(7)]  # flushed, read from the file
+    with Ledger.open(url) as reopened, reopened.reading() as tx:
+        assert tx.intent(lost.client_order_id) == sent
+
+
 def test_a_buffered_ledger_answers_like_the_committing_one(tmp_path: Path) -> None:
     ledgers = [
         Ledger.open(f"sqlite:///{tmp_path / 'a.db'}", for_trading=True),

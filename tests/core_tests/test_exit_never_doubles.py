@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tradekit.broker.errors import AmbiguousSubmission, BrokerError, DuplicateClientOrderId
 from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig, ReceiptOutcome, SliceTiming
+from tradekit.config import AllocationSettings, ExitSettings, MissedWindow, Settings
 from tradekit.domain import Order, OrderRequest, Side, Urgency
 from tradekit.execution.pipeline import ExitOutcome
 from tradekit.exits import ExitIntent, ExitState
@@ -175,6 +176,79 @@ def test_sells_never_exceed_what_is_held_whatever_attempts_are_ambiguous(
                 cycle(t, timedelta(minutes=3))
             assert at_broker(t) == 0
             assert sold(t) == held
+        finally:
+            t.ledger.close()
+
+
+# ---------------------------------------------------------------------------- (b) another kind of order next
+
+# Monday 2024-03-04 after the close; Tuesday's exit window is 14:35-15:00 UTC, its close 21:00.
+MONDAY_EVENING = datetime(2024, 3, 4, 21, 15, tzinfo=UTC)
+BEFORE_TUESDAY_WINDOW = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+_PLANNED_FAULTS = st.sampled_from(
+    [
+        None,
+        Fault.LOST_REQUEST,
+        Fault.TIMEOUT_AFTER_ACCEPT,
+        Fault.LOST_RESPONSE,
+        Fault.REJECT,
+        Fault.REJECT_AFTER_ACCEPT,
+    ]
+)
+_PLANNED_STEPS = st.lists(
+    st.tuples(_PLANNED_FAULTS, st.integers(min_value=1, max_value=2), st.booleans(), st.integers(1, 150)),
+    min_size=1,
+    max_size=14,
+)
+
+
+def priced_cycle(t: Trading, step: timedelta) -> None:
+    """One live cycle, the market trading KO at 60 meanwhile (a limit sell at 60 fills at once,
+    a market-on-close fills at the first price at or after the close)."""
+    t.clock.now += step
+    t.broker.set_price("KO", Decimal(60), t.clock.now)
+    cycle(t, timedelta(0))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=_PLANNED_STEPS, whole_shares=st.booleans())
+def test_a_planned_exit_never_sells_more_than_is_held_across_escalation_and_splits_whatever_is_lost(
+    steps: Sequence[tuple[Fault | None, int, bool, int]], whole_shares: bool
+) -> None:
+    # A planned exit's limit sells in Tuesday's window, its market-on-close once the window
+    # closed (33 on close and the fraction as a DAY order, unless whole shares are held), the
+    # next day's window after that: any request of any of them may be lost and arrive later.
+    with tempfile.TemporaryDirectory() as tmp:
+        exits = ExitSettings(on_missed_window=MissedWindow.MARKET_AT_CLOSE)
+        allocation = AllocationSettings(fractional_shares=not whole_shares)
+        t = make_trading(
+            Path(tmp), paper=LateArrivals(SHORTABLE), settings=Settings(allocation=allocation, exits=exits)
+        )
+        broker = t.broker
+        assert isinstance(broker, LateArrivals)
+        try:
+            t.reconcile()
+            t.pipeline.process_buy(t.signal(), Single, t.market())
+            t.pipeline.apply_events()
+            assert at_broker(t) > 0
+            t.clock.now = MONDAY_EVENING
+            t.pipeline.plan_exit(t.signal(side=Side.SELL, age=timedelta(0)))
+            t.clock.now = BEFORE_TUESDAY_WINDOW
+            for fault, times, land, minutes in steps:
+                if land:
+                    broker.land()  # lost requests reach the broker between two cycles
+                if fault is not None:
+                    broker.faults.arm(fault, times=times, symbol="KO")
+                priced_cycle(t, timedelta(minutes=minutes))
+                broker.faults.clear()
+                assert at_broker(t) >= 0
+            broker.land()
+            for _ in range(36):  # three days of cycles: the exit is carried out, once
+                priced_cycle(t, timedelta(hours=2))
+                assert at_broker(t) >= 0
+            assert at_broker(t) == 0
+            assert t.ledger.position("KO") is None
+            assert the_exit(t).state is ExitState.EXECUTED
         finally:
             t.ledger.close()
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tradekit import StrategyScalingPolicy, evaluate_buy
 from tradekit.decision.reasons import BuyAction
-from tradekit.domain import Fill, OrderType, Side, Signal, Urgency
+from tradekit.domain import Fill, OrderType, Side, Signal, TimeInForce, Urgency
 from tradekit.exits import ExitIntent, ExitState
 from tradekit.ledger import (
     DuplicateIntentError,
@@ -159,6 +159,49 @@ def test_a_second_intent_with_the_same_key_is_refused(ledger: Ledger) -> None:
         tx.record_intent(buy_intent(key="same"))
     with pytest.raises(DuplicateIntentError), ledger.transaction() as tx:
         tx.record_intent(buy_intent(key="same", qty="99"))
+
+
+def lost_limit_sell() -> OrderIntent:
+    return OrderIntent(
+        intent_key="exit|exit-1",
+        symbol="KO",
+        side=Side.SELL,
+        purpose=IntentPurpose.EXIT,
+        created_at=T0,
+        strategy="pyr",
+        order_type=OrderType.LIMIT,
+        qty=Decimal(10),
+        limit_price=Decimal(61),
+        exit_intent_id="exit-1",
+    )
+
+
+def test_a_revised_intent_states_the_order_sent_again_across_a_restart_and_nothing_else_of_it(
+    ledger_factory: LedgerFactory,
+) -> None:
+    ledger = ledger_factory()
+    lost = lost_limit_sell()
+    with ledger.transaction() as tx:
+        tx.record_intent(lost)
+        tx.record_order_event(lost.client_order_id, LedgerOrderStatus.NOT_FOUND, T0)
+    sent = attrs.evolve(
+        lost, order_type=OrderType.MARKET, qty=Decimal(9), limit_price=None, time_in_force=TimeInForce.CLS
+    )
+    # A transaction that fails revises nothing.
+    with pytest.raises(LedgerError), ledger.transaction() as tx:  # noqa: PT012
+        tx.revise_intent(sent)
+        tx.revise_intent(buy_intent(key="never recorded"))
+    with ledger.reading() as tx:
+        assert tx.intent(lost.client_order_id) == lost
+    with ledger.transaction() as tx:
+        tx.revise_intent(sent)
+        tx.record_order_event(lost.client_order_id, LedgerOrderStatus.SUBMITTING, T0)
+
+    with ledger_factory().reading() as tx:  # after a restart
+        assert tx.intent(lost.client_order_id) == sent
+        assert tx.intents_with_prefix("exit|") == [sent]
+        (pending,) = tx.pending_intents()
+        assert pending.intent == sent
 
 
 def test_client_order_id_is_deterministic_and_short_enough_for_every_venue() -> None:

@@ -175,6 +175,11 @@ def test_the_resend_sells_no_more_than_the_broker_holds_and_keeps_the_lost_id(tr
         (resend,) = [e for e in tx.order_events(coid) if e.status is LedgerOrderStatus.SUBMITTING][1:]
     assert f"sell {HELD - 10} KO" in resend.detail
     assert "same client order id" in resend.detail
+    with t.ledger.reading() as tx:
+        intent = tx.intent(coid)
+        (written,) = [i for i in tx.order_intents(symbol="KO") if i.client_order_id == coid]
+    assert intent is not None
+    assert intent.qty == written.qty == HELD - 10  # what was sent, not the lost request's quantity
 
 
 def test_a_refused_exit_attempt_is_tried_again_under_a_new_client_order_id(trading: Trading) -> None:

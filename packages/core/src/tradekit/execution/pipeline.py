@@ -9,9 +9,10 @@ Idempotent submission: the intent is committed before the order leaves. After an
 ambiguous outcome (timeout, lost response, server error, "already exists") the pipeline
 looks the order up by its client order id; it never sends the same intent twice. On
 restart, ``recover`` settles every intent left in flight the same way, before
-reconciliation. The one order sent again is an exit attempt given up on as lost (never seen
-at the broker): the next attempt re-sends it under the same client order id, so that the
-lost request, should it still arrive, is refused by the broker as a duplicate.
+reconciliation. The one order sent again is an exit sell given up on as lost (never seen at
+the broker): the exit's next attempt goes out under its client order id, whatever kind of
+order that attempt is, so that the lost request, should it still arrive, is refused by the
+broker as a duplicate (``OrderPipeline.execute_exit``).
 """
 
 from __future__ import annotations
@@ -146,8 +147,10 @@ def _attempt_orders(tx: LedgerTx, current: ExitIntent) -> list[OrderIntent]:
     lead = tx.intent(current.client_order_id)
     if lead is None:
         return []
-    if lead.time_in_force is TimeInForce.DAY:
-        return [lead]  # never split: a split's whole shares go out with another time in force
+    if lead.intent_key.endswith(_DAY_FRACTION):
+        return [lead]  # less than one share: the DAY order alone
+    # Looked for whatever the lead's time in force: a split attempt lost and sent again in a
+    # window goes out as two DAY limit orders under its two client order ids.
     fraction = tx.intent(client_order_id_for(lead.intent_key + _DAY_FRACTION))
     return [lead] if fraction is None else [lead, fraction]
 
@@ -161,38 +164,50 @@ def _last_attempt(earlier: Sequence[OrderIntent]) -> list[OrderIntent]:
     return [last]
 
 
-def _lost_attempt(tx: LedgerTx, attempts: Sequence[OrderIntent]) -> list[OrderIntent]:
-    """The order(s) of an exit's last attempt when every one of them was given up on as lost
-    (``NOT_FOUND``: never seen at the broker, nothing filled, and its request may still reach
-    it); [] otherwise (no attempt yet, or one the broker knows or answered: refused, canceled,
-    expired, filled in part, still working), and the next attempt has a new client order id.
-    A lost order's re-send that the broker refuses, or the guard stops, stays ``NOT_FOUND``."""
-    if not attempts:
-        return []
-    last = _last_attempt(attempts)
-    states = [tx.intent_state(o.client_order_id) for o in last]
-    if all(
-        s is not None and s.status is LedgerOrderStatus.NOT_FOUND and s.broker_order_id is None and s.filled_qty == 0
-        for s in states
-    ):
-        return last
-    return []
+def _lost_orders(tx: LedgerTx, attempts: Sequence[OrderIntent]) -> list[OrderIntent]:
+    """The exit's orders given up on as lost, whichever attempt sent them (``NOT_FOUND``: never
+    seen at the broker, nothing filled): a request of each may still reach the broker. A lost
+    order's re-send that the broker refuses, or the guard stops, stays ``NOT_FOUND``."""
+    lost = []
+    for attempt in attempts:
+        state = tx.intent_state(attempt.client_order_id)
+        if (
+            state is not None
+            and state.status is LedgerOrderStatus.NOT_FOUND
+            and state.broker_order_id is None
+            and state.filled_qty == 0
+        ):
+            lost.append(state.intent)
+    return lost
 
 
-def _resend_mismatch(
-    lost: Sequence[OrderIntent], parts: Sequence[tuple[str, Decimal, TimeInForce]], order_type: OrderType
-) -> str:
-    """Why this attempt's orders cannot go out as the lost attempt's ("" when they can): each
-    part must be the same kind of order (type, time in force, whole shares or the fraction of a
-    split) as the lost order whose client order id it takes."""
-    if len(lost) != len(parts):
-        return f"{len(lost)} order(s) lost, {len(parts)} to send now"
-    for old, (key, _qty, time_in_force) in zip(lost, parts, strict=True):
-        if old.order_type is not order_type or old.time_in_force is not time_in_force:
-            return f"the lost order is a {_order_kind(old)} order, this one a {order_type} {time_in_force} order"
-        if old.intent_key.endswith(_DAY_FRACTION) != key.endswith(_DAY_FRACTION):
-            return "the lost order and this one split the quantity differently"
-    return ""
+def _resend_quantities(lost: Sequence[OrderIntent], qty: Decimal) -> list[Decimal] | None:
+    """What each lost order sells when sent again under its client order id, ``qty`` in all
+    (0: not sent again, it stays lost); None when no such split is known to be safe.
+
+    Whichever copy of an id reaches the broker first is the one it takes: a late request or
+    the re-send. The most the exit could then sell is, for each id, the larger of what its
+    re-send asks and what any of its requests still on the way asks. A safe split keeps that
+    at the larger of ``qty`` and what the lost requests alone could sell: one lost order takes
+    all of ``qty``; several each ask at most what their intents state (the last request of
+    each that may be at the broker; what an earlier one asked is not recorded), so that late
+    requests sell no more than they could have anyway. Several asking less, together, than
+    ``qty`` (the broker now holds more free to sell than when they were sent) have no safe
+    split: each would have to ask at least what any of its requests asked.
+    """
+    if len(lost) == 1:
+        return [qty]
+    asked = [order.qty or ZERO for order in lost]
+    if qty > sum(asked, ZERO):
+        return None
+    # The last ones (a split's fraction) first, so that the whole shares of a split keep their
+    # time in force when shares were sold meanwhile.
+    quantities, left = [], qty
+    for each in reversed(asked):
+        part = min(each, left)
+        quantities.append(part)
+        left -= part
+    return quantities[::-1]
 
 
 def _buys_in_flight(tx: LedgerTx, symbol: str) -> list[IntentState]:
@@ -221,6 +236,11 @@ def _order_kind(order: OrderIntent) -> str:
     return (
         str(order.order_type) if order.time_in_force is TimeInForce.DAY else f"{order.order_type} {order.time_in_force}"
     )
+
+
+def _order_sell(order: OrderIntent) -> str:
+    price = f" at {order.limit_price}" if order.limit_price is not None else ""
+    return f"{_order_kind(order)} sell {order.qty} {order.symbol}{price}"
 
 
 def _window_text(intent: ExitIntent) -> str:
@@ -282,6 +302,9 @@ class OrderPipeline:
         # Lost exit orders this process sent again (under their own client order id), and when:
         # the grace before one is given up on again runs from then, not from its intent.
         self._resent_at: dict[str, datetime] = {}
+        # When this process last sent an exit's lost order(s) again market-on-close, by exit:
+        # one market-on-close a session, even when its intent went back to the lost request.
+        self._resent_on_close: dict[str, datetime] = {}
         # The price each buy still in flight was decided at, for a tier's cap (``_unfilled_buys``):
         # its value when nothing else prices it (no fill, no position). Kept by this process
         # only, while it is in flight; after a restart such a buy takes its tier as full.
@@ -546,9 +569,10 @@ class OrderPipeline:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def _send(self, intent: OrderIntent, *, resend: bool = False) -> Order | None:
+    def _send(self, intent: OrderIntent, *, lost: OrderIntent | None = None) -> Order | None:
         """Send inside the guard's account lock; None when the guard refused (recorded as not sent;
-        a lost exit order's re-send stays not found: the lost request may still arrive).
+        a lost exit order's re-send stays not found, its intent ``lost`` again: the lost
+        request may still arrive).
 
         Trading-state guard (issue #13): a halt that committed after the decision still stops
         the order here, and no halt commits while an order it would stop is on its way.
@@ -556,25 +580,27 @@ class OrderPipeline:
         with self.guard.sending(intent, self.clock()) as refusal:
             if refusal is None:
                 return self.broker.submit_order(intent.to_request())
-        if resend:
+        if lost is not None:
             detail = f"re-send not sent: {refusal}; the lost request may still reach the broker"
-            self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail=detail)
+            self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail=detail, revert=lost)
         else:
             self._record_status(intent, LedgerOrderStatus.NOT_SENT, detail=f"not sent: {refusal}")
         log.warning("order %s for %s not sent: %s", intent.client_order_id, intent.symbol, refusal)
         return None
 
-    def _submit(self, intent: OrderIntent, *, fallback: _Basis | None = None, resend: bool = False) -> Order | None:
-        """Send a recorded intent and record what became of it. ``resend``: the intent is a
-        lost exit order sent again; refused, it stays given up on as not found (the lost
-        request may still reach the broker), so that the next attempt keeps its client
-        order id."""
+    def _submit(
+        self, intent: OrderIntent, *, fallback: _Basis | None = None, lost: OrderIntent | None = None
+    ) -> Order | None:
+        """Send a recorded intent and record what became of it. ``lost``: the intent is a lost
+        exit order sent again, and this its intent as it was; refused, it stays given up on as
+        not found and its intent states ``lost`` again (the lost request may still reach the
+        broker, and the next attempt keeps its client order id)."""
         try:
-            order = self._send(intent, resend=resend)  # trading-state guard (issue #13)
+            order = self._send(intent, lost=lost)  # trading-state guard (issue #13)
         except OrderRejected as exc:
-            if resend:
+            if lost is not None:
                 detail = f"re-send refused: {exc}; the lost request may still reach the broker"
-                self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail=detail)
+                self._record_status(intent, LedgerOrderStatus.NOT_FOUND, detail=detail, revert=lost)
                 log.warning("order %s for %s: %s", intent.client_order_id, intent.symbol, detail)
                 return None
             if isinstance(exc, FractionalNotSupported):
@@ -763,8 +789,12 @@ class OrderPipeline:
         if not self._reconcile_due and symbol in tx.unreconciled_symbols():
             self._reconcile_due = True
 
-    def _record_status(self, intent: OrderIntent, status: LedgerOrderStatus, *, detail: str) -> None:
+    def _record_status(
+        self, intent: OrderIntent, status: LedgerOrderStatus, *, detail: str, revert: OrderIntent | None = None
+    ) -> None:
         with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
+            if revert is not None:
+                tx.revise_intent(revert)  # a refused re-send: the intent states the lost request again
             tx.record_order_event(intent.client_order_id, status, self.clock(), detail=detail)
             if status.is_terminal:
                 self._reconcile_if_held_back(tx, intent.symbol)
@@ -943,21 +973,35 @@ class OrderPipeline:
         after all is followed instead of doubled. An attempt sells what the exit still has
         to sell, never more than the ledger holds.
 
-        An attempt given up on as lost (not found at the broker once
-        ``orders.lost_order_grace_seconds`` passed: its request may still arrive) is not
-        replaced by a new order but sent again under its own client order id: the broker takes
-        one order per client order id, so whichever copy arrives second is refused as a
-        duplicate, and the one the broker has is followed. The re-sent order is of the same
-        kind (type, time in force) and carries what this attempt would sell now (the quantity
-        the exit still has to sell, the ledger holds and the broker holds free to sell, and,
-        for a limit order, today's limit price), which may differ from the lost request's:
-        the ledger keeps the lost request's order intent and records the re-send as a new
-        ``SUBMITTING`` event of the same client order id (after its ``NOT_FOUND``), whose
-        detail names what was sent, committed with the exit's move to SUBMITTED before the
-        order leaves. A re-send the broker refuses stays ``NOT_FOUND``: the lost request may
-        still arrive, and the next attempt keeps the id. Only when this attempt cannot be the
-        same kind of order (an escalation to market-on-close after a lost limit order, an
-        attempt split differently) does it go out under a new client order id, as before.
+        While orders of the exit are given up on as lost (not found at the broker once
+        ``orders.lost_order_grace_seconds`` passed: a request may still arrive), the next
+        attempt is no new order: it goes out under their client order ids, all of them, and
+        nothing else. The broker takes one order per client order id, whatever its kind, so
+        whichever copy of an id arrives second is refused as a duplicate, and the one the
+        broker has is followed. The attempt keeps its own kind (a market-on-close after a lost
+        limit sell; a limit sell, today's price, in the window after a lost market-on-close)
+        and what it sells now (the quantity the exit still has to sell, the ledger holds and
+        the broker holds free to sell) is split across the lost ids (``_resend_quantities``)
+        so that, whatever late requests arrive, the exit never sells more than that quantity,
+        nor more than the lost requests alone could have: one lost order takes all of it; a
+        lost split (whole shares and the DAY fraction) keeps its two ids, each asking no more
+        than it asked before (the fraction's first: shares sold meanwhile come off the whole
+        shares, which keep their time in force). A re-sent
+        order of a fractional quantity that the broker takes as a DAY order only goes out as
+        a DAY order of the attempt's type (the lost id carries one order: a market-on-close
+        of 33.33 shares is sold as a DAY market order, not split). When no split is known to
+        be safe (several lost ids asking less than the exit now has to sell: the broker holds
+        more free to sell than when they were sent), the exit waits, with a note, until the
+        broker shows them.
+
+        Each re-sent order's intent is revised to state what is sent (type, quantity, limit
+        price, time in force) and a new ``SUBMITTING`` event of its client order id (after its
+        ``NOT_FOUND``) names what was sent and what the lost request was, both committed with
+        the exit's move to SUBMITTED before the order leaves: the follow-up (a resting limit
+        canceled when its window closes, a split executed once both filled) reads the order
+        sent. A re-send the broker refuses, or the guard stops, stays ``NOT_FOUND`` and its
+        intent states the lost request again: that request may still arrive, and the next
+        attempt keeps the id.
 
         A broker that takes fractional quantities as DAY orders only
         (``AssetInfo.fractional_day_only``, Alpaca) would refuse a market-on-close (or any
@@ -990,8 +1034,12 @@ class OrderPipeline:
             note = f"exit waits: the buy {', '.join(waited_for)} of {intent.symbol} is still in flight"
             log.info("exit %s: %s", intent.intent_id, note)
             return ExitOutcome(intent, note=note)
-        if earlier and any([self._follow_earlier_attempt(order) for order in _last_attempt(earlier)]):
-            return ExitOutcome(intent, note="an earlier attempt reached the broker after all: followed, not resent")
+        if earlier:
+            with self.ledger.reading() as tx:
+                lost_before = _lost_orders(tx, earlier)
+            looked_up = {o.client_order_id: o for o in [*_last_attempt(earlier), *lost_before]}
+            if any([self._follow_earlier_attempt(order) for order in looked_up.values()]):
+                return ExitOutcome(intent, note="an earlier attempt reached the broker after all: followed, not resent")
         try:
             sellable = self._sellable(intent.symbol)
         except BrokerError as exc:
@@ -1038,45 +1086,74 @@ class OrderPipeline:
             if blocker is not None:
                 return ExitOutcome(current, note=f"exit waits: {blocker.describe()}")
             order_type = OrderType.MARKET if market else planned.order_type
-            key = prefix if not attempts else f"{prefix}|{len(attempts) + 1}"
             number = len({a.intent_key.removesuffix(_DAY_FRACTION) for a in attempts}) + 1
-            whole = qty.to_integral_value(ROUND_DOWN) if fractions_day_only else qty
-            parts = [(key, whole, time_in_force)] if whole > 0 else []
-            if qty > whole:  # the fraction of a split attempt: a DAY order, sent with the rest
-                parts.append((key + _DAY_FRACTION, qty - whole, TimeInForce.DAY))
-            lost = _lost_attempt(tx, attempts)
-            if lost:
-                mismatch = _resend_mismatch(lost, parts, order_type)
-                if mismatch:
-                    log.warning(
-                        "exit %s: the lost attempt %s cannot be sent again as it was (%s): this attempt "
-                        "goes out under a new client order id",
-                        intent.intent_id,
-                        ", ".join(o.client_order_id for o in lost),
-                        mismatch,
-                    )
-                    lost = []
             limit_price = planned.limit_price if order_type is OrderType.LIMIT else None
-            resend = bool(lost)
-            if resend:
-                orders, submitted = self._record_resend(tx, intent, lost, parts, limit_price, number, now)
+            lost = _lost_orders(tx, attempts)
+            if lost:
+                quantities = _resend_quantities(lost, qty)
+                if quantities is None:
+                    note = (
+                        f"exit waits: its lost orders {', '.join(o.client_order_id for o in lost)} may still reach "
+                        f"the broker and it now has {qty} {intent.symbol} to sell, more than they asked: sent "
+                        "again, they could sell more than that; it goes on once the broker shows them"
+                    )
+                    log.warning("exit %s: %s", intent.intent_id, note)
+                    return ExitOutcome(current, note=note)
+                resends = [
+                    (
+                        old,
+                        attrs.evolve(
+                            old,
+                            order_type=order_type,
+                            qty=part_qty,
+                            limit_price=limit_price,
+                            time_in_force=(
+                                TimeInForce.DAY
+                                if fractions_day_only and part_qty != part_qty.to_integral_value()
+                                else time_in_force
+                            ),
+                        ),
+                    )
+                    for old, part_qty in zip(lost, quantities, strict=True)
+                    if part_qty > 0
+                ]
+                for old, part_qty in zip(lost, quantities, strict=True):
+                    if part_qty == 0:
+                        log.warning(
+                            "exit %s: the lost order %s is not sent again (the others take all %s %s): its "
+                            "request may still reach the broker",
+                            intent.intent_id,
+                            old.client_order_id,
+                            qty,
+                            intent.symbol,
+                        )
+                orders, submitted = self._record_resend(tx, intent, resends, number, time_in_force, now)
             else:
+                key = prefix if not attempts else f"{prefix}|{len(attempts) + 1}"
+                whole = qty.to_integral_value(ROUND_DOWN) if fractions_day_only else qty
+                parts = [(key, whole, time_in_force)] if whole > 0 else []
+                if qty > whole:  # the fraction of a split attempt: a DAY order, sent with the rest
+                    parts.append((key + _DAY_FRACTION, qty - whole, TimeInForce.DAY))
                 orders, submitted = self._record_attempt(
                     tx, intent, parts, order_type, limit_price, number, time_in_force, now
                 )
-            if not orders:
-                return ExitOutcome(current, note="exit order already recorded")
-        if submitted.note.endswith(_SPLIT_NOTE):
-            log.warning("exit %s: %s", intent.intent_id, submitted.note)
-        if resend:
+                resends = []
+                if not orders:
+                    return ExitOutcome(current, note="exit order already recorded")
+        if resends:
             for order_intent in orders:
                 self._resent_at[order_intent.client_order_id] = now
                 self._cancel_requested.discard(order_intent.client_order_id)
+            if time_in_force is TimeInForce.CLS:
+                self._resent_on_close[intent.intent_id] = now
             log.warning("exit %s: %s", intent.intent_id, submitted.note)
+        elif submitted.note.endswith(_SPLIT_NOTE):
+            log.warning("exit %s: %s", intent.intent_id, submitted.note)
+        lost_as_was = {new.client_order_id: old for old, new in resends}
         self._on_step("exit_intent")
-        order = self._submit(orders[0], resend=resend)
+        order = self._submit(orders[0], lost=lost_as_was.get(orders[0].client_order_id))
         for fraction in orders[1:]:
-            self._submit(fraction, resend=resend)
+            self._submit(fraction, lost=lost_as_was.get(fraction.client_order_id))
         return ExitOutcome(submitted, order)
 
     def _record_attempt(
@@ -1134,38 +1211,35 @@ class OrderPipeline:
         self,
         tx: LedgerTx,
         intent: ExitIntent,
-        lost: Sequence[OrderIntent],
-        parts: Sequence[tuple[str, Decimal, TimeInForce]],
-        limit_price: Decimal | None,
+        resends: Sequence[tuple[OrderIntent, OrderIntent]],
         number: int,
+        time_in_force: TimeInForce,
         now: datetime,
     ) -> tuple[list[OrderIntent], ExitIntent]:
-        """Record the re-send of a lost attempt's order(s) under their own client order ids, with
-        what this attempt sells now (``execute_exit``, in its transaction): a ``SUBMITTING``
-        event per order, its detail naming what is sent and what the lost request was, and
-        the exit's move to SUBMITTED. The order intents (the lost requests) stay as recorded."""
-        orders = [
-            attrs.evolve(old, qty=part_qty, limit_price=limit_price)
-            for old, (_key, part_qty, _tif) in zip(lost, parts, strict=True)
-        ]
-        for old, order_intent in zip(lost, orders, strict=True):
-            price = f" at {order_intent.limit_price}" if order_intent.limit_price is not None else ""
-            was = f" at {old.limit_price}" if old.limit_price is not None else ""
+        """Record the re-send of lost orders under their own client order ids (``execute_exit``,
+        in its transaction): each (lost, sent) order's intent revised to what is sent, and a
+        ``SUBMITTING`` event naming what is sent and what the lost request was; then the
+        exit's move to SUBMITTED."""
+        for old, new in resends:
+            tx.revise_intent(new)
             tx.record_order_event(
-                order_intent.client_order_id,
+                new.client_order_id,
                 LedgerOrderStatus.SUBMITTING,
                 now,
                 detail=(
-                    f"the lost request sent again under the same client order id: {_order_kind(order_intent)} "
-                    f"sell {order_intent.qty} {order_intent.symbol}{price} (the lost request: sell {old.qty}{was})"
+                    f"the lost request sent again under the same client order id: {_order_sell(new)} "
+                    f"(the lost request: {_order_sell(old)})"
                 ),
             )
-        what = " and ".join(f"{_order_kind(o)} sell {o.qty} {intent.symbol}" for o in orders)
+        orders = [new for _old, new in resends]
+        what = " and ".join(_order_sell(o) for o in orders)
+        if any(o.time_in_force is not time_in_force for o in orders):
+            what += _SPLIT_NOTE
         submitted = tx.transition_exit(
             intent.intent_id,
             ExitState.SUBMITTED,
             now,
-            note=f"attempt {number}: the lost attempt sent again under its client order id: {what}",
+            note=f"attempt {number}: the lost order(s) sent again under their client order ids: {what}",
             client_order_id=orders[0].client_order_id,
             limit_price=orders[0].limit_price,
         )
@@ -1235,20 +1309,30 @@ class OrderPipeline:
         return True
 
     def _cancel_resting_exit(self, intent: ExitIntent) -> None:
-        coid = intent.client_order_id
-        if coid is None or coid in self._cancel_requested:
+        if intent.client_order_id is None:
             return
         with self.ledger.reading() as tx:
-            order_intent = tx.intent(coid)
-        if order_intent is None or order_intent.order_type is not OrderType.LIMIT:
-            return  # a market (on close) attempt is left to execute
-        try:
-            self.broker.cancel_order(coid)
-        except BrokerError as exc:
-            log.warning("exit %s: cancel of %s at the window's close failed, retried: %s", intent.intent_id, coid, exc)
-            return
-        self._cancel_requested.add(coid)
-        log.info("exit %s: window closed, resting order %s canceled", intent.intent_id, coid)
+            # Every limit order of the attempt still working: a lost split sent again in a
+            # window is two limit sells.
+            resting = [
+                order
+                for order in _attempt_orders(tx, intent)
+                if order.order_type is OrderType.LIMIT  # a market (on close) order is left to execute
+                and order.client_order_id not in self._cancel_requested
+                and (state := tx.intent_state(order.client_order_id)) is not None
+                and state.is_pending
+            ]
+        for order in resting:
+            coid = order.client_order_id
+            try:
+                self.broker.cancel_order(coid)
+            except BrokerError as exc:
+                log.warning(
+                    "exit %s: cancel of %s at the window's close failed, retried: %s", intent.intent_id, coid, exc
+                )
+                return
+            self._cancel_requested.add(coid)
+            log.info("exit %s: window closed, resting order %s canceled", intent.intent_id, coid)
 
     def _escalate(self, intent: ExitIntent, now: datetime) -> ExitOutcome:
         """What a planned exit does once its window closed unexecuted."""
@@ -1279,6 +1363,9 @@ class OrderPipeline:
         """Whether a market-on-close attempt at this exit went out in the session that opened
         at ``opens`` (one per session: a refused one is not sent again and again), its
         fraction split off as a DAY order or, for less than one share, only that order."""
+        resent = self._resent_on_close.get(intent.intent_id)
+        if resent is not None and resent >= opens:
+            return True  # lost orders sent again market-on-close (their intents may state the lost requests again)
         with self.ledger.reading() as tx:
             attempts = tx.intents_with_prefix(f"exit|{intent.intent_id}")
         return any(

@@ -84,6 +84,7 @@ from tradekit.ledger.store import (
     order_event_row,
     pack_rows,
     queued_buy_row,
+    revised_columns,
     settlement_row,
     signal_from_text,
     unapplicable,
@@ -214,6 +215,9 @@ class _State:
         self.pending: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in _APPEND_ORDER}
         self.pending_count = 0
         self.dirty_intent_heads: set[str] = set()
+        # Intents revised since the last flush (``LedgerTx.revise_intent``): their rows are
+        # rewritten from their heads' intents, after the batch's inserts.
+        self.revised_intents: set[str] = set()
         self.dirty_position_heads: set[str] = set()
         self.dirty_exit_heads: set[str] = set()
         # The trading-state guard: its holds, its marks, and what it reads of closed positions.
@@ -330,6 +334,7 @@ class BufferedLedger(Ledger):
                 or state.dirty_exit_heads
                 or state.dirty_holds
                 or state.dirty_marks
+                or state.revised_intents
             )
         ):
             return 0
@@ -343,6 +348,7 @@ class BufferedLedger(Ledger):
                         rows = state.pending[table]
                         if rows:
                             _insert(conn, table, rows)
+                    self._write_revisions(conn)
                     self._write_heads(conn)
                     if also is not None:
                         also(conn)
@@ -353,6 +359,7 @@ class BufferedLedger(Ledger):
             state.pending[table] = []
         state.pending_count = 0
         state.dirty_intent_heads.clear()
+        state.revised_intents.clear()
         state.dirty_position_heads.clear()
         state.dirty_exit_heads.clear()
         state.dirty_holds.clear()
@@ -472,6 +479,15 @@ class BufferedLedger(Ledger):
                 return conn.execute(sa.select(column).where(column == value).limit(1)).first() is not None
         except exc.DBAPIError as e:
             raise self._translate(e) from None
+
+    def _write_revisions(self, conn: sa.Connection) -> None:
+        state = self._state
+        for coid in sorted(state.revised_intents):
+            conn.execute(
+                t.order_intents.update()
+                .where(t.order_intents.c.client_order_id == coid)
+                .values(**revised_columns(state.heads[coid].intent))
+            )
 
     def _write_heads(self, conn: sa.Connection) -> None:
         state = self._state
@@ -819,6 +835,30 @@ class _MemoryTx(LedgerTx):
     def intent(self, client_order_id: str) -> OrderIntent | None:
         head = self._head(client_order_id)
         return None if head is None else head.intent
+
+    def revise_intent(self, intent: OrderIntent) -> None:
+        s = self._s
+        coid = intent.client_order_id
+        head = self._head(coid)
+        if head is None:
+            raise LedgerError(f"no order intent {coid} to revise")
+        before, was_revised = head.intent, coid in s.revised_intents
+        head.intent = attrs.evolve(
+            before,
+            order_type=intent.order_type,
+            qty=intent.qty,
+            notional=intent.notional,
+            limit_price=intent.limit_price,
+            time_in_force=intent.time_in_force,
+        )
+        s.revised_intents.add(coid)
+
+        def undo() -> None:
+            head.intent = before
+            if not was_revised:
+                s.revised_intents.discard(coid)
+
+        self._ledger._journal(undo)
 
     def record_order_event(
         self,

@@ -84,7 +84,9 @@ meta = sa.Table(
 
 # An order tradekit decided to send, written before it is sent. Its client order id is
 # deterministic (derived from intent_key), so a second attempt at the same intent collides
-# here and at the broker instead of becoming a second order.
+# here and at the broker instead of becoming a second order. A lost exit sell sent again
+# under its client order id has its order columns (order_type, qty, notional, limit_price,
+# time_in_force) rewritten to the order sent, with that send's status event.
 order_intents = sa.Table(
     "tk_order_intents",
     metadata,

@@ -3,7 +3,9 @@
 Everything that changes exposure or explains it is appended: order intents (before the
 order is sent), order status events, fills (deduplicated by execution id), position events,
 buy decisions with their trace, reconciliations and their findings, exit intents and their
-transitions. Positions and the counters that guard orders are derived from those rows.
+transitions. Positions and the counters that guard orders are derived from those rows. The
+one row rewritten is the order intent of a lost exit sell sent again under its client order
+id: it states the order sent (``LedgerTx.revise_intent``), each send its own status event.
 
 Concurrency:
 
@@ -448,6 +450,24 @@ class LedgerTx:
         except exc.IntegrityError:
             # Another process won the race between the check and the insert.
             raise DuplicateIntentError(f"an order intent for {intent.intent_key!r} is already recorded") from None
+
+    def revise_intent(self, intent: OrderIntent) -> None:
+        """Make a recorded order intent state the order ``intent`` describes: its type,
+        quantity, limit price and time in force (nothing else of it changes).
+
+        A lost exit sell sent again under its client order id may be another kind of order
+        than the lost request (a limit sell sent again market-on-close): its intent is revised
+        in the transaction that records the re-send's ``submitting`` event, before the order
+        leaves, and revised back to the lost request if the re-send is refused, so that it
+        always states the last request that may be at the broker.
+        """
+        revised = self._conn.execute(
+            t.order_intents.update()
+            .where(t.order_intents.c.client_order_id == intent.client_order_id)
+            .values(**revised_columns(intent))
+        )
+        if revised.rowcount != 1:
+            raise LedgerError(f"no order intent {intent.client_order_id} to revise")
 
     def intents_with_prefix(self, prefix: str) -> list[OrderIntent]:
         """Intents whose key starts with ``prefix`` (e.g. every order of one signal).
@@ -1734,6 +1754,12 @@ def intent_row(intent: OrderIntent) -> dict[str, Any]:
         # Day orders, nearly all of them, keep the column empty, as ledgers before schema 3 did.
         "time_in_force": None if intent.time_in_force is TimeInForce.DAY else intent.time_in_force.value,
     }
+
+
+def revised_columns(intent: OrderIntent) -> dict[str, Any]:
+    """The columns ``LedgerTx.revise_intent`` rewrites: the order the intent sends."""
+    row = intent_row(intent)
+    return {name: row[name] for name in ("order_type", "qty", "notional", "limit_price", "time_in_force")}
 
 
 def _position_event_record(r: Any) -> PositionEventRecord:
