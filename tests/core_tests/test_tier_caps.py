@@ -22,7 +22,7 @@ from tradekit import ReasonCode
 from tradekit.broker.paper import Fault, PaperBroker, PaperBrokerConfig, SliceTiming
 from tradekit.config import AllocationSettings, OrderGuardSettings, ScaleInSettings, Settings
 from tradekit.config.settings import TierSettings
-from tradekit.domain import Side
+from tradekit.domain import OrderRequest, Side
 from tradekit.ledger import Ledger
 from tradekit.ledger.buffered import BufferedLedger
 
@@ -162,3 +162,30 @@ def test_a_tier_never_holds_more_than_its_cap_whatever_is_in_flight(
             assert held <= max(equity * cap / 100, seeded_value)
         finally:
             t.ledger.close()
+
+
+def test_a_buy_in_money_working_at_the_broker_counts_what_it_has_left_to_spend_after_the_price_moved(
+    tmp_path: Path,
+) -> None:
+    # Someone (not tradekit) buys PFE for 6,000 in three slices; the price moves from 28 to 42
+    # between them. What that order still buys is its money left: 6,000 less what its fills
+    # cost, not less what they are worth now.
+    t = trading("committing", tmp_path, tiered(Decimal(12), per_symbol_pct=Decimal(10)), slices=3)
+    t.broker.seed_position("KO", Decimal(2000) / PRICES["KO"], PRICES["KO"])
+    t.reconcile()
+    t.broker.submit_order(
+        OrderRequest(client_order_id="by-hand-1", symbol="PFE", side=Side.BUY, notional=Decimal(6000))
+    )  # a third fills now at 28
+    t.clock.now += timedelta(minutes=1)
+    t.broker.set_price("PFE", Decimal(42), t.clock.now)  # another third fills, at 42
+    buy(t, "XOM")
+    for _ in range(3):  # every slice of both orders fills, prices unchanged from here
+        t.clock.now += timedelta(minutes=1)
+        t.broker.set_price("PFE", Decimal(42), t.clock.now)
+        t.broker.set_price("XOM", PRICES["XOM"], t.clock.now)
+    t.pipeline.apply_events()
+    t.ledger.close()
+
+    assert not t.broker.get_open_orders()
+    held, equity = tier_exposure(t)
+    assert held <= equity * Decimal("0.12")

@@ -166,9 +166,14 @@ class ScalingContext:
 
     @cached_property
     def position_value(self) -> Decimal:
-        """Market value of what is held now: the broker's figure when known."""
+        """Market value of what is held now: the broker's figure when known, or what the
+        broker's quantity is worth at the decision's price if that is more (the broker's mark
+        may lag the price the order will fill at)."""
         if self.broker_position is not None and not self.broker_position.is_short:
-            return self.broker_position.market_value(self.market.price)
+            value = self.broker_position.market_value(self.market.price)
+            if self.market.price is not None:
+                value = max(value, self.broker_position.qty * self.market.price)
+            return value
         if self.position is not None and self.position.is_open:
             return self.position.market_value(self.market.price or self.position.last_entry_price)
         return ZERO

@@ -14,7 +14,7 @@ from tradekit.decision.context import ScalingContext
 from tradekit.decision.reasons import BuyAction, ReasonCode, RulePhase
 from tradekit.decision.verdict import BuyDecision, Check, block, fold, order_checks, passed, skip
 from tradekit.domain.values import ZERO
-from tradekit.sizing.builtin import round_qty
+from tradekit.sizing.builtin import floor_div, round_qty
 from tradekit.sizing.result import SizingResult
 
 PHASE = RulePhase.LIMITS
@@ -84,7 +84,7 @@ def apply_limits(
             checks.append(skip(f"cap:{name}", PHASE, code, f"no room left under the {name}"))
             return _final(ctx, decision, checks, ZERO, None)
         if qty * price > room:
-            clipped = round_qty(room / price, ctx)
+            clipped = round_qty(floor_div(room, price), ctx)
             checks.append(
                 passed(f"cap:{name}", PHASE, f"clipped {qty} to {clipped} to stay under the {name} ({room:.2f})")
             )
@@ -123,10 +123,14 @@ def whole_share_refusal(
 ) -> str:
     """Why the whole-share order replacing a refused fractional one must not be sent ("" when
     it may): it passes the minimum notional, every cap and the daily order limit again, on
-    the account as it is now. The refused order (``replaced``) never existed at the broker,
+    the account as it is now, and no other order of the symbol may be working (the refused
+    one is settled by now). The refused order (``replaced``) never existed at the broker,
     so it does not count against the daily limit."""
     if whole <= 0:
         return f"{fractional} rounds down to 0 shares"
+    if ctx.pending_orders:
+        ids = ", ".join(f"{o.client_order_id} ({o.side} {o.status})" for o in ctx.pending_orders)
+        return f"orders are open for {ctx.symbol}: {ids}"
     notional = whole * price
     minimum = ctx.limits.min_order_notional
     if notional < minimum:

@@ -216,10 +216,11 @@ def _buys_in_flight(tx: LedgerTx, symbol: str) -> list[IntentState]:
 
 
 def _unfilled_value(
-    qty: Decimal | None, notional: Decimal | None, filled: Decimal, price: Decimal | None
+    qty: Decimal | None, notional: Decimal | None, filled: Decimal, price: Decimal | None, paid: Decimal | None = None
 ) -> Decimal | None:
     """What an order has yet to buy, in money (None when it is sized in shares and no price
-    is known). An order sized in money counts whole while the price of its fills is unknown."""
+    is known). An order sized in money has left what its fills did not cost (``paid``, when
+    the broker says; valued at ``price`` otherwise), and counts whole while neither is known."""
     if qty is not None:
         left = max(qty - filled, ZERO)
         if left == 0:
@@ -227,7 +228,18 @@ def _unfilled_value(
         return left * price if price is not None else None
     if notional is None:
         return ZERO
-    return max(notional - filled * price, ZERO) if price is not None else notional
+    if paid is None:
+        if price is None:
+            return notional
+        paid = filled * price
+    return max(notional - paid, ZERO)
+
+
+def _paid(order: Order | None, filled: Decimal) -> Decimal | None:
+    """What the broker says the ``filled`` shares of ``order`` cost (None when it does not)."""
+    if order is None or order.filled_avg_price is None or order.filled_qty != filled:
+        return None
+    return filled * order.filled_avg_price
 
 
 def _order_kind(order: OrderIntent) -> str:
@@ -346,7 +358,9 @@ class OrderPipeline:
             except BrokerError as exc:
                 broker_error = f"broker unavailable: {exc}"
                 log.warning("buy %s: %s", symbol, broker_error)
-        with self.ledger.transaction(lock_symbol=symbol) as tx:
+        # The account's buy lock too: the daily order limit and a tier's cap span symbols, and
+        # another process may be deciding a buy of another symbol right now (PostgreSQL).
+        with self.ledger.transaction(lock_symbol=symbol, lock_buys=True) as tx:
             if tx.intents_with_prefix(key_prefix):
                 note = f"signal {signal.signal_id} was already acted on"
                 if queued:
@@ -478,9 +492,7 @@ class OrderPipeline:
         members = frozenset(tier.symbols)
         exposure = ZERO
         if truth is not None:
-            exposure = sum(
-                (p.market_value() for s, p in truth.positions.items() if s in members and not p.is_short), ZERO
-            )
+            exposure = self._tier_held(tx, members, truth, symbol, market)
             # What buys still working on the tier's symbols have yet to buy counts as held: the
             # cap would otherwise be overrun by orders filling after this one is decided.
             in_flight = self._unfilled_buys(tx, members, truth, symbol, market)
@@ -495,6 +507,26 @@ class OrderPipeline:
             allocation_pct=tier.allocation_pct,
             symbol_count=len(tier.symbols),
         )
+
+    def _tier_held(
+        self, tx: LedgerTx, members: frozenset[str], truth: BrokerTruth, symbol: str, market: MarketSnapshot
+    ) -> Decimal:
+        """What the tier's symbols are worth held: per symbol, the broker's position or the
+        ledger's, whichever is larger. The broker was read before this transaction began: a
+        buy another process filled and recorded since (PostgreSQL) is in the ledger only, and
+        no longer in flight."""
+        held = ZERO
+        recorded = tx.open_positions(members)
+        for of in members:
+            at_broker = truth.positions.get(of)
+            value = at_broker.market_value() if at_broker is not None and not at_broker.is_short else ZERO
+            position = recorded.get(of)
+            if position is not None and position.is_open:
+                price = at_broker.current_price if at_broker is not None else None
+                price = price or self._price_of(tx, of, truth, symbol, market, None) or position.last_entry_price
+                value = max(value, position.market_value(price))
+            held += value
+        return held
 
     def _unfilled_buys(
         self, tx: LedgerTx, members: frozenset[str], truth: BrokerTruth, symbol: str, market: MarketSnapshot
@@ -522,7 +554,7 @@ class OrderPipeline:
             price = self._price_of(tx, intent.symbol, truth, symbol, market, intent.limit_price)
             if price is None:
                 price = self._decided_prices.get(intent.client_order_id)
-            value = _unfilled_value(intent.qty, intent.notional, filled, price)
+            value = _unfilled_value(intent.qty, intent.notional, filled, price, _paid(order, filled))
             if value is None:
                 log.warning(
                     "buy %s: its tier is taken as full: the buy %s of %s in flight has no price",
@@ -534,7 +566,7 @@ class OrderPipeline:
             total += value
         for order in working.values():  # placed outside tradekit
             price = self._price_of(tx, order.symbol, truth, symbol, market, order.limit_price) or order.filled_avg_price
-            value = _unfilled_value(order.qty, order.notional, order.filled_qty, price)
+            value = _unfilled_value(order.qty, order.notional, order.filled_qty, price, _paid(order, order.filled_qty))
             if value is None:
                 log.warning(
                     "buy %s: its tier is taken as full: the buy %s of %s working at the broker has no price",
@@ -604,10 +636,12 @@ class OrderPipeline:
                 log.warning("order %s for %s: %s", intent.client_order_id, intent.symbol, detail)
                 return None
             if isinstance(exc, FractionalNotSupported):
+                if fallback is not None:
+                    # The refusal is recorded with the whole-share order that replaces it, in
+                    # one transaction: the symbol never looks free of a buy in between.
+                    return self._whole_share_fallback(intent, fallback, str(exc))
                 self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"fractional refused: {exc}")
-                if fallback is None:
-                    return None
-                return self._whole_share_fallback(intent, fallback, str(exc))
+                return None
             self._record_status(intent, LedgerOrderStatus.REJECTED, detail=f"rejected: {exc}")
             # An error, not a warning: an order the decision allowed did not happen, and
             # notifications relay errors by default (``notifications.error_level``).
@@ -625,8 +659,9 @@ class OrderPipeline:
         return order
 
     def _whole_share_fallback(self, intent: OrderIntent, basis: _Basis, why: str) -> Order | None:
-        """Send the refused fractional buy again as whole shares, if that order passes the same
-        limits as any other: the minimum notional, the caps and the daily order limit."""
+        """Record the refusal of a fractional buy and send it again as whole shares, if that
+        order passes the same limits as any other: the minimum notional, the caps and the daily
+        order limit (and no other order of the symbol works)."""
         qty = intent.qty
         if qty is None and intent.notional is not None:
             qty = intent.notional / basis.price
@@ -637,7 +672,11 @@ class OrderPipeline:
             truth = self._broker_truth()
         except BrokerError as exc:
             log.warning("whole-share fallback for %s: broker unavailable: %s", intent.symbol, exc)
-        with self.ledger.transaction(lock_symbol=intent.symbol) as tx:
+        with self.ledger.transaction(lock_symbol=intent.symbol, lock_buys=True) as tx:
+            tx.record_order_event(
+                intent.client_order_id, LedgerOrderStatus.REJECTED, now, detail=f"fractional refused: {why}"
+            )
+            self._reconcile_if_held_back(tx, intent.symbol)
             ctx = self._context(
                 tx, basis.signal, basis.strategy, basis.market, now, truth, self._assets.get(intent.symbol)
             )

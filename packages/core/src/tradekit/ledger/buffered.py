@@ -273,7 +273,7 @@ class BufferedLedger(Ledger):
     # --- transactions ---------------------------------------------------------------------------
 
     def transaction(
-        self, *, lock_symbol: str | None = None, lock_account: bool = False
+        self, *, lock_symbol: str | None = None, lock_account: bool = False, lock_buys: bool = False
     ) -> contextlib.AbstractContextManager[LedgerTx]:
         # Context managers written as classes: a replay opens tens of thousands (a dozen
         # reads a session), and a generator-based one costs ~10x as much to enter and leave.

@@ -20,6 +20,9 @@ Concurrency:
   The trading-state guard adds an account-level advisory lock: a change of the guard's
   state takes it exclusively (``transaction(lock_account=True)``) and every order is sent
   holding it shared (``sending()``), so once a halt commits no process sends another order.
+  A buy's decision also takes the account's buy lock (``transaction(lock_buys=True)``): the
+  limits it checks span symbols (the daily order limit, a tier's cap), so two processes
+  buying different symbols decide one after the other, the second seeing the first's intent.
 """
 
 from __future__ import annotations
@@ -309,7 +312,7 @@ class Ledger:
     # --- transactions ------------------------------------------------------------------
 
     def transaction(
-        self, *, lock_symbol: str | None = None, lock_account: bool = False
+        self, *, lock_symbol: str | None = None, lock_account: bool = False, lock_buys: bool = False
     ) -> contextlib.AbstractContextManager[LedgerTx]:
         """A write transaction: everything inside commits together or not at all.
 
@@ -317,17 +320,21 @@ class Ledger:
         same symbol at the same time (SQLite write transactions are already exclusive).
         ``lock_account`` (PostgreSQL) takes the account's trading lock exclusively: it waits
         for the orders being sent (``sending()``), and no order is sent until it commits.
+        ``lock_buys`` (PostgreSQL) takes the account's buy lock, after the symbol's: one buy
+        decision at a time across the account, whatever its symbol.
         """
-        return self._transaction(lock_symbol, lock_account)
+        return self._transaction(lock_symbol, lock_account, lock_buys)
 
     @contextlib.contextmanager
-    def _transaction(self, lock_symbol: str | None, lock_account: bool) -> Iterator[LedgerTx]:
+    def _transaction(self, lock_symbol: str | None, lock_account: bool, lock_buys: bool) -> Iterator[LedgerTx]:
         try:
             with self._engine.connect() as conn:
                 conn = conn.execution_options(tk_write=True)
                 with conn.begin():
                     if lock_symbol is not None and self.backend == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(lock_symbol)})
+                    if lock_buys and self.backend == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._buys_key})
                     if lock_account and self.backend == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._account_key})
                     tx = LedgerTx(conn)
@@ -374,6 +381,12 @@ class Ledger:
         # One account per ledger: the lock is the ledger's (its schema's, on a shared server).
         return int.from_bytes(
             hashlib.sha256(f"tradekit-account:{self.schema or ''}".encode()).digest()[:8], "big", signed=True
+        )
+
+    @property
+    def _buys_key(self) -> int:
+        return int.from_bytes(
+            hashlib.sha256(f"tradekit-buys:{self.schema or ''}".encode()).digest()[:8], "big", signed=True
         )
 
     # --- one-shot conveniences -----------------------------------------------------------

@@ -7,7 +7,7 @@ down to the asset's increment); otherwise whole shares, rounded down.
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
 
 from tradekit.decision.context import ScalingContext
 from tradekit.decision.verdict import BuyDecision
@@ -31,8 +31,17 @@ def round_qty(qty: Decimal, ctx: ScalingContext) -> Decimal:
         return ZERO
     if fractional_allowed(ctx):
         step = ctx.asset.qty_increment if ctx.asset is not None and ctx.asset.qty_increment < 1 else FRACTIONAL_STEP
-        return (qty / step).to_integral_value(ROUND_DOWN) * step
+        return floor_div(qty, step).to_integral_value(ROUND_DOWN) * step
     return qty.to_integral_value(ROUND_DOWN)
+
+
+def floor_div(dividend: Decimal, divisor: Decimal) -> Decimal:
+    """``dividend / divisor`` rounded down, never up: a quotient of more significant digits
+    than Decimal keeps would otherwise round up to the next unit, and that unit's value
+    exceed the money it was worked out from."""
+    with localcontext() as exact:
+        exact.rounding = ROUND_FLOOR
+        return dividend / divisor
 
 
 @hookimpl(trylast=True)
