@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tradekit import StrategyScalingPolicy, evaluate_buy
 from tradekit.decision import AccountLimits, ScalingContext
 from tradekit.decision.context import OrderCounters, TierState
-from tradekit.execution.limits import apply_limits, room_under_caps, whole_share_refusal
+from tradekit.execution.limits import apply_limits, exact_value, room_under_caps, whole_share_refusal
 from tradekit.plugins import Plugins
 from tradekit.sizing.result import SizingResult
 from tradekit.testing import make_context, make_position
@@ -86,6 +86,26 @@ def _fractional(ctx: ScalingContext) -> bool:
         SizingResult(qty=Decimal(100), price=Decimal(7), method="test"),
     )
 )
+@example(
+    (  # a price of 29 significant digits: qty x price rounded to 28 reads over the room it equals
+        make_context(
+            price=Decimal("0.14047259740508388383929663486"),
+            buying_power=Decimal("0.14047259740508388383929663486"),
+            limits=AccountLimits(fractional_shares=False, min_order_notional=Decimal(0)),
+        ),
+        SizingResult(qty=Decimal(1), price=Decimal("0.14047259740508388383929663486"), method="test"),
+    )
+)
+@example(
+    (  # qty x price exceeds the room by less than the 28th digit: rounded, it read as equal
+        make_context(
+            price=Decimal("1.0000000000000000000000000001"),
+            buying_power=Decimal(100),
+            limits=AccountLimits(fractional_shares=False, min_order_notional=Decimal(0)),
+        ),
+        SizingResult(qty=Decimal(100), price=Decimal("1.0000000000000000000000000001"), method="test"),
+    )
+)
 def test_a_sized_order_is_worth_no_more_than_the_room_under_any_cap(case: tuple[ScalingContext, SizingResult]) -> None:
     ctx, asked = case
     decision = evaluate_buy(ctx, plugins=PLUGINS)
@@ -93,7 +113,7 @@ def test_a_sized_order_is_worth_no_more_than_the_room_under_any_cap(case: tuple[
     if order.qty == 0:
         return
     assert order.price == asked.price
-    value = order.qty * asked.price
+    value = exact_value(order.qty, asked.price)  # what the order is worth, every digit kept
     for name, room, _code in room_under_caps(ctx):
         assert value <= room, f"{order.qty} at {asked.price} = {value} > {name} room {room}"
     assert value >= ctx.limits.min_order_notional

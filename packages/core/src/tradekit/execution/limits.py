@@ -6,7 +6,7 @@ both what the sizer wanted and what the account allowed.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import attrs
 
@@ -58,6 +58,14 @@ def room_under_caps(ctx: ScalingContext) -> list[tuple[str, Decimal, ReasonCode]
     return rooms
 
 
+def exact_value(qty: Decimal, price: Decimal) -> Decimal:
+    """``qty * price`` with every digit: the default context keeps 28 significant digits and
+    rounds half-even, so a product of more could read at or under a cap it exceeds."""
+    with localcontext() as exact:
+        exact.prec = len(qty.as_tuple().digits) + len(price.as_tuple().digits)
+        return qty * price
+
+
 def apply_limits(
     ctx: ScalingContext, decision: BuyDecision, sizing: SizingResult | None, *, error: str | None = None
 ) -> SizedOrder:
@@ -83,7 +91,7 @@ def apply_limits(
         if room <= 0:
             checks.append(skip(f"cap:{name}", PHASE, code, f"no room left under the {name}"))
             return _final(ctx, decision, checks, ZERO, None)
-        if qty * price > room:
+        if exact_value(qty, price) > room:
             clipped = round_qty(floor_div(room, price), ctx)
             checks.append(
                 passed(f"cap:{name}", PHASE, f"clipped {qty} to {clipped} to stay under the {name} ({room:.2f})")
