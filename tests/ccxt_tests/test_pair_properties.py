@@ -2,13 +2,15 @@
 every add was made at or beyond its trigger, measured from the initial entry's spread.
 
 Each example runs a whole pair life on in-process venues (the emulators' matching engine
-without HTTP) and in-memory databases.
+without HTTP) and in-memory databases. Whatever two legs of an entry filled, on whatever
+steps and minimums their venues trade, matching them leaves both holding the same quantity.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +18,10 @@ from hypothesis import strategies as st
 
 from ccxt_tests.pair_world import START, engine_world, pair_config
 from ccxt_tests.venues import ETH
+from tradekit_venue_ccxt.pairs.models import Leg
 from tradekit_venue_ccxt.pairs.spread import next_trigger
+from tradekit_venue_ccxt.pairs.trader import PairTrader
+from tradekit_venue_ccxt.providers import PerpMarket
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -62,3 +67,53 @@ def test_entries_stay_within_max_entries_and_notional_and_each_add_reaches_its_t
             held = sum((p.long.held for p in live), Decimal(0))
             assert world.long.engine.position(ETH).qty == held
             assert world.short.engine.position(ETH).qty == -held
+
+
+def _market(step: Decimal, min_steps: int) -> PerpMarket:
+    return PerpMarket(
+        symbol=ETH,
+        venue_symbol="ETHUSDT",
+        base="ETH",
+        quote="USDT",
+        settle="USDT",
+        contract_size=Decimal(1),
+        amount_step=step,
+        price_step=Decimal("0.01"),
+        min_qty=step * min_steps,
+    )
+
+
+_STEPS = st.sampled_from([Decimal("0.001"), Decimal("0.01"), Decimal("0.1"), Decimal(1)])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    long_step=_STEPS,
+    short_step=_STEPS,
+    long_min=st.integers(min_value=1, max_value=20),
+    short_min=st.integers(min_value=1, max_value=20),
+    long_filled=st.integers(min_value=0, max_value=5000),
+    short_filled=st.integers(min_value=0, max_value=5000),
+)
+def test_matching_an_entrys_legs_leaves_both_holding_the_same_with_only_sendable_unwinds(
+    long_step: Decimal, short_step: Decimal, long_min: int, short_min: int, long_filled: int, short_filled: int
+) -> None:
+    markets = {Leg.LONG: _market(long_step, long_min), Leg.SHORT: _market(short_step, short_min)}
+    nets = {Leg.LONG: long_filled * long_step, Leg.SHORT: short_filled * short_step}
+    trader = SimpleNamespace(_leg_markets=lambda _pair: markets)  # the venues' rules, nothing else
+
+    unwinds, dust = PairTrader._matching(trader, None, nets)  # type: ignore[arg-type]
+
+    kept = {leg: nets[leg] - unwinds.get(leg, Decimal(0)) - dust.get(leg, Decimal(0)) for leg in Leg}
+    assert kept[Leg.LONG] == kept[Leg.SHORT] >= 0  # hedged: what both keep is the same
+    common = max(long_step, short_step)
+    assert kept[Leg.LONG] % common == 0  # on a step both venues trade
+    for leg, qty in unwinds.items():  # every unwind is an order its venue accepts
+        market = markets[leg]
+        assert qty > 0
+        assert qty % market.amount_step == 0
+        assert qty >= market.min_qty
+    for leg, qty in dust.items():  # dust is only what no order of its venue could take
+        market = markets[leg]
+        assert qty > 0
+        assert qty % market.amount_step != 0 or qty < market.min_qty

@@ -230,7 +230,20 @@ def test_market_reports_precision_limits_and_contract_size(venue: Any, venue_nam
     assert market.price_step == Decimal("0.01")
     assert market.amount_step == (Decimal("0.001") if venue_name == "binanceusdm" else Decimal("0.01"))
     assert market.min_notional == (Decimal(20) if venue_name == "binanceusdm" else Decimal(5))
+    # The largest market order: Binance's MARKET_LOT_SIZE, Bybit's maxMktOrderQty (not its maxOrderQty).
+    assert market.max_market_qty == (Decimal(2000) if venue_name == "binanceusdm" else Decimal(724))
     assert venue.market("DOGE/USDT:USDT") is None
+
+
+def test_market_order_above_the_venues_market_maximum_is_refused_before_sending(
+    venue: Any, emulator: PerpVenueEmulator, venue_name: str
+) -> None:
+    set_book(emulator, ETH, Decimal(3000), depth=Decimal(5000))
+    too_big = Decimal(2001) if venue_name == "binanceusdm" else Decimal(725)
+    request = OrderRequest(client_order_id="tk-too-big", symbol=ETH, side=Side.BUY, qty=too_big)
+    with pytest.raises(OrderRejected, match="maximum"):
+        venue.submit_order(request)
+    assert emulator.create_order_request_count == 0
 
 
 def test_market_missing_fields_are_named() -> None:

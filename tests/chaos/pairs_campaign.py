@@ -257,7 +257,8 @@ def _kill_plan(seed: int, moment_count: int, calm: bool, chosen: list[KillTrigge
 
 
 def _short(pair_id: str) -> str:
-    return "pair " + pair_id.rsplit("#", 1)[-1]
+    """``pair <n>`` of ``<key>#<n>-<database token>``."""
+    return "pair " + pair_id.rsplit("#", 1)[-1].split("-", 1)[0]
 
 
 def describe_course(store: PairStoreView) -> str:

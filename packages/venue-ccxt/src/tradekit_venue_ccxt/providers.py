@@ -59,7 +59,11 @@ def to_decimal(value: object, *, field: str, what: str) -> Decimal:
 def ms_to_utc(value: object, *, field: str, what: str) -> datetime:
     """Convert epoch milliseconds to an aware UTC datetime."""
     millis = to_decimal(value, field=field, what=what)
-    return datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(int(millis) / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        # A garbled stamp must be a data error like any other, not a crash of the caller's cycle.
+        raise BrokerDataError(f"{what}: field {field!r} is {value!r}, not a time in epoch milliseconds") from None
 
 
 def utc_to_ms(value: datetime) -> int:
@@ -174,7 +178,11 @@ class PerpMarket:
         price_step = fields.decimal("precision.price")
         min_qty = fields.optional_decimal("limits.amount.min") or ZERO
         max_qty = fields.optional_decimal("limits.amount.max")
+        # ccxt 4.5 maps Binance's MARKET_LOT_SIZE to limits.market but leaves Bybit's largest
+        # market order (lotSizeFilter.maxMktOrderQty, a tenth of its maxOrderQty) in ``info``.
         max_market_qty = fields.optional_decimal("limits.market.max")
+        if max_market_qty is None:
+            max_market_qty = fields.optional_decimal("info.lotSizeFilter.maxMktOrderQty")
         min_notional = fields.optional_decimal("limits.cost.min") or ZERO
         fields.check()
         try:
@@ -425,7 +433,13 @@ def order_from_ccxt(
     type_text = fields.text("type")
     status_text = fields.text("status")
     amount = fields.decimal("amount")
-    filled = fields.optional_decimal("filled") or ZERO
+    filled = fields.optional_decimal("filled")
+    if filled is None:
+        if status_text in ("closed", "canceled", "cancelled", "expired"):
+            # A finished order whose fill is unknown is not an unfilled one: taken as such, a
+            # leg that did fill would be left without its partner.
+            fields.missing.append("filled")
+        filled = ZERO
     average = fields.optional_decimal("average")
     cost = fields.optional_decimal("cost")
     price = fields.optional_decimal("price")

@@ -130,6 +130,12 @@ class PairTradingConfig:
     before the next entry; doubled for each further failure in a row. 0 turns the wait off."""
     entry_failure_cooldown_max_minutes: int = attrs.field(default=240, validator=_at_least(0))
     """The longest that wait grows to."""
+    lost_order_grace_seconds: int = attrs.field(default=60, validator=_at_least(0))
+    """How long after it was sent a leg order without a clear answer (a timeout, a crash) may
+    still reach its venue: until then an order the venue does not know is waited for, never
+    taken for "never placed" — its partner is not unwound nor a close sent again while it may
+    still land. Venues refuse a request older than their receive window (Binance 10 s and
+    Bybit 5 s as ccxt sends them), so a minute leaves a wide margin."""
     closed_event_window_minutes: int = attrs.field(default=60, validator=_at_least(1))
     """How long a skipped signal of a closed event is still retried (open events always are)."""
     min_confidence: int = attrs.field(default=1, validator=_confidence)
@@ -177,6 +183,10 @@ class PairTradingConfig:
         doublings = min(failures - 1, self.entry_failure_cooldown_max_minutes.bit_length())
         minutes = min(self.entry_failure_cooldown_minutes * 2**doublings, self.entry_failure_cooldown_max_minutes)
         return timedelta(minutes=minutes)
+
+    @property
+    def lost_order_grace(self) -> timedelta:
+        return timedelta(seconds=self.lost_order_grace_seconds)
 
     @property
     def closed_event_window(self) -> timedelta:

@@ -21,8 +21,8 @@ Its checks, in trace order:
   the initial entry's spread times ``multiplier**k`` (SKIP ``price_structure``); a pair whose
   initial spread was not positive cannot be rescued (BLOCK ``scaling_not_permitted``);
 - feasibility — both books must fill the quantity within ``max_slippage_bps`` (SKIP
-  ``execution_infeasible``) and the quantity must meet both venues' minimums (SKIP
-  ``below_min_notional``).
+  ``execution_infeasible``), the quantity must meet both venues' minimums (SKIP
+  ``below_min_notional``) and fit in one market order on each (SKIP ``execution_infeasible``).
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def book_depth(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
 
 def order_size(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
     phase = RulePhase.FEASIBILITY
-    qty, minimum = x[f.ORDER_QTY], x[f.MIN_ORDER_QTY]
+    qty, minimum, maximum = x[f.ORDER_QTY], x[f.MIN_ORDER_QTY], x.get(f.MAX_ORDER_QTY)
     if qty <= 0 or qty < minimum:
         return skip(
             RULE_SIZE,
@@ -291,7 +291,16 @@ def order_size(ctx: ScalingContext, x: Mapping[str, Decimal]) -> Check:
             ReasonCode.BELOW_MIN_NOTIONAL,
             f"quantity {qty} is below what both venues accept ({minimum})",
         )
-    return passed(RULE_SIZE, phase, f"quantity {qty} meets both venues' minimum {minimum}")
+    if maximum is not None and qty > maximum:
+        # The long leg would fill and the short be refused: a paid round trip.
+        return skip(
+            RULE_SIZE,
+            phase,
+            ReasonCode.EXECUTION_INFEASIBLE,
+            f"quantity {qty} is above the largest market order both venues take ({maximum})",
+        )
+    within = f" and maximum {maximum}" if maximum is not None else ""
+    return passed(RULE_SIZE, phase, f"quantity {qty} meets both venues' minimum {minimum}{within}")
 
 
 _RULES = (

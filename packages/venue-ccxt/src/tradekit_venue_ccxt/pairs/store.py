@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -188,6 +189,7 @@ class PairStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._token: str | None = None
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> PairStore:
@@ -281,9 +283,33 @@ class PairStore:
     # --- pairs and their events ------------------------------------------------------------
 
     def next_pair_id(self, key: str) -> str:
+        """``<key>#<n>-<database>``: the n-th pair of the key in this database.
+
+        The pair id is in every leg order's client order id, so it carries this database's
+        own token: a new ledger on the same venue accounts (a new machine, a wiped file) must
+        never give its first pair the ids of an earlier ledger's first pair — the venue would
+        refuse them as duplicates, and the lookup that follows would take the earlier
+        ledger's orders and fills for this pair's.
+        """
+        token = self._database_token()
         with self._read() as conn:
             count = conn.execute(sa.select(sa.func.count()).where(pairs.c.pair_key == key)).scalar_one()
-        return f"{key}#{int(count) + 1}"
+        return f"{key}#{int(count) + 1}-{token}"
+
+    def _database_token(self) -> str:
+        """A random token written once per database (``tkx_ccxt_meta``), the same after every restart."""
+        if self._token is None:
+            select = sa.select(meta.c.value).where(meta.c.key == "database_token")
+            with self._read() as conn:
+                token = conn.execute(select).scalar()
+            if token is None:
+                # Another process may write it first: its token is the one read back.
+                with contextlib.suppress(PairStoreError), self._write() as conn:
+                    conn.execute(meta.insert().values(key="database_token", value=secrets.token_hex(6)))
+                with self._read() as conn:
+                    token = conn.execute(select).scalar_one()
+            self._token = str(token)
+        return self._token
 
     def create_pair(self, header: PairHeader) -> None:
         with self._write() as conn:

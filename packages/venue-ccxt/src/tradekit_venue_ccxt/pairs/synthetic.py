@@ -13,9 +13,10 @@ is built to exercise the trader, not to resemble any real market or to backtest 
   optional ``FundingShock`` episodes; ``funding_settles`` marks the steps where funding is
   paid.
 
-Everything is ``Decimal``; the noise comes from ``random.Random(seed)`` integers (a sum of
-twelve uniform draws, approximately normal), so the same arguments give the same series on
-every platform and Python version.
+Everything is ``Decimal``, computed in a fixed decimal context (28 digits, half-even), not
+the caller's; the noise comes from ``random.Random(seed)`` integers (a sum of twelve uniform
+draws, approximately normal), so the same arguments give the same series on every platform
+and Python version, whatever decimal context the caller runs under.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 import attrs
 
@@ -32,6 +33,8 @@ from tradekit.domain.values import positive, to_utc, utc
 _BPS = Decimal(10_000)
 _UNIT = 1_000_000
 _CENT = Decimal("0.01")
+_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
+"""The arithmetic of every series: Python's default context, pinned against the caller's."""
 
 
 @attrs.frozen(kw_only=True)
@@ -118,32 +121,35 @@ class SyntheticPairSeries:
             raise ValueError(f"need at least one step of positive length, got {steps} x {step}")
         if not Decimal(0) < reversion <= 1:
             raise ValueError(f"reversion must be in (0, 1], got {reversion}")
-        rng = random.Random(seed)
-        price = base_price
-        spread_bps = base_spread_bps
-        start = to_utc(start)
-        points = []
-        for index in range(steps):
-            at = start + step * index
-            mean = next((w.peak_bps for w in widenings if w.covers(index)), base_spread_bps)
-            if index:
-                price = price * (1 + price_vol_bps * _normal(rng) / _BPS)
-                spread_bps = spread_bps + reversion * (mean - spread_bps) + spread_noise_bps * _normal(rng)
-            long_mid = price.quantize(tick)
-            short_mid = (long_mid * (1 + spread_bps / _BPS)).quantize(tick)
-            shock = next((s for s in funding_shocks if s.covers(index)), None)
-            long_rate = shock.long_bps if shock is not None else long_funding_bps + funding_noise_bps * _normal(rng)
-            short_rate = shock.short_bps if shock is not None else short_funding_bps + funding_noise_bps * _normal(rng)
-            settles = index > 0 and (at - start) // funding_interval != (at - step - start) // funding_interval
-            points.append(
-                SeriesPoint(
-                    step=index,
-                    time=at,
-                    long_mid=long_mid,
-                    short_mid=short_mid,
-                    long_funding_rate=(long_rate / _BPS).quantize(Decimal("0.00000001")),
-                    short_funding_rate=(short_rate / _BPS).quantize(Decimal("0.00000001")),
-                    funding_settles=settles,
+        with localcontext(_CONTEXT):
+            rng = random.Random(seed)
+            price = base_price
+            spread_bps = base_spread_bps
+            start = to_utc(start)
+            points = []
+            for index in range(steps):
+                at = start + step * index
+                mean = next((w.peak_bps for w in widenings if w.covers(index)), base_spread_bps)
+                if index:
+                    price = price * (1 + price_vol_bps * _normal(rng) / _BPS)
+                    spread_bps = spread_bps + reversion * (mean - spread_bps) + spread_noise_bps * _normal(rng)
+                long_mid = price.quantize(tick)
+                short_mid = (long_mid * (1 + spread_bps / _BPS)).quantize(tick)
+                shock = next((s for s in funding_shocks if s.covers(index)), None)
+                long_rate = shock.long_bps if shock is not None else long_funding_bps + funding_noise_bps * _normal(rng)
+                short_rate = (
+                    shock.short_bps if shock is not None else short_funding_bps + funding_noise_bps * _normal(rng)
                 )
-            )
+                settles = index > 0 and (at - start) // funding_interval != (at - step - start) // funding_interval
+                points.append(
+                    SeriesPoint(
+                        step=index,
+                        time=at,
+                        long_mid=long_mid,
+                        short_mid=short_mid,
+                        long_funding_rate=(long_rate / _BPS).quantize(Decimal("0.00000001")),
+                        short_funding_rate=(short_rate / _BPS).quantize(Decimal("0.00000001")),
+                        funding_settles=settles,
+                    )
+                )
         return cls(seed=seed, points=tuple(points))

@@ -3,7 +3,8 @@
 One ``run_cycle(now)`` does, in order:
 
 1. **Recover.** Leg orders whose outcome is not known yet are looked up by client id (never
-   sent again); an entry whose legs do not match — one leg filled, the other failed, never
+   sent again, and not taken for absent while ``lost_order_grace_seconds`` says the request
+   may still land); an entry whose legs do not match — one leg filled, the other failed, never
    sent, or lost in a crash — is matched on a step both venues trade, the unmatched part
    unwound with reduce-only orders. A leg that cannot be unwound is recorded as naked and
    worked on again every cycle; a remainder below what its venue trades is recorded as dust
@@ -116,6 +117,8 @@ class PairPlan:
     short_market: PerpMarket
     qty: Decimal
     min_qty: Decimal
+    max_qty: Decimal | None
+    """The largest market order both venues take (None: neither lists a limit)."""
     long_sweep: Sweep
     short_sweep: Sweep
     long_ask: Decimal
@@ -473,7 +476,10 @@ class PairTrader:
         """Follow a leg order to a final state and record its fills (looked up by client id).
 
         Only a lookup the venue answered can say an order is absent: one that failed says
-        nothing, and the order stays unsettled until a lookup answers.
+        nothing, and the order stays unsettled until a lookup answers. Nor does an answer
+        while the order may still be on its way (``lost_order_grace_seconds`` from its
+        creation): a late request landing after its partner was unwound, or after a close was
+        sent again, would be a lone leg.
         """
         venue = self._venue(order.venue)
         current = placed
@@ -493,6 +499,13 @@ class PairTrader:
                 break
         if current is None:
             if may_be_absent and absent:
+                grace = self._config.lost_order_grace
+                if now - order.created_at < grace:
+                    detail = (
+                        f"not found at {order.venue} by client id yet; sent at {order.created_at.isoformat()}, "
+                        f"it may still arrive until {(order.created_at + grace).isoformat()}"
+                    )
+                    return LegOutcome(order=order, status=LedgerOrderStatus.AMBIGUOUS, filled=ZERO, detail=detail)
                 detail = f"not found at {order.venue} by client id: it was never placed"
                 self._record_status(order, LedgerOrderStatus.NOT_FOUND, now, detail=detail)
                 return LegOutcome(order=order, status=LedgerOrderStatus.NOT_FOUND, filled=ZERO, detail=detail)
@@ -1051,15 +1064,16 @@ class PairTrader:
             other = closable[Leg.SHORT if leg is Leg.LONG else Leg.LONG]
             # A leg the other no longer hedges (its close went, or it is gone at its venue) is
             # closed through a halt.
-            outcome = self._close_leg(pair, leg, qty, now, rebalancing=other <= 0)
-            if outcome.status is LedgerOrderStatus.NOT_SENT and 0 < other < qty:
+            filled, outcome = self._close_leg(pair, leg, qty, now, rebalancing=other <= 0)
+            left = qty - filled
+            if outcome.status is LedgerOrderStatus.NOT_SENT and 0 < other < left:
                 # A halt that stops exits holds a hedged pair as it is, both closes waiting for
                 # the resume; not what this leg holds beyond the other (a close that filled in part).
                 markets = self._leg_markets(pair)
-                if markets is not None and _tradable(qty - other, markets[leg]):
-                    outcome = self._close_leg(pair, leg, qty - other, now, rebalancing=True)
-            if outcome.settled:
-                closable[leg] -= outcome.filled
+                if markets is not None and _tradable(left - other, markets[leg]):
+                    more, outcome = self._close_leg(pair, leg, left - other, now, rebalancing=True)
+                    filled += more
+            closable[leg] -= filled
         pair = self._refresh(pair)
         if self._unsettled(pair):
             return
@@ -1086,7 +1100,39 @@ class PairTrader:
         )
         log.closed.append(pair.pair_id)
 
-    def _close_leg(self, pair: PairPosition, leg: Leg, qty: Decimal, now: datetime, *, rebalancing: bool) -> LegOutcome:
+    def _close_leg(
+        self, pair: PairPosition, leg: Leg, qty: Decimal, now: datetime, *, rebalancing: bool
+    ) -> tuple[Decimal, LegOutcome]:
+        """Close ``qty`` of ``leg`` in orders no larger than its venue's largest market order.
+
+        A leg that several entries built can hold more than its venue takes in one market
+        order, while the other venue closes its leg at once: sent whole, the close would be
+        refused every cycle and the leg left alone. The last order is never left below the
+        venue's minimum. Stops at the first order that does not fill in full (tried again next
+        cycle); returns what the orders filled and the last one's outcome.
+        """
+        markets = self._leg_markets(pair)
+        market = markets[leg] if markets is not None else None
+        largest = _largest_order(market) if market is not None else None
+        filled = ZERO
+        while True:
+            remaining = qty - filled
+            part = remaining
+            if market is not None and largest is not None and remaining > largest:
+                part = largest
+                if remaining - part < market.min_qty:
+                    part = _floor(remaining - market.min_qty, market.amount_step)
+                    if part <= 0:
+                        part = largest
+            outcome = self._close_order(pair, leg, part, now, rebalancing=rebalancing)
+            if outcome.settled:
+                filled += outcome.filled
+            if not outcome.settled or outcome.filled < part or filled >= qty:
+                return filled, outcome
+
+    def _close_order(
+        self, pair: PairPosition, leg: Leg, qty: Decimal, now: datetime, *, rebalancing: bool
+    ) -> LegOutcome:
         """Send one close of ``qty`` of ``leg``; what it did not fill is recorded, tried again next cycle."""
         attempt = len([o for o in self._refresh(pair).orders_of(0, leg) if o.purpose is LegPurpose.CLOSE])
         outcome = self._send_leg(
@@ -1222,6 +1268,7 @@ class PairTrader:
             _ceil(long_market.min_notional / (long_ask * size), step),
             _ceil(short_market.min_notional / (short_bid * size), step),
         )
+        limits = [m for m in map(_largest_order, (long_market, short_market)) if m is not None]
         long_sweep = long_book.sweep(Side.BUY, qty) if qty > 0 else long_book.sweep(Side.BUY, step)
         short_sweep = short_book.sweep(Side.SELL, qty) if qty > 0 else short_book.sweep(Side.SELL, step)
         spread = spread_of(long_sweep.vwap or long_ask, short_sweep.vwap or short_bid)
@@ -1248,6 +1295,7 @@ class PairTrader:
             short_market=short_market,
             qty=qty,
             min_qty=min_qty,
+            max_qty=min(limits) if limits else None,
             long_sweep=long_sweep,
             short_sweep=short_sweep,
             long_ask=long_ask,
@@ -1356,6 +1404,8 @@ class PairTrader:
             features[f.INITIAL_SPREAD] = plan.initial_spread
         if plan.trigger is not None:
             features[f.TRIGGER] = plan.trigger
+        if plan.max_qty is not None:
+            features[f.MAX_ORDER_QTY] = plan.max_qty
         return ScalingContext(
             signal=Signal(
                 symbol=key,
@@ -1489,6 +1539,15 @@ def _common_step(a: PerpMarket, b: PerpMarket) -> Decimal:
             f"{a.symbol}: quantity steps {a.amount_step} and {b.amount_step} have no common multiple both accept"
         )
     return coarse
+
+
+def _largest_order(market: PerpMarket) -> Decimal | None:
+    """The largest market order the venue takes, on its step (None: it lists no limit)."""
+    limit = market.max_market_qty if market.max_market_qty is not None else market.max_qty
+    if limit is None:
+        return None
+    largest = _floor(limit, market.amount_step)
+    return largest if largest > 0 and largest >= market.min_qty else None
 
 
 def _tradable(qty: Decimal, market: PerpMarket) -> bool:
