@@ -11,12 +11,15 @@ from collections.abc import Callable
 
 import attrs
 
-from tradekit.config.settings import Settings, SettingsError
+from tradekit.config.settings import MissedWindow, Settings, SettingsError
 
 _MAX_SAFE_ALLOCATION_PCT = 10
 _MIN_SAFE_CONFIDENCE = 5
 _MAX_SAFE_POSITION_PCT = 25
 _LATE_WINDOW_START_MIN = 60
+# NYSE and Nasdaq (and so Alpaca) refuse market-on-close orders in the last ten minutes
+# before the close (after 15:50 New York).
+_MARKET_ON_CLOSE_CUTOFF_MIN = 10
 
 
 @attrs.frozen
@@ -61,6 +64,17 @@ WARNINGS: tuple[UnsafeRule, ...] = (
         "exits.window_start_minutes",
         lambda s: s.exits.window_start_minutes > _LATE_WINDOW_START_MIN,
         f"an exit window starting more than {_LATE_WINDOW_START_MIN} minutes after the open may be missed",
+    ),
+    UnsafeRule(
+        "exits.window_end_minutes",
+        lambda s: (
+            s.exits.on_missed_window is MissedWindow.MARKET_AT_CLOSE
+            and (left := s.exits.minutes_from_window_end_to_close()) is not None
+            and left < _MARKET_ON_CLOSE_CUTOFF_MIN
+        ),
+        f"the exit window ends less than {_MARKET_ON_CLOSE_CUTOFF_MIN} minutes before the close: a missed exit's "
+        "market-on-close order would come too late for NYSE, Nasdaq and Alpaca (after 15:50 New York), be "
+        "refused, and the exit wait for the next session's window",
     ),
 )
 

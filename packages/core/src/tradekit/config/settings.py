@@ -63,6 +63,11 @@ _YEAR_MINUTES = 525_600
 _YEAR_HOURS = 8_760
 _DAY_MINUTES = 1_440
 _MAX_MONEY = 10**12
+# An exit window opening (or, with market-on-close escalation, closing) earlier than this
+# many minutes after the open lies inside every session of every exchange calendar (the
+# shortest, a half day, lasts two hours): only a later one is checked against the calendar's
+# sessions, which loads the calendar.
+_WINDOW_FITS_MINUTES = 60
 
 
 def _known_calendar(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -77,6 +82,14 @@ def _known_calendar(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> 
             f"exits.{attribute.name} = {value!r} is not an exchange calendar; use an exchange-calendars "
             f"name such as XNYS, XNAS, XLON, XTKS ({len(names)} are known)"
         )
+    # A name exchange-calendars lists may still be one it cannot build (XTAE, ASEX with this
+    # pandas): refused here, not by every run that would trade on it.
+    from tradekit.exits.calendar import trading_calendar
+
+    try:
+        trading_calendar(value)
+    except ValueError as exc:
+        raise SettingsError(f"exits.{attribute.name} = {value!r} cannot be used: {exc}") from None
 
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.-]*)(\+[A-Za-z0-9_]+)?://")
@@ -270,6 +283,41 @@ class ExitSettings:
             raise SettingsError(
                 f"exits.window_end_minutes ({self.window_end_minutes}) must be after "
                 f"window_start_minutes ({self.window_start_minutes})"
+            )
+        on_close = self.on_missed_window is MissedWindow.MARKET_AT_CLOSE
+        if self.window_start_minutes >= _WINDOW_FITS_MINUTES or (
+            on_close and self.window_end_minutes >= _WINDOW_FITS_MINUTES
+        ):
+            self._check_window_fits_the_sessions(on_close)
+
+    def minutes_from_window_end_to_close(self) -> float | None:
+        """Minutes from the window's end to the close of the calendar's longest (regular)
+        session, or None when the window ends within its first hour (no calendar is loaded)."""
+        if self.window_end_minutes < _WINDOW_FITS_MINUTES:
+            return None
+        from tradekit.exits.calendar import trading_calendar
+
+        longest = trading_calendar(self.calendar).longest_session()
+        return (longest - timedelta(minutes=self.window_end_minutes)) / timedelta(minutes=1)
+
+    def _check_window_fits_the_sessions(self, on_close: bool) -> None:
+        from tradekit.exits.calendar import trading_calendar
+
+        longest = trading_calendar(self.calendar).longest_session()
+        minutes = f"{longest / timedelta(minutes=1):g}"
+        if timedelta(minutes=self.window_start_minutes) >= longest:
+            raise SettingsError(
+                f"exits.window_start_minutes ({self.window_start_minutes}) opens the exit window at or after the "
+                f"close of every {self.calendar} session (the longest lasts {minutes} minutes): no planned exit "
+                f"would ever be sent, nor any queued buy judged; start the window before minute {minutes}"
+            )
+        if on_close and timedelta(minutes=self.window_end_minutes) >= longest:
+            raise SettingsError(
+                f"exits.window_end_minutes ({self.window_end_minutes}) keeps the exit window open until the close "
+                f"of every {self.calendar} session (the longest lasts {minutes} minutes), so "
+                'exits.on_missed_window = "market_at_close" could never send its market-on-close order (a missed '
+                "exit would wait for the next session's window instead); end the window well before the close "
+                "(brokers take market-on-close orders until some minutes before it: 15:50 New York at NYSE and Alpaca)"
             )
 
 

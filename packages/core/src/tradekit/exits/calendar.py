@@ -36,6 +36,9 @@ from tradekit.user_cache import NoCacheDirectory, user_cache_dir
 _EARLIEST = "1990-01-01"
 # The layout of a kept session table (the cache's file names carry it).
 _TABLE_FORMAT = 1
+# How much of exchange-calendars' reason a calendar cannot be built for is repeated (some
+# list every special date they reject).
+_MAX_REASON = 200
 
 
 @attrs.frozen
@@ -155,16 +158,34 @@ class TradingCalendar:
         open after it, or the one opening at that very moment when it is also a session's
         close. On a calendar whose sessions abut (``24/7``), a signal made at day D's close,
         00:00 UTC of D+1, is acted on in D+1's session, which opens then, not a day later."""
+        return self._session(self._index_after(decided_at))
+
+    def _index_after(self, decided_at: datetime) -> int:
         at = _nanos(decided_at)
         i = bisect.bisect_right(self._open_ns, at)  # the first session opening strictly after
         if i >= 2 and self._open_ns[i - 1] == at and self._close_ns[i - 2] == at:
             i -= 1
-        return self._session(self._at(i, decided_at))
+        return self._at(i, decided_at)
 
     def execution_window(self, decided_at: datetime, start_minutes: int, end_minutes: int) -> ExecutionWindow:
-        """The window in the session after ``decided_at`` (``session_after``): open + start ..
-        open + end, cut at the session's close on a half day."""
-        return self.session_after(decided_at).execution_window(start_minutes, end_minutes)
+        """The exit window for what was decided at ``decided_at``: open + start .. open + end,
+        cut at the close on a half day, in the session after it (``session_after``) or, when
+        the window would open only once that session has closed (a late window on a half
+        day), in the first session after it where it opens before the close. A session
+        without a window is no window missed: the live trader and the replay send nothing
+        in it, and an exit waits for the next window instead of being escalated (expired,
+        under ``exits.on_missed_window = "expire"``) without ever being tried."""
+        i = self._index_after(decided_at)
+        start = start_minutes * 60_000_000_000
+        while self._open_ns[i] + start >= self._close_ns[i]:
+            i = self._at(i + 1, decided_at)
+        return self._session(i).execution_window(start_minutes, end_minutes)
+
+    def longest_session(self) -> timedelta:
+        """How long the calendar's longest session lasts, open to close (an exit window
+        opening this long after the open or later never opens in any session)."""
+        longest = max(close - opened for opened, close in zip(self._open_ns, self._close_ns, strict=True))
+        return timedelta(microseconds=longest // 1000)
 
     def sessions(self, start: date, end: date) -> list[Session]:
         """Every session from ``start`` to ``end`` inclusive (both within the calendar)."""
@@ -320,6 +341,13 @@ def _build_table(name: str) -> _SessionTable:
         cal = _load(name)
     except xcals.errors.InvalidCalendarName:
         raise ValueError(f"unknown exchange calendar {name!r}; e.g. XNYS, XNAS, XLON") from None
+    except Exception as exc:  # noqa: BLE001 -- whatever exchange-calendars raises building it
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if len(what) > _MAX_REASON:
+            what = what[: _MAX_REASON - 3] + "..."
+        raise ValueError(
+            f"exchange calendar {name!r} cannot be built by exchange-calendars {xcals.__version__} ({what})"
+        ) from None
     with _quiet():
         days = np.array([label.date().toordinal() for label in cal.sessions], dtype=np.int64)
         return _SessionTable(days=days, opens=_utc_nanos(cal.opens), closes=_utc_nanos(cal.closes), tz=str(cal.tz))
@@ -377,5 +405,20 @@ def _write_table(path: Path, table: _SessionTable) -> None:
 
 @lru_cache(maxsize=8)
 def _load(name: str) -> xcals.ExchangeCalendar:
+    """The calendar ``name`` from 1990, or, when exchange-calendars cannot evaluate it that
+    far back (XTKS from 1997, AIXK, XSAU; XSHG's holidays from 1991), from the earliest day it
+    declares it can (else from its own default start, twenty years back)."""
     with _quiet():
-        return xcals.get_calendar(name, start=_EARLIEST)
+        try:
+            return xcals.get_calendar(name, start=_EARLIEST)
+        except xcals.errors.InvalidCalendarName:
+            raise
+        except ValueError:
+            recent = xcals.get_calendar(name)
+        earliest = type(recent).bound_min()
+        if earliest is None or earliest >= recent.first_session:
+            return recent
+        try:
+            return xcals.get_calendar(name, start=earliest)
+        except ValueError:
+            return recent
