@@ -351,5 +351,5 @@ def test_bar_is_stamped_at_the_new_york_close_with_exact_prices() -> None:
 def test_bar_with_bad_data_names_symbol_day_and_problem() -> None:
     with pytest.raises(BrokerDataError, match="Alpaca bar of AAPL on 2026-03-02: field 'c' is missing"):
         bar_from_alpaca("AAPL", {"t": "2026-03-02T05:00:00Z", "o": 1, "h": 2, "l": 1, "v": 3})
-    with pytest.raises(BrokerDataError, match="high 1 < low 2"):
+    with pytest.raises(BrokerDataError, match="AAPL on 2026-03-02: high 1 is below the low 2"):
         bar_from_alpaca("AAPL", {"t": "2026-03-02T05:00:00Z", "o": 1, "h": 1, "l": 2, "c": 1, "v": 3})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradekit.data import SHIPPED_SOURCE, DataError, load_bar_data, session_close
+from tradekit.data import SHIPPED_SOURCE, DataError, load_bar_data, series_problem, session_close
 from tradekit.data.bar_files import load_bar_files
 
 TRADEKIT_HEADER = "symbol,date,open,high,low,close,volume"
@@ -51,6 +51,41 @@ def test_a_bad_bar_is_refused_naming_the_file_the_line_and_the_value(tmp_path: P
     with pytest.raises(DataError) as caught:
         load_bar_data(None, [path])
     assert f"{path} line 3: {named}" in str(caught.value)
+
+
+def test_a_bar_whose_session_has_not_closed_yet_is_refused(tmp_path: Path) -> None:
+    # A Yahoo download taken during a session holds that session's unfinished bar: its close
+    # is only the price of the moment, and a replay would trade on it as a finished day.
+    path = _write(
+        tmp_path / "KO.csv",
+        YAHOO_HEADER,
+        "2024-01-02,60,61,59,60,60,100",
+        "2024-01-03,60,61,59,60.5,60.5,100",
+    )
+    midday = datetime(2024, 1, 3, 17, tzinfo=UTC)
+    with pytest.raises(DataError) as caught:
+        load_bar_data(None, [path], now=midday)
+    assert (
+        f"{path} line 3: the bar of 2024-01-03 is of a session that closes at 2024-01-03T21:00:00+00:00, "
+        "after now (2024-01-03T17:00:00+00:00)"
+    ) in str(caught.value)
+    at_the_close = session_close(date(2024, 1, 3))
+    assert len(load_bar_data(None, [path], now=at_the_close).bars["KO"]) == 2
+
+
+def test_a_bar_dated_in_the_future_is_refused_by_the_files_own_line(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "bars.csv", TRADEKIT_HEADER, "KO,2024-01-02,60,61,59,60,100", "KO,2099-01-05,60,61,59,60,100"
+    )
+    with pytest.raises(DataError, match=r"bars.csv line 3: the bar of 2099-01-05 is of a session that closes at"):
+        load_bar_data(None, [path])
+
+
+def test_the_shipped_bars_are_all_in_the_past(tmp_path: Path) -> None:
+    last = max(b.time for series in load_bar_data().bars.values() for b in series)
+    assert load_bar_data(now=last).bars
+    with pytest.raises(DataError, match=r"daily_bars.csv.gz line \d+: the bar of 2013-03-01 is of a session"):
+        load_bar_data(now=last - timedelta(seconds=1))
 
 
 def test_a_file_without_the_needed_columns_is_refused_with_the_layouts_allowed(tmp_path: Path) -> None:
@@ -169,9 +204,11 @@ def test_any_bar_file_either_loads_or_fails_with_a_data_error(
     if message:
         assert str(path) in message
         return
-    for series in data.bars.values():
+    for symbol, series in data.bars.items():
         assert all(b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close) for b in series)
         assert [b.time for b in series] == sorted({b.time for b in series})
+        # A series a bar file gives a replay is one a live trader would run its strategy on.
+        assert series_problem(symbol, series, datetime.now(UTC)) is None
 
 
 @given(raw=st.binary(max_size=200))

@@ -66,6 +66,17 @@ def test_human_run_output_has_the_summary_table_and_reasons(
     assert (tmp_path / "r" / "latest" / "ledger.db").exists()
 
 
+def test_a_bar_file_dated_in_the_future_is_refused_by_its_line_not_as_a_bug(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "KO.csv"
+    path.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-02,60,61,59,60,60,100\n2099-01-05,60,61,59,60,60,100\n"
+    )
+    result = runner.invoke(cli, ["run", "--data", str(path), "--out", str(tmp_path / "r"), "--no-chart"])
+    assert result.exit_code != 0
+    assert f"{path} line 3: the bar of 2099-01-05 is of a session that closes at" in " ".join(result.output.split())
+    assert "unexpected error" not in result.output
+
+
 def test_unknown_strategy_is_a_clear_error(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["run", "--strategy", "nope"])
     assert result.exit_code != 0

@@ -67,7 +67,7 @@ from tradekit.domain.orders import Fill, Order, OrderRequest, OrderType, TimeInF
 from tradekit.domain.positions import BrokerPosition
 from tradekit.domain.values import utcnow
 from tradekit_broker_alpaca._http import AlpacaFailure, bound_client, failure_from
-from tradekit_broker_alpaca.bars import bars_from_response, daily_bars_request
+from tradekit_broker_alpaca.bars import read_daily_bars, trusted_bars
 from tradekit_broker_alpaca.config import AlpacaConfig, AlpacaCredentials
 from tradekit_broker_alpaca.events import (
     OrderEventTracker,
@@ -212,6 +212,7 @@ class AlpacaBroker:
         self._polled_connections = 0
         self._activity_sweep: _ActivitySweep | None = None
         self._warned_unreadable: set[str] = set()
+        self._data_problems_told: set[str] = set()
         self._closed = False
         self._stream: TradeUpdateStream | None = None
         if config.stream:
@@ -394,16 +395,16 @@ class AlpacaBroker:
         return [session_from_alpaca(_mapping(d, "Alpaca calendar day")) for d in _array(days, "Alpaca calendar")]
 
     def daily_bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> dict[str, list[Bar]]:
-        """Return each symbol's daily bars closing within ``start``..``end``, oldest first."""
+        """Return each symbol's daily bars closing within ``start``..``end``, oldest first; a
+        symbol with a bar that cannot be trusted is left out, and logged (``bars``)."""
         wanted = list(dict.fromkeys(symbols))
-        request = daily_bars_request(self._config, wanted, start, end)
         if not wanted:
             return {}
-        raw = _mapping(self._read("daily bars", lambda: self._data.get_stock_bars(request)), "Alpaca bars")
-        return bars_from_response(raw, wanted, start, end)
+        return trusted_bars(read_daily_bars(self._data, self._config, wanted, start, end), self._data_problems_told)
 
     def latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
-        """Return the last trade price of each symbol Alpaca has one for (from the configured feed)."""
+        """Return the last trade price of each symbol Alpaca has one for (from the configured feed);
+        a symbol whose trade cannot be read is left unpriced (its buy is BLOCKed) and logged once."""
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             return {}
@@ -413,11 +414,20 @@ class AlpacaBroker:
         raw = _mapping(
             self._read("latest trades", lambda: self._data.get_stock_latest_trade(request)), "Alpaca latest trades"
         )
-        return {
-            symbol: price_from_alpaca_trade(symbol, _mapping(raw[symbol], f"Alpaca latest trade of {symbol}"))
-            for symbol in wanted
-            if raw.get(symbol) is not None
-        }
+        prices: dict[str, Decimal] = {}
+        for symbol in wanted:
+            if raw.get(symbol) is None:
+                continue
+            try:
+                prices[symbol] = price_from_alpaca_trade(
+                    symbol, _mapping(raw[symbol], f"Alpaca latest trade of {symbol}")
+                )
+            except BrokerDataError as exc:
+                # One bad trade must not leave every other symbol without its price.
+                if str(exc) not in self._data_problems_told:
+                    self._data_problems_told.add(str(exc))
+                    log.warning("%s; %s has no price until Alpaca's latest trade of it can be read", exc, symbol)
+        return prices
 
     def stream_status(self) -> StreamStatus | None:
         """Return what the ``trade_updates`` stream has done, or None when it is switched off."""

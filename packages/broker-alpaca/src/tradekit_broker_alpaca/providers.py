@@ -23,7 +23,7 @@ import attrs
 
 from tradekit.broker.errors import BrokerDataError
 from tradekit.broker.protocol import AssetInfo, MarketClock, OrderEventKind
-from tradekit.data import session_close
+from tradekit.data import ohlc_problem, session_close
 from tradekit.domain.account import AccountSnapshot
 from tradekit.domain.market import Bar
 from tradekit.domain.orders import Fill, Order, OrderStatus, OrderType
@@ -532,20 +532,32 @@ def bar_from_alpaca(symbol: str, bar: Payload) -> Bar:
     """Build a daily bar; Alpaca stamps it at the session's start, tradekit at its 16:00 close.
 
     The stamp follows tradekit's shipped bars (``tradekit.data.session_close``), so bars
-    from Alpaca and from files line up for the same day.
+    from Alpaca and from files line up for the same day. The bar is held to the checks a bar
+    file's row is (``tradekit.data.bar_files``): positive prices, a volume not below zero, the
+    open and the close within the low..high range.
     """
     stamp = _time(bar, "t", f"Alpaca bar of {symbol}")
     day = stamp.astimezone(NEW_YORK).date()
     what = f"Alpaca bar of {symbol} on {day}"
+    prices = {name: _decimal(bar, name, what) for name in ("o", "h", "l", "c")}
+    for name, price in prices.items():
+        if price <= 0:
+            raise BrokerDataError(f"{what}: field {name!r} is {price}, not a positive price")
+    volume = _decimal(bar, "v", what)
+    if volume < 0:
+        raise BrokerDataError(f"{what}: field 'v' is {volume}, a negative volume")
+    problem = ohlc_problem(prices["o"], prices["h"], prices["l"], prices["c"])
+    if problem is not None:
+        raise BrokerDataError(f"{what}: {problem}")
     result: Bar = _built(
         what,
         Bar,
         symbol=symbol,
         time=session_close(day),
-        open=_decimal(bar, "o", what),
-        high=_decimal(bar, "h", what),
-        low=_decimal(bar, "l", what),
-        close=_decimal(bar, "c", what),
-        volume=_decimal(bar, "v", what),
+        open=prices["o"],
+        high=prices["h"],
+        low=prices["l"],
+        close=prices["c"],
+        volume=volume,
     )
     return result

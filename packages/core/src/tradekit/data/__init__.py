@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
 
 from tradekit.data.bar_files import BarData, DataError, load_bar_files, parse_csv, session_close
+from tradekit.data.checks import ohlc_problem, series_problem
 from tradekit.domain.market import Bar
 
 SHIPPED_FILE = "daily_bars.csv.gz"
@@ -25,6 +27,8 @@ __all__ = [
     "DataError",
     "load_bar_data",
     "load_daily_bars",
+    "ohlc_problem",
+    "series_problem",
     "session_close",
     "shipped_symbols",
 ]
@@ -34,18 +38,21 @@ def shipped_symbols() -> tuple[str, ...]:
     return ("AAPL", "GOOG", "IBM", "MSFT")
 
 
-def load_bar_data(symbols: Iterable[str] | None = None, paths: Sequence[Path] = ()) -> BarData:
+def load_bar_data(
+    symbols: Iterable[str] | None = None, paths: Sequence[Path] = (), *, now: datetime | None = None
+) -> BarData:
     """Read daily bars and say where they came from: the shipped file, or ``paths``.
 
     See ``tradekit.data.bar_files`` for the layouts accepted; every row is validated and a bad
-    one raises ``DataError`` naming the file, the line and the value.
+    one (a bar of a session that closes after ``now``, the current time by default, among
+    them) raises ``DataError`` naming the file, the line and the value.
     """
     if paths:
-        return load_bar_files(list(paths), symbols)
+        return load_bar_files(list(paths), symbols, now=now)
     wanted = None if symbols is None else {s.upper() for s in symbols}
     text = gzip.decompress(files("tradekit.data").joinpath(SHIPPED_FILE).read_bytes()).decode()
     bars: dict[str, list[Bar]] = {}
-    for bar in parse_csv(text, SHIPPED_FILE):
+    for bar in parse_csv(text, SHIPPED_FILE, now=now):
         if wanted is None or bar.symbol in wanted:
             bars.setdefault(bar.symbol, []).append(bar)
     if wanted is not None and wanted - set(bars):

@@ -12,10 +12,11 @@ Accepted layouts (column names are matched without regard to case, spaces or und
 A path may be a file or a directory (every ``.csv``, ``.csv.gz`` and ``.parquet`` in it);
 several paths may be given. Rows may come in either date order. Every bar is checked: a
 blank, short or non-numeric field, NaN or infinity, a price of zero or below, a negative
-volume, a high below the open, close or low, a low above the open or close, and a second
-bar for the same symbol and date are refused with a ``DataError`` naming the file, the line
-and the value. A directory holding a ``source.json`` (``tradekit data fetch`` writes one)
-names where its bars came from.
+volume, a high below the open, close or low, a low above the open or close, a second bar
+for the same symbol and date, and a bar of a session that has not closed yet (a date in the
+future, or today's unfinished bar in a download taken during the session) are refused with
+a ``DataError`` naming the file, the line and the value. A directory holding a
+``source.json`` (``tradekit data fetch`` writes one) names where its bars came from.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
+from tradekit.data.checks import ohlc_problem
 from tradekit.domain.market import Bar
 from tradekit.domain.values import to_utc
 
@@ -73,13 +75,17 @@ class BarData:
     source: str
 
 
-def load_bar_files(paths: Sequence[Path], symbols: Iterable[str] | None = None) -> BarData:
+def load_bar_files(
+    paths: Sequence[Path], symbols: Iterable[str] | None = None, *, now: datetime | None = None
+) -> BarData:
     """Read every bar file under ``paths``; keep ``symbols`` only when given.
 
-    Raises ``DataError`` for an unreadable file, a bad row, or a wanted symbol with no bars.
+    Raises ``DataError`` for an unreadable file, a bad row (a bar of a session closing after
+    ``now``, the current time by default, among them), or a wanted symbol with no bars.
     """
     if not paths:
         raise DataError("no bar files given")
+    now = _now(now)
     wanted = None if symbols is None else {s.upper() for s in symbols}
     files: list[Path] = []
     sources: list[str] = []
@@ -89,7 +95,7 @@ def load_bar_files(paths: Sequence[Path], symbols: Iterable[str] | None = None) 
         sources.append(source)
     rows: dict[str, dict[date, tuple[Bar, str]]] = {}
     for file in files:
-        for symbol, day, bar, where in _read_file(file):
+        for symbol, day, bar, where in _read_file(file, now):
             if wanted is not None and symbol not in wanted:
                 continue
             per_symbol = rows.setdefault(symbol, {})
@@ -106,9 +112,18 @@ def load_bar_files(paths: Sequence[Path], symbols: Iterable[str] | None = None) 
     return BarData(bars=bars, source="; ".join(sources))
 
 
-def parse_csv(text: str, name: str, *, default_symbol: str | None = None) -> list[Bar]:
-    """Parse one CSV document (either layout) into bars, in file order; raise ``DataError``."""
-    return [bar for _symbol, _day, bar, _where in _parse_csv(text, name, default_symbol)]
+def parse_csv(text: str, name: str, *, default_symbol: str | None = None, now: datetime | None = None) -> list[Bar]:
+    """Parse one CSV document (either layout) into bars, in file order; raise ``DataError``
+    (for a bar of a session closing after ``now`` too: the current time by default)."""
+    return [bar for _symbol, _day, bar, _where in _parse_csv(text, name, default_symbol, _now(now))]
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got {now.isoformat()}")
+    return to_utc(now)
 
 
 def _expand(path: Path) -> tuple[list[Path], str]:
@@ -148,16 +163,16 @@ def _symbol_from_name(path: Path) -> str:
     return name.strip().upper()
 
 
-def _read_file(path: Path) -> Iterator[tuple[str, date, Bar, str]]:
+def _read_file(path: Path, now: datetime) -> Iterator[tuple[str, date, Bar, str]]:
     if path.name.lower().endswith(".parquet"):
-        yield from _read_parquet(path)
+        yield from _read_parquet(path, now)
         return
     try:
         raw = path.read_bytes()
         text = gzip.decompress(raw).decode() if path.name.lower().endswith(".gz") else raw.decode()
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read bars from {path}: {exc}") from None
-    yield from _parse_csv(text, str(path), _symbol_from_name(path))
+    yield from _parse_csv(text, str(path), _symbol_from_name(path), now)
 
 
 def _columns(header: Sequence[str], name: str, has_default_symbol: bool) -> dict[str, int]:
@@ -180,7 +195,7 @@ def _columns(header: Sequence[str], name: str, has_default_symbol: bool) -> dict
     return found
 
 
-def _parse_csv(text: str, name: str, default_symbol: str | None) -> Iterator[tuple[str, date, Bar, str]]:
+def _parse_csv(text: str, name: str, default_symbol: str | None, now: datetime) -> Iterator[tuple[str, date, Bar, str]]:
     if "\x00" in text:
         raise DataError(f"{name} is not a text CSV file (it holds NUL bytes)")
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -196,16 +211,16 @@ def _parse_csv(text: str, name: str, default_symbol: str | None) -> Iterator[tup
                 continue
             if len(record) != width:
                 raise DataError(f"{name} line {line}: {len(record)} fields where the header has {width}")
-            yield _row(record, columns, f"{name} line {line}", default_symbol)
+            yield _row(record, columns, f"{name} line {line}", default_symbol, now)
     except csv.Error as exc:
         raise DataError(f"{name} line {reader.line_num}: not valid CSV ({exc})") from None
 
 
 def _row(
-    record: Sequence[Any], columns: Mapping[str, int], where: str, default_symbol: str | None
+    record: Sequence[Any], columns: Mapping[str, int], where: str, default_symbol: str | None, now: datetime
 ) -> tuple[str, date, Bar, str]:
     try:
-        return _checked_row(record, columns, where, default_symbol)
+        return _checked_row(record, columns, where, default_symbol, now)
     except (ArithmeticError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
@@ -214,12 +229,20 @@ def _row(
 
 
 def _checked_row(
-    record: Sequence[Any], columns: Mapping[str, int], where: str, default_symbol: str | None
+    record: Sequence[Any], columns: Mapping[str, int], where: str, default_symbol: str | None, now: datetime
 ) -> tuple[str, date, Bar, str]:
     symbol = _text(record[columns["symbol"]]).upper() if "symbol" in columns else default_symbol
     if not symbol:
         raise DataError(f"{where}: the symbol is blank")
     day = _day(record[columns["date"]], where)
+    closes = session_close(day)
+    if closes > now:
+        # Its close is only the price of some moment (or not known at all): a replay would
+        # trade on it as a finished session.
+        raise DataError(
+            f"{where}: the bar of {day.isoformat()} is of a session that closes at {closes.isoformat()}, "
+            f"after now ({now.isoformat()}): an unfinished session's bar, or a wrong date"
+        )
     values = {c: _number(record[columns[c]], c, where) for c in ("open", "high", "low", "close", "volume")}
     for column in ("open", "high", "low", "close"):
         if values[column] <= 0:
@@ -227,12 +250,9 @@ def _checked_row(
     if values["volume"] < 0:
         raise DataError(f"{where}: volume {record[columns['volume']]!r} must not be negative")
     o, h, low, c = values["open"], values["high"], values["low"], values["close"]
-    if h < max(o, c, low):
-        which = "close" if h < c else "open" if h < o else "low"
-        raise DataError(f"{where}: high {h} is below the {which} {values[which]}")
-    if low > min(o, c):
-        which = "close" if low > c else "open"
-        raise DataError(f"{where}: low {low} is above the {which} {values[which]}")
+    problem = ohlc_problem(o, h, low, c)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
     if "adj_close" in columns and _text(record[columns["adj_close"]]) != "":
         adjusted = _number(record[columns["adj_close"]], "adj close", where)
         if adjusted <= 0:
@@ -283,7 +303,7 @@ def _number(value: object, column: str, where: str) -> Decimal:
     return number
 
 
-def _read_parquet(path: Path) -> Iterator[tuple[str, date, Bar, str]]:
+def _read_parquet(path: Path, now: datetime) -> Iterator[tuple[str, date, Bar, str]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -301,4 +321,4 @@ def _read_parquet(path: Path) -> Iterator[tuple[str, date, Bar, str]]:
     for index in range(table.num_rows):
         record = [column[index] for column in data]
         # Row numbers as a spreadsheet shows them: the header is row 1.
-        yield _row(record, columns, f"{path} row {index + 2}", default_symbol)
+        yield _row(record, columns, f"{path} row {index + 2}", default_symbol, now)

@@ -78,24 +78,29 @@ def fetch_to_cache(
 ) -> FetchResult:
     """Fetch the daily bars of ``symbols`` for the trading days ``first_day``..``last_day``
     from ``source`` and merge them into ``directory``."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     # Ask for every bar that can close on those days (a crypto day closes at the next
-    # 00:00 UTC, a New York session at 16:00), then keep the days asked for.
+    # 00:00 UTC, a New York session at 16:00), then keep the days asked for. Never past now:
+    # a bar is stamped at its session's close, so a session still trading (whose bar a data
+    # API serves as it forms) stays out of the cache instead of being replayed as a finished
+    # day with the price of the moment as its close.
     start = datetime.combine(first_day, time(0), UTC)
-    end = datetime.combine(last_day + timedelta(days=2), time(0), UTC)
+    end = min(datetime.combine(last_day + timedelta(days=2), time(0), UTC), now)
     wanted = (first_day.isoformat(), last_day.isoformat())
+    answer = source.daily_bars(list(symbols), start, end) if start <= end else {}
     fetched = {
-        symbol: [b for b in series if wanted[0] <= bar_day(b) <= wanted[1]]
-        for symbol, series in source.daily_bars(list(symbols), start, end).items()
+        symbol: [b for b in series if wanted[0] <= bar_day(b) <= wanted[1] and b.time <= now]
+        for symbol, series in answer.items()
     }
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for symbol in symbols:
         path = directory / f"{_UNSAFE.sub('_', symbol)}.csv"
-        by_day = {bar_day(b): b for b in _existing(path)}
+        by_day = {bar_day(b): b for b in _existing(path, now)}
         by_day.update({bar_day(b): b for b in fetched.get(symbol, [])})
         path.write_text(_csv(symbol, by_day))
         files.append(path)
-    stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+    stamp = now.isoformat(timespec="seconds")
     (directory / SOURCE_FILE).write_text(
         json.dumps({"source": f"{label}, fetched {stamp[:10]}", "fetched_at": stamp, "symbols": sorted(symbols)}) + "\n"
     )
@@ -107,11 +112,11 @@ def fetch_to_cache(
     )
 
 
-def _existing(path: Path) -> list[Bar]:
+def _existing(path: Path, now: datetime) -> list[Bar]:
     if not path.exists():
         return []
     try:
-        return parse_csv(path.read_text(), str(path))
+        return parse_csv(path.read_text(), str(path), now=now)
     except (OSError, DataError) as exc:
         raise DataError(f"the cached bars in {path} cannot be merged with new ones: {exc}") from None
 

@@ -44,6 +44,7 @@ import attrs
 
 from tradekit.broker.errors import BrokerError
 from tradekit.broker.protocol import Broker, MarketClock, StreamHealth
+from tradekit.data.checks import series_problem
 from tradekit.data.source import BarSource
 from tradekit.domain.market import Bar
 from tradekit.execution.clock import BrokerClock, ClockNotSynced
@@ -120,6 +121,8 @@ class LiveTrader:
         self._cycling = threading.Lock()
         # Whether startup looked at how the previous process of this trader ended.
         self._checked_last_stop = False
+        # The feed's bad series already warned of (a cycle asks again every interval).
+        self._bar_problems_told: set[str] = set()
 
     @property
     def broker(self) -> Broker:
@@ -340,6 +343,13 @@ class LiveTrader:
         ready: dict[str, list[Bar]] = {}
         for symbol in symbols:  # only what was asked for
             series = fetched.get(symbol) or []
+            # The replay refuses such a series outright; here it costs its symbol the cycle.
+            problem = series_problem(symbol, series, now)
+            if problem is not None:
+                if problem not in self._bar_problems_told:
+                    self._bar_problems_told.add(problem)
+                    log.warning("the feed's bars of %s cannot be traded on, asked for each cycle: %s", symbol, problem)
+                continue
             # The bar of that session, matched as the replay matches them.
             session = calendar.session_of_bar(series[-1].time) if series else None
             if session is not None and session.close == session_close:
@@ -357,8 +367,10 @@ def current_prices(
 
     A broker with a price feed (``PriceSource``) answers for itself: a symbol it has no price
     for has no market now (its exit waits, its buy is BLOCKed), as in a replay, whose feed
-    prices only the symbols that trade that day. A broker without one, or whose feed failed,
-    is asked for its positions' prices, and the last completed close stands in for the rest.
+    prices only the symbols that trade that day. When that feed fails, only the broker's
+    positions are priced: a last close is not the price now, and a buy judged on it would
+    see no overnight gap however far the market opened from it. A broker without a feed is
+    asked for its positions' prices, and the last completed close stands in for the rest.
     """
     broker = pipeline.broker
     wanted = sorted(set(symbols) | set(pipeline.ledger.open_positions()))
@@ -366,7 +378,8 @@ def current_prices(
         try:
             return broker.latest_prices(wanted)
         except BrokerError as exc:
-            log.warning("latest prices unavailable, using positions' prices and last closes: %s", exc)
+            log.warning("latest prices unavailable, only the positions' prices are known this cycle: %s", exc)
+            bars = None
     prices: dict[str, Decimal] = {}
     try:
         for position in broker.get_positions():
