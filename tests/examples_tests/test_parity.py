@@ -24,17 +24,19 @@ from typing import Any
 import attrs
 import pytest
 
+from tradekit import hookimpl
 from tradekit.broker.paper import PaperBroker, PaperBrokerConfig
 from tradekit.broker.protocol import MarketClock
-from tradekit.config import AllocationSettings, ExitSettings, ScannerSettings, Settings, TierSettings
+from tradekit.config import AllocationSettings, ExitSettings, MissedWindow, ScannerSettings, Settings, TierSettings
 from tradekit.config.settings import OrderGuardSettings
 from tradekit.data import load_daily_bars
-from tradekit.domain import Bar, Side, Signal
+from tradekit.domain import Bar, Side, Signal, TimeInForce
 from tradekit.execution.clock import SimClock
 from tradekit.execution.live import LiveTrader
 from tradekit.execution.paper_run import run_paper_replay
 from tradekit.execution.pipeline import OrderPipeline
 from tradekit.execution.session import Focus
+from tradekit.exits import ExitIntent
 from tradekit.exits.calendar import Session, TradingCalendar, trading_calendar
 from tradekit.ledger import Ledger
 from tradekit.plugins import Plugins
@@ -60,10 +62,12 @@ TIERED = Settings(
 
 class LiveFeed(PaperBroker):
     """The paper broker with a broker plugin's market data: the daily bars stamped up to
-    now, the prices of the symbols trading now, and a market clock from the exchange calendar."""
+    now, the prices of the symbols trading now, and a market clock from the exchange calendar.
+    Its orders expire and fill on close on that calendar's sessions, as the paper broker
+    ``tradekit run --broker paper`` builds does."""
 
     def __init__(self, bars: Mapping[str, list[Bar]], clock: SimClock, calendar: TradingCalendar = CALENDAR) -> None:
-        super().__init__(PaperBrokerConfig())
+        super().__init__(PaperBrokerConfig(), session_clock=calendar.market_clock)
         self.bars = bars
         self.calendar = calendar
         self.times = {s: [b.time for b in series] for s, series in bars.items()}
@@ -103,6 +107,7 @@ def trade_live(
     bars: Mapping[str, list[Bar]],
     settings: Settings,
     restarts: frozenset[datetime] = frozenset(),
+    plugins: Plugins = PLUGINS,
 ) -> str:
     """Run ``strategy`` through LiveTrader cycles over ``bars``; return the ledger's URL.
 
@@ -116,15 +121,15 @@ def trade_live(
     exits = settings.exits
     with Ledger.open(url, for_trading=True) as ledger:
         pipeline = OrderPipeline(
-            ledger=ledger, broker=feed, settings=settings, plugins=PLUGINS, calendar=calendar, clock=clock
+            ledger=ledger, broker=feed, settings=settings, plugins=plugins, calendar=calendar, clock=clock
         )
-        focus = Focus(PLUGINS, settings.scanner) if settings.scanner.enabled else None
+        focus = Focus(plugins, settings.scanner) if settings.scanner.enabled else None
         trader = LiveTrader(pipeline, strategy, sorted(bars), focus=focus)
         trader.startup()
 
         def restarted() -> LiveTrader:
             again = OrderPipeline(
-                ledger=ledger, broker=feed, settings=settings, plugins=PLUGINS, calendar=calendar, clock=clock
+                ledger=ledger, broker=feed, settings=settings, plugins=plugins, calendar=calendar, clock=clock
             )
             fresh = LiveTrader(again, strategy, sorted(bars), focus=focus)
             fresh.startup()
@@ -213,13 +218,14 @@ def replayed_and_traded_live_alike(
     bars: Mapping[str, list[Bar]],
     settings: Settings,
     kinds: frozenset[str] = frozenset({"enter_new", "skip"}),
+    plugins: Plugins = PLUGINS,
 ) -> dict[str, list[Any]]:
     """Replay ``strategy`` and trade it live over ``bars``; assert the two ledgers agree on
     everything ``what_happened`` reads, and that they traded; return the replay's."""
     replayed = run_paper_replay(
-        strategy=strategy, settings=settings, plugins=PLUGINS, bars=bars, out_dir=tmp_path / "replay", chart=False
+        strategy=strategy, settings=settings, plugins=plugins, bars=bars, out_dir=tmp_path / "replay", chart=False
     )
-    live = what_happened(trade_live(tmp_path, strategy, bars, settings))
+    live = what_happened(trade_live(tmp_path, strategy, bars, settings, plugins=plugins))
     replay = what_happened(replayed.ledger_url)
     # Not a vacuous agreement: the runs traded, and each decision kind showed up.
     assert replay["fills"]
@@ -293,6 +299,41 @@ def test_on_a_24_7_calendar_the_live_trader_decides_and_orders_exactly_what_the_
         )
     for decided_at, window_opens_at in planned:
         assert datetime.fromisoformat(window_opens_at) - datetime.fromisoformat(decided_at) == start
+
+
+class ExitLimitsOutOfReach:
+    """Every planned exit's limit ten times the price: no exit sells in its window."""
+
+    @hookimpl
+    def on_exit_intent(self, intent: ExitIntent) -> ExitIntent | None:
+        if intent.limit_price is None:
+            return None
+        return attrs.evolve(intent, limit_price=intent.limit_price * 10)
+
+
+def test_on_a_24_7_calendar_exits_sent_market_on_close_fill_alike_at_their_sessions_close(tmp_path: Path) -> None:
+    # Every exit misses its window (its limit out of reach) and goes out market-on-close:
+    # both runs' paper broker closes the 24/7 session at midnight UTC, weekends included,
+    # not at a weekday's 16:00 New York.
+    shipped_bars = load_daily_bars(["AAPL", "MSFT"])
+    first_close = datetime(2021, 1, 1, tzinfo=UTC)
+    bars = {
+        s: every_day([b for b in series if START <= b.time <= datetime(2008, 6, 30, tzinfo=UTC)], first_close)
+        for s, series in shipped_bars.items()
+    }
+    settings = Settings(exits=ExitSettings(calendar="24/7", on_missed_window=MissedWindow.MARKET_AT_CLOSE))
+    plugins = Plugins(load_entrypoints=False, env={}, extra=[("out-of-reach", ExitLimitsOutOfReach())])
+    replay = replayed_and_traded_live_alike(tmp_path, PyramidBreakout, bars, settings, plugins=plugins)
+    calendar = trading_calendar("24/7")
+    with Ledger.open(f"sqlite:///{replayed_ledger_file(tmp_path)}") as ledger, ledger.reading() as tx:
+        on_close = {i.client_order_id: i.created_at for i in tx.order_intents() if i.time_in_force is TimeInForce.CLS}
+    sold = [(on_close[f[0]], f[4]) for f in replay["fills"] if f[0] in on_close]
+    assert len(sold) > 5
+    assert [s for s in sold if s[1].weekday() in (0, 6)]  # sold at a Saturday's or a Sunday's close
+    for sent, filled in sold:
+        opened = calendar.last_open(sent)
+        assert opened is not None
+        assert filled == calendar.session_of_open(opened).close, (sent, filled)
 
 
 def shipped(symbols: Sequence[str], first: datetime, last: datetime) -> dict[str, list[Bar]]:

@@ -9,7 +9,13 @@ the broker executes what those prices make marketable:
 - with ``fill_slices`` > 1 an order fills in that many executions, either all at once or one
   per later price update of its symbol (``SliceTiming``), so partial fills are reproducible;
 - DAY orders expire once their symbol's market data reaches the close of the session they
-  were placed for; IOC orders cancel whatever does not fill at submission.
+  were placed for, and market-on-close orders fill at the first price at or after it; IOC
+  orders cancel whatever does not fill at submission.
+
+Sessions come from its market clock (``session_clock``): in every run tradekit builds (a
+replay, ``tradekit run --broker paper``) the exchange calendar the run trades on
+(``TradingCalendar.market_clock``), holidays, half days and 24/7 sessions included; built
+bare, a market open 09:30-16:00 New York on every weekday (``weekday_session_clock``).
 
 It is a cash account without shorting (unless configured): a buy needs buying power (cash
 minus what open buy orders hold), a sell needs shares not already promised to another sell.
@@ -180,8 +186,9 @@ def _next_weekday(day: date) -> date:
 def weekday_session_clock(now: datetime) -> MarketClock:
     """Return the clock of a market open 09:30-16:00 New York time on every weekday.
 
-    Holidays and half days are not known to it; pass ``session_clock=`` to ``PaperBroker``
-    to use an exchange calendar instead.
+    Holidays and half days are not known to it. It is the clock of a ``PaperBroker`` built
+    without one; a run's paper broker is given its exchange calendar's
+    (``session_clock=trading_calendar(name).market_clock``).
     """
     local_day = now.astimezone(_NEW_YORK).date()
     if local_day.weekday() < 5:
@@ -431,6 +438,12 @@ class PaperBroker:
     atomically after each change and read back on construction, so a process killed at any
     point restarts to the state its last completed call left. One process uses a state file
     at a time. Armed faults are test scaffolding and are not persisted.
+
+    ``session_clock`` gives the market clock at the market time: when DAY orders expire and
+    market-on-close orders fill (at the ``next_close`` of the moment they are accepted, kept
+    with the order: a restored book keeps its orders' expiries), and what ``get_clock``
+    says. A run's paper broker is given its exchange calendar's (``TradingCalendar.market_clock``);
+    the default, ``weekday_session_clock``, knows no holidays, half days or weekend sessions.
     """
 
     def __init__(

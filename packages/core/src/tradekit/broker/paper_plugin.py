@@ -24,6 +24,7 @@ from tradekit.broker.protocol import Broker
 from tradekit.broker.spec import BrokerSpec
 from tradekit.config.plugin_settings import PluginSettings
 from tradekit.config.settings import Settings, SettingsError
+from tradekit.exits.calendar import trading_calendar
 from tradekit.hookspecs import hookimpl
 from tradekit.serialization import StructureError, structure
 
@@ -138,9 +139,14 @@ def describe_costs(config: PaperBrokerConfig) -> str:
 
 
 def make_paper_broker(settings: Settings, env: Mapping[str, str]) -> Broker:
-    """Build the paper broker from ``[plugins.paper]``; it needs no credentials."""
+    """Build the paper broker from ``[plugins.paper]``; it needs no credentials.
+
+    Its market clock is the exchange calendar the run trades on (``exits.calendar``), as in
+    a replay: DAY orders expire, and market-on-close orders fill, at that calendar's closes.
+    """
     paper = load_paper_settings(settings)
-    return PaperBroker(paper.broker_config(), state_path=paper.state_file)
+    calendar = trading_calendar(settings.exits.calendar)
+    return PaperBroker(paper.broker_config(), state_path=paper.state_file, session_clock=calendar.market_clock)
 
 
 @hookimpl

@@ -108,7 +108,7 @@ def run_paper_replay(
     ledger_url = f"sqlite:///{ledger_path}"
     # The paper account's finished orders and received requests, beside the ledger (not in a
     # temporary directory, which may be memory-backed): ~1.2 KB an order.
-    broker = PaperBroker(config, archive_path=out_dir / PAPER_ORDERS_FILE)
+    broker = _paper_broker(config, settings, archive_path=out_dir / PAPER_ORDERS_FILE)
     kind = BufferedLedger if buffered else Ledger
     with kind.open(ledger_url, for_trading=True, durable=durable) as ledger:
         runner = _runner(strategy, settings, plugins, bars, ledger, broker)
@@ -118,6 +118,23 @@ def run_paper_replay(
         return _finish(
             ledger, ledger_url, result, bars, out_dir, strategy, notes, chart, "new", _per_year(settings, bars)
         )
+
+
+def _paper_broker(
+    config: PaperBrokerConfig,
+    settings: Settings,
+    *,
+    archive_path: Path,
+    state_path: Path | None = None,
+    autosave: bool = True,
+) -> PaperBroker:
+    """The replay's paper account, on the market clock of the run's exchange calendar: its DAY
+    orders expire, and its market-on-close orders fill, at the closes the session driver
+    works to (a 24/7 Saturday's, a half day's 13:00), not at a weekday New York close."""
+    calendar = trading_calendar(settings.exits.calendar)
+    return PaperBroker(
+        config, state_path=state_path, autosave=autosave, archive_path=archive_path, session_clock=calendar.market_clock
+    )
 
 
 def _runner(
@@ -349,12 +366,12 @@ def _resumable(
             return _results_of(ledger, ledger_url, record, bars, out_dir, strategy, notes, chart, per_year)
         if record is not None:
             state_file = _paper_state_file(ledger_path, record.checkpoint)
-            broker = PaperBroker(
-                config, state_path=state_file, autosave=False, archive_path=_paper_archive_file(ledger_path)
+            broker = _paper_broker(
+                config, settings, state_path=state_file, autosave=False, archive_path=_paper_archive_file(ledger_path)
             )
             after, started = record.progress, "resumed"
         else:
-            broker = PaperBroker(config, archive_path=_paper_archive_file(ledger_path))
+            broker = _paper_broker(config, settings, archive_path=_paper_archive_file(ledger_path))
             after, started = None, "new"
         runner = _runner(strategy, settings, plugins, bars, ledger, broker)
         checkpoints = _Checkpoints(

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tradekit.broker.protocol import MarketClock
 from tradekit.user_cache import NoCacheDirectory, user_cache_dir
 
 _EARLIEST = "1990-01-01"
@@ -136,6 +137,27 @@ class TradingCalendar:
         """The latest session close at or before ``at`` (None before the calendar's first)."""
         i = bisect.bisect_right(self._close_ns, _nanos(at)) - 1
         return None if i < 0 else self._session(i).close
+
+    def market_clock(self, now: datetime) -> MarketClock:
+        """The market's clock at ``now``, as a broker reports it (the paper broker's session
+        clock in every run, so its DAY orders expire and its market-on-close orders fill at
+        the closes the session driver works to).
+
+        Open when a session contains ``now`` (its open included, its close not: on a calendar
+        whose sessions abut, ``24/7``, the session opening at ``now``); ``next_open`` the first
+        session open strictly after ``now``; ``next_close`` the close of the session ``now`` is
+        in or, when the market is closed, of the next one."""
+        at = _nanos(now)
+        following = bisect.bisect_right(self._open_ns, at)  # the first session opening after now
+        current = following - 1
+        is_open = current >= 0 and at < self._close_ns[current]
+        upcoming = self._session(self._at(following, now))
+        return MarketClock(
+            now=now,
+            is_open=is_open,
+            next_open=upcoming.open,
+            next_close=self._session(current).close if is_open else upcoming.close,
+        )
 
     def _at(self, index: int, moment: datetime) -> int:
         if index >= len(self._open_ns):
