@@ -261,12 +261,17 @@ def test_a_24_7_exit_refused_in_its_saturday_window_fills_market_on_close_at_sat
     assert sells == [(TimeInForce.CLS, SATURDAY + timedelta(minutes=31), SUNDAY, EVERY_DAY[9].close)]
 
 
-def test_a_24_7_exit_escalated_at_fridays_close_fills_market_on_close_at_saturdays_close(tmp_path: Path) -> None:
-    # Friday's window left the limit sell resting; the replay escalates the exit at Friday's
-    # close, Saturday 00:00: the market-on-close order of the session opening then, Saturday's.
+def test_a_24_7_exit_whose_limit_rests_through_fridays_window_fills_market_on_close_at_fridays_close(
+    tmp_path: Path,
+) -> None:
+    # Friday's window (00:05-00:30 UTC) left the limit sell resting: as the live trader's
+    # cycles after it, the replay cancels it at 00:31 and, the cancel confirmed, sends the
+    # market-on-close at 00:32, filled at Friday's close (Saturday 00:00). It used to escalate
+    # only at that close, into Saturday's market-on-close: a session late.
     sells = replay_exit(tmp_path, "24/7", EVERY_DAY, {2: Side.BUY, 7: Side.SELL}, OUT_OF_REACH)
 
-    assert sells == [(TimeInForce.CLS, SATURDAY, SUNDAY, EVERY_DAY[9].close)]
+    friday = SATURDAY - timedelta(days=1)
+    assert sells == [(TimeInForce.CLS, friday + timedelta(minutes=32), SATURDAY, EVERY_DAY[8].close)]
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from tradekit.broker.protocol import MarketClock
 from tradekit.config import AllocationSettings, ExitSettings, MissedWindow, ScannerSettings, Settings, TierSettings
 from tradekit.config.settings import OrderGuardSettings
 from tradekit.data import load_daily_bars
-from tradekit.domain import Bar, Side, Signal, TimeInForce
+from tradekit.domain import Bar, OrderType, Side, Signal, TimeInForce
 from tradekit.execution.clock import SimClock
 from tradekit.execution.live import LiveTrader
 from tradekit.execution.paper_run import run_paper_replay
@@ -147,9 +147,12 @@ def trade_live(
                 session.open - timedelta(microseconds=1), exits.window_start_minutes, exits.window_end_minutes
             )
             # The moments a trader cycling all day would find something due at, in time
-            # order: the open, the window's start and the minute after its end (when before
-            # the bar's stamp), and the bar's stamp (the close, or a half day's regular close).
-            during = {window.opens_at, window.closes_at + timedelta(minutes=1)}
+            # order: the open, the window's start, the minute after its end (a limit sell left
+            # resting is canceled) and the cycle after that (the cancel confirmed, the exit
+            # escalates) when before the bar's stamp, and the bar's stamp (the close, or a half
+            # day's regular close).
+            after = window.closes_at + timedelta(minutes=1)
+            during = {window.opens_at, after, after + timedelta(minutes=1)}
             moments = [session.open, *sorted(m for m in during if session.open < m < day), day]
             feed.move({s: b.open for s, b in todays.items()}, session.open)
             for moment in moments:
@@ -338,6 +341,58 @@ def test_on_a_24_7_calendar_exits_sent_market_on_close_fill_alike_at_their_sessi
 
 def shipped(symbols: Sequence[str], first: datetime, last: datetime) -> dict[str, list[Bar]]:
     return {s: [b for b in series if first <= b.time <= last] for s, series in load_daily_bars(symbols).items()}
+
+
+def test_an_exit_whose_limit_rests_through_its_window_goes_out_market_on_close_that_session(tmp_path: Path) -> None:
+    # XNYS, every exit's limit sell out of reach: it rests through its window (09:35-10:00
+    # New York). The live trader's cycle after the window cancels it, the next cycle (the
+    # cancel confirmed) sends the market-on-close, which fills at that day's close. The replay
+    # used to escalate only at its next moment, the close: too late for a market-on-close
+    # order, so the exit rolled from window to window and never went out on close.
+    settings = Settings(exits=ExitSettings(on_missed_window=MissedWindow.MARKET_AT_CLOSE))
+    bars = shipped(["AAPL", "MSFT"], datetime(2007, 1, 1, tzinfo=UTC), datetime(2008, 6, 30, tzinfo=UTC))
+    plugins = Plugins(load_entrypoints=False, env={}, extra=[("out-of-reach", ExitLimitsOutOfReach())])
+    replay = replayed_and_traded_live_alike(tmp_path, PyramidBreakout, bars, settings, plugins=plugins)
+    calendar = trading_calendar(settings.exits.calendar)
+    with Ledger.open(f"sqlite:///{replayed_ledger_file(tmp_path)}") as ledger, ledger.reading() as tx:
+        decided = {e.intent_id: e.decided_at for e in tx.exit_intents()}
+        on_close = {
+            i.client_order_id: (i.exit_intent_id, i.created_at)
+            for i in tx.order_intents()
+            if i.time_in_force is TimeInForce.CLS
+        }
+    sold = [(*on_close[f[0]], f[4]) for f in replay["fills"] if f[0] in on_close]
+    assert len(sold) > 5
+    assert len(sold) == len(on_close)  # every market-on-close order filled
+    for exit_id, sent, filled in sold:
+        assert exit_id is not None
+        # Sent in the session of the exit's window, two minutes after it closed ...
+        window = calendar.execution_window(
+            decided[exit_id], settings.exits.window_start_minutes, settings.exits.window_end_minutes
+        )
+        opened = calendar.last_open(window.opens_at)
+        assert opened is not None
+        session = calendar.session_of_open(opened)
+        assert sent == window.closes_at + timedelta(minutes=2), (exit_id, sent)
+        # ... and filled at that day's close.
+        assert filled == session.close or (
+            filled > session.close
+            and filled.astimezone(calendar.tz).date() == session.close.astimezone(calendar.tz).date()
+        ), (exit_id, sent, filled)
+    # Every window a limit sell rested through was followed by a market-on-close in its
+    # session (a fraction under one share goes as a DAY market order, which the paper broker
+    # refuses under 1 USD: that dust rolls on, alike in both runs).
+    exits = settings.exits
+    with Ledger.open(f"sqlite:///{replayed_ledger_file(tmp_path)}") as ledger, ledger.reading() as tx:
+        attempts = [(i.exit_intent_id, i.order_type, i.created_at) for i in tx.order_intents() if i.exit_intent_id]
+    escalated = {(exit_id, at) for exit_id, kind, at in attempts if kind is OrderType.MARKET}
+    limits = [(exit_id, at) for exit_id, kind, at in attempts if kind is OrderType.LIMIT]
+    assert limits
+    for exit_id, at in limits:
+        opened = calendar.last_open(at)
+        assert opened is not None
+        window = calendar.session_of_open(opened).execution_window(exits.window_start_minutes, exits.window_end_minutes)
+        assert (exit_id, window.closes_at + timedelta(minutes=2)) in escalated, (exit_id, at)
 
 
 def test_an_exit_window_that_ends_with_the_session_is_escalated_alike(tmp_path: Path) -> None:

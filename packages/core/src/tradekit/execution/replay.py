@@ -7,7 +7,9 @@ live trader hands it (see ``tradekit.execution.session``):
 1. the open: the paper market takes the day's opening prices (resting orders execute);
 2. the exit window's start: the driver executes due exits and judges the buys queued at
    the previous close, at the open price (an overnight gap beyond the limit makes a SKIP);
-3. the exit window's end: the driver escalates exits the window left unexecuted;
+3. the exit window's end: the driver cancels limit sells the window left resting and, a cycle
+   later once the cancels are confirmed, escalates exits the window left unexecuted (a
+   market-on-close order goes out that session);
 4. the close: the paper market takes the closing prices, and the driver runs the strategy on
    each symbol's bar of the session (sells become exit intents, buys wait for the next open).
 
@@ -40,6 +42,10 @@ from tradekit.strategy.base import Strategy
 from tradekit.strategy.history import BAR_TIMES, History
 
 log = logging.getLogger(__name__)
+
+# The live trader's next cycle after one at the end of the exit window (``--interval``, 60 s by
+# default): a cancel requested then is confirmed, and the exit it freed escalates.
+_NEXT_CYCLE = timedelta(minutes=1)
 
 # The youngest generation's collection threshold during a replay (Python's default is 700).
 _REPLAY_GEN0_THRESHOLD = 50_000
@@ -233,9 +239,18 @@ class ReplayRunner:
             if window.opens_at < market_closes:
                 clock.now = min(window.opens_at, closes_at)
                 driver.open_session(opens)
-            # --- the exit window closed: exits it left unexecuted escalate ------------------
+            # --- the exit window closed: exits it left unexecuted escalate, as over the live
+            # trader's cycles after its end: the first cancels a limit sell left resting (its
+            # events applied as that cycle ends), the next, the cancel confirmed, escalates the
+            # exit (a market-on-close order goes out that session, before the close) ---------
+            after_window = window.closes_at + timedelta(minutes=1)
             if window.closes_at < closes_at:
-                clock.now = window.closes_at + timedelta(minutes=1)
+                clock.now = after_window
+                driver.maintain(opens)
+                pipeline.apply_events()
+            if after_window + _NEXT_CYCLE < closes_at:
+                clock.now = after_window + _NEXT_CYCLE
+                pipeline.apply_events()
                 driver.maintain(opens)
             # --- the close: the market takes the closing prices, the strategy runs; then, as
             # at every cycle, exits in a window still open retried and one that ended with the
